@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Safe file writing: nothing half-written is ever visible, and a file is never more readable
+ * than its final mode, not even for an instant. */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum write_file_flags {
+        /* Fail with -EEXIST when path exists, instead of replacing it (secret keys). */
+        WRITE_FILE_EXCLUSIVE = 1 << 0,
+        /* Keep the file it replaces as path~ (hard link taken before the rename). */
+        WRITE_FILE_KEEP_PREVIOUS = 1 << 1,
+};
+
+/* Writes data to path atomically: a temporary file in the same directory created
+ * O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC with mode (umask does not loosen or tighten it), written,
+ * fsynced, renamed over path (or linked to it, with WRITE_FILE_EXCLUSIVE), and the directory
+ * fsynced. On failure the temporary file is removed and path is as it was. Returns 0 or a
+ * negative errno. */
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode,
+                      enum write_file_flags flags);
+
+/* Creates directory path (and missing parents) with mode; an existing directory is left as it
+ * is. Returns 0 or a negative errno. */
+int mkdir_parents(const char *path, mode_t mode);
+
+/* Joins root and an absolute path ("/etc/nix/x") into a newly allocated string; root "/" or
+ * NULL returns a copy of path. Returns NULL when out of memory. */
+char *path_join_root(const char *root, const char *path);

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The profile (schema 1): model and strict parser.
+ *
+ * profile_parse() turns untrusted YAML bytes into a typed struct through libyaml's event API
+ * and a key table per mapping. It refuses unknown keys, duplicate keys, wrong types, aliases
+ * and anchors, tags other than the plain ones, values out of range, another schema number,
+ * more than one document, documents over PROFILE_MAX_BYTES, and lists or nesting past the
+ * limits below; each error names file:line:column and the key. Sealed values are kept as the
+ * bytes of the sealed box; nothing is decrypted here. It is fuzzed by tests/fuzz/fuzz-profile.c.
+ *
+ * The parser knows nothing of signatures or of the device: see trust.h for the decision to
+ * apply a profile. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+#define PROFILE_SCHEMA 1
+#define PROFILE_MAX_BYTES (1024 * 1024) /* one document */
+#define PROFILE_MAX_DEPTH 8             /* nested mappings and sequences */
+#define PROFILE_MAX_MACHINES 10000      /* machines: */
+#define PROFILE_MAX_GROUPS 256          /* groups: */
+#define PROFILE_MAX_SETTINGS 256        /* nix.settings entries */
+#define PROFILE_MAX_SETTING_ITEMS 64    /* items of one list-valued setting */
+#define PROFILE_MAX_BUILDERS 64
+#define PROFILE_MAX_CACHES 64
+#define PROFILE_MAX_NAMES 64            /* systems, supported- and mandatory-features */
+#define PROFILE_MAX_SCALAR 16384        /* bytes of one scalar (a sealed SSH key fits) */
+#define PROFILE_MAX_SEALED 8192         /* bytes of one sealed box, decoded */
+
+enum profile_strategy {
+        PROFILE_STRATEGY_BINARY_CACHES,
+        PROFILE_STRATEGY_SOURCE,
+        PROFILE_STRATEGY_REMOTE_BUILDERS,
+        _PROFILE_STRATEGY_MAX,
+};
+
+enum profile_rebuild_action {
+        PROFILE_REBUILD_SWITCH,
+        PROFILE_REBUILD_BOOT,
+        PROFILE_REBUILD_TEST,
+        _PROFILE_REBUILD_ACTION_MAX,
+};
+
+/* Where a value stood in the file, for messages after parsing (1-based). */
+struct profile_location {
+        unsigned line;
+        unsigned column;
+};
+
+/* A secret: sealed to the device ({sealed: BASE64}) or, where allowed, a path on the device. */
+enum profile_secret_kind {
+        PROFILE_SECRET_NONE,
+        PROFILE_SECRET_SEALED,
+        PROFILE_SECRET_PATH,
+};
+
+struct profile_secret {
+        enum profile_secret_kind kind;
+        uint8_t *sealed; /* PROFILE_SECRET_SEALED: the crypto_box_seal output, decoded */
+        size_t sealed_size;
+        char *path; /* PROFILE_SECRET_PATH: an absolute path */
+        struct profile_location location;
+};
+
+/* One nix.conf setting. A list in YAML is joined with single spaces, as nix.conf wants it.
+ * "fit" is kept as is (max-jobs and cores only); the agent sizes it. */
+struct profile_setting {
+        char *name;
+        char *value;
+        struct profile_location location;
+};
+
+struct profile_builder {
+        char *uri; /* ssh://user@host or ssh-ng://user@host, with optional ?query */
+        char **systems;
+        size_t n_systems;
+        uint64_t max_jobs;     /* default 1 */
+        uint64_t speed_factor; /* default 1 */
+        char **supported_features;
+        size_t n_supported_features;
+        char **mandatory_features;
+        size_t n_mandatory_features;
+        char *host_key;                /* "ssh-ed25519 AAAA...": required */
+        struct profile_secret identity; /* sealed private key, or a path; optional */
+        bool required;                 /* default true */
+        struct profile_location location;
+};
+
+struct profile_cache {
+        char *name;       /* Cachix cache name: NAME.cachix.org */
+        char *public_key; /* "NAME.cachix.org-1:BASE64" */
+        struct profile_secret auth_token; /* sealed only; optional (public caches) */
+        struct profile_location location;
+};
+
+struct profile {
+        uint64_t schema; /* always PROFILE_SCHEMA once parsed */
+        uint64_t serial;
+        int64_t expires; /* seconds since the epoch, UTC */
+        char **machines;
+        size_t n_machines;
+        char **groups;
+        size_t n_groups;
+        enum profile_strategy strategy;
+
+        struct profile_setting *settings;
+        size_t n_settings;
+
+        struct profile_builder *builders;
+        size_t n_builders;
+
+        struct profile_cache *caches;
+        size_t n_caches;
+
+        struct {
+                char *flake;                       /* NULL: the local /etc/nixos configuration */
+                enum profile_rebuild_action action; /* default switch */
+                uint64_t timeout;                  /* seconds, default 7200 */
+        } rebuild;
+
+        struct {
+                uint64_t interval; /* seconds, default 30 */
+        } report;
+};
+
+#define PROFILE_ERROR_FILE_MAX 256
+#define PROFILE_ERROR_KEY_MAX 128
+#define PROFILE_ERROR_MESSAGE_MAX 256
+
+/* Where and why parsing failed. key is the path of the offending key ("builders[2].host-key"),
+ * empty at the top of the document. */
+struct profile_error {
+        char file[PROFILE_ERROR_FILE_MAX];
+        unsigned line;   /* 1-based; 0 when not tied to a place (a size limit) */
+        unsigned column; /* 1-based */
+        char key[PROFILE_ERROR_KEY_MAX];
+        char message[PROFILE_ERROR_MESSAGE_MAX];
+};
+
+/* Parses data (size bytes, need not be NUL-terminated) read from filename (used in messages
+ * only). On success *ret belongs to the caller. On failure fills *ret_error (when not NULL) and
+ * returns -EBADMSG (malformed YAML or a schema violation), -E2BIG (a size, list or nesting
+ * limit), -EPROTONOSUPPORT (another schema number), or -ENOMEM. */
+int profile_parse(const char *data, size_t size, const char *filename, struct profile **ret,
+                  struct profile_error *ret_error);
+
+/* Formats an error as "FILE:LINE:COLUMN: KEY: MESSAGE" (omitting what is empty) into buf. */
+char *profile_error_format(const struct profile_error *error, char *buf, size_t size);
+
+struct profile *profile_free(struct profile *p);
+DEFINE_POINTER_CLEANUP(profile, profile_free)
+
+const char *profile_strategy_to_string(enum profile_strategy s);
+const char *profile_rebuild_action_to_string(enum profile_rebuild_action a);
+
+/* Looks a setting up by name; NULL when the profile does not set it. */
+const struct profile_setting *profile_find_setting(const struct profile *p, const char *name);

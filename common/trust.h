@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The trust rules: the one function that decides whether this device applies a profile.
+ *
+ * Order matters and is fixed: size cap, signature over the raw bytes (no YAML is parsed before
+ * a trusted key has signed it), parse and validate, then rollback, expiry against the clock
+ * floor, and machine/group binding. Every refusal has its own error code. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "minisign.h"
+#include "profile.h"
+
+enum trust_decision {
+        TRUST_APPLY,      /* a new profile (or a higher serial: an update) */
+        TRUST_UP_TO_DATE, /* the serial already applied: nothing to do */
+};
+
+/* The refusals, each with its own negative errno returned by trust_decide(). */
+#define TRUST_REFUSED_TOO_LARGE (-E2BIG)              /* profile over PROFILE_MAX_BYTES */
+#define TRUST_REFUSED_SIGNATURE_MALFORMED (-EBADMSG)  /* not a minisign signature */
+#define TRUST_REFUSED_UNKNOWN_KEY (-ENOKEY)           /* signed by no trusted key */
+#define TRUST_REFUSED_BAD_SIGNATURE (-EKEYREJECTED)   /* forged, or profile or comment changed */
+#define TRUST_REFUSED_INVALID (-EINVAL)               /* signed, but not a valid schema 1 profile */
+#define TRUST_REFUSED_ROLLBACK (-ESTALE)              /* serial lower than the last applied */
+#define TRUST_REFUSED_EXPIRED (-ETIME)                /* expires at or before the trusted now */
+#define TRUST_REFUSED_WRONG_MACHINE (-EPERM)          /* names neither this machine nor its groups */
+
+struct trust_context {
+        const struct minisign_public_key *keys; /* trusted keys, any of which may sign */
+        size_t n_keys;
+
+        const char *machine_id; /* this device, 32 lowercase hex digits */
+        char *const *groups;    /* groups from the agent's own config */
+        size_t n_groups;
+
+        bool have_applied; /* a profile was applied before: */
+        uint64_t applied_serial;
+        int64_t applied_time; /* when it was applied (trusted time then) */
+
+        int64_t build_time; /* the agent's build time: part of the clock floor */
+        int64_t now;        /* the system clock, which is not trusted below the floor */
+};
+
+struct trust_result {
+        enum trust_decision decision;
+        struct profile *profile;                /* owned; set when the profile parsed */
+        const struct minisign_public_key *key;  /* the trusted key that signed it */
+        int64_t trusted_now;                    /* max(now, build_time, applied_time) */
+        struct profile_error error;             /* TRUST_REFUSED_INVALID: where and why */
+};
+
+/* Decides about profile (size bytes, exactly as downloaded) and its .minisig text.
+ * filename names the profile in error messages. Returns 0 with ret->decision set, or one of the
+ * TRUST_REFUSED_* codes, or -ENOMEM. ret->profile is set whenever the profile parsed (also on a
+ * rollback, expiry or binding refusal, so the caller can say which serial was refused); free it
+ * with trust_result_done(). */
+int trust_decide(const struct trust_context *ctx, const uint8_t *profile, size_t size,
+                 const char *filename, const char *signature, size_t signature_size,
+                 struct trust_result *ret);
+
+void trust_result_done(struct trust_result *result);
+
+/* A short description of a trust_decide() error, for messages ("rolled back", "expired"...). */
+const char *trust_strerror(int error);
+
+/* The agent's build time (seconds since the epoch), the floor under every clock reading. */
+int64_t trust_build_time(void);

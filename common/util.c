@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int parse_u64(const char *s, uint64_t *ret_value)
+{
+        uint64_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (s[0] == '0' && s[1] != '\0')
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                unsigned d;
+
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                d = (unsigned)(*p - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret_value = v;
+        return 0;
+}
+
+static int parse_fixed_digits(const char *s, size_t n, unsigned *ret)
+{
+        unsigned v = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned)(s[i] - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+static bool is_leap_year(unsigned y)
+{
+        return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+        y -= m <= 2;
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        unsigned yoe = (unsigned)(y - era * 400);
+        unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + (int64_t)doe - 719468;
+}
+
+int parse_rfc3339_utc(const char *s, int64_t *ret_time)
+{
+        static const unsigned month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        unsigned year, month, day, hour, minute, second;
+        const char *p;
+
+        if (!s || strlen(s) < 20)
+                return -EINVAL;
+        if (parse_fixed_digits(s, 4, &year) < 0 || s[4] != '-' ||
+            parse_fixed_digits(s + 5, 2, &month) < 0 || s[7] != '-' ||
+            parse_fixed_digits(s + 8, 2, &day) < 0 || (s[10] != 'T' && s[10] != 't') ||
+            parse_fixed_digits(s + 11, 2, &hour) < 0 || s[13] != ':' ||
+            parse_fixed_digits(s + 14, 2, &minute) < 0 || s[16] != ':' ||
+            parse_fixed_digits(s + 17, 2, &second) < 0)
+                return -EINVAL;
+        if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 ||
+            second > 60)
+                return -EINVAL;
+        if (day > month_days[month - 1] + (month == 2 && is_leap_year(year)))
+                return -EINVAL;
+
+        p = s + 19;
+        if (*p == '.') {
+                p++;
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                while (*p >= '0' && *p <= '9')
+                        p++;
+        }
+        if ((*p != 'Z' && *p != 'z') || p[1] != '\0')
+                return -EINVAL;
+
+        if (second == 60) /* a leap second: count it as the next one */
+                second = 59;
+        *ret_time = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+        return 0;
+}
+
+char *format_rfc3339_utc(int64_t t, char buf[static RFC3339_MAX])
+{
+        struct tm tm;
+        time_t tt = (time_t)t;
+
+        if (!gmtime_r(&tt, &tm) || strftime(buf, RFC3339_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, RFC3339_MAX, "@%lld", (long long)t);
+        return buf;
+}
+
+int read_fd_bounded(int fd, size_t max, char **ret_data, size_t *ret_size)
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size = 0, allocated = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (allocated - size < 2) {
+                        size_t grow = allocated ? allocated * 2 : 4096;
+                        char *p;
+
+                        /* One byte past max tells us the file is too large. */
+                        if (grow > max + 2)
+                                grow = max + 2;
+                        if (grow <= allocated)
+                                return -E2BIG;
+                        p = realloc(data, grow);
+                        if (!p)
+                                return -ENOMEM;
+                        data = p;
+                        allocated = grow;
+                }
+                n = read(fd, data + size, allocated - size - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                size += (size_t)n;
+                if (size > max)
+                        return -E2BIG;
+        }
+        if (!data) {
+                data = malloc(1);
+                if (!data)
+                        return -ENOMEM;
+        }
+        data[size] = '\0';
+        *ret_data = TAKE_PTR(data);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_size)
+{
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        return read_fd_bounded(fd, max, ret_data, ret_size);
+}
+
+int write_all(int fd, const void *data, size_t size)
+{
+        const char *p = data;
+
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                size -= (size_t)n;
+        }
+        return 0;
+}
+
+bool string_is_safe(const char *s, size_t max, const char *extra)
+{
+        size_t n = 0;
+
+        if (!s || !*s)
+                return false;
+        for (const char *p = s; *p; p++, n++) {
+                if (n >= max)
+                        return false;
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                    (*p >= '0' && *p <= '9'))
+                        continue;
+                if (!extra || !strchr(extra, *p))
+                        return false;
+        }
+        return true;
+}
+
+char *hex_encode(const uint8_t *data, size_t size, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < size; i++) {
+                out[2 * i] = digits[data[i] >> 4];
+                out[2 * i + 1] = digits[data[i] & 15];
+        }
+        out[2 * size] = '\0';
+        return out;
+}
+
+int buf_append(struct buf *b, const void *data, size_t size)
+{
+        size_t need;
+
+        if (size > b->max || b->size > b->max - size)
+                return -E2BIG;
+        need = b->size + size + 1;
+        if (need > b->allocated) {
+                size_t grow = b->allocated ? b->allocated : 256;
+                char *p;
+
+                while (grow < need)
+                        grow *= 2;
+                if (grow > b->max + 1)
+                        grow = b->max + 1;
+                p = realloc(b->data, grow);
+                if (!p)
+                        return -ENOMEM;
+                b->data = p;
+                b->allocated = grow;
+        }
+        if (size > 0)
+                memcpy(b->data + b->size, data, size);
+        b->size += size;
+        b->data[b->size] = '\0';
+        return 0;
+}
+
+int buf_puts(struct buf *b, const char *s)
+{
+        return buf_append(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *format, ...)
+{
+        _cleanup_free_ char *s = NULL;
+        va_list ap;
+        int n;
+
+        va_start(ap, format);
+        n = vasprintf(&s, format, ap);
+        va_end(ap);
+        if (n < 0)
+                return -ENOMEM;
+        return buf_append(b, s, (size_t)n);
+}
+
+void buf_free(struct buf *b)
+{
+        free(b->data);
+        *b = BUF_INIT(b->max);
+}
+
+char *buf_steal(struct buf *b, size_t *ret_size)
+{
+        char *data = b->data;
+
+        if (!data)
+                data = calloc(1, 1);
+        if (ret_size)
+                *ret_size = b->size;
+        *b = BUF_INIT(b->max);
+        return data;
+}

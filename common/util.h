@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Checked number and time parsing, bounded file reading, a bounded growable buffer. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+/* Parses a decimal unsigned integer: digits only, no sign, no leading zeros (except "0"),
+ * no white space. Returns 0, -EINVAL (not a number) or -ERANGE (does not fit). */
+int parse_u64(const char *s, uint64_t *ret_value);
+
+/* Parses an RFC 3339 UTC time of the form 2027-01-31T00:00:00Z (an optional fraction of a
+ * second is accepted and dropped; only the "Z" offset is accepted). Returns 0 with seconds since
+ * the epoch, or -EINVAL. */
+int parse_rfc3339_utc(const char *s, int64_t *ret_time);
+
+#define RFC3339_MAX 32
+/* Formats t as 2027-01-31T00:00:00Z into buf. */
+char *format_rfc3339_utc(int64_t t, char buf[static RFC3339_MAX]);
+
+/* Reads a whole file of at most max bytes. The returned buffer has a NUL byte after the data
+ * (not counted in *ret_size), and belongs to the caller. Returns 0, -E2BIG when the file holds
+ * more than max bytes, or a negative errno. */
+int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_size);
+int read_fd_bounded(int fd, size_t max, char **ret_data, size_t *ret_size);
+
+/* Writes all of data to fd, retrying on EINTR and short writes. */
+int write_all(int fd, const void *data, size_t size);
+
+/* True when s is non-empty, at most max bytes, and every byte is in [a-zA-Z0-9] or in extra. */
+bool string_is_safe(const char *s, size_t max, const char *extra);
+
+/* Lowercase hexadecimal; out must hold 2*size+1 bytes. */
+char *hex_encode(const uint8_t *data, size_t size, char *out);
+
+/* A growable byte buffer with a hard limit: appending past max fails with -E2BIG and leaves
+ * the buffer as it was. data is always NUL-terminated (when not NULL). */
+struct buf {
+        char *data;
+        size_t size;
+        size_t allocated;
+        size_t max;
+};
+
+#define BUF_INIT(limit) ((struct buf){.max = (limit)})
+
+int buf_append(struct buf *b, const void *data, size_t size);
+int buf_puts(struct buf *b, const char *s);
+int buf_printf(struct buf *b, const char *format, ...) _printf_(2, 3);
+/* Frees the contents and resets the buffer (keeps max). */
+void buf_free(struct buf *b);
+/* Returns the NUL-terminated contents to the caller (an empty string when nothing was added;
+ * NULL only when out of memory) and resets the buffer. */
+char *buf_steal(struct buf *b, size_t *ret_size);
