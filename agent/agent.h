@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* nixprov-agent: one file per phase or command, each exporting its entry point; main.c lists
+ * the commands. */
+
+/* Exit codes of nixprov-agent (DESIGN.md, README.md). */
+#define AGENT_EXIT_OK 0        /* done, or nothing to do */
+#define AGENT_EXIT_USAGE 2     /* usage or config error */
+#define AGENT_EXIT_FETCH 3     /* fetch failed */
+#define AGENT_EXIT_REFUSED 4   /* verification refused */
+#define AGENT_EXIT_WRITE 5     /* write failed */
+#define AGENT_EXIT_BUILDERS 6  /* builders unusable */
+#define AGENT_EXIT_REBUILD 7   /* rebuild failed */
+#define AGENT_EXIT_REPORT 8    /* report could not be spooled */
+
+int cmd_verify(int argc, char **argv);

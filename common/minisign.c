@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder: implemented on the minisign branch. */
+#include "minisign.h"

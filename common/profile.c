@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder: implemented on the profile branch. */
+#include "profile.h"
