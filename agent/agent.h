@@ -15,3 +15,13 @@
 #define AGENT_EXIT_REPORT 8    /* report could not be spooled */
 
 int cmd_verify(int argc, char **argv);
+
+#include <stdbool.h>
+
+#include "trust.h"
+
+/* Says what trust_decide() decided about the profile called name, in one line: on stdout for an
+ * accepted profile (unless quiet), on stderr with the details of a refusal (which serial, which
+ * key, which time, which machine). Returns the exit code: AGENT_EXIT_OK or AGENT_EXIT_REFUSED. */
+int decision_log(const char *name, const struct trust_context *ctx,
+                 const struct trust_result *result, int error, bool quiet);

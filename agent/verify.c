@@ -1,11 +1,200 @@
 /* SPDX-License-Identifier: MIT */
+/* nixprov-agent verify: the agent's whole decision about a profile, applying nothing. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "agent.h"
+#include "fileio.h"
+#include "keyfile.h"
 #include "log.h"
+#include "machine_id.h"
+#include "state.h"
+#include "trust.h"
+#include "util.h"
+
+#define VERIFY_MAX_KEYS 16
+#define VERIFY_MAX_GROUPS 64
+#define DEFAULT_STATE_DIR "/var/lib/nixprov"
+
+static void verify_help(void)
+{
+        printf("Usage: nixprov-agent verify --key KEY [OPTIONS...] PROFILE\n\n"
+               "Makes the agent's whole decision about PROFILE and its signature (PROFILE.minisig)\n"
+               "without applying anything: the signature over the raw bytes by a trusted key, the\n"
+               "schema, rollback against the last applied serial, expiry against the clock floor,\n"
+               "and whether the profile names this machine or one of its groups.\n\n"
+               "Options:\n"
+               "  -k, --key KEY          trusted public key: a minisign .pub file or its base64 line\n"
+               "                         (repeat for several keys, e.g. while rotating)\n"
+               "  -x, --signature FILE   the signature (default: PROFILE.minisig)\n"
+               "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+               "  -g, --group NAME       a group this machine belongs to (repeatable)\n"
+               "  -s, --state DIR        the agent's state directory, for the last applied serial\n"
+               "                         (default: ROOT" DEFAULT_STATE_DIR ")\n"
+               "  -r, --root DIR         the device's root directory (default: /)\n"
+               "  -q, --quiet            print nothing when the profile would be applied\n"
+               "  -h, --help             show this help\n\n"
+               "Exit codes: 0 the profile would be applied (or is the one already applied),\n"
+               "2 usage or configuration error, 4 refused.\n");
+}
 
 int cmd_verify(int argc, char **argv)
 {
-        (void)argc;
-        (void)argv;
-        log_error("'verify' is not implemented yet.");
-        return AGENT_EXIT_USAGE;
+        static const struct option options[] = {
+                {"key", required_argument, NULL, 'k'},
+                {"signature", required_argument, NULL, 'x'},
+                {"machine-id", required_argument, NULL, 'm'},
+                {"group", required_argument, NULL, 'g'},
+                {"state", required_argument, NULL, 's'},
+                {"root", required_argument, NULL, 'r'},
+                {"quiet", no_argument, NULL, 'q'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        struct minisign_public_key keys[VERIFY_MAX_KEYS];
+        char *groups[VERIFY_MAX_GROUPS];
+        size_t n_keys = 0, n_groups = 0;
+        const char *signature_path = NULL, *machine_id_arg = NULL, *state_dir = NULL, *root = "/";
+        _cleanup_free_ char *default_signature = NULL, *default_state = NULL;
+        _cleanup_free_ char *profile = NULL, *signature = NULL;
+        char machine_id[MACHINE_ID_STRING_MAX];
+        struct agent_state state;
+        struct trust_result result;
+        size_t profile_size, signature_size;
+        bool quiet = false;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "k:x:m:g:s:r:qh", options, NULL)) >= 0) {
+                switch (c) {
+                case 'k':
+                        if (n_keys >= VERIFY_MAX_KEYS) {
+                                log_error("Too many --key options (at most %d).", VERIFY_MAX_KEYS);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        r = keyfile_load_public(optarg, &keys[n_keys]);
+                        if (r < 0) {
+                                log_error_errno(r, "Failed to load trusted key '%s': %s", optarg,
+                                                r == -EBADMSG ? "not a minisign public key"
+                                                : r == -ENOENT ? "no such file, and not a key"
+                                                               : "%m");
+                                return AGENT_EXIT_USAGE;
+                        }
+                        n_keys++;
+                        break;
+                case 'x':
+                        signature_path = optarg;
+                        break;
+                case 'm':
+                        machine_id_arg = optarg;
+                        break;
+                case 'g':
+                        if (n_groups >= VERIFY_MAX_GROUPS) {
+                                log_error("Too many --group options (at most %d).",
+                                          VERIFY_MAX_GROUPS);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        if (!string_is_safe(optarg, 64, "._-")) {
+                                log_error("Invalid group name '%s'.", optarg);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        groups[n_groups++] = optarg;
+                        break;
+                case 's':
+                        state_dir = optarg;
+                        break;
+                case 'r':
+                        root = optarg;
+                        break;
+                case 'q':
+                        quiet = true;
+                        break;
+                case 'h':
+                        verify_help();
+                        return AGENT_EXIT_OK;
+                default:
+                        return AGENT_EXIT_USAGE;
+                }
+        }
+        if (optind != argc - 1) {
+                log_error("Expected exactly one profile. Run 'nixprov-agent verify --help'.");
+                return AGENT_EXIT_USAGE;
+        }
+        if (n_keys == 0) {
+                log_error("No trusted key: give at least one --key.");
+                return AGENT_EXIT_USAGE;
+        }
+        const char *profile_path = argv[optind];
+
+        if (machine_id_arg)
+                r = machine_id_normalize(machine_id_arg, machine_id);
+        else
+                r = machine_id_read(root, machine_id);
+        if (r < 0) {
+                log_error_errno(r, "Failed to get this machine's id%s%s: %s",
+                                machine_id_arg ? " from " : "", machine_id_arg ?: "",
+                                r == -EINVAL ? "not 32 hex digits or a UUID" : "%m");
+                return AGENT_EXIT_USAGE;
+        }
+
+        if (!state_dir) {
+                default_state = path_join_root(root, DEFAULT_STATE_DIR);
+                if (!default_state) {
+                        log_oom();
+                        return AGENT_EXIT_USAGE;
+                }
+                state_dir = default_state;
+        }
+        r = state_load(state_dir, &state);
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the agent state in %s: %s", state_dir,
+                                r == -EBADMSG ? "the file is damaged; refusing to guess" : "%m");
+                return AGENT_EXIT_USAGE;
+        }
+
+        if (!signature_path) {
+                if (asprintf(&default_signature, "%s.minisig", profile_path) < 0) {
+                        log_oom();
+                        return AGENT_EXIT_USAGE;
+                }
+                signature_path = default_signature;
+        }
+        r = read_file_bounded(profile_path, PROFILE_MAX_BYTES, &profile, &profile_size);
+        if (r == -E2BIG) {
+                log_error("%s: refused: %s.", profile_path, trust_strerror(TRUST_REFUSED_TOO_LARGE));
+                return AGENT_EXIT_REFUSED;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to read %s: %m", profile_path);
+                return AGENT_EXIT_REFUSED;
+        }
+        r = read_file_bounded(signature_path, MINISIGN_FILE_MAX, &signature, &signature_size);
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the signature %s: %s", signature_path,
+                                r == -E2BIG ? "larger than any minisign signature" : "%m");
+                return AGENT_EXIT_REFUSED;
+        }
+
+        struct trust_context ctx = {
+                .keys = keys,
+                .n_keys = n_keys,
+                .machine_id = machine_id,
+                .groups = groups,
+                .n_groups = n_groups,
+                .have_applied = state.have_applied,
+                .applied_serial = state.applied_serial,
+                .applied_time = state.applied_time,
+                .build_time = trust_build_time(),
+                .now = (int64_t)time(NULL),
+        };
+        r = trust_decide(&ctx, (const uint8_t *)profile, profile_size, profile_path, signature,
+                         signature_size, &result);
+        r = decision_log(profile_path, &ctx, &result, r, quiet);
+        trust_result_done(&result);
+        return r;
 }

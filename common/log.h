@@ -36,3 +36,5 @@ int log_full_errno(enum log_level level, int error, const char *format, ...) _pr
 #define log_notice(...) ((void)log_full_errno(LOG_LEVEL_NOTICE, 0, __VA_ARGS__))
 #define log_info(...) ((void)log_full_errno(LOG_LEVEL_INFO, 0, __VA_ARGS__))
 #define log_debug(...) ((void)log_full_errno(LOG_LEVEL_DEBUG, 0, __VA_ARGS__))
+
+#define log_oom() log_full_errno(LOG_LEVEL_ERROR, -ENOMEM, "Out of memory.")

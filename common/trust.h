@@ -49,6 +49,8 @@ struct trust_result {
         enum trust_decision decision;
         struct profile *profile;                /* owned; set when the profile parsed */
         const struct minisign_public_key *key;  /* the trusted key that signed it */
+        bool have_signature_key_id;             /* the signature parsed: */
+        uint8_t signature_key_id[MINISIGN_KEY_ID_BYTES]; /* the key id it names */
         int64_t trusted_now;                    /* max(now, build_time, applied_time) */
         struct profile_error error;             /* TRUST_REFUSED_INVALID: where and why */
 };
@@ -62,10 +64,25 @@ int trust_decide(const struct trust_context *ctx, const uint8_t *profile, size_t
                  const char *filename, const char *signature, size_t signature_size,
                  struct trust_result *ret);
 
+/* The first half of trust_decide(), for tools that check a profile away from any device
+ * (nixprov verify): size, signature by one of keys over the raw bytes, then the schema. Returns
+ * 0 with ret->profile and ret->key set, or TRUST_REFUSED_TOO_LARGE, _SIGNATURE_MALFORMED,
+ * _UNKNOWN_KEY, _BAD_SIGNATURE, _INVALID, or -ENOMEM. ret must be zeroed by the caller. */
+int trust_check_signed(const struct minisign_public_key *keys, size_t n_keys,
+                       const uint8_t *profile, size_t size, const char *filename,
+                       const char *signature, size_t signature_size, struct trust_result *ret);
+
 void trust_result_done(struct trust_result *result);
 
 /* A short description of a trust_decide() error, for messages ("rolled back", "expired"...). */
 const char *trust_strerror(int error);
+
+/* Describes a refusal with the facts behind it ("serial 5 is lower than the applied serial 7
+ * (rollback)", the key ids, the times, the machine and groups), for the caller to print. ctx
+ * holds the trusted keys (and, for trust_decide(), the device). Returns a string the caller
+ * frees, or NULL when out of memory. */
+char *trust_format_refusal(const struct trust_context *ctx, const struct trust_result *result,
+                           int error);
 
 /* The agent's build time (seconds since the epoch), the floor under every clock reading. */
 int64_t trust_build_time(void);

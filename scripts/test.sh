@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, and runs every test:
+#   1. the whole CTest suite (unit, integration, fuzz corpus replay) in a normal build;
+#   2. the same suite in a build with AddressSanitizer and UndefinedBehaviorSanitizer;
+#   3. each libFuzzer harness for FUZZ_SECONDS (default 60) from its seed corpus.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+passed=0 failed=0
+
+run_ctest() { # run_ctest NAME DIR
+  local log
+  log=$(mktemp)
+  echo "==> ctest ($1)"
+  if (cd "$2" && ctest --output-on-failure --timeout 900 -j"$(nproc)") 2>&1 | tee "$log"; then :; fi
+  local line
+  line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -n 1 || true)
+  rm -f "$log"
+  if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
+    failed=$((failed + BASH_REMATCH[1]))
+    passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+  else
+    echo "ctest ($1) did not finish" >&2
+    failed=$((failed + 1))
+  fi
+}
+
+run_ctest "normal build" "$BUILD_DIR"
+
+nixprov_build "$NIXPROV_SRC/build-asan" -DNIXPROV_SANITIZE=ON
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_ctest "ASan+UBSan build" "$NIXPROV_SRC/build-asan"
+
+CC=clang nixprov_build "$NIXPROV_SRC/build-fuzz" -DCMAKE_C_COMPILER=clang -DNIXPROV_FUZZ=ON
+for harness in "$NIXPROV_SRC"/build-fuzz/fuzz/fuzz-*; do
+  name=$(basename "$harness")
+  corpus=$(mktemp -d)
+  cp -r "$NIXPROV_SRC/tests/fuzz/corpus/${name#fuzz-}/." "$corpus/"
+  dict=()
+  [ -f "$NIXPROV_SRC/tests/fuzz/${name#fuzz-}.dict" ] && dict=(-dict="$NIXPROV_SRC/tests/fuzz/${name#fuzz-}.dict")
+  echo "==> $name for ${FUZZ_SECONDS}s"
+  if (cd "$corpus" && "$harness" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
+        "${dict[@]}" "$corpus" 2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY|INFO: seed)' ); then
+    if ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* >/dev/null 2>&1; then
+      mkdir -p "$NIXPROV_SRC/build-fuzz/artifacts"
+      cp "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* "$NIXPROV_SRC/build-fuzz/artifacts/" 2>/dev/null || true
+      echo "$name found a failure: inputs kept in build-fuzz/artifacts/" >&2
+      failed=$((failed + 1))
+    else
+      passed=$((passed + 1))
+    fi
+  else
+    echo "$name failed" >&2
+    failed=$((failed + 1))
+  fi
+  rm -rf "$corpus"
+done
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fileio.h"
+#include "state.h"
+#include "util.h"
+
+static char dir[] = "/tmp/nixprov-test-state-XXXXXX";
+
+static void put(const char *text)
+{
+        _cleanup_free_ char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/%s", dir, STATE_APPLIED_FILE) > 0);
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0600, 0), 0);
+}
+
+static void test_damaged_state_is_an_error(void **state)
+{
+        static const char *const damaged[] = {
+                "",
+                "serial 7\n",
+                "applied-at 5\nserial 7\n",
+                "serial -7\napplied-at 5\n",
+                "serial 7\napplied-at 5\nextra 1\n",
+                "serial 7\napplied-at 99999999999999999999\n",
+                "serial 7\napplied-at 9223372036854775808\n",
+                "serial07\napplied-at 5\n",
+                "serial 7\0\napplied-at 5\n",
+        };
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
+                struct agent_state s = {.applied_serial = 42};
+                _cleanup_free_ char *path = NULL;
+
+                assert_true(asprintf(&path, "%s/%s", dir, STATE_APPLIED_FILE) > 0);
+                /* the NUL case needs its real length */
+                size_t n = i == ELEMENTSOF(damaged) - 1 ? sizeof("serial 7\0\napplied-at 5\n") - 1
+                                                        : strlen(damaged[i]);
+                assert_int_equal(write_file_atomic(path, damaged[i], n, 0600, 0), 0);
+                if (state_load(dir, &s) != -EBADMSG)
+                        fail_msg("case %zu was accepted", i);
+                assert_true(s.applied_serial == 42);
+        }
+}
+
+static void test_missing_state_is_a_new_device(void **state)
+{
+        struct agent_state s = {.have_applied = true};
+        (void)state;
+
+        assert_int_equal(state_load("/nonexistent/nixprov-state", &s), 0);
+        assert_false(s.have_applied);
+}
+
+static void test_round_trip(void **state)
+{
+        struct agent_state in = {.have_applied = true, .applied_serial = UINT64_MAX,
+                                 .applied_time = 1801353600};
+        struct agent_state out = {};
+        _cleanup_free_ char *path = NULL;
+        struct stat st;
+        (void)state;
+
+        assert_int_equal(state_save(dir, &in), 0);
+        assert_int_equal(state_load(dir, &out), 0);
+        assert_true(out.have_applied);
+        assert_true(out.applied_serial == UINT64_MAX);
+        assert_int_equal(out.applied_time, 1801353600);
+
+        assert_true(asprintf(&path, "%s/%s", dir, STATE_APPLIED_FILE) > 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+
+        put("serial 3\napplied-at 4\n");
+        assert_int_equal(state_load(dir, &out), 0);
+        assert_true(out.applied_serial == 3);
+        assert_int_equal(out.applied_time, 4);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_damaged_state_is_an_error),
+                cmocka_unit_test(test_missing_state_is_a_new_device),
+                cmocka_unit_test(test_round_trip),
+        };
+        int r;
+
+        if (!mkdtemp(dir))
+                return 1;
+        r = cmocka_run_group_tests(tests, NULL, NULL);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        (void)system(cmd);
+        return r;
+}

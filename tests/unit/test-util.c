@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+static void test_parse_u64(void **state)
+{
+        static const struct {
+                const char *input;
+                int error;
+                uint64_t value;
+        } cases[] = {
+                /* hostile first */
+                {"", -EINVAL, 0},
+                {"-1", -EINVAL, 0},
+                {"+1", -EINVAL, 0},
+                {" 1", -EINVAL, 0},
+                {"1 ", -EINVAL, 0},
+                {"01", -EINVAL, 0},
+                {"0x10", -EINVAL, 0},
+                {"1e3", -EINVAL, 0},
+                {"18446744073709551616", -ERANGE, 0},
+                {"99999999999999999999999", -ERANGE, 0},
+                {"0", 0, 0},
+                {"7", 0, 7},
+                {"18446744073709551615", 0, UINT64_MAX},
+        };
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint64_t v = 12345;
+                int r = parse_u64(cases[i].input, &v);
+
+                assert_int_equal(r, cases[i].error);
+                if (r == 0)
+                        assert_true(v == cases[i].value);
+                else
+                        assert_true(v == 12345); /* untouched on failure */
+        }
+}
+
+static void test_parse_rfc3339(void **state)
+{
+        static const struct {
+                const char *input;
+                int error;
+                int64_t value;
+        } cases[] = {
+                {"", -EINVAL, 0},
+                {"2027-01-31", -EINVAL, 0},
+                {"2027-01-31T00:00:00", -EINVAL, 0},         /* no offset */
+                {"2027-01-31T00:00:00+01:00", -EINVAL, 0},   /* only UTC */
+                {"2027-13-01T00:00:00Z", -EINVAL, 0},
+                {"2027-02-29T00:00:00Z", -EINVAL, 0},        /* not a leap year */
+                {"2027-01-32T00:00:00Z", -EINVAL, 0},
+                {"2027-01-31T24:00:00Z", -EINVAL, 0},
+                {"2027-01-31T00:60:00Z", -EINVAL, 0},
+                {"1969-12-31T23:59:59Z", -EINVAL, 0},
+                {"2027-01-31T00:00:00Zjunk", -EINVAL, 0},
+                {"2027-01-31T00:00:00.Z", -EINVAL, 0},
+                {"2027-01-31 00:00:00Z", -EINVAL, 0},
+                {"1970-01-01T00:00:00Z", 0, 0},
+                {"2027-01-31T00:00:00Z", 0, 1801353600},
+                {"2028-02-29T12:34:56Z", 0, 1835440496},
+                {"2027-01-31T00:00:00.123456Z", 0, 1801353600},
+                {"2099-12-31T23:59:59z", 0, 4102444799},
+        };
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                int64_t t = -1;
+                int r = parse_rfc3339_utc(cases[i].input, &t);
+
+                if (r != cases[i].error)
+                        fail_msg("'%s': got %d, want %d", cases[i].input, r, cases[i].error);
+                if (r == 0) {
+                        char buf[RFC3339_MAX];
+
+                        assert_int_equal(t, cases[i].value);
+                        /* and back, when there was no fraction to drop */
+                        if (!strchr(cases[i].input, '.') && !strchr(cases[i].input, 'z'))
+                                assert_string_equal(format_rfc3339_utc(t, buf), cases[i].input);
+                }
+        }
+}
+
+static void test_read_file_bounded(void **state)
+{
+        char path[] = "/tmp/nixprov-test-util-XXXXXX";
+        _cleanup_close_ int fd = mkstemp(path);
+        char *data = NULL;
+        size_t size = 0;
+        (void)state;
+
+        assert_true(fd >= 0);
+        assert_int_equal(write_all(fd, "0123456789", 10), 0);
+
+        /* over the cap: refused, nothing returned */
+        assert_int_equal(read_file_bounded(path, 9, &data, &size), -E2BIG);
+        assert_null(data);
+        /* exactly at the cap */
+        assert_int_equal(read_file_bounded(path, 10, &data, &size), 0);
+        assert_int_equal(size, 10);
+        assert_string_equal(data, "0123456789");
+        free(data);
+        data = NULL;
+
+        assert_int_equal(read_file_bounded("/nonexistent/nixprov", 10, &data, &size), -ENOENT);
+        unlink(path);
+
+        /* an empty file is an empty, terminated string */
+        fd = safe_close(fd);
+        fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(read_file_bounded(path, 10, &data, &size), 0);
+        assert_int_equal(size, 0);
+        assert_string_equal(data, "");
+        free(data);
+        unlink(path);
+}
+
+static void test_buf_limit(void **state)
+{
+        struct buf b = BUF_INIT(8);
+        char *s;
+        size_t n;
+        (void)state;
+
+        assert_int_equal(buf_puts(&b, "12345"), 0);
+        assert_int_equal(buf_puts(&b, "6789"), -E2BIG); /* would pass 8: refused whole */
+        assert_string_equal(b.data, "12345");
+        assert_int_equal(buf_printf(&b, "%d", 678), 0);
+        assert_int_equal(b.size, 8);
+        assert_int_equal(buf_append(&b, "x", 1), -E2BIG);
+        s = buf_steal(&b, &n);
+        assert_string_equal(s, "12345678");
+        assert_int_equal(n, 8);
+        assert_null(b.data);
+        assert_int_equal(b.max, 8);
+        free(s);
+}
+
+static void test_string_is_safe(void **state)
+{
+        (void)state;
+        assert_false(string_is_safe("", 10, NULL));
+        assert_false(string_is_safe(NULL, 10, NULL));
+        assert_false(string_is_safe("a/b", 10, "-"));
+        assert_false(string_is_safe("abcdefghijk", 10, NULL));
+        assert_false(string_is_safe("a\nb", 10, "-"));
+        assert_true(string_is_safe("edge-1.x_y", 64, "._-"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_u64),        cmocka_unit_test(test_parse_rfc3339),
+                cmocka_unit_test(test_read_file_bounded), cmocka_unit_test(test_buf_limit),
+                cmocka_unit_test(test_string_is_safe),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
