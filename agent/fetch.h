@@ -32,7 +32,9 @@ struct fetch_options {
         const char *ca_file;         /* NULL: the system CA store */
         uint64_t connect_timeout_ms; /* per attempt */
         uint64_t stall_timeout_ms;   /* abort a transfer below 1 byte/s for this long (curl
-                                        counts whole seconds: rounded up, at least 1 s) */
+                                        counts whole seconds: rounded up; it averages the
+                                        speed over ~5 s, so a stall after a burst of bytes
+                                        is noticed a few seconds later) */
         uint64_t deadline_ms;        /* overall, across all attempts and sleeps */
         uint64_t backoff_initial_ms; /* doubled per round, full jitter */
         uint64_t backoff_max_ms;
