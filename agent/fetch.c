@@ -123,7 +123,7 @@ static bool path_has_dotdot_segment(const char *path)
 
 int fetch_url_join(const char *mirror, const char *path, char **ret_url)
 {
-        size_t mirror_len;
+        size_t scheme_len, mirror_len;
         char *url;
         int r;
 
@@ -138,12 +138,17 @@ int fetch_url_join(const char *mirror, const char *path, char **ret_url)
 
         while (*path == '/')
                 path++;
+        if (strnlen(path, FETCH_URL_MAX) >= FETCH_URL_MAX)
+                return -E2BIG;
         if (!string_is_safe(path, FETCH_URL_MAX, "/._~%?=&+:@-") ||
             path_has_dotdot_segment(path))
                 return -EINVAL;
 
+        /* Drop the mirror's trailing slashes, but not those of "file://" itself: "file:///" is
+         * the root directory. */
+        scheme_len = strstr(mirror, "://") - mirror + 3;
         mirror_len = strlen(mirror);
-        while (mirror_len > 0 && mirror[mirror_len - 1] == '/')
+        while (mirror_len > scheme_len && mirror[mirror_len - 1] == '/')
                 mirror_len--;
         if (mirror_len + 1 + strlen(path) >= FETCH_URL_MAX)
                 return -E2BIG;
