@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: MIT
 """An HTTP server on 127.0.0.1 that misbehaves on purpose, for testing the agent's fetch.
 
-Usage: fault-server.py PORT_FILE DIR LOG_FILE [LIFETIME_SECONDS]
+Usage: fault-server.py PORT_FILE DIR LOG_FILE [LIFETIME_SECONDS [CERT KEY]]
 
 Binds a port the kernel picks and writes it to PORT_FILE (atomically). Every request is
 appended to LOG_FILE as "PATH COUNT" (COUNT: how many times that path was asked, this one
-included). Exits by itself after LIFETIME_SECONDS (default 120), whatever happens.
+included). Exits by itself after LIFETIME_SECONDS (default 120), whatever happens. With CERT
+and KEY (PEM files) it speaks HTTPS instead of HTTP.
 
 Behaviour by path prefix (REL is a path under DIR):
   /ok/REL             serves DIR/REL (404 when missing)
@@ -31,6 +32,7 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -167,16 +169,20 @@ class State:
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    if len(sys.argv) not in (4, 5, 7):
         sys.exit(__doc__)
     port_file, dir, log_file = sys.argv[1:4]
-    lifetime = int(sys.argv[4]) if len(sys.argv) == 5 else 120
+    lifetime = int(sys.argv[4]) if len(sys.argv) >= 5 else 120
 
     # Whatever the test does, this process ends: SIGALRM's default action terminates it.
     signal.alarm(lifetime)
 
     server = Server(("127.0.0.1", 0), Handler)
     server.state = State(dir, log_file)
+    if len(sys.argv) == 7:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[5], sys.argv[6])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     open(log_file, "a").close()
     tmp = port_file + ".tmp"
     with open(tmp, "w") as f:

@@ -13,11 +13,12 @@ unset http_proxy https_proxy all_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY no_proxy
 
 tmp=$(mktemp -d)
 server_pid=
+tls_pid=
 cleanup() {
-        if [[ -n $server_pid ]]; then
-                kill "$server_pid" 2>/dev/null || true
-                wait "$server_pid" 2>/dev/null || true
-        fi
+        for pid in $server_pid $tls_pid; do
+                kill "$pid" 2>/dev/null || true
+                wait "$pid" 2>/dev/null || true
+        done
         rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -184,7 +185,7 @@ fetch file-over-cap --max-size 5 --mirror "file://$tmp/mirror" -o "$out" /v1/pro
 expect_failure "the body is larger than the cap of 5 bytes; gave up after 1 attempt."
 
 fetch redirect-ftp --deadline 20 --mirror "$base/redirect-ftp" -o "$out" /v1/profile
-expect_failure "$base/redirect-ftp/v1/profile: " "gave up after 1 attempt."
+expect_failure "$base/redirect-ftp/v1/profile: Protocol \"ftp\" not supported or disabled in libcurl; gave up after 1 attempt."
 expect_within 3
 
 fetch redirect-loop --deadline 20 --mirror "$base/redirect-loop" -o "$out" /v1/profile
@@ -195,6 +196,49 @@ fetch server-down --deadline 3 --mirror "$dead" -o "$out" /v1/profile
 expect_failure "error: Failed to fetch /v1/profile: $dead/v1/profile: Failed to connect to 127.0.0.1 port $dead_port" \
         "when the deadline of 3 s was reached."
 expect_within 6
+
+# HTTPS: a pinned CA file is trusted; without it the peer is not, whatever the server says.
+if command -v openssl >/dev/null; then
+        mkdir "$tmp/tls"
+        (
+                cd "$tmp/tls"
+                for ca in ca other-ca; do
+                        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                                -keyout $ca.key -out $ca.pem -days 2 -subj "/CN=nixprov $ca"
+                done
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                        -keyout server.key -out server.csr -subj /CN=127.0.0.1
+                printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext
+                openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+                        -out server.pem -days 2 -extfile ext
+        ) >/dev/null 2>&1
+        python3 "$here/fault-server.py" "$tmp/tls-port" "$tmp/www" "$tmp/requests.log" 120 \
+                "$tmp/tls/server.pem" "$tmp/tls/server.key" &
+        tls_pid=$!
+        for _ in $(seq 50); do
+                [[ -s $tmp/tls-port ]] && break
+                sleep 0.1
+        done
+        tls=https://127.0.0.1:$(cat "$tmp/tls-port")
+
+        fetch https-pinned-ca --ca-file "$tmp/tls/ca.pem" --mirror "$tls/ok" -o "$out" /v1/profile
+        expect_ok "$tmp/www/v1/profile"
+
+        fetch https-system-store --deadline 2 --mirror "$tls/ok" -o "$out" /v1/profile
+        expect_failure "$tls/ok/v1/profile: SSL certificate problem"
+
+        fetch https-other-ca --deadline 2 --ca-file "$tmp/tls/other-ca.pem" --mirror "$tls/ok" -o "$out" /v1/profile
+        expect_failure "$tls/ok/v1/profile: SSL certificate problem"
+
+        fetch https-missing-ca-file --ca-file "$tmp/tls/none.pem" --mirror "$tls/ok" -o "$out" /v1/profile
+        [[ $rc -eq 2 ]] || fail "exit $rc, expected 2"
+        grep -qF "Cannot read CA file $tmp/tls/none.pem" "$tmp/stderr" || fail "the CA file is not named"
+
+        kill "$tls_pid" 2>/dev/null || true
+        wait "$tls_pid" 2>/dev/null || true
+else
+        echo "SKIP: https cases (no openssl)"
+fi
 
 # A failed fetch leaves an existing output file as it was.
 printf 'previous\n' >"$tmp/previous"
