@@ -601,8 +601,11 @@ int fetch_get(const struct fetch_options *o, const char *path, char **ret_data, 
 {
         const struct request req = {.post = false};
 
-        if (!ret_data)
+        if (!ret_data) {
+                if (ret_error)
+                        *ret_error = (struct fetch_error){};
                 return -EINVAL;
+        }
         return fetch_request(o, path, &req, ret_data, ret_size, ret_error);
 }
 
@@ -612,7 +615,10 @@ int fetch_post_json(const struct fetch_options *o, const char *path, const char 
 {
         const struct request req = {.post = true, .body = body, .body_size = body_size};
 
-        if (!body && body_size > 0)
+        if (!body && body_size > 0) {
+                if (ret_error)
+                        *ret_error = (struct fetch_error){};
                 return -EINVAL;
+        }
         return fetch_request(o, path, &req, ret_response, ret_response_size, ret_error);
 }
