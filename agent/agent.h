@@ -14,6 +14,7 @@
 #define AGENT_EXIT_REBUILD 7   /* rebuild failed */
 #define AGENT_EXIT_REPORT 8    /* report could not be spooled */
 
+int cmd_fetch(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 #include <stdbool.h>

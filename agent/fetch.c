@@ -1,0 +1,624 @@
+/* SPDX-License-Identifier: MIT */
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/param.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fetch.h"
+#include "macro.h"
+#include "util.h"
+
+/* CURLOPT_PROTOCOLS_STR and CURLOPT_REDIR_PROTOCOLS_STR appeared in 7.85.0. */
+#if LIBCURL_VERSION_NUM < 0x075500
+#error "libcurl 7.85.0 or later is required"
+#endif
+
+#define STATUS_LINE_MAX 128
+
+enum mirror_kind {
+        MIRROR_HTTP,
+        MIRROR_FILE,
+};
+
+struct request {
+        bool post;
+        const char *body;
+        size_t body_size;
+};
+
+/* The state of one transfer, shared with the libcurl callbacks. */
+struct transfer {
+        CURL *curl;
+        struct buf body;
+        char status_line[STATUS_LINE_MAX];
+        bool over_cap;       /* the body reached the cap: aborted */
+        bool http_error;     /* a non-2xx status: aborted before reading its body */
+        bool out_of_memory;
+};
+
+void fetch_options_init(struct fetch_options *o)
+{
+        *o = (struct fetch_options){
+                .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS_DEFAULT,
+                .stall_timeout_ms = FETCH_STALL_TIMEOUT_MS_DEFAULT,
+                .deadline_ms = FETCH_DEADLINE_MS_DEFAULT,
+                .backoff_initial_ms = FETCH_BACKOFF_INITIAL_MS_DEFAULT,
+                .backoff_max_ms = FETCH_BACKOFF_MAX_MS_DEFAULT,
+                .max_size = FETCH_MAX_SIZE_DEFAULT,
+        };
+}
+
+int fetch_global_init(void)
+{
+        static const char *const needed[] = {"http", "https", "file"};
+        const curl_version_info_data *info;
+
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+                return -EIO;
+
+        info = curl_version_info(CURLVERSION_NOW);
+        for (size_t i = 0; i < ELEMENTSOF(needed); i++) {
+                bool found = false;
+
+                for (const char *const *p = info->protocols; p && *p; p++)
+                        if (streq(*p, needed[i]))
+                                found = true;
+                if (!found) {
+                        curl_global_cleanup();
+                        return -ENOTSUP;
+                }
+        }
+        return 0;
+}
+
+void fetch_global_cleanup(void)
+{
+        curl_global_cleanup();
+}
+
+uint64_t fetch_backoff_ms(const struct fetch_options *o, unsigned round, uint32_t random)
+{
+        uint64_t cap = o->backoff_initial_ms;
+
+        for (unsigned i = 0; i < round && cap != 0 && cap < o->backoff_max_ms; i++)
+                cap = cap > UINT64_MAX / 2 ? UINT64_MAX : cap * 2;
+        if (cap > o->backoff_max_ms)
+                cap = o->backoff_max_ms;
+        if (cap == UINT64_MAX)
+                cap--;
+
+        /* Scale random from [0, 2^32) to [0, cap + 1): every value in [0, cap] is reachable. */
+        return (uint64_t)(((unsigned __int128)random * (cap + 1)) >> 32);
+}
+
+static int mirror_kind(const char *mirror)
+{
+        if (strncasecmp(mirror, "http://", 7) == 0 || strncasecmp(mirror, "https://", 8) == 0)
+                return MIRROR_HTTP;
+        if (strncasecmp(mirror, "file://", 7) == 0)
+                return MIRROR_FILE;
+        return -EPROTONOSUPPORT;
+}
+
+static bool path_has_dotdot_segment(const char *path)
+{
+        const char *p = path;
+
+        for (;;) {
+                size_t n = strcspn(p, "/?");
+
+                if (n == 2 && p[0] == '.' && p[1] == '.')
+                        return true;
+                if (p[n] != '/')
+                        return false;
+                p += n + 1;
+        }
+}
+
+int fetch_url_join(const char *mirror, const char *path, char **ret_url)
+{
+        size_t scheme_len, mirror_len;
+        char *url;
+        int r;
+
+        if (!mirror || !path)
+                return -EINVAL;
+        r = mirror_kind(mirror);
+        if (r < 0)
+                return r;
+        for (const char *p = mirror; *p; p++)
+                if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '?' || *p == '#')
+                        return -EINVAL;
+
+        while (*path == '/')
+                path++;
+        if (strnlen(path, FETCH_URL_MAX) >= FETCH_URL_MAX)
+                return -E2BIG;
+        if (!string_is_safe(path, FETCH_URL_MAX, "/._~%?=&+:@-") ||
+            path_has_dotdot_segment(path))
+                return -EINVAL;
+
+        /* Drop the mirror's trailing slashes, but not those of "file://" itself: "file:///" is
+         * the root directory. */
+        scheme_len = strstr(mirror, "://") - mirror + 3;
+        mirror_len = strlen(mirror);
+        while (mirror_len > scheme_len && mirror[mirror_len - 1] == '/')
+                mirror_len--;
+        if (mirror_len + 1 + strlen(path) >= FETCH_URL_MAX)
+                return -E2BIG;
+
+        if (asprintf(&url, "%.*s/%s", (int)mirror_len, mirror, path) < 0)
+                return -ENOMEM;
+        *ret_url = url;
+        return 0;
+}
+
+/* Copies text from the network or from libcurl into dst, replacing control bytes and
+ * non-ASCII, so a hostile server cannot put escape sequences into a log. */
+static void copy_printable(char *dst, size_t dst_size, const char *src, size_t src_size)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < src_size && src[i] && n + 1 < dst_size; i++) {
+                unsigned char c = (unsigned char)src[i];
+
+                dst[n++] = c >= ' ' && c < 0x7f ? (char)c : '?';
+        }
+        dst[n] = '\0';
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_until_ms(uint64_t until_ms)
+{
+        struct timespec ts = {
+                .tv_sec = (time_t)(until_ms / 1000),
+                .tv_nsec = (long)(until_ms % 1000) * 1000000,
+        };
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}
+
+static long clamp_long(uint64_t v)
+{
+        return v > LONG_MAX ? LONG_MAX : (long)v;
+}
+
+static size_t header_cb(char *data, size_t size, size_t n_items, void *userdata)
+{
+        struct transfer *t = userdata;
+        size_t n = size * n_items;
+
+        /* Every response (a redirect, a 100 Continue) starts with a status line: keep the
+         * last one. */
+        if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+                while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+                        n--;
+                copy_printable(t->status_line, sizeof(t->status_line), data, n);
+        }
+        return size * n_items;
+}
+
+static size_t write_cb(char *data, size_t size, size_t n_items, void *userdata)
+{
+        struct transfer *t = userdata;
+        size_t n = size * n_items;
+        long status = 0;
+        int r;
+
+        /* An error's body is of no use and must not count against the cap of a good one. */
+        (void)curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 0 && (status < 200 || status >= 300)) {
+                t->http_error = true;
+                return 0;
+        }
+
+        r = buf_append(&t->body, data, n);
+        if (r == -E2BIG) {
+                t->over_cap = true;
+                return 0; /* a short count makes libcurl abort with CURLE_WRITE_ERROR */
+        }
+        if (r < 0) {
+                t->out_of_memory = true;
+                return 0;
+        }
+        return n;
+}
+
+static int errno_from_curl(CURLcode code, long os_errno)
+{
+        switch (code) {
+        case CURLE_OK:
+                return 0;
+        case CURLE_COULDNT_CONNECT:
+                return os_errno > 0 && os_errno < 4096 ? -(int)os_errno : -ECONNREFUSED;
+        case CURLE_COULDNT_RESOLVE_HOST:
+        case CURLE_COULDNT_RESOLVE_PROXY:
+                return -EHOSTUNREACH;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        case CURLE_SEND_ERROR:
+        case CURLE_RECV_ERROR:
+        case CURLE_GOT_NOTHING:
+                return -ECONNRESET;
+        case CURLE_PARTIAL_FILE:
+        case CURLE_WEIRD_SERVER_REPLY:
+        case CURLE_HTTP2:
+        case CURLE_HTTP2_STREAM:
+        case CURLE_BAD_CONTENT_ENCODING:
+        case CURLE_SSL_CONNECT_ERROR:
+                return -EPROTO;
+        case CURLE_FILESIZE_EXCEEDED:
+                return -E2BIG;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+                return -EKEYREJECTED;
+        case CURLE_SSL_CACERT_BADFILE:
+                return -ENOKEY;
+        case CURLE_UNSUPPORTED_PROTOCOL:
+                return -EPROTONOSUPPORT;
+        case CURLE_TOO_MANY_REDIRECTS:
+                return -ELOOP;
+        case CURLE_FILE_COULDNT_READ_FILE:
+                return -ENOENT;
+        case CURLE_REMOTE_ACCESS_DENIED:
+        case CURLE_LOGIN_DENIED:
+                return -EACCES;
+        case CURLE_OUT_OF_MEMORY:
+                return -ENOMEM;
+        case CURLE_URL_MALFORMAT:
+                return -EINVAL;
+        default:
+                return -EIO;
+        }
+}
+
+static int errno_from_http_status(long status)
+{
+        if (status >= 200 && status < 300 && status != 206)
+                return 0;
+        if (status == 404 || status == 410)
+                return -ENOENT; /* not published yet, perhaps: retried */
+        if (status == 408)
+                return -ETIMEDOUT;
+        if (status == 413)
+                return -E2BIG;
+        if (status == 429)
+                return -EAGAIN;
+        if (status >= 400 && status < 500)
+                return -EACCES;
+        if (status >= 500 && status < 600)
+                return -EREMOTEIO;
+        return -EPROTO; /* 1xx, 206, a redirect not followed, nonsense */
+}
+
+/* Errors after which a mirror is not asked again during this call: retrying cannot help. */
+static bool error_rules_out_mirror(int error)
+{
+        return error == -E2BIG || error == -EACCES || error == -EPROTONOSUPPORT ||
+               error == -ELOOP || error == -EINVAL || error == -ENOKEY;
+}
+
+static void set_http_message(struct fetch_error *e, const struct transfer *t)
+{
+        const char *reason = "";
+
+        /* "HTTP/1.1 503 Service Unavailable": the reason phrase follows the code. */
+        if (t->status_line[0]) {
+                const char *p = strchr(t->status_line, ' ');
+
+                if (p)
+                        p = strchr(p + 1, ' ');
+                if (p)
+                        reason = p;
+        }
+        (void)snprintf(e->message, sizeof(e->message), "HTTP %ld%s", e->http_status, reason);
+}
+
+static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct request *req,
+                         const char *url, enum mirror_kind kind, uint64_t remaining_ms,
+                         struct curl_slist *headers, struct transfer *t, char *errbuf)
+{
+        uint64_t connect_ms = MIN(o->connect_timeout_ms, remaining_ms);
+        uint64_t stall_s = (o->stall_timeout_ms + 999) / 1000;
+        CURLcode c = CURLE_OK;
+
+#define SET(option, value)                                                                         \
+        do {                                                                                       \
+                if (c == CURLE_OK)                                                                 \
+                        c = curl_easy_setopt(curl, option, value);                                 \
+        } while (0)
+
+        SET(CURLOPT_URL, url);
+        SET(CURLOPT_ERRORBUFFER, errbuf);
+        SET(CURLOPT_NOSIGNAL, 1L);
+        SET(CURLOPT_NOPROGRESS, 1L);
+        /* Only the protocol of the mirror, and redirects from http(s) to http(s) only. */
+        SET(CURLOPT_PROTOCOLS_STR, kind == MIRROR_FILE ? "file" : "http,https");
+        SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        SET(CURLOPT_FOLLOWLOCATION, kind == MIRROR_HTTP ? 1L : 0L);
+        SET(CURLOPT_MAXREDIRS, (long)FETCH_MAX_REDIRECTS);
+        SET(CURLOPT_SSL_VERIFYPEER, 1L);
+        SET(CURLOPT_SSL_VERIFYHOST, 2L);
+        SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+        if (o->ca_file) {
+                /* A pinned CA replaces the system store rather than adding to it. */
+                SET(CURLOPT_CAINFO, o->ca_file);
+                SET(CURLOPT_CAPATH, (char *)NULL);
+        }
+        SET(CURLOPT_CONNECTTIMEOUT_MS, clamp_long(connect_ms ? connect_ms : 1));
+        SET(CURLOPT_TIMEOUT_MS, clamp_long(remaining_ms ? remaining_ms : 1));
+        SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+        SET(CURLOPT_LOW_SPEED_TIME, clamp_long(stall_s ? stall_s : 1));
+        SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MIN(o->max_size, (size_t)INT64_MAX));
+        /* No CURLOPT_ACCEPT_ENCODING: the cap applies to the bytes as they arrive, and no
+         * compressed bomb can expand behind it. */
+        SET(CURLOPT_USERAGENT, "nixprov-agent/" NIXPROV_VERSION);
+        SET(CURLOPT_WRITEFUNCTION, write_cb);
+        SET(CURLOPT_WRITEDATA, t);
+        SET(CURLOPT_HEADERFUNCTION, header_cb);
+        SET(CURLOPT_HEADERDATA, t);
+        if (req->post) {
+                SET(CURLOPT_POST, 1L);
+                SET(CURLOPT_POSTFIELDS, req->body ? req->body : ""); /* never stdin */
+                SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_size);
+                SET(CURLOPT_HTTPHEADER, headers);
+                SET(CURLOPT_POSTREDIR, (long)(CURL_REDIR_POST_301 | CURL_REDIR_POST_302));
+        }
+#undef SET
+
+        return c == CURLE_OK ? 0 : errno_from_curl(c, 0);
+}
+
+/* One attempt at one URL. On success hands the body over in *ret_body. Fills e with what
+ * happened. */
+static int attempt(const struct fetch_options *o, const struct request *req, const char *url,
+                   enum mirror_kind kind, uint64_t remaining_ms, struct buf *ret_body,
+                   struct fetch_error *e)
+{
+        struct transfer t = {.body = BUF_INIT(o->max_size)};
+        char errbuf[CURL_ERROR_SIZE] = "";
+        struct curl_slist *headers = NULL;
+        long os_errno = 0;
+        CURLcode code;
+        int r;
+
+        e->attempts++;
+        e->http_status = 0;
+        e->message[0] = '\0';
+        copy_printable(e->url, sizeof(e->url), url, strlen(url));
+
+        t.curl = curl_easy_init();
+        if (!t.curl) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (req->post) {
+                headers = curl_slist_append(NULL, "Content-Type: application/json");
+                /* No "Expect: 100-continue" round trip. */
+                if (!headers || !curl_slist_append(headers, "Expect:")) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        }
+
+        r = attempt_setup(t.curl, o, req, url, kind, remaining_ms, headers, &t, errbuf);
+        if (r < 0) {
+                (void)snprintf(e->message, sizeof(e->message), "cannot set up libcurl");
+                goto out;
+        }
+
+        code = curl_easy_perform(t.curl);
+        (void)curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &e->http_status);
+        (void)curl_easy_getinfo(t.curl, CURLINFO_OS_ERRNO, &os_errno);
+
+        if (t.over_cap || code == CURLE_FILESIZE_EXCEEDED) {
+                r = -E2BIG;
+                (void)snprintf(e->message, sizeof(e->message),
+                               "the body is larger than the cap of %zu bytes", o->max_size);
+        } else if (t.out_of_memory) {
+                r = -ENOMEM;
+                (void)snprintf(e->message, sizeof(e->message), "out of memory");
+        } else if (t.http_error || (code == CURLE_OK && kind == MIRROR_HTTP)) {
+                r = errno_from_http_status(e->http_status);
+                if (r < 0)
+                        set_http_message(e, &t);
+        } else {
+                r = errno_from_curl(code, os_errno);
+                if (r < 0) {
+                        if (errbuf[0])
+                                copy_printable(e->message, sizeof(e->message), errbuf,
+                                               sizeof(errbuf));
+                        else
+                                copy_printable(e->message, sizeof(e->message),
+                                               curl_easy_strerror(code), SIZE_MAX);
+                }
+        }
+        if (r >= 0) {
+                *ret_body = t.body;
+                t.body = BUF_INIT(o->max_size);
+        }
+
+out:
+        buf_free(&t.body);
+        curl_slist_free_all(headers);
+        if (t.curl)
+                curl_easy_cleanup(t.curl);
+        return r;
+}
+
+static int options_check(const struct fetch_options *o)
+{
+        if (!o || !o->mirrors || o->n_mirrors == 0 || o->deadline_ms == 0 || o->max_size == 0 ||
+            o->stall_timeout_ms == 0 || o->connect_timeout_ms == 0)
+                return -EINVAL;
+        if (o->ca_file && access(o->ca_file, R_OK) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static void free_urls(char **urls, size_t n)
+{
+        if (!urls)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(urls[i]);
+        free(urls);
+}
+
+static int fetch_request(const struct fetch_options *o, const char *path,
+                         const struct request *req, char **ret_data, size_t *ret_size,
+                         struct fetch_error *ret_error)
+{
+        struct fetch_error e = {};
+        _cleanup_free_ bool *ruled_out = NULL;
+        char **urls = NULL;
+        uint64_t start, deadline;
+        int r, last_error = -ETIMEDOUT;
+
+        r = options_check(o);
+        if (r < 0) {
+                (void)snprintf(e.message, sizeof(e.message), "invalid fetch options");
+                goto out;
+        }
+        if (req->post && req->body_size > o->max_size) {
+                r = -E2BIG;
+                (void)snprintf(e.message, sizeof(e.message),
+                               "the request body is larger than the cap of %zu bytes",
+                               o->max_size);
+                goto out;
+        }
+
+        /* Every URL is checked before anything goes on the network. */
+        urls = calloc(o->n_mirrors, sizeof(char *));
+        ruled_out = calloc(o->n_mirrors, sizeof(bool));
+        if (!urls || !ruled_out) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < o->n_mirrors; i++) {
+                r = fetch_url_join(o->mirrors[i], path, &urls[i]);
+                if (r < 0) {
+                        copy_printable(e.url, sizeof(e.url), o->mirrors[i] ? o->mirrors[i] : "",
+                                       SIZE_MAX);
+                        (void)snprintf(e.message, sizeof(e.message), "%s",
+                                       r == -EPROTONOSUPPORT
+                                               ? "not an http://, https:// or file:// URL"
+                                               : "invalid mirror URL or path");
+                        goto out;
+                }
+                if (req->post && mirror_kind(urls[i]) == MIRROR_FILE)
+                        ruled_out[i] = true;
+        }
+
+        start = now_ms();
+        deadline = start + MIN(o->deadline_ms, UINT64_MAX - start);
+        for (unsigned round = 0;; round++) {
+                bool any_left = false;
+                uint64_t now, sleep_ms;
+
+                for (size_t i = 0; i < o->n_mirrors; i++) {
+                        struct buf body;
+
+                        if (ruled_out[i])
+                                continue;
+                        now = now_ms();
+                        if (now >= deadline) {
+                                e.deadline_reached = true;
+                                goto give_up;
+                        }
+
+                        r = attempt(o, req, urls[i], (enum mirror_kind)mirror_kind(urls[i]),
+                                    deadline - now, &body, &e);
+                        if (r >= 0) {
+                                if (ret_data)
+                                        *ret_data = buf_steal(&body, ret_size);
+                                else
+                                        buf_free(&body);
+                                if (ret_data && !*ret_data) {
+                                        r = -ENOMEM;
+                                        goto out;
+                                }
+                                r = 0;
+                                goto out;
+                        }
+
+                        last_error = r;
+                        if (o->on_attempt)
+                                o->on_attempt(&e, r, o->userdata);
+                        if (r == -ENOMEM)
+                                goto give_up;
+                        if (error_rules_out_mirror(r))
+                                ruled_out[i] = true;
+                        else
+                                any_left = true;
+                }
+                if (!any_left) {
+                        if (e.attempts == 0) {
+                                last_error = -EPROTONOSUPPORT;
+                                (void)snprintf(e.message, sizeof(e.message),
+                                               "no http:// or https:// mirror to send to");
+                        }
+                        goto give_up;
+                }
+
+                /* Sleeping past the deadline only to give up then would waste the time. */
+                now = now_ms();
+                sleep_ms = fetch_backoff_ms(o, round, randombytes_random());
+                if (now >= deadline || sleep_ms >= deadline - now) {
+                        e.deadline_reached = true;
+                        goto give_up;
+                }
+                sleep_until_ms(now + sleep_ms);
+        }
+
+give_up:
+        r = last_error;
+out:
+        free_urls(urls, o && urls ? o->n_mirrors : 0);
+        if (ret_error)
+                *ret_error = e;
+        return r;
+}
+
+int fetch_get(const struct fetch_options *o, const char *path, char **ret_data, size_t *ret_size,
+              struct fetch_error *ret_error)
+{
+        const struct request req = {.post = false};
+
+        if (!ret_data) {
+                if (ret_error)
+                        *ret_error = (struct fetch_error){};
+                return -EINVAL;
+        }
+        return fetch_request(o, path, &req, ret_data, ret_size, ret_error);
+}
+
+int fetch_post_json(const struct fetch_options *o, const char *path, const char *body,
+                    size_t body_size, char **ret_response, size_t *ret_response_size,
+                    struct fetch_error *ret_error)
+{
+        const struct request req = {.post = true, .body = body, .body_size = body_size};
+
+        if (!body && body_size > 0) {
+                if (ret_error)
+                        *ret_error = (struct fetch_error){};
+                return -EINVAL;
+        }
+        return fetch_request(o, path, &req, ret_response, ret_response_size, ret_error);
+}
