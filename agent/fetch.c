@@ -348,9 +348,11 @@ static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct
         SET(CURLOPT_ERRORBUFFER, errbuf);
         SET(CURLOPT_NOSIGNAL, 1L);
         SET(CURLOPT_NOPROGRESS, 1L);
-        /* Only the protocol of the mirror, and redirects from http(s) to http(s) only. */
+        /* Only the protocol of the mirror; redirects from http(s) to http(s), and never from
+         * https down to http: a pinned CA means nothing on a plain connection. */
         SET(CURLOPT_PROTOCOLS_STR, kind == MIRROR_FILE ? "file" : "http,https");
-        SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        SET(CURLOPT_REDIR_PROTOCOLS_STR,
+            strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
         SET(CURLOPT_FOLLOWLOCATION, kind == MIRROR_HTTP ? 1L : 0L);
         SET(CURLOPT_MAXREDIRS, (long)FETCH_MAX_REDIRECTS);
         SET(CURLOPT_SSL_VERIFYPEER, 1L);
