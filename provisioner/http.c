@@ -251,8 +251,12 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
                 if (state->too_large) {
                         /* Chunked: a response cannot be queued while the body is arriving. */
                         state->discarded += *upload_data_size;
-                        if (state->discarded > HTTP_DISCARD_MAX)
+                        if (state->discarded > HTTP_DISCARD_MAX) {
+                                log_warning("%s %s: body far over the cap of %zu bytes, closing "
+                                            "the connection",
+                                            method, url, server->max_body);
                                 return MHD_NO;
+                        }
                 }
                 *upload_data_size = 0;
                 return MHD_YES;
