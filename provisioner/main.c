@@ -15,6 +15,8 @@ static const struct {
         {"sign", cmd_sign, "sign a profile: writes FILE.minisig"},
         {"verify", cmd_verify, "check a profile's signature and schema"},
         {"check", cmd_check, "check profiles against the schema, reporting every error"},
+        {"serve", cmd_serve, "serve profiles to machines and store their reports"},
+        {"fleet", cmd_fleet, "show the machines a server knows and their reports"},
 };
 
 static void show_usage(FILE *f)

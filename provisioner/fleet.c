@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/* nixprov fleet: what the server knows of the fleet, or of one machine. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "commands.h"
+#include "log.h"
+#include "routes.h"
+#include "util.h"
+
+#define FLEET_SERVER_DEFAULT "http://127.0.0.1:8470"
+#define FLEET_RESPONSE_MAX (64 * 1024 * 1024)
+#define FLEET_CONNECT_TIMEOUT 10 /* seconds */
+#define FLEET_TIMEOUT 60         /* seconds, for the whole transfer */
+#define FLEET_URL_MAX 4096
+
+static void fleet_help(void)
+{
+        printf("Usage: nixprov fleet [OPTIONS...] [MACHINE_ID]\n\n"
+               "Shows the machines the server knows, with their latest report; with MACHINE_ID,\n"
+               "that machine's reports, one line each.\n\n"
+               "Options:\n"
+               "  --server URL  the nixprov server (default: %s)\n"
+               "  --json        print the server's JSON answer as it is\n"
+               "  -h, --help    show this help\n\n"
+               "Exit codes: 0 success, 1 the server cannot be reached or answered an error,\n"
+               "2 usage error.\n",
+               FLEET_SERVER_DEFAULT);
+}
+
+static size_t fleet_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+        struct buf *response = userdata;
+
+        /* Returning less than given makes libcurl fail with CURLE_WRITE_ERROR. */
+        if (nmemb != 0 && size > SIZE_MAX / nmemb)
+                return 0;
+        if (buf_append(response, data, size * nmemb) < 0)
+                return 0;
+        return size * nmemb;
+}
+
+static void fleet_curl_cleanupp(CURL **curl)
+{
+        if (*curl)
+                curl_easy_cleanup(*curl);
+}
+
+/* GETs url into a bounded buffer. Returns 0 with the body of a 2xx answer; logs and returns a
+ * negative errno otherwise. */
+static int fleet_get(const char *url, char **ret_body, size_t *ret_size)
+{
+        _cleanup_(fleet_curl_cleanupp) CURL *curl = NULL;
+        struct buf response = BUF_INIT(FLEET_RESPONSE_MAX);
+        char error[CURL_ERROR_SIZE] = "";
+        long status = 0;
+        CURLcode code;
+        char *body;
+
+        curl = curl_easy_init();
+        if (!curl)
+                return log_error_errno(-ENOMEM, "Failed to set up libcurl.");
+        if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)FLEET_CONNECT_TIMEOUT) !=
+                CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)FLEET_TIMEOUT) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FLEET_RESPONSE_MAX) !=
+                CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_USERAGENT, "nixprov/" NIXPROV_VERSION) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, fleet_write) != CURLE_OK ||
+            curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response) != CURLE_OK)
+                return log_error_errno(-EINVAL, "Failed to set up libcurl for %s.", url);
+
+        code = curl_easy_perform(curl);
+        if (code != CURLE_OK) {
+                int r = code == CURLE_WRITE_ERROR || code == CURLE_FILESIZE_EXCEEDED ? -E2BIG
+                        : code == CURLE_OPERATION_TIMEDOUT                           ? -ETIMEDOUT
+                                                           : -EHOSTUNREACH;
+
+                buf_free(&response);
+                if (r == -E2BIG)
+                        return log_error_errno(r,
+                                               "Failed to fetch %s: the answer is larger than "
+                                               "%d bytes.",
+                                               url, FLEET_RESPONSE_MAX);
+                return log_error_errno(r, "Failed to reach the server at %s: %s", url,
+                                       error[0] ? error : curl_easy_strerror(code));
+        }
+        (void)curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 200 || status > 299) {
+                json_t *json = json_loadb(response.data ?: "", response.size, 0, NULL);
+                const char *message = json_string_value(json_object_get(json, "error"));
+
+                log_error("The server answered %ld for %s: %s", status, url,
+                          message ?: "(no error message)");
+                json_decref(json);
+                buf_free(&response);
+                return -EPROTO;
+        }
+
+        body = buf_steal(&response, ret_size);
+        if (!body)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        *ret_body = body;
+        return 0;
+}
+
+/* Prints a string from the server with control characters replaced: whatever a device put in
+ * its report must not drive the operator's terminal. */
+static void fleet_print_field(const char *s, int width)
+{
+        char clean[256];
+        size_t n = 0;
+
+        if (!s)
+                s = "-";
+        for (; *s && n < sizeof(clean) - 1; s++)
+                clean[n++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
+        clean[n] = '\0';
+        printf("%-*s", width, clean);
+}
+
+static const char *fleet_integer(json_t *v, char buf[static 32])
+{
+        if (!json_is_integer(v))
+                return NULL;
+        snprintf(buf, 32, "%lld", (long long)json_integer_value(v));
+        return buf;
+}
+
+static const char *fleet_time(json_t *v, char buf[static RFC3339_MAX])
+{
+        if (!json_is_integer(v))
+                return NULL;
+        return format_rfc3339_utc(json_integer_value(v), buf);
+}
+
+static int fleet_print_machines(json_t *machines)
+{
+        size_t i;
+        json_t *m;
+
+        if (!json_is_array(machines))
+                return log_error_errno(-EBADMSG, "The server's answer is not a list of machines.");
+        if (json_array_size(machines) == 0) {
+                printf("No machines.\n");
+                return 0;
+        }
+        printf("%-32s  %-12s %-8s %-10s %-9s %-8s %s\n", "MACHINE", "STATE", "SERIAL", "PHASE",
+               "STATUS", "REPORTS", "LAST SEEN");
+        json_array_foreach(machines, i, m)
+        {
+                char serial[32], reports[32], seen[RFC3339_MAX];
+
+                fleet_print_field(json_string_value(json_object_get(m, "machine_id")), 32);
+                printf("  ");
+                fleet_print_field(json_string_value(json_object_get(m, "state")), 12);
+                printf(" ");
+                fleet_print_field(fleet_integer(json_object_get(m, "serial"), serial), 8);
+                printf(" ");
+                fleet_print_field(json_string_value(json_object_get(m, "phase")), 10);
+                printf(" ");
+                fleet_print_field(json_string_value(json_object_get(m, "status")), 9);
+                printf(" ");
+                fleet_print_field(fleet_integer(json_object_get(m, "reports"), reports), 8);
+                printf(" ");
+                fleet_print_field(fleet_time(json_object_get(m, "last_seen"), seen), 0);
+                printf("\n");
+        }
+        return 0;
+}
+
+static int fleet_print_machine(json_t *machine)
+{
+        char serial[32], total[32], seen[RFC3339_MAX];
+        json_t *reports = json_object_get(machine, "reports"), *r;
+        size_t i;
+
+        if (!json_is_object(machine) || !json_is_array(reports))
+                return log_error_errno(-EBADMSG, "The server's answer is not a machine.");
+
+        printf("Machine ");
+        fleet_print_field(json_string_value(json_object_get(machine, "machine_id")), 0);
+        printf(": state ");
+        fleet_print_field(json_string_value(json_object_get(machine, "state")), 0);
+        printf(", serial ");
+        fleet_print_field(fleet_integer(json_object_get(machine, "serial"), serial), 0);
+        printf(", ");
+        fleet_print_field(fleet_integer(json_object_get(machine, "reports_total"), total), 0);
+        printf(" reports, last seen ");
+        fleet_print_field(fleet_time(json_object_get(machine, "last_seen"), seen), 0);
+        printf("\n");
+        if (json_is_true(json_object_get(machine, "truncated")))
+                printf("(only the latest %zu reports are shown)\n", json_array_size(reports));
+
+        printf("%-8s %-20s %-10s %-9s %s\n", "SEQ", "TIME", "PHASE", "STATUS", "MESSAGE");
+        json_array_foreach(reports, i, r)
+        {
+                char seq[32], when[RFC3339_MAX];
+                const char *message = json_string_value(json_object_get(r, "error"));
+
+                if (!message)
+                        message = json_string_value(json_object_get(r, "message"));
+                fleet_print_field(fleet_integer(json_object_get(r, "seq"), seq), 8);
+                printf(" ");
+                fleet_print_field(fleet_time(json_object_get(r, "time"), when), 20);
+                printf(" ");
+                fleet_print_field(json_string_value(json_object_get(r, "phase")), 10);
+                printf(" ");
+                fleet_print_field(json_string_value(json_object_get(r, "status")), message ? 9 : 0);
+                if (message) {
+                        printf(" ");
+                        fleet_print_field(message, 0);
+                }
+                printf("\n");
+        }
+        return 0;
+}
+
+int cmd_fleet(int argc, char **argv)
+{
+        enum { ARG_SERVER = 0x100, ARG_JSON };
+        static const struct option options[] = {
+            {"server", required_argument, NULL, ARG_SERVER},
+            {"json", no_argument, NULL, ARG_JSON},
+            {"help", no_argument, NULL, 'h'},
+            {},
+        };
+        _cleanup_free_ char *url = NULL, *body = NULL;
+        const char *server = FLEET_SERVER_DEFAULT, *machine_id = NULL;
+        bool json_output = false;
+        json_t *json;
+        json_error_t error;
+        size_t server_size, size;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_SERVER:
+                        server = optarg;
+                        break;
+                case ARG_JSON:
+                        json_output = true;
+                        break;
+                case 'h':
+                        fleet_help();
+                        return EXIT_OK;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (optind < argc)
+                machine_id = argv[optind++];
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov fleet --help'.", argv[optind]);
+                return EXIT_USAGE;
+        }
+        if (machine_id && !routes_machine_id_is_valid(machine_id)) {
+                log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
+                          machine_id);
+                return EXIT_USAGE;
+        }
+        server_size = strlen(server);
+        while (server_size > 0 && server[server_size - 1] == '/')
+                server_size--;
+        if (server_size == 0 || server_size > FLEET_URL_MAX ||
+            (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0)) {
+                log_error("--server must be an http:// or https:// URL, not '%s'.", server);
+                return EXIT_USAGE;
+        }
+        if (asprintf(&url, "%.*s/v1/machines%s%s", (int)server_size, server, machine_id ? "/" : "",
+                     machine_id ?: "") < 0) {
+                url = NULL;
+                log_error("Out of memory.");
+                return EXIT_FAIL;
+        }
+
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                log_error("Failed to initialize libcurl.");
+                return EXIT_FAIL;
+        }
+        r = fleet_get(url, &body, &size);
+        curl_global_cleanup();
+        if (r < 0)
+                return EXIT_FAIL;
+
+        if (json_output) {
+                fwrite(body, 1, size, stdout);
+                if (size == 0 || body[size - 1] != '\n')
+                        putchar('\n');
+                return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        }
+
+        json = json_loadb(body, size, 0, &error);
+        if (!json) {
+                log_error("The server's answer from %s is not JSON: %s", url, error.text);
+                return EXIT_FAIL;
+        }
+        r = machine_id ? fleet_print_machine(json) : fleet_print_machines(json);
+        json_decref(json);
+        if (r < 0)
+                return EXIT_FAIL;
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}

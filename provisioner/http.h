@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The HTTP glue of nixprov serve, over libmicrohttpd: a daemon on one address, request bodies
+ * accumulated into a bounded buffer (413 past the cap), connection limits and timeouts, and a
+ * single handler that turns a whole request into a whole response. Nothing here prints; errors
+ * of libmicrohttpd are logged through log.h by the program layer's logger callback only. */
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <jansson.h>
+
+#include "macro.h"
+
+struct MHD_Connection;
+
+/* Limits of the daemon: a client that exceeds them is cut off, never queued forever. */
+#define HTTP_CONNECTION_LIMIT 256          /* open connections in all */
+#define HTTP_PER_IP_CONNECTION_LIMIT 64    /* open connections from one address */
+#define HTTP_CONNECTION_TIMEOUT 30         /* seconds of inactivity before a connection is closed */
+#define HTTP_CONNECTION_MEMORY (64 * 1024) /* per connection, for the request line and headers */
+#define HTTP_THREADS 4                     /* requests handled at once */
+#define HTTP_MAX_BODY_DEFAULT (256 * 1024)
+#define HTTP_MAX_BODY_LIMIT (64 * 1024 * 1024) /* the largest --max-body accepted */
+#define HTTP_MAX_EXTRA_HEADERS 4
+
+/* Where to listen: "127.0.0.1:8470", "[::1]:8470"; port 0 lets the kernel choose. */
+struct http_listen {
+        struct sockaddr_storage address;
+        socklen_t address_size;
+        char host[64]; /* as written, without brackets */
+        uint16_t port;
+};
+
+/* Parses ADDR:PORT with a numeric IPv4 address or a bracketed IPv6 one. Returns 0 or -EINVAL. */
+int http_listen_parse(const char *s, struct http_listen *ret);
+
+/* One whole request, valid for the duration of the handler call. */
+struct http_request {
+        const char *method;
+        const char *path; /* percent-decoded by libmicrohttpd, without the query */
+        const char *body; /* NUL-terminated (never NULL), body_size bytes before the NUL */
+        size_t body_size;
+        struct MHD_Connection *connection;
+};
+
+/* The handler's answer. body is owned by the response (malloc'd); header names and values must
+ * be static strings. */
+struct http_response {
+        unsigned status;
+        const char *content_type;
+        char *body;
+        size_t body_size;
+        struct {
+                const char *name;
+                const char *value;
+        } headers[HTTP_MAX_EXTRA_HEADERS];
+        size_t n_headers;
+};
+
+/* Fills response. A response left without a body when the handler returns becomes a 500 with a
+ * JSON error. Called from the daemon's threads, several at once. */
+typedef void (*http_handler_fn)(void *userdata, const struct http_request *request,
+                                struct http_response *response);
+
+/* Returns the value of a query parameter (percent-decoded), or NULL when absent. */
+const char *http_request_query(const struct http_request *request, const char *key);
+
+/* Sets the response to json (a reference is taken, not stolen), serialized compactly, as
+ * application/json with the given status. Returns 0 or -ENOMEM (the response is then unset). */
+int http_response_set_json(struct http_response *response, unsigned status, json_t *json);
+
+/* Sets the response to {"error": MESSAGE} with the given status. Never fails: when out of memory
+ * the response stays unset and becomes a plain 500. */
+void http_response_set_error(struct http_response *response, unsigned status, const char *format,
+                             ...) _printf_(3, 4);
+
+/* Sets the response to data (taking ownership of it, malloc'd) with a content type. */
+void http_response_set_data(struct http_response *response, unsigned status,
+                            const char *content_type, char *data, size_t size);
+
+/* Adds a header; static strings only. Returns 0 or -E2BIG past HTTP_MAX_EXTRA_HEADERS. */
+int http_response_add_header(struct http_response *response, const char *name, const char *value);
+
+struct http_server;
+
+/* Starts a daemon listening on listen, with a thread pool, calling handler for every request
+ * whose body is at most max_body bytes (larger ones are answered 413 without calling it).
+ * Returns 0 and the server, -EINVAL for bad arguments, or -EADDRINUSE/-EIO when the daemon
+ * cannot start. */
+int http_server_start(const struct http_listen *listen, size_t max_body, http_handler_fn handler,
+                      void *userdata, struct http_server **ret_server);
+
+/* The port the daemon is bound to (the one the kernel chose, for port 0). */
+uint16_t http_server_port(const struct http_server *server);
+
+/* Stops accepting, finishes the requests being handled, closes every connection and frees the
+ * server. Accepts NULL; returns NULL. */
+struct http_server *http_server_stop(struct http_server *server);
+DEFINE_POINTER_CLEANUP(http_server, http_server_stop)
