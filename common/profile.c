@@ -1164,10 +1164,10 @@ static int parse_host_key(struct parser *p, const struct field *f, void *base)
         blob = malloc(HOST_KEY_BLOB_MAX);
         if (!blob)
                 return fail_event(p, -ENOMEM, "out of memory");
+        if (strchr(space + 1, ' '))
+                return fail_event(p, -EBADMSG, "expected 'TYPE BASE64' without a comment");
         if (base64_decode(space + 1, blob, HOST_KEY_BLOB_MAX, &size) < 0)
-                return fail_event(p, -EBADMSG,
-                                  "invalid host key: the key is not valid base64 "
-                                  "(one key, no comment)");
+                return fail_event(p, -EBADMSG, "invalid host key: the key is not valid base64");
         if (size < 4 + type_len ||
             (((uint32_t)blob[0] << 24) | ((uint32_t)blob[1] << 16) | ((uint32_t)blob[2] << 8) |
              blob[3]) != type_len ||
