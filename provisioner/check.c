@@ -14,16 +14,17 @@
 
 static void show_usage(FILE *f)
 {
-        fprintf(f, "Usage: nixprov check [--quiet] FILE...\n\n"
-                   "Checks profiles against the schema (schema %d) and reports every invalid\n"
-                   "file as FILE:LINE:COLUMN: KEY: MESSAGE. FILE '-' reads standard input.\n"
-                   "Signatures are not checked: see 'nixprov verify'.\n\n"
-                   "Options:\n"
-                   "  -q, --quiet  print nothing for valid files\n"
-                   "  -h, --help   show this help\n\n"
-                   "Exit codes: 0 all valid, 1 a file could not be read, 2 usage error,\n"
-                   "4 a profile is invalid.\n",
-                   PROFILE_SCHEMA);
+        fprintf(f,
+                "Usage: nixprov check [--quiet] FILE...\n\n"
+                "Checks profiles against the schema (schema %d) and reports every invalid\n"
+                "file as FILE:LINE:COLUMN: KEY: MESSAGE. FILE '-' reads standard input.\n"
+                "Signatures are not checked: see 'nixprov verify'.\n\n"
+                "Options:\n"
+                "  -q, --quiet  print nothing for valid files\n"
+                "  -h, --help   show this help\n\n"
+                "Exit codes: 0 all valid, 1 a file could not be read, 2 usage error,\n"
+                "4 a profile is invalid.\n",
+                PROFILE_SCHEMA);
 }
 
 /* Returns EXIT_OK, EXIT_REFUSED or EXIT_FAIL for one file, after saying why. */
@@ -42,8 +43,8 @@ static int check_one(const char *path, bool quiet)
         else
                 r = read_file_bounded(path, PROFILE_MAX_BYTES, &data, &size);
         if (r == -E2BIG) {
-                fprintf(stderr, "%s: larger than 1 MiB (%d bytes), the limit for a profile\n",
-                        path, PROFILE_MAX_BYTES);
+                fprintf(stderr, "%s: larger than 1 MiB (%d bytes), the limit for a profile\n", path,
+                        PROFILE_MAX_BYTES);
                 return EXIT_REFUSED;
         }
         if (r < 0) {
@@ -75,9 +76,9 @@ static int check_one(const char *path, bool quiet)
 int cmd_check(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"quiet", no_argument, NULL, 'q'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"quiet", no_argument, NULL, 'q'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         bool quiet = false, refused = false, failed = false;
         int c;
