@@ -76,6 +76,9 @@ static const struct bad_case bad_cases[] = {
         {HEAD "foo: \xe2\x82\n", -EBADMSG, 6, 6, "", "invalid UTF-8"},     /* truncated */
         {HEAD "foo: a\x01\n", -EBADMSG, 6, 7, "", "control character U+0001"},
         {HEAD "foo: a\x1b[2J\n", -EBADMSG, 6, 7, "", "control character U+001B"},
+        /* a noncharacter: valid UTF-8 that libyaml's reader refuses, by byte offset */
+        {"nixprov: 1\nfoo: a\xef\xbf\xbe\n", -EBADMSG, 2, 7, "",
+         "invalid YAML: control characters are not allowed"},
 
         /* YAML structure */
         {"", -EBADMSG, 1, 1, "", "empty document"},
@@ -390,6 +393,9 @@ static const struct bad_case bad_cases[] = {
         {HEAD "cachix: [{public-key: .cachix.org-1:mkQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAY=}]"
               "\n",
          -EBADMSG, 6, 23, "cachix[0].public-key", "invalid cache name in public key"},
+        {HEAD "cachix: [{public-key: My.cachix.org-1:mkQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAY=}]"
+              "\n",
+         -EBADMSG, 6, 23, "cachix[0].public-key", "invalid cache name in public key"},
         {HEAD "cachix:\n  - public-key: " CACHE_KEY "\n    name: other\n", -EBADMSG, 7, 17,
          "cachix[0].public-key", "the public key is not for cache 'other'"},
         {HEAD "cachix:\n  - public-key: " CACHE_KEY "\n    name: flee\n", -EBADMSG, 7, 17,
@@ -648,7 +654,7 @@ static void test_values(void **state)
             "      - \"b:def\"\n"
             "    extra-sandbox-paths: []\n"
             "    empty: ''\n"
-            "    sentence: two words\n"
+            "    sentence: two words \xf0\x9f\x9a\x80\n"
             "builders:\n"
             "  - uri: ssh-ng://nix@b1.example.org?ssh-key=/etc/k\n"
             "    systems: [x86_64-linux, aarch64-linux]\n"
@@ -663,6 +669,7 @@ static void test_values(void **state)
             "    systems: [i686-linux]\n"
             "    host-key: " ECDSA_KEY "\n"
             "    identity: /etc/nixprov/id_ed25519\n"
+            "    required: true\n"
             "  - uri: ssh://b3\n"
             "    systems: [armv7l-linux]\n"
             "    host-key: " RSA_KEY "\n"
@@ -705,7 +712,8 @@ static void test_values(void **state)
                             "a.example.org-1:abc= b:def");
         assert_string_equal(profile_find_setting(p, "extra-sandbox-paths")->value, "");
         assert_string_equal(profile_find_setting(p, "empty")->value, "");
-        assert_string_equal(profile_find_setting(p, "sentence")->value, "two words");
+        assert_string_equal(profile_find_setting(p, "sentence")->value,
+                            "two words \xf0\x9f\x9a\x80");
         assert_null(profile_find_setting(p, "sandbox"));
 
         assert_int_equal(p->n_builders, 3);
