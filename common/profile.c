@@ -581,6 +581,11 @@ static int check_structure(struct parser *p)
 
 /* ---- pass 2: the schema -------------------------------------------------------------------- */
 
+static struct profile_location location_of(yaml_mark_t mark)
+{
+        return (struct profile_location){(unsigned)mark.line + 1, (unsigned)mark.column + 1};
+}
+
 static int fail_type(struct parser *p, const char *expected)
 {
         char buf[QUOTE_MAX + 4];
@@ -1022,7 +1027,7 @@ static int parse_settings(struct parser *p, const struct field *f, void *base)
                 profile->settings = s;
                 s = &profile->settings[profile->n_settings];
                 *s = (struct profile_setting){
-                    .location = {(unsigned)mark.line + 1, (unsigned)mark.column + 1},
+                    .location = location_of(mark),
                 };
 
                 r = next_event(p);
@@ -1083,11 +1088,9 @@ static int parse_secret(struct parser *p, const struct field *f, void *base)
         bool path_allowed = f->flags & FIELD_PATH_ALLOWED;
         const char *what =
             path_allowed ? "{sealed: BASE64} or an absolute path" : "{sealed: BASE64}";
-        yaml_mark_t mark = p->event.start_mark;
         int r;
 
-        secret->location =
-            (struct profile_location){(unsigned)mark.line + 1, (unsigned)mark.column + 1};
+        secret->location = location_of(p->event.start_mark);
         if (p->event.type == YAML_MAPPING_START_EVENT)
                 return parse_mapping(p, &sealed_table, secret, NULL);
 
@@ -1256,7 +1259,7 @@ static int parse_builders(struct parser *p, const struct field *f, void *base)
                     .max_jobs = 1,
                     .speed_factor = 1,
                     .required = true,
-                    .location = {(unsigned)mark.line + 1, (unsigned)mark.column + 1},
+                    .location = location_of(mark),
                 };
 
                 r = parse_mapping(p, &builder_table, b, marks);
@@ -1372,7 +1375,7 @@ static int parse_caches(struct parser *p, const struct field *f, void *base)
                 profile->caches = c;
                 c = &profile->caches[profile->n_caches++];
                 *c = (struct profile_cache){
-                    .location = {(unsigned)mark.line + 1, (unsigned)mark.column + 1},
+                    .location = location_of(mark),
                 };
 
                 r = parse_mapping(p, &cache_table, c, marks);
