@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "fileio.h"
+#include "macro.h"
 #include "write.h"
 
 static int restore_one(const char *path, bool had_previous)

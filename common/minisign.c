@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "minisign.h"
+#include "util.h"
 
 #define SIG_ALG "Ed"        /* legacy: the message itself is signed */
 #define SIG_ALG_HASHED "ED" /* BLAKE2b-512(message) is signed */
@@ -141,27 +142,15 @@ static int parse_comment_line(const struct line *line, const char *prefix, struc
         return 0;
 }
 
-static bool is_base64_char(char c)
-{
-        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-               c == '+' || c == '/' || c == '=';
-}
-
-/* Decodes a line that must be exactly the padded base64 of size bytes. libsodium refuses white
- * space (no ignore set), wrong padding and non-zero bits past the last byte; we check the
- * alphabet first because libsodium 1.0.18 decodes every byte >= 0x80 as '/', so a flipped high
- * bit would go unnoticed. Every byte of the line matters. */
+/* Decodes a line that must be exactly the padded base64 of size bytes: every byte of the line
+ * matters (base64_decode_strict() explains why the alphabet is checked by hand). */
 static int decode_base64_line(const struct line *line, uint8_t *out, size_t size)
 {
         size_t decoded;
 
         if (line->size != BASE64_CHARS(size))
                 return -EBADMSG;
-        for (size_t i = 0; i < line->size; i++)
-                if (!is_base64_char(line->text[i]))
-                        return -EBADMSG;
-        if (sodium_base642bin(out, size, line->text, line->size, NULL, &decoded, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        if (base64_decode_strict(line->text, line->size, out, size, &decoded) < 0 ||
             decoded != size)
                 return -EBADMSG;
         return 0;

@@ -246,19 +246,7 @@ static bool has_whitespace(const char *s)
 /* Strict standard base64 (padding required, no white space) into out (at most max bytes). */
 static int base64_decode(const char *s, uint8_t *out, size_t max, size_t *ret_size)
 {
-        size_t len = strlen(s), size;
-        const char *end;
-
-        if (len == 0)
-                return -EINVAL;
-        if (len > sodium_base64_ENCODED_LEN(max, sodium_base64_VARIANT_ORIGINAL) - 1)
-                return -E2BIG;
-        if (sodium_base642bin(out, max, s, len, NULL, &size, &end,
-                              sodium_base64_VARIANT_ORIGINAL) != 0 ||
-            end != s + len)
-                return -EINVAL;
-        *ret_size = size;
-        return 0;
+        return base64_decode_strict(s, strlen(s), out, max, ret_size);
 }
 
 /* ---- key paths ----------------------------------------------------------------------------- */
