@@ -54,3 +54,85 @@ golden() {
 expect_grep() {
   grep -qF -- "$2" "$1.out" || { cat "$1.out" >&2; die "$1: no '$2' in the output"; }
 }
+
+# ---- Real Nix, binary caches and servers on 127.0.0.1 -----------------------------------------
+
+# This host, not any profile: Debian's single-user Nix as root, without nixbld users or a
+# sandbox. Every Nix call in a test also sets substituters (empty, or a cache on 127.0.0.1).
+HOST_NIX="build-users-group =
+sandbox = false
+connect-timeout = 5"
+CLOSURE=$SRC/tests/data/nix/closure.nix
+
+nixcall() {
+  NIX_CONFIG="$HOST_NIX
+substituters =
+experimental-features = nix-command" timeout 120 "$@"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL: up to 5 s for URL to answer.
+wait_http() {
+  local _
+  for _ in $(seq 50); do
+    curl -fs --noproxy '*' "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "nothing answers at $1"
+}
+
+# make_cache NONCE: builds the test closure with NONCE, copies it into a signed binary cache in
+# $TMP/cache-NONCE, and deletes it from the store again, so only a substituter can give it back.
+# Sets CACHE_DIR, CACHE_PUB (the trusted public key) and CLOSURE_PATHS.
+make_cache() {
+  local nonce=$1 out
+  CACHE_DIR=$TMP/cache-$nonce
+  out=$(nixcall nix-build --no-out-link "$CLOSURE" --argstr nonce "$nonce" 2>"$TMP/cache.err") ||
+    { cat "$TMP/cache.err" >&2; die "building the closure for the cache failed"; }
+  nixcall nix-store --generate-binary-cache-key "nixprov-test-$nonce" "$TMP/cache-$nonce.sec" \
+    "$TMP/cache-$nonce.pub"
+  nixcall nix copy --to "file://$CACHE_DIR?secret-key=$TMP/cache-$nonce.sec" "$out" 2>"$TMP/cache.err" ||
+    { cat "$TMP/cache.err" >&2; die "nix copy failed"; }
+  mapfile -t CLOSURE_PATHS < <(nixcall nix-store -qR "$out")
+  forget_closure
+  CACHE_PUB=$(cat "$TMP/cache-$nonce.pub")
+}
+
+# forget_closure: removes CLOSURE_PATHS from the store.
+forget_closure() {
+  local p
+  nixcall nix-store --delete "${CLOSURE_PATHS[@]}" >/dev/null 2>"$TMP/delete.err" ||
+    { cat "$TMP/delete.err" >&2; die "nix-store --delete failed"; }
+  for p in "${CLOSURE_PATHS[@]}"; do [ ! -e "$p" ] || die "$p is still in the store"; done
+}
+
+# serve_dir DIR: serves DIR over HTTP on 127.0.0.1; sets SERVED_PORT.
+serve_dir() {
+  SERVED_PORT=$(free_port)
+  (cd "$1" && exec python3 -m http.server --bind 127.0.0.1 "$SERVED_PORT") >"$TMP/http-$SERVED_PORT.log" 2>&1 &
+  at_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
+  wait_http "http://127.0.0.1:$SERVED_PORT/"
+}
+
+# start_server DATA [DB]: the real nixprov serve on 127.0.0.1 with a port it picks; sets
+# SERVER_PID, SERVER_PORT and SERVER_URL.
+start_server() {
+  local data=$1 db=${2:-$1/nixprov.db} _
+  rm -f "$TMP/server.port"
+  "$BIN/nixprov" serve --listen 127.0.0.1:0 --data "$data" --db "$db" --port-file "$TMP/server.port" \
+    >>"$TMP/server.log" 2>&1 &
+  SERVER_PID=$!
+  at_exit "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
+  for _ in $(seq 100); do [ -s "$TMP/server.port" ] && break; sleep 0.05; done
+  [ -s "$TMP/server.port" ] || { cat "$TMP/server.log" >&2; die "nixprov serve did not start"; }
+  SERVER_PORT=$(cat "$TMP/server.port")
+  SERVER_URL=http://127.0.0.1:$SERVER_PORT
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}

@@ -1,0 +1,656 @@
+/* SPDX-License-Identifier: MIT */
+/* nixprov-agent run: the first boot (and every later run), phase by phase. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "agent.h"
+#include "agent_config.h"
+#include "fetch.h"
+#include "fileio.h"
+#include "identify.h"
+#include "log.h"
+#include "plan.h"
+#include "rebuild.h"
+#include "render.h"
+#include "report.h"
+#include "state.h"
+#include "trust.h"
+#include "util.h"
+#include "write.h"
+
+#define RUN_LAST_FILE "last-run.json"
+#define RUN_SPOOL_DIR "spool"
+#define RUN_FINAL_FLUSH_MS (30 * 1000)
+#define RUN_MAX_PHASES 12
+
+struct run {
+        /* options */
+        const char *root;
+        const char *config_path;
+        const char *cmdline_path;
+        const char *machine_id_override;
+
+        /* what the run learns */
+        struct agent_config *config;
+        struct identity id;
+        char *state_dir; /* under root */
+        char *log_dir;   /* under root */
+        struct report_spool *spool;
+        struct fetch_options fetch;
+
+        char *profile;
+        size_t profile_size;
+        char *signature;
+        size_t signature_size;
+        struct trust_result trust;
+        struct trust_context trust_ctx;
+        struct plan *plan;
+        struct write_set written;
+        struct rebuild_result rebuild;
+
+        /* phase timings, for the final report */
+        const char *phase;
+        uint64_t phase_started_ms;
+        struct report_timing timings[RUN_MAX_PHASES];
+        size_t n_timings;
+        bool spool_failed;
+};
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool have_serial(const struct run *r)
+{
+        return r->trust.profile != NULL;
+}
+
+/* Spools one report; a report that cannot even be spooled ends the run with exit code 8. */
+static void emit(struct run *r, const char *status, const char *message, const char *error,
+                 bool with_counts, const char *log_tail)
+{
+        struct report rep = {
+                .phase = r->phase,
+                .status = status,
+                .has_serial = have_serial(r),
+                .serial = have_serial(r) ? r->trust.profile->serial : 0,
+                .message = message,
+                .error = error,
+                .counts = with_counts ? &r->rebuild.counts : NULL,
+                .timings = r->timings,
+                .n_timings = r->n_timings,
+                .log_tail = log_tail,
+        };
+        int k;
+
+        if (!r->spool)
+                return;
+        k = report_emit(r->spool, &rep);
+        if (k < 0) {
+                log_error_errno(k, "Failed to spool the %s report: %m", r->phase);
+                r->spool_failed = true;
+        }
+}
+
+static void phase_start(struct run *r, const char *phase)
+{
+        r->phase = phase;
+        r->phase_started_ms = now_ms();
+        log_info("[%s]", phase);
+        emit(r, "started", NULL, NULL, false, NULL);
+}
+
+static void phase_end(struct run *r)
+{
+        if (r->n_timings < RUN_MAX_PHASES)
+                r->timings[r->n_timings++] = (struct report_timing){
+                        .phase = r->phase,
+                        .ms = now_ms() - r->phase_started_ms,
+                };
+}
+
+static void phase_ok(struct run *r, const char *message)
+{
+        phase_end(r);
+        if (message)
+                log_info("  %s", message);
+        emit(r, "ok", message, NULL, false, NULL);
+}
+
+/* Logs and reports a failed phase; returns exit_code for "return phase_failed(...)". */
+static int phase_failed(struct run *r, int exit_code, const char *error, const char *log_tail)
+{
+        phase_end(r);
+        log_error("%s failed: %s", r->phase, error);
+        emit(r, "failed", NULL, error, log_tail != NULL, log_tail);
+        return exit_code;
+}
+
+static void run_help(void)
+{
+        printf("Usage: nixprov-agent run [OPTIONS...]\n\n"
+               "Provisions this device: identify, fetch the profile and its signature, verify\n"
+               "them, plan the Nix settings, write them, rebuild with them in force, and report\n"
+               "every phase to the server (reports are spooled on disk first). A profile with the\n"
+               "serial already applied is nothing to do; a higher serial is an update.\n\n"
+               "Options:\n"
+               "  -c, --config FILE      the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
+               "  -r, --root DIR         the device's root directory (default /): every file the\n"
+               "                         agent writes, its state and logs are under it\n"
+               "      --cmdline FILE     the kernel command line to read nixprov.url=, nixprov.key=\n"
+               "                         and nixprov.group= from (default /proc/cmdline; - for none)\n"
+               "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+               "  -h, --help             show this help\n\n"
+               "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
+               "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
+               "failed, 8 a report could not be spooled.\n");
+}
+
+static int load_config(struct run *r)
+{
+        _cleanup_free_ char *data = NULL, *cmdline = NULL, *bad = NULL;
+        struct profile_error error = {};
+        size_t size;
+        int k;
+
+        k = read_file_bounded(r->config_path, AGENT_CONFIG_MAX_BYTES, &data, &size);
+        if (k == -ENOENT) {
+                /* A device can be configured by the kernel command line alone. */
+                k = agent_config_new_default(&r->config);
+                if (k < 0)
+                        return log_error_errno(k, "Failed to set up a default configuration: %m");
+        } else if (k < 0) {
+                return log_error_errno(k, "Failed to read %s: %s", r->config_path,
+                                       k == -E2BIG ? "larger than 64 KiB" : strerror(-k));
+        } else {
+                k = agent_config_parse(data, size, r->config_path, &r->config, &error);
+                if (k < 0) {
+                        char where[PROFILE_ERROR_FILE_MAX + PROFILE_ERROR_KEY_MAX +
+                                   PROFILE_ERROR_MESSAGE_MAX + 32];
+
+                        log_error("%s", profile_error_format(&error, where, sizeof(where)));
+                        return k;
+                }
+        }
+
+        if (r->cmdline_path && !streq(r->cmdline_path, "-")) {
+                k = read_file_bounded(r->cmdline_path, 64 * 1024, &cmdline, NULL);
+                if (k < 0 && k != -ENOENT)
+                        return log_error_errno(k, "Failed to read %s: %m", r->cmdline_path);
+                if (k >= 0) {
+                        k = agent_config_apply_cmdline(r->config, cmdline, &bad);
+                        if (k < 0)
+                                return log_error_errno(k, "Invalid %s on the kernel command line.",
+                                                       bad ?: "nixprov option");
+                }
+        }
+
+        if (r->config->n_urls == 0)
+                return log_error_errno(-EINVAL, "No server: set server.urls in %s or nixprov.url= "
+                                                "on the kernel command line.",
+                                       r->config_path);
+        if (r->config->n_keys == 0)
+                return log_error_errno(-EINVAL, "No trusted key: set trusted-keys in %s or "
+                                                "nixprov.key= on the kernel command line.",
+                                       r->config_path);
+        return 0;
+}
+
+static int setup_dirs_and_spool(struct run *r)
+{
+        _cleanup_free_ char *spool_dir = NULL;
+        int k;
+
+        r->state_dir = path_join_root(r->root, r->config->state_dir);
+        r->log_dir = path_join_root(r->root, r->config->log_dir);
+        if (!r->state_dir || !r->log_dir)
+                return log_oom();
+        k = mkdir_parents(r->state_dir, 0700);
+        if (k < 0)
+                return log_error_errno(k, "Failed to create %s: %m", r->state_dir);
+        k = mkdir_parents(r->log_dir, 0750);
+        if (k < 0)
+                return log_error_errno(k, "Failed to create %s: %m", r->log_dir);
+
+        fetch_options_init(&r->fetch);
+        r->fetch.mirrors = r->config->urls;
+        r->fetch.n_mirrors = r->config->n_urls;
+        r->fetch.ca_file = r->config->ca_file;
+        r->fetch.connect_timeout_ms = r->config->connect_timeout * 1000;
+        r->fetch.deadline_ms = r->config->deadline * 1000;
+        r->fetch.max_size = PROFILE_MAX_BYTES;
+
+        if (asprintf(&spool_dir, "%s/%s", r->state_dir, RUN_SPOOL_DIR) < 0)
+                return log_oom();
+        k = report_open(spool_dir, r->id.machine_id, &r->fetch, &r->spool);
+        if (k < 0)
+                return log_error_errno(k, "Failed to open the report spool %s: %m", spool_dir);
+        return 0;
+}
+
+static int run_fetch(struct run *r)
+{
+        _cleanup_free_ char *path = NULL, *sig_path = NULL;
+        struct buf groups = BUF_INIT(4096);
+        struct fetch_error error = {};
+        char message[512];
+        int k;
+
+        phase_start(r, "fetch");
+        /* The server picks the machine's own profile, else its first group's, else a default. */
+        for (size_t i = 0; i < r->config->n_groups; i++)
+                (void)buf_printf(&groups, "%s%s", i ? "%2C" : "?groups=", r->config->groups[i]);
+        if (asprintf(&path, "/v1/machines/%s/profile%s", r->id.machine_id, groups.data ?: "") < 0 ||
+            asprintf(&sig_path, "/v1/machines/%s/profile.minisig%s", r->id.machine_id,
+                     groups.data ?: "") < 0) {
+                buf_free(&groups);
+                return phase_failed(r, AGENT_EXIT_FETCH, "out of memory", NULL);
+        }
+        buf_free(&groups);
+
+        k = fetch_get(&r->fetch, path, &r->profile, &r->profile_size, &error);
+        if (k >= 0) {
+                r->fetch.max_size = MINISIGN_FILE_MAX;
+                k = fetch_get(&r->fetch, sig_path, &r->signature, &r->signature_size, &error);
+        }
+        if (k < 0) {
+                snprintf(message, sizeof(message), "%s: %s (%u attempt%s)", error.url,
+                         error.message[0] ? error.message : strerror(-k), error.attempts,
+                         error.attempts == 1 ? "" : "s");
+                return phase_failed(r, AGENT_EXIT_FETCH, message, NULL);
+        }
+        snprintf(message, sizeof(message), "profile %zu bytes, signature %zu bytes from %s",
+                 r->profile_size, r->signature_size, error.url);
+        phase_ok(r, message);
+        return 0;
+}
+
+static int run_verify(struct run *r, struct agent_state *state, bool *ret_up_to_date)
+{
+        _cleanup_free_ char *why = NULL;
+        char message[256], key_id[MINISIGN_KEY_ID_STRING_MAX];
+        int k;
+
+        phase_start(r, "verify");
+        k = state_load(r->state_dir, state);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "the agent state in %s cannot be read: %s",
+                         r->state_dir, k == -EBADMSG ? "damaged" : strerror(-k));
+                return phase_failed(r, AGENT_EXIT_REFUSED, message, NULL);
+        }
+        r->trust_ctx = (struct trust_context){
+                .keys = r->config->keys,
+                .n_keys = r->config->n_keys,
+                .machine_id = r->id.machine_id,
+                .groups = r->config->groups,
+                .n_groups = r->config->n_groups,
+                .have_applied = state->have_applied,
+                .applied_serial = state->applied_serial,
+                .applied_time = state->applied_time,
+                .build_time = trust_build_time(),
+                .now = (int64_t)time(NULL),
+        };
+        k = trust_decide(&r->trust_ctx, (const uint8_t *)r->profile, r->profile_size, "profile",
+                         r->signature, r->signature_size, &r->trust);
+        if (k < 0) {
+                why = trust_format_refusal(&r->trust_ctx, &r->trust, k);
+                return phase_failed(r, AGENT_EXIT_REFUSED, why ?: trust_strerror(k), NULL);
+        }
+        *ret_up_to_date = r->trust.decision == TRUST_UP_TO_DATE;
+        snprintf(message, sizeof(message), "serial %" PRIu64 " signed by key %s: %s",
+                 r->trust.profile->serial,
+                 minisign_key_id_to_string(r->trust.key->key_id, key_id),
+                 *ret_up_to_date ? "already applied, nothing to do"
+                 : state->have_applied ? "an update"
+                                       : "first provisioning");
+        phase_ok(r, message);
+        return 0;
+}
+
+static int run_plan(struct run *r)
+{
+        struct plan_hardware hw = {
+                .cpus = r->id.cpus,
+                .memory_bytes = r->id.memory_bytes,
+                /* Until builders are probed, every builder of the profile counts as answering. */
+                .builders_answering = (unsigned)r->trust.profile->n_builders,
+        };
+        char message[256];
+        int k;
+
+        phase_start(r, "plan");
+        k = plan_build(r->trust.profile, &hw, &r->plan);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "the profile cannot be turned into Nix settings: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_REFUSED, message, NULL);
+        }
+        snprintf(message, sizeof(message),
+                 "strategy %s, %zu settings, %zu builders, %zu caches; max-jobs %s, cores %s",
+                 profile_strategy_to_string(r->plan->strategy), r->plan->n_settings,
+                 r->plan->n_builders, r->plan->n_caches, plan_get(r->plan, "max-jobs") ?: "-",
+                 plan_get(r->plan, "cores") ?: "-");
+        phase_ok(r, message);
+        return 0;
+}
+
+static int run_write(struct run *r)
+{
+        _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL;
+        uint64_t serial = r->trust.profile->serial;
+        struct write_item items[3];
+        size_t n = 0;
+        char message[512];
+        int k;
+
+        phase_start(r, "write");
+        k = render_nix_conf(r->plan, serial, &conf);
+        if (k >= 0)
+                k = render_nixos_module(r->plan, serial, &module);
+        if (k >= 0 && r->plan->n_builders > 0)
+                k = render_machines(r->plan, &machines);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "failed to render the Nix files: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+
+        items[n++] = (struct write_item){RENDER_NIX_CONF_FILE, conf, strlen(conf), 0644};
+        items[n++] = (struct write_item){RENDER_NIXOS_MODULE_FILE, module, strlen(module), 0644};
+        if (machines)
+                items[n++] = (struct write_item){RENDER_MACHINES_FILE, machines, strlen(machines),
+                                                 0644};
+        k = write_files(r->root, items, n, &r->written, &failed);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "failed to write %s: %s; nothing was changed",
+                         failed ?: "the Nix files", strerror(-k));
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+        snprintf(message, sizeof(message), "wrote %zu files (previous versions kept as FILE~)", n);
+        phase_ok(r, message);
+        return 0;
+}
+
+static void on_rebuild_progress(const struct nixlog_counts *counts, uint64_t elapsed_ms,
+                                void *userdata)
+{
+        struct run *r = userdata;
+        char message[256];
+
+        r->rebuild.counts = *counts;
+        snprintf(message, sizeof(message),
+                 "%" PRIu64 " s: %" PRIu64 " substituted, %" PRIu64 " built locally, %" PRIu64
+                 " built remotely",
+                 elapsed_ms / 1000, counts->substituted, counts->built_local, counts->built_remote);
+        emit(r, "progress", message, NULL, true, NULL);
+}
+
+static int run_rebuild(struct run *r)
+{
+        _cleanup_free_ char *nix_config = NULL, *log_path = NULL, *command = NULL;
+        const struct profile *p = r->trust.profile;
+        char **argv = NULL;
+        char message[512];
+        int k;
+
+        phase_start(r, "rebuild");
+        k = render_nix_config_env(r->plan, &nix_config);
+        if (k >= 0)
+                k = rebuild_default_argv(profile_rebuild_action_to_string(p->rebuild.action),
+                                         p->rebuild.flake, &argv);
+        if (k >= 0)
+                k = rebuild_log_path(r->log_dir, p->serial, (int64_t)time(NULL), &log_path);
+        if (k >= 0 && !(command = strdup(r->config->rebuild_command)))
+                k = -ENOMEM;
+        if (k < 0) {
+                argv = rebuild_argv_free(argv);
+                snprintf(message, sizeof(message), "failed to prepare the rebuild: %s", strerror(-k));
+                (void)write_restore(&r->written);
+                return phase_failed(r, AGENT_EXIT_REBUILD, message, NULL);
+        }
+        /* The command is the configuration's (never the profile's): nixos-rebuild, or a test's
+         * stand-in, given the same arguments. */
+        free(argv[0]);
+        argv[0] = TAKE_PTR(command);
+
+        struct rebuild_options o = {
+                .argv = argv,
+                .nix_config = nix_config,
+                .path = r->config->rebuild_path,
+                .timeout_sec = p->rebuild.timeout,
+                .log_path = log_path,
+                .on_progress = on_rebuild_progress,
+                .progress_interval_sec = p->report.interval,
+                .userdata = r,
+        };
+        log_info("  %s %s%s%s (log: %s)", argv[0], argv[1], p->rebuild.flake ? " --flake " : "",
+                 p->rebuild.flake ?: "", log_path);
+        k = rebuild_run(&o, &r->rebuild);
+        argv = rebuild_argv_free(argv);
+        if (k < 0) {
+                int restored = write_restore(&r->written);
+
+                const char *restored_text = restored < 0 ? "could NOT be restored" : "restored";
+
+                if (r->rebuild.timed_out)
+                        snprintf(message, sizeof(message),
+                                 "timed out after %" PRIu64 " s and was killed; previous Nix files %s",
+                                 p->rebuild.timeout, restored_text);
+                else if (r->rebuild.exec_failed)
+                        snprintf(message, sizeof(message), "cannot run %s: %s; previous Nix files %s",
+                                 r->config->rebuild_command, strerror(r->rebuild.exec_errno),
+                                 restored_text);
+                else
+                        snprintf(message, sizeof(message), "%s %d%s%s; previous Nix files %s",
+                                 r->rebuild.exited ? "exited with status" : "killed by signal",
+                                 r->rebuild.exited ? r->rebuild.exit_status : r->rebuild.signal,
+                                 r->rebuild.last_error[0] ? ": " : "", r->rebuild.last_error,
+                                 restored_text);
+                return phase_failed(r, AGENT_EXIT_REBUILD, message, r->rebuild.tail);
+        }
+        snprintf(message, sizeof(message),
+                 "done in %" PRIu64 " ms: %" PRIu64 " paths substituted, %" PRIu64
+                 " derivations built locally, %" PRIu64 " remotely, %" PRIu64 " bytes downloaded",
+                 r->rebuild.duration_ms, r->rebuild.counts.substituted,
+                 r->rebuild.counts.built_local, r->rebuild.counts.built_remote,
+                 r->rebuild.counts.downloaded_bytes);
+        phase_end(r);
+        log_info("  %s", message);
+        emit(r, "ok", message, NULL, true, NULL);
+        return 0;
+}
+
+/* The record `nixprov-agent status` shows: the outcome of the last run. */
+static void save_last_run(struct run *r, int exit_code, const char *outcome)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        json_t *o;
+
+        if (!r->state_dir || asprintf(&path, "%s/%s", r->state_dir, RUN_LAST_FILE) < 0)
+                return;
+        o = json_pack("{s:s, s:i, s:s, s:I}", "outcome", outcome, "exit_code", exit_code,
+                      "phase", r->phase ?: "start", "time", (json_int_t)time(NULL));
+        if (!o)
+                return;
+        if (have_serial(r))
+                json_object_set_new(o, "serial", json_integer((json_int_t)r->trust.profile->serial));
+        if (r->rebuild.started)
+                json_object_set_new(o, "counts",
+                                    json_pack("{s:I, s:I, s:I, s:I}", "substituted",
+                                              (json_int_t)r->rebuild.counts.substituted, "built",
+                                              (json_int_t)r->rebuild.counts.built_local,
+                                              "built_remote",
+                                              (json_int_t)r->rebuild.counts.built_remote,
+                                              "downloaded_bytes",
+                                              (json_int_t)r->rebuild.counts.downloaded_bytes));
+        text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (text)
+                (void)write_file_atomic(path, text, strlen(text), 0600, 0);
+}
+
+static void finish(struct run *r)
+{
+        unsigned sent = 0, pending = 0;
+        int k;
+
+        if (!r->spool)
+                return;
+        k = report_flush(r->spool, RUN_FINAL_FLUSH_MS, &sent, &pending);
+        if (k < 0 && pending > 0)
+                log_warning("%u report%s kept in the spool: the server cannot be reached (%s). "
+                            "They are sent on the next run or by 'nixprov-agent flush'.",
+                            pending, pending == 1 ? " is" : "s are", strerror(-k));
+}
+
+static void run_done(struct run *r)
+{
+        trust_result_done(&r->trust);
+        r->plan = plan_free(r->plan);
+        write_set_done(&r->written);
+        r->spool = report_close(r->spool);
+        r->config = agent_config_free(r->config);
+        free(r->profile);
+        free(r->signature);
+        free(r->state_dir);
+        free(r->log_dir);
+}
+
+static int run_phases(struct run *r)
+{
+        struct agent_state state;
+        char message[256];
+        bool up_to_date = false;
+        int k;
+
+        r->phase = "identify";
+        r->phase_started_ms = now_ms();
+        k = identify(r->root, r->machine_id_override, &r->id);
+        if (k < 0) {
+                log_error_errno(k, "Failed to identify this machine: %s",
+                                k == -ENOENT ? "no /etc/machine-id and no DMI product UUID"
+                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
+                                               : strerror(-k));
+                return AGENT_EXIT_USAGE;
+        }
+        if (setup_dirs_and_spool(r) < 0)
+                return AGENT_EXIT_USAGE;
+        emit(r, "started", NULL, NULL, false, NULL);
+        snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB",
+                 r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
+                 r->id.memory_bytes >> 20);
+        log_info("[identify]");
+        phase_ok(r, message);
+
+        k = run_fetch(r);
+        if (k == 0)
+                k = run_verify(r, &state, &up_to_date);
+        if (k == 0 && up_to_date) {
+                r->phase = "done";
+                emit(r, "ok", "nothing to do: this serial is already applied", NULL, false, NULL);
+                log_info("Nothing to do: serial %" PRIu64 " is already applied.",
+                         r->trust.profile->serial);
+                return AGENT_EXIT_OK;
+        }
+        if (k == 0)
+                k = run_plan(r);
+        if (k == 0)
+                k = run_write(r);
+        if (k == 0)
+                k = run_rebuild(r);
+        if (k != 0)
+                return k;
+
+        phase_start(r, "done");
+        state = (struct agent_state){
+                .have_applied = true,
+                .applied_serial = r->trust.profile->serial,
+                .applied_time = r->trust.trusted_now,
+        };
+        k = state_save(r->state_dir, &state);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "failed to record the applied serial in %s: %s",
+                         r->state_dir, strerror(-k));
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+        snprintf(message, sizeof(message), "provisioned at serial %" PRIu64,
+                 r->trust.profile->serial);
+        phase_end(r);
+        log_info("  %s", message);
+        emit(r, "ok", message, NULL, true, NULL);
+        return AGENT_EXIT_OK;
+}
+
+int cmd_run(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"root", required_argument, NULL, 'r'},
+                {"cmdline", required_argument, NULL, 'C'},
+                {"machine-id", required_argument, NULL, 'm'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        struct run r = {
+                .root = "/",
+                .config_path = AGENT_CONFIG_PATH_DEFAULT,
+                .cmdline_path = "/proc/cmdline",
+        };
+        int c, k, exit_code;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "c:r:m:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        r.config_path = optarg;
+                        break;
+                case 'r':
+                        r.root = optarg;
+                        break;
+                case 'C':
+                        r.cmdline_path = optarg;
+                        break;
+                case 'm':
+                        r.machine_id_override = optarg;
+                        break;
+                case 'h':
+                        run_help();
+                        return AGENT_EXIT_OK;
+                default:
+                        return AGENT_EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent run --help'.", argv[optind]);
+                return AGENT_EXIT_USAGE;
+        }
+
+        k = fetch_global_init();
+        if (k < 0) {
+                log_error_errno(k, "Failed to initialize libcurl: %m");
+                return AGENT_EXIT_USAGE;
+        }
+        if (load_config(&r) < 0) {
+                exit_code = AGENT_EXIT_USAGE;
+        } else {
+                exit_code = run_phases(&r);
+                if (r.spool_failed && exit_code == AGENT_EXIT_OK)
+                        exit_code = AGENT_EXIT_REPORT;
+                save_last_run(&r, exit_code, exit_code == AGENT_EXIT_OK ? "ok" : "failed");
+                finish(&r);
+        }
+        run_done(&r);
+        fetch_global_cleanup();
+        return exit_code;
+}
