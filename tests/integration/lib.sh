@@ -2,7 +2,7 @@
 # Each test runs in its own scratch directory, removed on exit (kept with KEEP_TMP=1).
 set -euo pipefail
 
-BIN=${NIXPROV_BIN:?set NIXPROV_BIN to the build's bin directory}
+BIN=${NIXPROV_BIN:?"set NIXPROV_BIN to the build's bin directory"}
 SRC=${NIXPROV_SRC:?set NIXPROV_SRC to the source tree}
 KEYS=$SRC/tests/data/keys
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
