@@ -42,8 +42,10 @@ static int put_settings(struct buf *b, const struct plan *plan)
         for (size_t i = 0; r >= 0 && i < plan->n_settings; i++) {
                 const struct plan_setting *s = &plan->settings[i];
 
-                /* One line each: a newline in a value would smuggle in another setting. */
-                if (has_control(s->name) || has_control(s->value) || strchr(s->value, '#'))
+                /* One line each: a newline in a value would smuggle in another setting, a
+                 * '#' would cut it short, and a name must be one word before the '='. */
+                if (!*s->name || has_control(s->name) || strpbrk(s->name, " =#") ||
+                    has_control(s->value) || strchr(s->value, '#'))
                         return -EINVAL;
                 r = buf_printf(b, "%s = %s\n", s->name, s->value);
         }

@@ -241,6 +241,9 @@ static void test_hostile(void **state)
                 {"newline in a value", "connect-timeout", "1\nbuilders = @/x", -EINVAL, -EINVAL,
                  -EINVAL},
                 {"newline in a name", "a\nb", "1", -EINVAL, -EINVAL, -EINVAL},
+                {"= in a name", "a=b", "1", -EINVAL, -EINVAL, 0},
+                {"space in a name", "a b", "1", -EINVAL, -EINVAL, 0},
+                {"empty name", "", "1", -EINVAL, -EINVAL, 0},
                 {"escape in a value", "post-build-hook", "\x1b]0;x\x07", -EINVAL, -EINVAL, -EINVAL},
                 /* nix.conf would cut the line at '#'; a Nix string carries it. */
                 {"# in a value", "post-build-hook", "/bin/x #y", -EINVAL, -EINVAL, 0},
