@@ -13,6 +13,7 @@ static const struct {
 } commands[] = {
         {"fetch", cmd_fetch, "download a file from the mirrors, with retries, deadline and cap"},
         {"verify", cmd_verify, "decide whether a profile would be applied, applying nothing"},
+        {"rebuild", cmd_rebuild, "run a command as the rebuild phase runs nixos-rebuild"},
 };
 
 static void show_usage(FILE *f)

@@ -82,7 +82,7 @@ int cmd_verify(int argc, char **argv)
                                 log_error_errno(r, "Failed to load trusted key '%s': %s", optarg,
                                                 r == -EBADMSG ? "not a minisign public key"
                                                 : r == -ENOENT ? "no such file, and not a key"
-                                                               : "%m");
+                                                               : strerror(-r));
                                 return AGENT_EXIT_USAGE;
                         }
                         n_keys++;
@@ -138,7 +138,7 @@ int cmd_verify(int argc, char **argv)
         if (r < 0) {
                 log_error_errno(r, "Failed to get this machine's id%s%s: %s",
                                 machine_id_arg ? " from " : "", machine_id_arg ?: "",
-                                r == -EINVAL ? "not 32 hex digits or a UUID" : "%m");
+                                r == -EINVAL ? "not 32 hex digits or a UUID" : strerror(-r));
                 return AGENT_EXIT_USAGE;
         }
 
@@ -153,7 +153,7 @@ int cmd_verify(int argc, char **argv)
         r = state_load(state_dir, &state);
         if (r < 0) {
                 log_error_errno(r, "Failed to read the agent state in %s: %s", state_dir,
-                                r == -EBADMSG ? "the file is damaged; refusing to guess" : "%m");
+                                r == -EBADMSG ? "the file is damaged; refusing to guess" : strerror(-r));
                 return AGENT_EXIT_USAGE;
         }
 
@@ -166,7 +166,7 @@ int cmd_verify(int argc, char **argv)
         }
         r = read_file_bounded(profile_path, PROFILE_MAX_BYTES, &profile, &profile_size);
         if (r == -E2BIG) {
-                log_error("%s: refused: %s.", profile_path, trust_strerror(TRUST_REFUSED_TOO_LARGE));
+                log_error("%s: refused: %s", profile_path, trust_strerror(TRUST_REFUSED_TOO_LARGE));
                 return AGENT_EXIT_REFUSED;
         }
         if (r < 0) {
@@ -176,7 +176,7 @@ int cmd_verify(int argc, char **argv)
         r = read_file_bounded(signature_path, MINISIGN_FILE_MAX, &signature, &signature_size);
         if (r < 0) {
                 log_error_errno(r, "Failed to read the signature %s: %s", signature_path,
-                                r == -E2BIG ? "larger than any minisign signature" : "%m");
+                                r == -E2BIG ? "larger than any minisign signature" : strerror(-r));
                 return AGENT_EXIT_REFUSED;
         }
 

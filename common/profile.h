@@ -11,7 +11,36 @@
  * bytes of the sealed box; nothing is decrypted here. It is fuzzed by tests/fuzz/fuzz-profile.c.
  *
  * The parser knows nothing of signatures or of the device: see trust.h for the decision to
- * apply a profile. */
+ * apply a profile.
+ *
+ * How strict, in detail (DESIGN.md has the schema itself):
+ *  - Input is UTF-8 (a leading byte order mark is skipped); NUL bytes, invalid UTF-8 and raw
+ *    control characters other than tab, CR and LF are refused before YAML is parsed. No scalar,
+ *    key or value, may hold a control character (C0, DEL, C1) or U+2028/U+2029, whether raw or
+ *    written as an escape ("\n", "\x1b"): values end up in nix.conf and machines files.
+ *  - Numbers and booleans must be plain scalars: 7, not "7"; booleans are exactly true or false.
+ *    Numbers are decimal without sign or leading zeros. Strings may be plain or quoted, but not
+ *    null (an empty value, ~ or null).
+ *  - machines: 32 hexadecimal digits in either case, or the UUID form 8-4-4-4-12 (a DMI product
+ *    UUID); stored as 32 lowercase digits, the form of /etc/machine-id.
+ *  - groups: [a-z0-9][a-z0-9._-]*, at most 64 bytes. Systems and features:
+ *    [A-Za-z0-9][A-Za-z0-9._+-]*, at most 64 bytes. Setting names: [a-z0-9][a-z0-9-]*, at most
+ *    64 bytes, not "include" (a nix.conf directive). Cache names: [a-z0-9][a-z0-9-]*, at most 63.
+ *  - A list-valued setting is joined with single spaces; its items must be non-empty and hold no
+ *    white space. max-jobs takes an unsigned integer, auto or fit; cores an unsigned integer or
+ *    fit; other settings any scalar, kept as written.
+ *  - Builder URIs: ssh:// or ssh-ng://, then a host, with only [A-Za-z0-9@.:/?=&%+~_[]-].
+ *    Host keys: exactly "TYPE BASE64" (no comment), TYPE one of ssh-ed25519,
+ *    ecdsa-sha2-nistp256/384/521, ssh-rsa, and the decoded blob must be an SSH public key of
+ *    that type. identity: {sealed: BASE64} or an absolute path without white space.
+ *  - Cachix public keys: NAME.cachix.org-1:BASE64 of 32 bytes, NAME being the cache's own name.
+ *  - Sealed values: standard base64 with padding, decoding to crypto_box_SEALBYTES + 1 ..
+ *    PROFILE_MAX_SEALED bytes (more is -E2BIG).
+ *  - Values out of range and every other schema violation are -EBADMSG; -E2BIG is kept for the
+ *    limits below. Structural errors (YAML syntax, aliases, anchors, tags, nesting, control
+ *    characters, more than one document) are found in a first pass over the whole document, so
+ *    they are reported before any schema error; a "nixprov" number other than 1 comes next,
+ *    before the schema errors of the keys it would explain. Parsing stops at the first error. */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,6 +60,8 @@
 #define PROFILE_MAX_NAMES 64            /* systems, supported- and mandatory-features */
 #define PROFILE_MAX_SCALAR 16384        /* bytes of one scalar (a sealed SSH key fits) */
 #define PROFILE_MAX_SEALED 8192         /* bytes of one sealed box, decoded */
+/* Lists of strings also stop at their limit with -E2BIG: PROFILE_MAX_NAMES items for systems and
+ * features, PROFILE_MAX_SETTING_ITEMS for one setting. */
 
 enum profile_strategy {
         PROFILE_STRATEGY_BINARY_CACHES,
@@ -68,7 +99,8 @@ struct profile_secret {
 };
 
 /* One nix.conf setting. A list in YAML is joined with single spaces, as nix.conf wants it.
- * "fit" is kept as is (max-jobs and cores only); the agent sizes it. */
+ * "fit" is kept as is (max-jobs and cores only); the agent sizes it. Scalars are kept as
+ * written: true stays "true", 10 stays "10". location is where the setting's key stands. */
 struct profile_setting {
         char *name;
         char *value;
@@ -102,7 +134,7 @@ struct profile {
         uint64_t schema; /* always PROFILE_SCHEMA once parsed */
         uint64_t serial;
         int64_t expires; /* seconds since the epoch, UTC */
-        char **machines;
+        char **machines; /* 32 lowercase hexadecimal digits each; NULL when not given */
         size_t n_machines;
         char **groups;
         size_t n_groups;
@@ -132,8 +164,11 @@ struct profile {
 #define PROFILE_ERROR_KEY_MAX 128
 #define PROFILE_ERROR_MESSAGE_MAX 256
 
-/* Where and why parsing failed. key is the path of the offending key ("builders[2].host-key"),
- * empty at the top of the document. */
+/* Where and why parsing failed. key is the path of the offending node: keys joined with dots,
+ * list items by their index counted from 0 ("builders[2].host-key", "nix.settings.cores",
+ * "machines[3]"); empty at the top of the document. A missing key is reported at the start of
+ * the mapping that lacks it, with the missing key's path. Characters a terminal could act on
+ * are shown as '?' in key, and values quoted in message are cut to 48 bytes. */
 struct profile_error {
         char file[PROFILE_ERROR_FILE_MAX];
         unsigned line;   /* 1-based; 0 when not tied to a place (a size limit) */
@@ -143,18 +178,23 @@ struct profile_error {
 };
 
 /* Parses data (size bytes, need not be NUL-terminated) read from filename (used in messages
- * only). On success *ret belongs to the caller. On failure fills *ret_error (when not NULL) and
- * returns -EBADMSG (malformed YAML or a schema violation), -E2BIG (a size, list or nesting
- * limit), -EPROTONOSUPPORT (another schema number), or -ENOMEM. */
+ * only; may be NULL). On success *ret belongs to the caller and *ret_error is untouched. On
+ * failure *ret is untouched, fills *ret_error (when not NULL) and returns -EBADMSG (malformed
+ * YAML or a schema violation, including values out of range), -E2BIG (a size, list or nesting
+ * limit), -EPROTONOSUPPORT (another schema number), -ENOMEM, or -EINVAL (data NULL with a
+ * non-zero size). */
 int profile_parse(const char *data, size_t size, const char *filename, struct profile **ret,
                   struct profile_error *ret_error);
 
-/* Formats an error as "FILE:LINE:COLUMN: KEY: MESSAGE" (omitting what is empty) into buf. */
+/* Formats an error as "FILE:LINE:COLUMN: KEY: MESSAGE" (omitting what is empty, and LINE:COLUMN
+ * when line is 0) into buf, truncated to size bytes. Returns buf. */
 char *profile_error_format(const struct profile_error *error, char *buf, size_t size);
 
+/* Frees p and everything it holds (sealed bytes are wiped first). Accepts NULL; returns NULL. */
 struct profile *profile_free(struct profile *p);
 DEFINE_POINTER_CLEANUP(profile, profile_free)
 
+/* "binary-caches", "source", ...; NULL for a value out of range. */
 const char *profile_strategy_to_string(enum profile_strategy s);
 const char *profile_rebuild_action_to_string(enum profile_rebuild_action a);
 

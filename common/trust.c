@@ -129,8 +129,8 @@ const char *trust_strerror(int error)
         case TRUST_REFUSED_UNKNOWN_KEY:
                 return "signed by a key that is not trusted";
         case TRUST_REFUSED_BAD_SIGNATURE:
-                return "signature does not match (forged, or the profile or its trusted comment "
-                       "was changed)";
+                return "signature does not match: forged, or the profile or its trusted comment "
+                       "was changed";
         case TRUST_REFUSED_INVALID:
                 return "profile is not valid";
         case TRUST_REFUSED_ROLLBACK:

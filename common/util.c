@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "util.h"
 
 int parse_u64(const char *s, uint64_t *ret_value)
@@ -277,4 +279,29 @@ char *buf_steal(struct buf *b, size_t *ret_size)
                 *ret_size = b->size;
         *b = BUF_INIT(b->max);
         return data;
+}
+
+int base64_decode_strict(const char *s, size_t len, uint8_t *out, size_t max, size_t *ret_size)
+{
+        const char *end;
+        size_t size;
+
+        if (len == 0 || len % 4 != 0)
+                return -EINVAL;
+        if (len / 4 * 3 > max + 2)
+                return -E2BIG;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+
+                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '+' || c == '/' || c == '='))
+                        return -EINVAL;
+        }
+        if (sodium_base642bin(out, max, s, len, NULL, &size, &end,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+                return len / 4 * 3 > max ? -E2BIG : -EINVAL;
+        if (end != s + len)
+                return -EINVAL;
+        *ret_size = size;
+        return 0;
 }

@@ -57,3 +57,10 @@ void buf_free(struct buf *b);
 /* Returns the NUL-terminated contents to the caller (an empty string when nothing was added;
  * NULL only when out of memory) and resets the buffer. */
 char *buf_steal(struct buf *b, size_t *ret_size);
+
+/* Decodes len bytes of strict standard base64 (the "+/" alphabet, "=" padding required, no white
+ * space, no non-zero bits past the last byte) into out, which holds max bytes. Every byte is
+ * checked against the alphabet first: libsodium 1.0.18 decodes any byte >= 0x80 as '/', so a
+ * changed high bit would otherwise go unnoticed. Returns 0, -EINVAL, or -E2BIG (more than max
+ * bytes). */
+int base64_decode_strict(const char *s, size_t len, uint8_t *out, size_t max, size_t *ret_size);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
 #include "keyfile.h"
@@ -113,7 +114,7 @@ int cmd_verify(int argc, char **argv)
                                 log_error_errno(r, "Failed to load public key '%s': %s", optarg,
                                                 r == -EBADMSG ? "not a minisign public key"
                                                 : r == -ENOENT ? "no such file, and not a key"
-                                                               : "%m");
+                                                               : strerror(-r));
                                 return EXIT_USAGE;
                         }
                         n_keys++;

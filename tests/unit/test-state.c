@@ -104,6 +104,7 @@ int main(void)
         r = cmocka_run_group_tests(tests, NULL, NULL);
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void)system(cmd);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
         return r;
 }

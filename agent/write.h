@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The write phase: every file of a profile is written atomically under the root, the version it
+ * replaces kept as PATH~, and the whole set can be put back as it was (a failed rebuild). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define WRITE_MAX_FILES 16
+
+struct write_item {
+        const char *path; /* absolute, as on the device ("/etc/nix/nixprov.conf") */
+        const char *data;
+        size_t size;
+        mode_t mode;
+};
+
+struct write_set {
+        struct {
+                char *path;         /* under the root */
+                bool had_previous;  /* PATH~ holds what was there before */
+        } files[WRITE_MAX_FILES];
+        size_t n_files;
+};
+
+/* Writes items under root (creating missing parent directories 0755). Stops at the first
+ * failure and puts back the files it had already written, so on error nothing has changed.
+ * On success *ret records what to put back with write_restore(). Returns 0 or a negative errno
+ * (with *ret_failed_path, when not NULL, naming the file that failed; owned by the caller). */
+int write_files(const char *root, const struct write_item *items, size_t n_items,
+                struct write_set *ret, char **ret_failed_path);
+
+/* Puts every file of the set back as it was before write_files(): the previous version where
+ * there was one, no file where there was none. Returns 0 or the first negative errno (it goes on
+ * with the other files). */
+int write_restore(struct write_set *set);
+
+/* Frees the set's memory; the files stay as written. */
+void write_set_done(struct write_set *set);
