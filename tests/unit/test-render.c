@@ -21,6 +21,7 @@
 
 #include "fileio.h"
 #include "plan.h"
+#include "profile.h"
 #include "render.h"
 #include "util.h"
 
@@ -337,6 +338,32 @@ static void test_golden(void **state)
         }
 }
 
+/* The example profiles under configs/profiles/, parsed and planned for a small device whose
+ * builders all answered (4 CPUs, 1 GiB: a Raspberry Pi). */
+static void test_example_profiles(void **state)
+{
+        static const char *const examples[] = {"binary-caches", "source", "remote-builders"};
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(examples); i++) {
+                _cleanup_(profile_freep) struct profile *p = NULL;
+                _cleanup_(plan_freep) struct plan *plan = NULL;
+                _cleanup_free_ char *path = NULL, *data = NULL, *name = NULL;
+                struct profile_error error = {0};
+                struct plan_hardware hw = {.cpus = 4, .memory_bytes = 1 * GiB};
+                size_t size;
+
+                assert_true(asprintf(&path, "%s/../../configs/profiles/%s.yaml", TEST_DATA_DIR,
+                                     examples[i]) > 0);
+                assert_int_equal(read_file_bounded(path, PROFILE_MAX_BYTES, &data, &size), 0);
+                assert_int_equal(profile_parse(data, size, path, &p, &error), 0);
+                hw.builders_answering = (unsigned)p->n_builders;
+                assert_int_equal(plan_build(p, &hw, &plan), 0);
+                assert_true(asprintf(&name, "profile-%s", examples[i]) > 0);
+                render_all(name, plan, p->serial);
+        }
+}
+
 static void test_machines_format(void **state)
 {
         _cleanup_(plan_freep) struct plan *plan = NULL;
@@ -455,9 +482,10 @@ static void test_secrets_include(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_hostile),   cmocka_unit_test(test_hostile_machines),
-                cmocka_unit_test(test_golden),    cmocka_unit_test(test_machines_format),
-                cmocka_unit_test(test_nix_types), cmocka_unit_test(test_secrets_include),
+                cmocka_unit_test(test_hostile),         cmocka_unit_test(test_hostile_machines),
+                cmocka_unit_test(test_golden),          cmocka_unit_test(test_example_profiles),
+                cmocka_unit_test(test_machines_format), cmocka_unit_test(test_nix_types),
+                cmocka_unit_test(test_secrets_include),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
