@@ -20,6 +20,8 @@
 #define T_2028 1830297600 /* 2028-01-01T00:00:00Z */
 
 static struct minisign_public_key trusted_pk, rotated_pk, stranger_pk;
+/* What the device trusts; the result's key points into it, so it outlives every decision. */
+static struct minisign_public_key device_keys[2];
 static struct minisign_secret_key *trusted_sk, *rotated_sk, *stranger_sk;
 
 static int setup(void **state)
@@ -29,6 +31,8 @@ static int setup(void **state)
             minisign_generate(&rotated_pk, &rotated_sk) < 0 ||
             minisign_generate(&stranger_pk, &stranger_sk) < 0)
                 return -1;
+        device_keys[0] = trusted_pk;
+        device_keys[1] = rotated_pk;
         return 0;
 }
 
@@ -77,11 +81,10 @@ struct device {
 static int decide(const struct device *d, const char *text, size_t size, const char *sig,
                   struct trust_result *result)
 {
-        const struct minisign_public_key keys[] = {trusted_pk, rotated_pk};
         char *groups[] = {(char *)d->group};
         struct trust_context ctx = {
-                .keys = keys,
-                .n_keys = ELEMENTSOF(keys),
+                .keys = device_keys,
+                .n_keys = ELEMENTSOF(device_keys),
                 .machine_id = MACHINE,
                 .groups = groups,
                 .n_groups = d->group ? 1 : 0,
