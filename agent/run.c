@@ -36,6 +36,7 @@ struct run {
         const char *config_path;
         const char *cmdline_path;
         const char *machine_id_override;
+        bool no_rebuild;
 
         /* what the run learns */
         struct agent_config *config;
@@ -151,6 +152,8 @@ static void run_help(void)
                "      --cmdline FILE     the kernel command line to read nixprov.url=, nixprov.key=\n"
                "                         and nixprov.group= from (default /proc/cmdline; - for none)\n"
                "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+               "      --no-rebuild       write the files but run no rebuild (an installer that\n"
+               "                         builds the system itself); the serial is not recorded\n"
                "  -h, --help             show this help\n\n"
                "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
                "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
@@ -567,8 +570,18 @@ static int run_phases(struct run *r)
                 k = run_plan(r);
         if (k == 0)
                 k = run_write(r);
-        if (k == 0)
-                k = run_rebuild(r);
+        if (k != 0)
+                return k;
+        if (r->no_rebuild) {
+                r->phase = "rebuild";
+                emit(r, "ok", "skipped (--no-rebuild): the files are written, nothing was built",
+                     NULL, false, NULL);
+                log_info("Files written for serial %" PRIu64 "; no rebuild (--no-rebuild), so the "
+                         "serial is not recorded as applied.",
+                         r->trust.profile->serial);
+                return AGENT_EXIT_OK;
+        }
+        k = run_rebuild(r);
         if (k != 0)
                 return k;
 
@@ -599,6 +612,7 @@ int cmd_run(int argc, char **argv)
                 {"root", required_argument, NULL, 'r'},
                 {"cmdline", required_argument, NULL, 'C'},
                 {"machine-id", required_argument, NULL, 'm'},
+                {"no-rebuild", no_argument, NULL, 'N'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
@@ -623,6 +637,9 @@ int cmd_run(int argc, char **argv)
                         break;
                 case 'm':
                         r.machine_id_override = optarg;
+                        break;
+                case 'N':
+                        r.no_rebuild = true;
                         break;
                 case 'h':
                         run_help();

@@ -1,44 +1,95 @@
 #!/usr/bin/env bash
-# The README's demo command: installs what is missing, builds, and shows nixprov at work on this
-# machine, in a scratch directory (kept: its path is printed at the end).
+# The README's demo command: installs what is missing, builds, then runs a whole first boot on
+# this machine, everything on 127.0.0.1: a provisioning server, a binary cache holding a small
+# closure, and an agent provisioning a directory as its root, its "nixos-rebuild" a stand-in that
+# runs the real nix-build. The scratch directory is kept; its path is printed at the end.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-BIN=$BUILD_DIR/bin
-DEMO=$(mktemp -d /tmp/nixprov-demo.XXXXXX)
+export NIXPROV_BIN=$BUILD_DIR/bin NIXPROV_SRC KEEP_TMP=1
+source "$NIXPROV_SRC/tests/integration/lib.sh" # the cache and server helpers of the tests
+DEMO=$TMP
 MACHINE=4c4c4544004d3510804fb4c04f4d3732
-cd "$DEMO"
+NONCE=demo-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
-step "The operator makes a signing key (unencrypted here; drop -W to protect it with a password)"
+step "The operator makes a signing key (unencrypted for the demo; without -W it asks a password)"
 show "$BIN/nixprov" keygen -W -p fleet.pub -s fleet.sec
 
-step "... writes a profile for one machine, checks it, and signs it"
-sed -e "s/^serial: .*/serial: 1/" \
-    -e "s/^machines: .*/machines: [$MACHINE]/" \
-    "$NIXPROV_SRC/configs/profiles/binary-caches.yaml" > profile.yaml
-show "$BIN/nixprov" check profile.yaml
-show "$BIN/nixprov" sign -s fleet.sec profile.yaml
-show cat profile.yaml.minisig
+step "A binary cache on 127.0.0.1 holding a small closure (built once, then removed from the store)"
+make_cache "$NONCE"
+serve_dir "$CACHE_DIR"
+CACHE_URL=http://127.0.0.1:$SERVED_PORT
+echo "cache: $CACHE_URL  key: $CACHE_PUB  paths: ${#CLOSURE_PATHS[@]}"
 
-step "The signature is minisign's own format: the minisign tool verifies it"
-show minisign -V -p fleet.pub -m profile.yaml
+step "The operator writes this machine's profile, checks it and signs it"
+mkdir -p data/machines
+cat > "data/machines/$MACHINE.yaml" <<EOF
+nixprov: 1
+serial: 1
+expires: 2099-01-01T00:00:00Z
+machines: [$MACHINE]
+strategy: binary-caches
+nix:
+  settings:
+    # The demo's cache instead of the preset's public ones: nothing leaves this machine.
+    substituters: [$CACHE_URL]
+    trusted-public-keys: [$CACHE_PUB]
+    max-jobs: fit
+    cores: fit
+rebuild:
+  timeout: 600
+EOF
+show "$BIN/nixprov" check "data/machines/$MACHINE.yaml"
+show "$BIN/nixprov" sign -s fleet.sec -t "demo profile, serial 1" "data/machines/$MACHINE.yaml"
+show minisign -V -p fleet.pub -m "data/machines/$MACHINE.yaml"
 
-step "The device's decision: signature, schema, rollback, expiry, machine binding"
-mkdir -p state
-show "$BIN/nixprov-agent" verify --key fleet.pub --machine-id "$MACHINE" --state state profile.yaml
+step "The provisioning server"
+start_server "$DEMO/data"
+echo "nixprov serve is listening on $SERVER_URL"
 
-step "Refusals: another machine, a changed byte, a rollback"
+step "The device: a root directory, the agent's config, and a stand-in for nixos-rebuild"
+mkdir -p root/etc
+echo "$MACHINE" > root/etc/machine-id
+cat > nixos-rebuild <<EOF
+#!/bin/sh
+# Stands in for nixos-rebuild (there is no NixOS here): the real nix-build of the demo closure,
+# with the settings the agent passes in NIX_CONFIG.
+exec $NIXPROV_SRC/tests/integration/rebuild-standin.sh $CLOSURE $NONCE
+EOF
+chmod +x nixos-rebuild
+cat > agent.yaml <<EOF
+server:
+  urls: [$SERVER_URL]
+trusted-keys: [$(tail -n 1 fleet.pub)]
+rebuild:
+  command: $DEMO/nixos-rebuild
+EOF
+cat agent.yaml
+
+step "First boot"
+show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -
+
+step "What it wrote"
+show cat root/etc/nix/nixprov.conf
+show ls -l root/etc/nix root/etc/nixos/nixprov root/var/lib/nixprov root/var/log/nixprov
+
+step "The fleet, as the server saw it"
+show "$BIN/nixprov" fleet --server "$SERVER_URL"
+show "$BIN/nixprov" fleet --server "$SERVER_URL" "$MACHINE"
+
+step "A second run: same serial, nothing to do"
+show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -
+
+step "Refusals: a tampered profile, another machine's, a rollback"
+sed -i 's/^serial: 1/serial: 2/' "data/machines/$MACHINE.yaml"
+show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - || echo "(exit $?)"
 show "$BIN/nixprov-agent" verify --key fleet.pub --machine-id fedcba9876543210fedcba9876543210 \
-  --state state profile.yaml || echo "(exit $?)"
-sed 's/^serial: 1/serial: 9/' profile.yaml > tampered.yaml
-cp profile.yaml.minisig tampered.yaml.minisig
-show "$BIN/nixprov-agent" verify --key fleet.pub --machine-id "$MACHINE" --state state tampered.yaml \
-  || echo "(exit $?)"
-printf 'serial 5\napplied-at %s\n' "$(date +%s)" > state/applied
-show "$BIN/nixprov-agent" verify --key fleet.pub --machine-id "$MACHINE" --state state profile.yaml \
-  || echo "(exit $?)"
+  --state root/var/lib/nixprov "data/machines/$MACHINE.yaml" || echo "(exit $?)"
+sed -i 's/^serial: 2/serial: 0/' "data/machines/$MACHINE.yaml"
+"$BIN/nixprov" sign -s fleet.sec "data/machines/$MACHINE.yaml" >/dev/null
+show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - || echo "(exit $?)"
 
-step "Done. Files are in $DEMO"
+step "Done. Everything is in $DEMO"

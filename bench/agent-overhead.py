@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""The agent's own overhead on loopback: fetch + verify + plan + write (no rebuild), and the
+reports of those phases to a real `nixprov serve`, for a profile with 4 caches (one private, with a
+sealed token), 3 builders, over many runs. Prints the median / p90 / max wall time and the peak
+RSS of the agent process, next to `minisign -V` on the same profile (the floor: one signature
+check in a process of its own).
+
+Usage: bench/agent-overhead.py [--runs N] [--build DIR]      (default: 200 runs, build/)
+"""
+import argparse, base64, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MACHINE = "4c4c4544004d3510804fb4c04f4d3732"
+
+
+def host_key():
+    blob = struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + os.urandom(32)
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
+
+
+def cache_key(name):
+    return "%s.cachix.org-1:%s" % (name, base64.b64encode(os.urandom(32)).decode())
+
+
+def profile_text():
+    builders = "".join(
+        "  - uri: ssh://nix@builder%d.example.org\n"
+        "    systems: [x86_64-linux, aarch64-linux]\n"
+        "    max-jobs: 8\n"
+        "    speed-factor: 2\n"
+        "    supported-features: [big-parallel, kvm, nixos-test]\n"
+        "    host-key: %s\n" % (i, host_key()) for i in range(3))
+    sealed = base64.b64encode(os.urandom(48 + 40)).decode()
+    caches = "".join("  - name: %s\n    public-key: %s\n" % (n, cache_key(n))
+                     for n in ("nix-community", "devenv", "cuda-maintainers"))
+    caches += "  - name: myorg\n    public-key: %s\n    auth-token: {sealed: %s}\n" % (cache_key("myorg"), sealed)
+    return ("nixprov: 1\nserial: 7\nexpires: 2099-01-01T00:00:00Z\nmachines: [%s]\n"
+            "strategy: remote-builders\nnix:\n  settings:\n    max-jobs: fit\n    cores: fit\n"
+            "    connect-timeout: 10\nbuilders:\n%scachix:\n%s"
+            "rebuild:\n  action: switch\n  timeout: 7200\n" % (MACHINE, builders, caches))
+
+
+def measure(argv, env=None):
+    """Runs argv; returns (wall seconds, peak RSS KiB, exit status)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode != 0:
+        sys.exit("%s failed (%d):\n%s" % (" ".join(argv), proc.returncode, err))
+    return wall, usage.ru_maxrss
+
+
+def summary(name, walls, rss):
+    walls = sorted(w * 1000 for w in walls)
+    p90 = walls[int(len(walls) * 0.9) - 1]
+    print("%-34s median %6.2f ms   p90 %6.2f ms   max %6.2f ms   peak RSS %6.2f MiB" %
+          (name, statistics.median(walls), p90, walls[-1], max(rss) / 1024))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--build", default=os.path.join(SRC, "build"))
+    args = ap.parse_args()
+    bindir = os.path.join(args.build, "bin")
+    keys = os.path.join(SRC, "tests", "data", "keys")
+    tmp = tempfile.mkdtemp(prefix="nixprov-bench.")
+    server = None
+    try:
+        data = os.path.join(tmp, "data")
+        os.makedirs(os.path.join(data, "machines"))
+        prof = os.path.join(data, "machines", MACHINE + ".yaml")
+        with open(prof, "w") as f:
+            f.write(profile_text())
+        subprocess.run([os.path.join(bindir, "nixprov"), "sign", "-s", os.path.join(keys, "fleet.sec"), prof],
+                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([os.path.join(bindir, "nixprov"), "check", "--quiet", prof], check=True)
+
+        port_file = os.path.join(tmp, "port")
+        server = subprocess.Popen([os.path.join(bindir, "nixprov"), "serve", "--listen", "127.0.0.1:0",
+                                   "--data", data, "--port-file", port_file],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(port_file) and open(port_file).read().strip():
+                break
+            time.sleep(0.05)
+        port = open(port_file).read().strip()
+
+        pub = open(os.path.join(keys, "fleet.pub")).read().splitlines()[1]
+        config = os.path.join(tmp, "agent.yaml")
+        with open(config, "w") as f:
+            f.write("server:\n  urls: [http://127.0.0.1:%s]\ntrusted-keys: [%s]\n" % (port, pub))
+
+        agent = [os.path.join(bindir, "nixprov-agent"), "run", "--config", config, "--cmdline", "-",
+                 "--no-rebuild", "--root"]
+        walls, rss = [], []
+        for i in range(args.runs):
+            root = os.path.join(tmp, "root-%d" % i)
+            os.makedirs(os.path.join(root, "etc"))
+            with open(os.path.join(root, "etc", "machine-id"), "w") as f:
+                f.write(MACHINE + "\n")
+            w, r = measure(agent + [root])
+            walls.append(w)
+            rss.append(r)
+            shutil.rmtree(root)
+
+        mwalls, mrss = [], []
+        for _ in range(args.runs):
+            w, r = measure(["minisign", "-Vq", "-p", os.path.join(keys, "fleet.pub"), "-m", prof])
+            mwalls.append(w)
+            mrss.append(r)
+
+        print("profile: 4 caches (one private, sealed token), 3 builders; %d runs each; loopback" % args.runs)
+        summary("nixprov-agent run --no-rebuild", walls, rss)
+        summary("minisign -V (the floor)", mwalls, mrss)
+    finally:
+        if server:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
