@@ -632,8 +632,8 @@ static int spool_trim(struct report_spool *s, uint64_t *seqs, size_t n)
                         seqs[i] = 0;
                         over--;
                         s->stats.dropped++;
-                        log_warning("Report spool %s is full (%d reports): dropped the oldest %s "
-                                    "report, %s.",
+                        log_warning("Report spool %s is full (%d reports): dropped %s report %s, "
+                                    "the oldest of its kind.",
                                     s->dir, REPORT_SPOOL_MAX, droppable[t], name);
                 }
         return over > 0 ? -ENOSPC : 0;

@@ -152,7 +152,8 @@ void report_set_signer(struct report_spool *s, report_sign_fn sign, void *userda
  * then, unless a send of this handle already failed since the last report_flush(), tries to
  * deliver everything pending within the emit deadline. Sending failures are not errors here:
  * they are counted in the stats, and the reports wait for the next flush. When the spool is
- * full, older reports are dropped (see REPORT_SPOOL_MAX) and a warning is logged. Returns 0 once
+ * full, reports are dropped (see REPORT_SPOOL_MAX; r itself when it is a progress report and
+ * every older one is final) and a warning is logged. Returns 0 once
  * the report is spooled, with its seq in *ret_seq (may be NULL); a negative errno when it could
  * not be spooled (-ENOSPC: the spool is full of final reports), which should make the agent exit
  * AGENT_EXIT_REPORT. */
