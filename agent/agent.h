@@ -17,6 +17,8 @@
 int cmd_fetch(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_flush(int argc, char **argv);
 
 #include <stdbool.h>
 

@@ -14,6 +14,8 @@ static const struct {
         {"fetch", cmd_fetch, "download a file from the mirrors, with retries, deadline and cap"},
         {"verify", cmd_verify, "decide whether a profile would be applied, applying nothing"},
         {"rebuild", cmd_rebuild, "run a command as the rebuild phase runs nixos-rebuild"},
+        {"report", cmd_report, "emit one report (spooled first, then sent); marks interventions"},
+        {"flush", cmd_flush, "deliver the spooled reports to the server"},
 };
 
 static void show_usage(FILE *f)

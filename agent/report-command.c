@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+/* nixprov-agent report and nixprov-agent flush: emit one report the way a run does (an
+ * operator marking a manual intervention, or a test), and deliver the spooled reports. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fetch.h"
+#include "log.h"
+#include "machine_id.h"
+#include "report.h"
+#include "util.h"
+
+/* More servers than any fleet needs; keeps the argument list bounded. */
+#define REPORT_COMMAND_SERVERS_MAX 16
+#define REPORT_FLUSH_DEADLINE_S_DEFAULT 60
+
+struct report_command {
+        const char *spool_dir;
+        char *servers[REPORT_COMMAND_SERVERS_MAX];
+        size_t n_servers;
+        const char *ca_file;
+        const char *machine_id_arg;
+        uint64_t deadline_ms;
+        char machine_id[MACHINE_ID_STRING_MAX];
+        struct fetch_options send;
+};
+
+static const char common_help[] =
+        "  --spool DIR           the report spool (default " REPORT_SPOOL_DIR_DEFAULT ")\n"
+        "  --server URL          base URL of the nixprov server: http:// or https://\n"
+        "                        (repeatable, tried in order, at most 16)\n"
+        "  --ca-file FILE        trust only this CA (default: the system CA store)\n"
+        "  --machine-id ID       this machine's id (default: /etc/machine-id, else DMI)\n"
+        "  -h, --help            show this help\n";
+
+static void show_report_help(FILE *f)
+{
+        fprintf(f,
+                "Usage: nixprov-agent report --phase PHASE --status STATUS [OPTIONS...]\n\n"
+                "Emits one report the way a provisioning run does: gives it the next sequence\n"
+                "number of this device, spools it durably in the spool directory, then tries to\n"
+                "deliver everything pending to the server within the deadline. Operators can\n"
+                "use it to mark a manual intervention in the device's history, e.g.\n"
+                "  nixprov-agent report --phase done --status ok --message 'disk replaced'\n"
+                "A report that cannot be delivered now stays spooled for 'nixprov-agent flush'\n"
+                "or the next run. Never put a secret in --message or --error.\n\n"
+                "  --phase PHASE         identify, enroll, fetch, verify, plan, builders, write,\n"
+                "                        rebuild, report or done\n"
+                "  --status STATUS       started, progress, ok or failed\n"
+                "  --serial N            the profile serial the report is about\n"
+                "  --message TEXT        for people (cut to %d bytes)\n"
+                "  --error TEXT          what went wrong (cut to %d bytes)\n"
+                "  --deadline SECONDS    time limit of the delivery attempt (default %llu)\n"
+                "%s\n"
+                "Exit status: 0 when the report is spooled (delivered or not: a delivery\n"
+                "failure is only a warning), 2 for a usage error, 8 when it could not be\n"
+                "spooled.\n",
+                REPORT_MESSAGE_MAX, REPORT_ERROR_MAX,
+                (unsigned long long)(REPORT_EMIT_DEADLINE_MS_DEFAULT / 1000), common_help);
+}
+
+static void show_flush_help(FILE *f)
+{
+        fprintf(f,
+                "Usage: nixprov-agent flush --server URL [OPTIONS...]\n\n"
+                "Delivers the spooled reports to the server in sequence order, deleting each\n"
+                "one the server accepted (a report it already had included), and prints how\n"
+                "many were sent and how many remain. A spooled file that is corrupt, or that\n"
+                "the server refuses as malformed, is moved to DIR/bad/ and delivery goes on.\n\n"
+                "  --deadline SECONDS    time limit of the whole delivery (default %d)\n"
+                "%s\n"
+                "Exit status: 0 when every report is delivered (or none was pending);\n"
+                "3 when reports remain because the server could not be reached or refused\n"
+                "them (the fetch failure code: the spool itself is fine, and the reports are\n"
+                "kept for a later flush); 2 for a usage error; 8 when the spool cannot be\n"
+                "read or changed.\n",
+                REPORT_FLUSH_DEADLINE_S_DEFAULT, common_help);
+}
+
+enum {
+        ARG_SPOOL = 0x100,
+        ARG_SERVER,
+        ARG_CA_FILE,
+        ARG_MACHINE_ID,
+        ARG_DEADLINE,
+        ARG_PHASE,
+        ARG_STATUS,
+        ARG_SERIAL,
+        ARG_MESSAGE,
+        ARG_ERROR,
+};
+
+/* Handles an option common to both commands. Returns 1 when handled, 0 when not ours, or
+ * AGENT_EXIT_USAGE's negation on a bad value. */
+static int parse_common_option(struct report_command *c, int opt, const char *arg)
+{
+        uint64_t v;
+
+        switch (opt) {
+        case ARG_SPOOL:
+                c->spool_dir = arg;
+                return 1;
+        case ARG_SERVER:
+                if (c->n_servers >= ELEMENTSOF(c->servers)) {
+                        log_error("Too many --server options (at most %d).",
+                                  REPORT_COMMAND_SERVERS_MAX);
+                        return -AGENT_EXIT_USAGE;
+                }
+                if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0) {
+                        log_error("Server '%s' is not an http:// or https:// URL.", arg);
+                        return -AGENT_EXIT_USAGE;
+                }
+                c->servers[c->n_servers++] = (char *)arg;
+                return 1;
+        case ARG_CA_FILE:
+                c->ca_file = arg;
+                return 1;
+        case ARG_MACHINE_ID:
+                c->machine_id_arg = arg;
+                return 1;
+        case ARG_DEADLINE:
+                if (parse_u64(arg, &v) < 0 || v == 0 || v > UINT64_MAX / 1000) {
+                        log_error("Invalid --deadline '%s': expected a positive number of "
+                                  "seconds.",
+                                  arg);
+                        return -AGENT_EXIT_USAGE;
+                }
+                c->deadline_ms = v * 1000;
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+/* Checks the options, finds the machine id and prepares the send options. Returns
+ * AGENT_EXIT_OK or an exit code. */
+static int report_command_prepare(struct report_command *c)
+{
+        int r;
+
+        if (c->machine_id_arg)
+                r = machine_id_normalize(c->machine_id_arg, c->machine_id);
+        else
+                r = machine_id_read("/", c->machine_id);
+        if (r < 0) {
+                log_error("Failed to get this machine's id%s%s: %s",
+                          c->machine_id_arg ? " from " : "", c->machine_id_arg ?: "",
+                          r == -EINVAL ? "not 32 hex digits or a UUID" : strerror(-r));
+                return AGENT_EXIT_USAGE;
+        }
+        if (c->ca_file && access(c->ca_file, R_OK) < 0) {
+                log_error_errno(negative_errno(), "Cannot read CA file %s: %m", c->ca_file);
+                return AGENT_EXIT_USAGE;
+        }
+        if (!c->spool_dir)
+                c->spool_dir = REPORT_SPOOL_DIR_DEFAULT;
+
+        fetch_options_init(&c->send);
+        c->send.mirrors = c->servers;
+        c->send.n_mirrors = c->n_servers;
+        c->send.ca_file = c->ca_file;
+        if (c->deadline_ms)
+                c->send.deadline_ms = c->deadline_ms;
+        return AGENT_EXIT_OK;
+}
+
+static int report_command_open(struct report_command *c, struct report_spool **ret)
+{
+        int r;
+
+        r = report_open(c->spool_dir, c->machine_id, c->n_servers > 0 ? &c->send : NULL,
+                        REPORT_PATH_DEFAULT, ret);
+        if (r == -EBADMSG) {
+                log_error("Failed to open the report spool %s: %s/seq does not hold a sequence "
+                          "number; refusing to guess one (a reused number would be ignored by the "
+                          "server).",
+                          c->spool_dir, c->spool_dir);
+                return AGENT_EXIT_REPORT;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to open the report spool %s: %m", c->spool_dir);
+                return AGENT_EXIT_REPORT;
+        }
+        return AGENT_EXIT_OK;
+}
+
+static const char *plural(unsigned n)
+{
+        return n == 1 ? "" : "s";
+}
+
+int cmd_report(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"spool", required_argument, NULL, ARG_SPOOL},
+                {"server", required_argument, NULL, ARG_SERVER},
+                {"ca-file", required_argument, NULL, ARG_CA_FILE},
+                {"machine-id", required_argument, NULL, ARG_MACHINE_ID},
+                {"deadline", required_argument, NULL, ARG_DEADLINE},
+                {"phase", required_argument, NULL, ARG_PHASE},
+                {"status", required_argument, NULL, ARG_STATUS},
+                {"serial", required_argument, NULL, ARG_SERIAL},
+                {"message", required_argument, NULL, ARG_MESSAGE},
+                {"error", required_argument, NULL, ARG_ERROR},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        _cleanup_(report_spool_freep) struct report_spool *spool = NULL;
+        struct report_command c = {};
+        struct report report = {};
+        const struct report_stats *stats;
+        bool have_phase = false, have_status = false;
+        unsigned pending = 0;
+        uint64_t seq;
+        int opt, r;
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                r = parse_common_option(&c, opt, optarg);
+                if (r < 0)
+                        return -r;
+                if (r > 0)
+                        continue;
+                switch (opt) {
+                case ARG_PHASE:
+                        r = report_phase_from_string(optarg);
+                        if (r < 0) {
+                                log_error("Unknown --phase '%s'. Run 'nixprov-agent report "
+                                          "--help' for the list.",
+                                          optarg);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        report.phase = (enum report_phase)r;
+                        have_phase = true;
+                        break;
+                case ARG_STATUS:
+                        r = report_status_from_string(optarg);
+                        if (r < 0) {
+                                log_error("Unknown --status '%s': expected started, progress, ok "
+                                          "or failed.",
+                                          optarg);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        report.status = (enum report_status)r;
+                        have_status = true;
+                        break;
+                case ARG_SERIAL:
+                        if (parse_u64(optarg, &report.serial) < 0 ||
+                            report.serial > (uint64_t)INT64_MAX) {
+                                log_error("Invalid --serial '%s': expected a number.", optarg);
+                                return AGENT_EXIT_USAGE;
+                        }
+                        report.has_serial = true;
+                        break;
+                case ARG_MESSAGE:
+                        report.message = optarg;
+                        break;
+                case ARG_ERROR:
+                        report.error = optarg;
+                        break;
+                case 'h':
+                        show_report_help(stdout);
+                        return AGENT_EXIT_OK;
+                default:
+                        show_report_help(stderr);
+                        return AGENT_EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent report --help'.",
+                          argv[optind]);
+                return AGENT_EXIT_USAGE;
+        }
+        if (!have_phase || !have_status) {
+                log_error("Both --phase and --status are required.");
+                return AGENT_EXIT_USAGE;
+        }
+        r = report_command_prepare(&c);
+        if (r != AGENT_EXIT_OK)
+                return r;
+
+        r = fetch_global_init();
+        if (r < 0) {
+                log_error_errno(r, "Failed to initialize libcurl: %m");
+                return AGENT_EXIT_REPORT;
+        }
+        r = report_command_open(&c, &spool);
+        if (r != AGENT_EXIT_OK)
+                goto out;
+        report_set_emit_deadline(spool, c.deadline_ms);
+
+        r = report_emit(spool, &report, &seq);
+        if (r < 0) {
+                log_error_errno(r, "Failed to spool the report in %s: %m", c.spool_dir);
+                r = AGENT_EXIT_REPORT;
+                goto out;
+        }
+        printf("Spooled report %" PRIu64 " (%s %s) in %s.\n", seq,
+               report_phase_to_string(report.phase), report_status_to_string(report.status),
+               c.spool_dir);
+
+        stats = report_stats(spool);
+        if (report_pending(spool, &pending) < 0)
+                pending = 0;
+        if (c.n_servers == 0)
+                printf("Not sent: no --server given; 'nixprov-agent flush' delivers it "
+                       "(%u pending).\n",
+                       pending);
+        else if (stats->send_failures > 0) {
+                const struct fetch_error *e = report_last_error(spool);
+
+                log_warning("Could not deliver reports now: %s: %s. %u report%s wait%s in %s "
+                            "for the next flush.",
+                            e->url[0] ? e->url : "(no URL)", e->message, pending, plural(pending),
+                            pending == 1 ? "s" : "", c.spool_dir);
+        } else
+                printf("Delivered %u report%s; %u pending.\n", stats->sent, plural(stats->sent),
+                       pending);
+        r = AGENT_EXIT_OK;
+out:
+        spool = report_close(spool);
+        fetch_global_cleanup();
+        return r;
+}
+
+int cmd_flush(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"spool", required_argument, NULL, ARG_SPOOL},
+                {"server", required_argument, NULL, ARG_SERVER},
+                {"ca-file", required_argument, NULL, ARG_CA_FILE},
+                {"machine-id", required_argument, NULL, ARG_MACHINE_ID},
+                {"deadline", required_argument, NULL, ARG_DEADLINE},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        _cleanup_(report_spool_freep) struct report_spool *spool = NULL;
+        struct report_command c = {.deadline_ms = REPORT_FLUSH_DEADLINE_S_DEFAULT * 1000};
+        const struct fetch_error *e;
+        const struct report_stats *stats;
+        unsigned sent = 0, pending = 0;
+        int opt, r;
+
+        optind = 0;
+        while ((opt = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                r = parse_common_option(&c, opt, optarg);
+                if (r < 0)
+                        return -r;
+                if (r > 0)
+                        continue;
+                switch (opt) {
+                case 'h':
+                        show_flush_help(stdout);
+                        return AGENT_EXIT_OK;
+                default:
+                        show_flush_help(stderr);
+                        return AGENT_EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent flush --help'.",
+                          argv[optind]);
+                return AGENT_EXIT_USAGE;
+        }
+        if (c.n_servers == 0) {
+                log_error("No server given: pass at least one --server URL.");
+                return AGENT_EXIT_USAGE;
+        }
+        r = report_command_prepare(&c);
+        if (r != AGENT_EXIT_OK)
+                return r;
+
+        r = fetch_global_init();
+        if (r < 0) {
+                log_error_errno(r, "Failed to initialize libcurl: %m");
+                return AGENT_EXIT_FETCH;
+        }
+        r = report_command_open(&c, &spool);
+        if (r != AGENT_EXIT_OK)
+                goto out;
+
+        r = report_flush(spool, c.deadline_ms, &sent, &pending);
+        stats = report_stats(spool);
+        e = report_last_error(spool);
+        printf("Sent %u report%s (%u already known to the server); %u pending in %s.\n", sent,
+               plural(sent), stats->duplicates, pending, c.spool_dir);
+        if (stats->bad > 0)
+                printf("Moved %u unusable report%s to %s/bad/.\n", stats->bad, plural(stats->bad),
+                       c.spool_dir);
+        if (r < 0 && e->message[0] != '\0') { /* a send failed, not the spool */
+                log_error("Failed to deliver the spooled reports: %s: %s%s. %u report%s remain%s "
+                          "in %s for a later flush.",
+                          e->url[0] ? e->url : "(no URL)", e->message,
+                          e->deadline_reached ? " (deadline reached)" : "", pending,
+                          plural(pending), pending == 1 ? "s" : "", c.spool_dir);
+                r = AGENT_EXIT_FETCH;
+        } else if (r < 0) {
+                log_error_errno(r, "Failed to deliver the spooled reports from %s: %m",
+                                c.spool_dir);
+                r = AGENT_EXIT_REPORT;
+        } else
+                r = AGENT_EXIT_OK;
+out:
+        spool = report_close(spool);
+        fetch_global_cleanup();
+        return r;
+}
