@@ -26,7 +26,7 @@
 #include "write.h"
 
 #define RUN_LAST_FILE "last-run.json"
-#define RUN_SPOOL_DIR "spool"
+#define RUN_SPOOL_DIR "reports" /* under the state dir, as REPORT_SPOOL_DIR_DEFAULT */
 #define RUN_FINAL_FLUSH_MS (30 * 1000)
 #define RUN_MAX_PHASES 12
 
@@ -57,7 +57,7 @@ struct run {
         struct rebuild_result rebuild;
 
         /* phase timings, for the final report */
-        const char *phase;
+        enum report_phase phase;
         uint64_t phase_started_ms;
         struct report_timing timings[RUN_MAX_PHASES];
         size_t n_timings;
@@ -78,7 +78,7 @@ static bool have_serial(const struct run *r)
 }
 
 /* Spools one report; a report that cannot even be spooled ends the run with exit code 8. */
-static void emit(struct run *r, const char *status, const char *message, const char *error,
+static void emit(struct run *r, enum report_status status, const char *message, const char *error,
                  bool with_counts, const char *log_tail)
 {
         struct report rep = {
@@ -97,19 +97,19 @@ static void emit(struct run *r, const char *status, const char *message, const c
 
         if (!r->spool)
                 return;
-        k = report_emit(r->spool, &rep);
+        k = report_emit(r->spool, &rep, NULL);
         if (k < 0) {
-                log_error_errno(k, "Failed to spool the %s report: %m", r->phase);
+                log_error_errno(k, "Failed to spool the %s report: %m", report_phase_to_string(r->phase));
                 r->spool_failed = true;
         }
 }
 
-static void phase_start(struct run *r, const char *phase)
+static void phase_start(struct run *r, enum report_phase phase)
 {
         r->phase = phase;
         r->phase_started_ms = now_ms();
-        log_info("[%s]", phase);
-        emit(r, "started", NULL, NULL, false, NULL);
+        log_info("[%s]", report_phase_to_string(phase));
+        emit(r, REPORT_STATUS_STARTED, NULL, NULL, false, NULL);
 }
 
 static void phase_end(struct run *r)
@@ -126,15 +126,15 @@ static void phase_ok(struct run *r, const char *message)
         phase_end(r);
         if (message)
                 log_info("  %s", message);
-        emit(r, "ok", message, NULL, false, NULL);
+        emit(r, REPORT_STATUS_OK, message, NULL, false, NULL);
 }
 
 /* Logs and reports a failed phase; returns exit_code for "return phase_failed(...)". */
 static int phase_failed(struct run *r, int exit_code, const char *error, const char *log_tail)
 {
         phase_end(r);
-        log_error("%s failed: %s", r->phase, error);
-        emit(r, "failed", NULL, error, log_tail != NULL, log_tail);
+        log_error("%s failed: %s", report_phase_to_string(r->phase), error);
+        emit(r, REPORT_STATUS_FAILED, NULL, error, log_tail != NULL, log_tail);
         return exit_code;
 }
 
@@ -236,7 +236,7 @@ static int setup_dirs_and_spool(struct run *r)
 
         if (asprintf(&spool_dir, "%s/%s", r->state_dir, RUN_SPOOL_DIR) < 0)
                 return log_oom();
-        k = report_open(spool_dir, r->id.machine_id, &r->fetch, &r->spool);
+        k = report_open(spool_dir, r->id.machine_id, &r->fetch, REPORT_PATH_DEFAULT, &r->spool);
         if (k < 0)
                 return log_error_errno(k, "Failed to open the report spool %s: %m", spool_dir);
         return 0;
@@ -250,7 +250,7 @@ static int run_fetch(struct run *r)
         char message[512];
         int k;
 
-        phase_start(r, "fetch");
+        phase_start(r, REPORT_PHASE_FETCH);
         /* The server picks the machine's own profile, else its first group's, else a default. */
         for (size_t i = 0; i < r->config->n_groups; i++)
                 (void)buf_printf(&groups, "%s%s", i ? "%2C" : "?groups=", r->config->groups[i]);
@@ -285,7 +285,7 @@ static int run_verify(struct run *r, struct agent_state *state, bool *ret_up_to_
         char message[256], key_id[MINISIGN_KEY_ID_STRING_MAX];
         int k;
 
-        phase_start(r, "verify");
+        phase_start(r, REPORT_PHASE_VERIFY);
         k = state_load(r->state_dir, state);
         if (k < 0) {
                 snprintf(message, sizeof(message), "the agent state in %s cannot be read: %s",
@@ -332,7 +332,7 @@ static int run_plan(struct run *r)
         char message[256];
         int k;
 
-        phase_start(r, "plan");
+        phase_start(r, REPORT_PHASE_PLAN);
         k = plan_build(r->trust.profile, &hw, &r->plan);
         if (k < 0) {
                 snprintf(message, sizeof(message), "the profile cannot be turned into Nix settings: %s",
@@ -357,7 +357,7 @@ static int run_write(struct run *r)
         char message[512];
         int k;
 
-        phase_start(r, "write");
+        phase_start(r, REPORT_PHASE_WRITE);
         k = render_nix_conf(r->plan, serial, &conf);
         if (k >= 0)
                 k = render_nixos_module(r->plan, serial, &module);
@@ -396,7 +396,7 @@ static void on_rebuild_progress(const struct nixlog_counts *counts, uint64_t ela
                  "%" PRIu64 " s: %" PRIu64 " substituted, %" PRIu64 " built locally, %" PRIu64
                  " built remotely",
                  elapsed_ms / 1000, counts->substituted, counts->built_local, counts->built_remote);
-        emit(r, "progress", message, NULL, true, NULL);
+        emit(r, REPORT_STATUS_PROGRESS, message, NULL, true, NULL);
 }
 
 static int run_rebuild(struct run *r)
@@ -407,7 +407,7 @@ static int run_rebuild(struct run *r)
         char message[512];
         int k;
 
-        phase_start(r, "rebuild");
+        phase_start(r, REPORT_PHASE_REBUILD);
         k = render_nix_config_env(r->plan, &nix_config);
         if (k >= 0)
                 k = rebuild_default_argv(profile_rebuild_action_to_string(p->rebuild.action),
@@ -470,7 +470,7 @@ static int run_rebuild(struct run *r)
                  r->rebuild.counts.downloaded_bytes);
         phase_end(r);
         log_info("  %s", message);
-        emit(r, "ok", message, NULL, true, NULL);
+        emit(r, REPORT_STATUS_OK, message, NULL, true, NULL);
         return 0;
 }
 
@@ -483,7 +483,7 @@ static void save_last_run(struct run *r, int exit_code, const char *outcome)
         if (!r->state_dir || asprintf(&path, "%s/%s", r->state_dir, RUN_LAST_FILE) < 0)
                 return;
         o = json_pack("{s:s, s:i, s:s, s:I}", "outcome", outcome, "exit_code", exit_code,
-                      "phase", r->phase ?: "start", "time", (json_int_t)time(NULL));
+                      "phase", report_phase_to_string(r->phase), "time", (json_int_t)time(NULL));
         if (!o)
                 return;
         if (have_serial(r))
@@ -537,7 +537,7 @@ static int run_phases(struct run *r)
         bool up_to_date = false;
         int k;
 
-        r->phase = "identify";
+        r->phase = REPORT_PHASE_IDENTIFY;
         r->phase_started_ms = now_ms();
         k = identify(r->root, r->machine_id_override, &r->id);
         if (k < 0) {
@@ -549,7 +549,7 @@ static int run_phases(struct run *r)
         }
         if (setup_dirs_and_spool(r) < 0)
                 return AGENT_EXIT_USAGE;
-        emit(r, "started", NULL, NULL, false, NULL);
+        emit(r, REPORT_STATUS_STARTED, NULL, NULL, false, NULL);
         snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB",
                  r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
                  r->id.memory_bytes >> 20);
@@ -560,8 +560,8 @@ static int run_phases(struct run *r)
         if (k == 0)
                 k = run_verify(r, &state, &up_to_date);
         if (k == 0 && up_to_date) {
-                r->phase = "done";
-                emit(r, "ok", "nothing to do: this serial is already applied", NULL, false, NULL);
+                r->phase = REPORT_PHASE_DONE;
+                emit(r, REPORT_STATUS_OK, "nothing to do: this serial is already applied", NULL, false, NULL);
                 log_info("Nothing to do: serial %" PRIu64 " is already applied.",
                          r->trust.profile->serial);
                 return AGENT_EXIT_OK;
@@ -573,8 +573,8 @@ static int run_phases(struct run *r)
         if (k != 0)
                 return k;
         if (r->no_rebuild) {
-                r->phase = "rebuild";
-                emit(r, "ok", "skipped (--no-rebuild): the files are written, nothing was built",
+                r->phase = REPORT_PHASE_REBUILD;
+                emit(r, REPORT_STATUS_OK, "skipped (--no-rebuild): the files are written, nothing was built",
                      NULL, false, NULL);
                 log_info("Files written for serial %" PRIu64 "; no rebuild (--no-rebuild), so the "
                          "serial is not recorded as applied.",
@@ -585,7 +585,7 @@ static int run_phases(struct run *r)
         if (k != 0)
                 return k;
 
-        phase_start(r, "done");
+        phase_start(r, REPORT_PHASE_DONE);
         state = (struct agent_state){
                 .have_applied = true,
                 .applied_serial = r->trust.profile->serial,
@@ -601,7 +601,7 @@ static int run_phases(struct run *r)
                  r->trust.profile->serial);
         phase_end(r);
         log_info("  %s", message);
-        emit(r, "ok", message, NULL, true, NULL);
+        emit(r, REPORT_STATUS_OK, message, NULL, true, NULL);
         return AGENT_EXIT_OK;
 }
 
