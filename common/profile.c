@@ -142,7 +142,7 @@ invalid:
 
 static int check_group(struct yaml_schema_parser *p, char *item)
 {
-        if (!yaml_schema_lower_name_valid(item, NAME_MAX_LEN, "._-"))
+        if (!profile_group_name_valid(item))
                 return yaml_schema_fail_value(
                     p, "invalid group name '%s' (expected [a-z0-9][a-z0-9._-]*)", item);
         return 0;
@@ -973,4 +973,9 @@ const struct profile_setting *profile_find_setting(const struct profile *p, cons
                 if (streq(p->settings[i].name, name))
                         return &p->settings[i];
         return NULL;
+}
+
+bool profile_group_name_valid(const char *name)
+{
+        return name && yaml_schema_lower_name_valid(name, PROFILE_GROUP_NAME_MAX, "._-");
 }
