@@ -19,10 +19,26 @@
  *     command: nixos-rebuild            # run as COMMAND ACTION [--flake REF] --log-format ...
  *     path: /run/current-system/sw/bin:/usr/bin:/bin
  *
- * Parsed as strictly as the profile (same errors, file:line:column and key). The kernel command
- * line can override the server and the keys for an installer image: nixprov.url=URL (repeatable;
- * replaces server.urls), nixprov.key=BASE64 (repeatable; replaces trusted-keys),
- * nixprov.group=NAME (repeatable; replaces groups). */
+ * Parsed as strictly as the profile (same errors, file:line:column and key; see profile.h and
+ * yaml_schema.h): unknown and duplicate keys, wrong types, null values, aliases, anchors and tags
+ * are refused, and so is an empty document. Every key is optional. In detail:
+ *  - urls: at most AGENT_CONFIG_MAX_URLS, each http://, https:// or file:// followed by
+ *    something, in printable ASCII (no white space, no control character). The list may be
+ *    empty or missing: the command line may give the URLs, and the agent checks that some URL
+ *    is left once it is applied.
+ *  - connect-timeout: 1..600; deadline: 1..86400.
+ *  - trusted-keys: at most AGENT_CONFIG_MAX_KEYS; each the base64 line of a minisign public key
+ *    or the absolute path of a minisign .pub file (a regular file, read while parsing). A key
+ *    that does not parse or a file that cannot be read is an error at the key's line.
+ *  - groups: at most AGENT_CONFIG_MAX_GROUPS names like a profile's (profile_group_name_valid()).
+ *  - ca-file, state-dir, log-dir: absolute paths without control characters.
+ *  - rebuild.command: a program name (looked up in rebuild.path) or an absolute path, without
+ *    white space. rebuild.path: absolute directories separated by ':', none empty.
+ *  - No value is longer than AGENT_CONFIG_MAX_VALUE bytes (-E2BIG).
+ *
+ * The kernel command line can override the server and the keys for an installer image:
+ * nixprov.url=URL (repeatable; replaces server.urls), nixprov.key=BASE64 (repeatable; replaces
+ * trusted-keys), nixprov.group=NAME (repeatable; replaces groups). */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +51,7 @@
 #define AGENT_CONFIG_MAX_URLS 16
 #define AGENT_CONFIG_MAX_KEYS 16
 #define AGENT_CONFIG_MAX_GROUPS 64
+#define AGENT_CONFIG_MAX_VALUE 4096 /* bytes of one value: a URL, a path, a key */
 #define AGENT_CONFIG_STATE_DIR_DEFAULT "/var/lib/nixprov"
 #define AGENT_CONFIG_LOG_DIR_DEFAULT "/var/log/nixprov"
 #define AGENT_CONFIG_REBUILD_COMMAND_DEFAULT "nixos-rebuild"
@@ -44,7 +61,7 @@
 struct agent_config {
         char **urls; /* http://, https:// or file:// base URLs */
         size_t n_urls;
-        char *ca_file; /* NULL: the system CA store */
+        char *ca_file;            /* NULL: the system CA store */
         uint64_t connect_timeout; /* seconds */
         uint64_t deadline;        /* seconds */
 
@@ -61,20 +78,29 @@ struct agent_config {
         char *rebuild_path;    /* NULL: the rebuild module's default PATH */
 };
 
-/* Parses data read from filename (named in errors). Keys may be base64 lines or paths of .pub
- * files, read here (relative to nothing: absolute paths only). Returns 0, or -EBADMSG / -E2BIG
- * with *ret_error filled like profile_parse(), or -ENOMEM. */
+/* Parses data (size bytes, at most AGENT_CONFIG_MAX_BYTES) read from filename (named in errors;
+ * may be NULL). Keys may be base64 lines or paths of .pub files, read here (relative to nothing:
+ * absolute paths only). Values not given keep the defaults of agent_config_new_default(). On
+ * success *ret belongs to the caller. Returns 0, or -EBADMSG / -E2BIG / -ENOMEM with *ret_error
+ * (when not NULL) filled like profile_parse(), or -EINVAL (data NULL with a non-zero size). */
 int agent_config_parse(const char *data, size_t size, const char *filename,
                        struct agent_config **ret, struct profile_error *ret_error);
 
 /* An empty configuration with every default, for a device configured by the kernel command
- * line alone. */
+ * line alone: no URL, key or group; AGENT_CONFIG_*_DEFAULT for the rest, ca_file and
+ * rebuild_path NULL. *ret belongs to the caller. Returns 0 or -ENOMEM. */
 int agent_config_new_default(struct agent_config **ret);
 
 /* Applies nixprov.url=, nixprov.key= and nixprov.group= from a kernel command line (the text of
- * /proc/cmdline); other words are ignored. A value that does not parse is an error (-EINVAL,
- * with *ret_bad_word, when not NULL, set to a copy of the word), and c is left unchanged. */
+ * /proc/cmdline); other words are ignored. Words are split on white space and unquoted as the
+ * kernel does: nixprov.x="a b" and "nixprov.x=a b" are one word each, of value "a b". Each
+ * parameter given at least once replaces the whole list of the configuration with the values it
+ * is given, in order. A value that does not parse (or a parameter without '=') is an error
+ * (-EINVAL), and so is one value more than the list's limit (-E2BIG); then *ret_bad_word, when
+ * not NULL, is set to a copy of the word as written (the caller frees it), and c is left
+ * unchanged. Returns 0, -EINVAL, -E2BIG or -ENOMEM. */
 int agent_config_apply_cmdline(struct agent_config *c, const char *cmdline, char **ret_bad_word);
 
+/* Frees c and everything it holds. Accepts NULL; returns NULL. */
 struct agent_config *agent_config_free(struct agent_config *c);
 DEFINE_POINTER_CLEANUP(agent_config, agent_config_free)

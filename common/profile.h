@@ -198,5 +198,10 @@ DEFINE_POINTER_CLEANUP(profile, profile_free)
 const char *profile_strategy_to_string(enum profile_strategy s);
 const char *profile_rebuild_action_to_string(enum profile_rebuild_action a);
 
+/* A fleet group's name, as profiles and the agent's configuration write it:
+ * [a-z0-9][a-z0-9._-]*, at most PROFILE_GROUP_NAME_MAX bytes. */
+#define PROFILE_GROUP_NAME_MAX 64
+bool profile_group_name_valid(const char *name);
+
 /* Looks a setting up by name; NULL when the profile does not set it. */
 const struct profile_setting *profile_find_setting(const struct profile *p, const char *name);
