@@ -15,6 +15,7 @@
 #define AGENT_EXIT_REPORT 8    /* report could not be spooled */
 
 int cmd_fetch(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "config.h"
 #include "fetch.h"
 #include "log.h"
 #include "machine_id.h"
@@ -19,6 +20,11 @@
 #define REPORT_FLUSH_DEADLINE_S_DEFAULT 60
 
 struct report_command {
+        const char *config_path; /* NULL: AGENT_CONFIG_PATH_DEFAULT, read when no --server */
+        const char *cmdline_path;
+        const char *root;
+        struct agent_config *config;
+        char *default_spool;
         const char *spool_dir;
         char *servers[REPORT_COMMAND_SERVERS_MAX];
         size_t n_servers;
@@ -30,9 +36,17 @@ struct report_command {
 };
 
 static const char common_help[] =
-        "  --spool DIR           the report spool (default " REPORT_SPOOL_DIR_DEFAULT ")\n"
+        "  --config FILE         the agent configuration, for the servers, CA file and state\n"
+        "                        directory when --server is not given (default\n"
+        "                        " AGENT_CONFIG_PATH_DEFAULT ")\n"
+        "  --root DIR            the device's root directory (default /)\n"
+        "  --cmdline FILE        kernel command line over the configuration (default\n"
+        "                        /proc/cmdline; - for none)\n"
+        "  --spool DIR           the report spool (default ROOT/STATE-DIR/reports, that is\n"
+        "                        " REPORT_SPOOL_DIR_DEFAULT ")\n"
         "  --server URL          base URL of the nixprov server: http:// or https://\n"
-        "                        (repeatable, tried in order, at most 16)\n"
+        "                        (repeatable, tried in order, at most 16; default: the\n"
+        "                        configuration's server.urls)\n"
         "  --ca-file FILE        trust only this CA (default: the system CA store)\n"
         "  --machine-id ID       this machine's id (default: /etc/machine-id, else DMI)\n"
         "  -h, --help            show this help\n";
@@ -82,7 +96,10 @@ static void show_flush_help(FILE *f)
 }
 
 enum {
-        ARG_SPOOL = 0x100,
+        ARG_CONFIG = 0x100,
+        ARG_ROOT,
+        ARG_CMDLINE,
+        ARG_SPOOL,
         ARG_SERVER,
         ARG_CA_FILE,
         ARG_MACHINE_ID,
@@ -101,6 +118,15 @@ static int parse_common_option(struct report_command *c, int opt, const char *ar
         uint64_t v;
 
         switch (opt) {
+        case ARG_CONFIG:
+                c->config_path = arg;
+                return 1;
+        case ARG_ROOT:
+                c->root = arg;
+                return 1;
+        case ARG_CMDLINE:
+                c->cmdline_path = arg;
+                return 1;
         case ARG_SPOOL:
                 c->spool_dir = arg;
                 return 1;
@@ -142,10 +168,31 @@ static int report_command_prepare(struct report_command *c)
 {
         int r;
 
+        if (!c->root)
+                c->root = "/";
+        /* Without --server, the servers (and the spool) are the agent configuration's. */
+        if (c->n_servers == 0 || c->config_path) {
+                r = config_load(c->config_path, c->cmdline_path ?: "/proc/cmdline", &c->config);
+                if (r < 0)
+                        return AGENT_EXIT_USAGE;
+                for (size_t i = 0; c->n_servers == 0 && i < c->config->n_urls; i++)
+                        if (strncmp(c->config->urls[i], "file://", 7) != 0) /* no reports there */
+                                c->servers[c->n_servers++] = c->config->urls[i];
+                if (!c->ca_file)
+                        c->ca_file = c->config->ca_file;
+                if (!c->spool_dir) {
+                        if (asprintf(&c->default_spool, "%s%s/reports",
+                                     streq(c->root, "/") ? "" : c->root,
+                                     c->config->state_dir) < 0)
+                                return log_oom(), AGENT_EXIT_USAGE;
+                        c->spool_dir = c->default_spool;
+                }
+        }
+
         if (c->machine_id_arg)
                 r = machine_id_normalize(c->machine_id_arg, c->machine_id);
         else
-                r = machine_id_read("/", c->machine_id);
+                r = machine_id_read(c->root, c->machine_id);
         if (r < 0) {
                 log_error("Failed to get this machine's id%s%s: %s",
                           c->machine_id_arg ? " from " : "", c->machine_id_arg ?: "",
@@ -188,6 +235,13 @@ static int report_command_open(struct report_command *c, struct report_spool **r
         return AGENT_EXIT_OK;
 }
 
+static void report_command_done(struct report_command *c)
+{
+        c->config = agent_config_free(c->config);
+        free(c->default_spool);
+        c->default_spool = NULL;
+}
+
 static const char *plural(unsigned n)
 {
         return n == 1 ? "" : "s";
@@ -196,6 +250,9 @@ static const char *plural(unsigned n)
 int cmd_report(int argc, char **argv)
 {
         static const struct option options[] = {
+                {"config", required_argument, NULL, ARG_CONFIG},
+                {"root", required_argument, NULL, ARG_ROOT},
+                {"cmdline", required_argument, NULL, ARG_CMDLINE},
                 {"spool", required_argument, NULL, ARG_SPOOL},
                 {"server", required_argument, NULL, ARG_SERVER},
                 {"ca-file", required_argument, NULL, ARG_CA_FILE},
@@ -280,12 +337,15 @@ int cmd_report(int argc, char **argv)
                 return AGENT_EXIT_USAGE;
         }
         r = report_command_prepare(&c);
-        if (r != AGENT_EXIT_OK)
+        if (r != AGENT_EXIT_OK) {
+                report_command_done(&c);
                 return r;
+        }
 
         r = fetch_global_init();
         if (r < 0) {
                 log_error_errno(r, "Failed to initialize libcurl: %m");
+                report_command_done(&c);
                 return AGENT_EXIT_REPORT;
         }
         r = report_command_open(&c, &spool);
@@ -324,12 +384,16 @@ int cmd_report(int argc, char **argv)
 out:
         spool = report_close(spool);
         fetch_global_cleanup();
+        report_command_done(&c);
         return r;
 }
 
 int cmd_flush(int argc, char **argv)
 {
         static const struct option options[] = {
+                {"config", required_argument, NULL, ARG_CONFIG},
+                {"root", required_argument, NULL, ARG_ROOT},
+                {"cmdline", required_argument, NULL, ARG_CMDLINE},
                 {"spool", required_argument, NULL, ARG_SPOOL},
                 {"server", required_argument, NULL, ARG_SERVER},
                 {"ca-file", required_argument, NULL, ARG_CA_FILE},
@@ -366,17 +430,21 @@ int cmd_flush(int argc, char **argv)
                           argv[optind]);
                 return AGENT_EXIT_USAGE;
         }
-        if (c.n_servers == 0) {
-                log_error("No server given: pass at least one --server URL.");
-                return AGENT_EXIT_USAGE;
-        }
         r = report_command_prepare(&c);
-        if (r != AGENT_EXIT_OK)
+        if (r == AGENT_EXIT_OK && c.n_servers == 0) {
+                log_error("No server: give --server URL, or set server.urls in the agent "
+                          "configuration.");
+                r = AGENT_EXIT_USAGE;
+        }
+        if (r != AGENT_EXIT_OK) {
+                report_command_done(&c);
                 return r;
+        }
 
         r = fetch_global_init();
         if (r < 0) {
                 log_error_errno(r, "Failed to initialize libcurl: %m");
+                report_command_done(&c);
                 return AGENT_EXIT_FETCH;
         }
         r = report_command_open(&c, &spool);
@@ -407,5 +475,6 @@ int cmd_flush(int argc, char **argv)
 out:
         spool = report_close(spool);
         fetch_global_cleanup();
+        report_command_done(&c);
         return r;
 }

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "agent_config.h"
+#include "config.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "identify.h"
@@ -28,6 +29,7 @@
 #define RUN_LAST_FILE "last-run.json"
 #define RUN_SPOOL_DIR "reports" /* under the state dir, as REPORT_SPOOL_DIR_DEFAULT */
 #define RUN_FINAL_FLUSH_MS (30 * 1000)
+#define RUN_RETRY_FLUSH_MS (3 * 1000)
 #define RUN_MAX_PHASES 12
 
 struct run {
@@ -162,43 +164,11 @@ static void run_help(void)
 
 static int load_config(struct run *r)
 {
-        _cleanup_free_ char *data = NULL, *cmdline = NULL, *bad = NULL;
-        struct profile_error error = {};
-        size_t size;
         int k;
 
-        k = read_file_bounded(r->config_path, AGENT_CONFIG_MAX_BYTES, &data, &size);
-        if (k == -ENOENT) {
-                /* A device can be configured by the kernel command line alone. */
-                k = agent_config_new_default(&r->config);
-                if (k < 0)
-                        return log_error_errno(k, "Failed to set up a default configuration: %m");
-        } else if (k < 0) {
-                return log_error_errno(k, "Failed to read %s: %s", r->config_path,
-                                       k == -E2BIG ? "larger than 64 KiB" : strerror(-k));
-        } else {
-                k = agent_config_parse(data, size, r->config_path, &r->config, &error);
-                if (k < 0) {
-                        char where[PROFILE_ERROR_FILE_MAX + PROFILE_ERROR_KEY_MAX +
-                                   PROFILE_ERROR_MESSAGE_MAX + 32];
-
-                        log_error("%s", profile_error_format(&error, where, sizeof(where)));
-                        return k;
-                }
-        }
-
-        if (r->cmdline_path && !streq(r->cmdline_path, "-")) {
-                k = read_file_bounded(r->cmdline_path, 64 * 1024, &cmdline, NULL);
-                if (k < 0 && k != -ENOENT)
-                        return log_error_errno(k, "Failed to read %s: %m", r->cmdline_path);
-                if (k >= 0) {
-                        k = agent_config_apply_cmdline(r->config, cmdline, &bad);
-                        if (k < 0)
-                                return log_error_errno(k, "Invalid %s on the kernel command line.",
-                                                       bad ?: "nixprov option");
-                }
-        }
-
+        k = config_load(r->config_path, r->cmdline_path, &r->config);
+        if (k < 0)
+                return k;
         if (r->config->n_urls == 0)
                 return log_error_errno(-EINVAL, "No server: set server.urls in %s or nixprov.url= "
                                                 "on the kernel command line.",
@@ -247,7 +217,7 @@ static int run_fetch(struct run *r)
         _cleanup_free_ char *path = NULL, *sig_path = NULL;
         struct buf groups = BUF_INIT(4096);
         struct fetch_error error = {};
-        char message[512];
+        char message[FETCH_URL_MAX + 1024];
         int k;
 
         phase_start(r, REPORT_PHASE_FETCH);
@@ -404,7 +374,7 @@ static int run_rebuild(struct run *r)
         _cleanup_free_ char *nix_config = NULL, *log_path = NULL, *command = NULL;
         const struct profile *p = r->trust.profile;
         char **argv = NULL;
-        char message[512];
+        char message[NIXLOG_ERROR_MAX + 512];
         int k;
 
         phase_start(r, REPORT_PHASE_REBUILD);
@@ -510,7 +480,11 @@ static void finish(struct run *r)
 
         if (!r->spool)
                 return;
-        k = report_flush(r->spool, RUN_FINAL_FLUSH_MS, &sent, &pending);
+        /* A server that failed earlier in this run gets one short try, not the full wait. */
+        k = report_flush(r->spool,
+                         report_stats(r->spool)->send_failures > 0 ? RUN_RETRY_FLUSH_MS
+                                                                   : RUN_FINAL_FLUSH_MS,
+                         &sent, &pending);
         if (k < 0 && pending > 0)
                 log_warning("%u report%s kept in the spool: the server cannot be reached (%s). "
                             "They are sent on the next run or by 'nixprov-agent flush'.",

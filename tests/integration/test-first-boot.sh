@@ -37,7 +37,7 @@ write_config() { # write_config URL...
     printf '  urls: ['; local first=1 u
     for u in "$@"; do [ $first = 1 ] || printf ', '; printf '%s' "$u"; first=0; done
     echo ']'
-    echo "  deadline: 20"
+    echo "  deadline: ${DEADLINE:-20}"
     echo "  connect-timeout: 2"
     echo "trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]"
     echo "rebuild:"
@@ -58,14 +58,14 @@ publish() { # publish SERIAL STRATEGY SUBSTITUTERS [EXTRA YAML]
   minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
 }
 
-agent_run() { "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
+agent_run() { timeout 300 "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
 # report_field JQ: a value from this machine's history on the server.
 history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
 final_report() { history; jq -c '[.reports[] | select(.phase == "done" or .status == "failed")] | last' history.json; }
 
 # --- binary-caches: the first build substitutes everything ------------------------------------
 publish 1 binary-caches "$CACHE_URL"
-expect_exit first-boot 0 timeout 300 agent_run
+expect_exit first-boot 0 agent_run
 expect_grep first-boot "provisioned at serial 1"
 f=$(final_report)
 [ "$(jq -r .counts.substituted <<<"$f")" = 3 ] || die "substituted: $f"
@@ -106,7 +106,7 @@ ok "nixprov fleet shows the machine done at serial 1"
 
 # --- the same serial again: nothing to do -----------------------------------------------------
 calls=$(wc -l < rebuild.args)
-expect_exit again 0 timeout 120 agent_run
+expect_exit again 0 agent_run
 expect_grep again "Nothing to do: serial 1 is already applied"
 [ "$(wc -l < rebuild.args)" = "$calls" ] || die "the rebuild ran again"
 ok "the same serial again is nothing to do, and says so"
@@ -114,7 +114,7 @@ ok "the same serial again is nothing to do, and says so"
 # --- source: the same closure, built locally --------------------------------------------------
 forget_closure
 publish 2 source ""
-expect_exit source 0 timeout 300 agent_run
+expect_exit source 0 agent_run
 f=$(final_report)
 [ "$(jq -r .counts.built <<<"$f")" = 3 ] || die "source: built: $f"
 [ "$(jq -r .counts.substituted <<<"$f")" = 0 ] || die "source: substituted: $f"
@@ -135,7 +135,7 @@ build-users-group =
 sandbox = false"
 exec nix-build --no-out-link --log-format internal-json -E 'derivation { name = "nixprov-broken-$run_id"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo the-build-broke-here >&2; exit 1" ]; }'
 EOF
-expect_exit failing 7 timeout 300 agent_run
+expect_exit failing 7 agent_run
 expect_grep failing "rebuild failed: exited with status 100"
 cmp -s "$conf" conf.before || die "the previous nixprov.conf was not restored"
 grep -q '^serial 2$' root/var/lib/nixprov/applied || die "a failed rebuild changed the applied serial"
@@ -147,23 +147,24 @@ ls root/var/log/nixprov/rebuild-3-*.log >/dev/null || die "no rebuild log for se
 ok "a failing rebuild exits 7, reports the error and the log tail, restores the previous files"
 
 # --- server errors: retries, then a clear failure, and nothing written ---------------------------
-python3 "$SRC/tests/integration/fault-server.py" fault.port fault.log 2>fault.err &
+mkdir -p www
+python3 "$SRC/tests/integration/fault-server.py" fault.port www fault.log 120 2>fault.err &
 at_exit "kill $! 2>/dev/null"
 for _ in $(seq 50); do [ -s fault.port ] && break; sleep 0.1; done
 FAULT=http://127.0.0.1:$(cat fault.port)
 publish 4 binary-caches "$CACHE_URL"
-for fault in 500 reset truncate; do
+for fault in 500 reset truncate big/2000000; do
   touch stamp
   sleep 0.01
-  write_config "$FAULT/$fault"
-  expect_exit "fault-$fault" 3 timeout 120 agent_run
-  expect_grep "fault-$fault" "fetch failed: $FAULT/$fault/v1/machines/$MACHINE/profile"
+  DEADLINE=4 write_config "$FAULT/$fault"
+  expect_exit "fault-${fault%%/*}" 3 agent_run
+  expect_grep "fault-${fault%%/*}" "fetch failed: $FAULT/$fault/v1/machines/$MACHINE/profile"
   changed=$(cd root && find . -type f -newer "$TMP/stamp" | grep -v '^./var/lib/nixprov/' || true)
   [ -z "$changed" ] || die "$fault: files written: $changed"
   grep -q '^serial 2$' root/var/lib/nixprov/applied || die "$fault: the applied serial changed"
 done
 [ "$(grep -c '/500/' fault.log)" -gt 1 ] || die "the 500 was not retried"
-ok "a server answering 500, resetting or truncating: retried, exit 3, nothing written"
+ok "a server answering 500, resetting, truncating or sending more than the cap: exit 3, nothing written"
 
 # --- the server down for the whole run: provisioned from a mirror, reports delivered later ------
 mkdir -p "mirror/v1/machines/$MACHINE"
@@ -174,25 +175,29 @@ cat > nixos-rebuild <<EOF
 echo "\$*" >> $TMP/rebuild.args
 exec $SRC/tests/integration/rebuild-standin.sh $CLOSURE $NONCE
 EOF
+history
+before=$(jq '.reports | length' history.json)
 stop_server
 write_config "$SERVER_URL" "file://$TMP/mirror"
-expect_exit offline 0 timeout 300 agent_run
+expect_exit offline 0 agent_run
 expect_grep offline "provisioned at serial 4"
-spooled=$(find root/var/lib/nixprov/spool -maxdepth 1 -name '*.json' | wc -l)
+spooled=$(find root/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)
 [ "$spooled" -gt 5 ] || die "only $spooled reports spooled"
 start_server "$TMP/data"
 write_config "$SERVER_URL"
 expect_exit flush 0 timeout 120 "$AGENT" flush --config agent.yaml --root root --cmdline -
-[ "$(find root/var/lib/nixprov/spool -maxdepth 1 -name '*.json' | wc -l)" = 0 ] ||
+[ "$(find root/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)" = 0 ] ||
   die "reports left in the spool"
 history
-[ "$(jq '[.reports[] | select(.serial == 4)] | length' history.json)" = "$spooled" ] ||
-  die "expected $spooled reports of serial 4 on the server"
+[ "$(jq '.reports | length' history.json)" = $((before + spooled)) ] ||
+  die "expected $before + $spooled reports on the server, got $(jq '.reports | length' history.json)"
+jq -e '[.reports[] | select(.serial == 4 and .phase == "done" and .status == "ok")] | length == 1' \
+  history.json >/dev/null || die "no single final report of serial 4"
 [ "$(jq '[.reports[].seq] | length == (unique | length)' history.json)" = true ] ||
   die "a report was stored twice"
 expect_exit flush-again 0 timeout 60 "$AGENT" flush --config agent.yaml --root root --cmdline -
 history
-[ "$(jq '[.reports[] | select(.serial == 4)] | length' history.json)" = "$spooled" ] ||
+[ "$(jq '.reports | length' history.json)" = $((before + spooled)) ] ||
   die "flushing again changed the history"
 ok "server down for the whole run: provisioned from a file:// mirror; $spooled reports spooled, then delivered once each"
 

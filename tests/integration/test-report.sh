@@ -41,7 +41,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # --- usage ---------------------------------------------------------------------------------
 expect_exit flush-no-server 2 "$AGENT" flush --spool "$SPOOL" --machine-id "$M"
-expect_grep flush-no-server "No server given: pass at least one --server URL."
+expect_grep flush-no-server "No server: give --server URL, or set server.urls in the agent configuration."
 ok "flush without --server: usage error (exit 2)"
 expect_exit report-bad-phase 2 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase deploy --status ok
 expect_grep report-bad-phase "Unknown --phase 'deploy'."

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* Loading the agent's configuration the way every command does: the file (or, when there is
+ * none, the defaults), then the kernel command line over it. */
+
+#include "agent_config.h"
+
+/* Loads config_path (AGENT_CONFIG_PATH_DEFAULT when NULL; a missing file gives the defaults) and
+ * applies the kernel command line read from cmdline_path (NULL or "-": none; a missing file is
+ * no command line). Logs what is wrong, with file:line:column, and returns a negative errno;
+ * on success *ret belongs to the caller. */
+int config_load(const char *config_path, const char *cmdline_path, struct agent_config **ret);
