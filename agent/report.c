@@ -269,6 +269,10 @@ struct report_spool {
         report_sign_fn sign;
         void *sign_userdata;
         bool send_failed; /* since the last report_flush(): emits only spool */
+        bool spool_only;  /* report_set_send_on_emit(false) */
+        /* Sequence numbers reserved in the seq file for this handle: [next, end). */
+        uint64_t reserved_next;
+        uint64_t reserved_end;
         struct report_stats stats;
         struct fetch_error last_error;
 };
@@ -550,15 +554,39 @@ int report_open(const char *spool_dir, const char *machine_id,
         return 0;
 }
 
+/* Gives back the numbers of this handle's block it did not use, so that runs one after the other
+ * number their reports without gaps. Safe whether or not the write reaches the disk: the file
+ * then says either the block's end or the first unused number, and nothing above that was
+ * handed out. */
+static void seq_give_back(struct report_spool *s)
+{
+        _cleanup_close_ int lock = -EBADF;
+        uint64_t next;
+
+        if (s->reserved_next >= s->reserved_end)
+                return;
+        if (lock_file(s, REPORT_SEQ_LOCK, true, &lock) < 0)
+                return;
+        if (seq_file_read(s, &next) < 0 || next != s->reserved_end)
+                return; /* another handle reserved after us: leave the gap */
+        (void)seq_file_write(s, s->reserved_next);
+}
+
 struct report_spool *report_close(struct report_spool *s)
 {
         if (!s)
                 return NULL;
+        seq_give_back(s);
         safe_close(s->dir_fd);
         free(s->dir);
         free(s->path);
         free(s);
         return NULL;
+}
+
+void report_set_send_on_emit(struct report_spool *s, bool send)
+{
+        s->spool_only = !send;
 }
 
 void report_set_emit_deadline(struct report_spool *s, uint64_t deadline_ms)
@@ -767,14 +795,20 @@ int report_emit(struct report_spool *s, const struct report *report, uint64_t *r
         r = lock_file(s, REPORT_SEQ_LOCK, true, &lock);
         if (r < 0)
                 return r;
-        /* The seq file says which seq is next; a spooled report above it (the file lost) still
-         * wins, so a seq is never handed out twice. */
-        r = seq_file_read(s, &seq);
-        if (r < 0)
-                return r;
         r = spool_list(s, false, &seqs, &n);
         if (r < 0)
                 return r;
+        if (s->reserved_next < s->reserved_end) {
+                /* Inside the block this handle reserved, the next number is ours alone. */
+                seq = s->reserved_next;
+        } else {
+                /* The seq file says which seq is next (after any block reserved by another
+                 * handle); a spooled report above it (the file lost) still wins, so a seq is
+                 * never handed out twice. */
+                r = seq_file_read(s, &seq);
+                if (r < 0)
+                        return r;
+        }
         if (n > 0 && seqs[n - 1] >= seq)
                 seq = seqs[n - 1] + 1;
         if (seq == 0)
@@ -802,10 +836,15 @@ int report_emit(struct report_spool *s, const struct report *report, uint64_t *r
                 size = signed_size;
         }
 
-        /* The seq is used up first: a crash after this leaves a gap, never a reused number. */
-        r = seq_file_write(s, seq + 1);
-        if (r < 0)
-                return r;
+        /* The seq is used up first: a crash after this leaves a gap, never a reused number. A
+         * block is reserved at once, so a run writes the seq file once, not once a report. */
+        if (seq >= s->reserved_end || seq < s->reserved_next) {
+                r = seq_file_write(s, seq + REPORT_SEQ_BLOCK);
+                if (r < 0)
+                        return r;
+                s->reserved_end = seq + REPORT_SEQ_BLOCK;
+        }
+        s->reserved_next = seq + 1;
         report_name(seq, name);
         path = spool_path(s, name);
         if (!path)
@@ -841,7 +880,7 @@ int report_emit(struct report_spool *s, const struct report *report, uint64_t *r
         if (ret_seq)
                 *ret_seq = seq;
 
-        if (s->send_options && !s->send_failed) {
+        if (s->send_options && !s->send_failed && !s->spool_only) {
                 r = spool_deliver(s, s->emit_deadline_ms, false, &sent);
                 if (r < 0 && r != -EBUSY) {
                         s->send_failed = true;

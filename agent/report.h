@@ -47,6 +47,9 @@
 #define REPORT_TIMINGS_MAX 16
 /* A spooled file (or a signed body) larger than this is not a report. */
 #define REPORT_BODY_MAX (64 * 1024)
+/* Sequence numbers a handle reserves in the seq file at a time: one write for a whole run. The
+ * numbers a crash leaves unused are a gap, which the server does not mind. */
+#define REPORT_SEQ_BLOCK 64
 
 enum report_phase {
         REPORT_PHASE_IDENTIFY,
@@ -145,6 +148,9 @@ DEFINE_POINTER_CLEANUP(report_spool, report_close)
 /* The deadline of emit's opportunistic send (default REPORT_EMIT_DEADLINE_MS_DEFAULT; 0 keeps
  * the default). */
 void report_set_emit_deadline(struct report_spool *s, uint64_t deadline_ms);
+/* Whether report_emit() also tries to deliver (the default) or only spools, leaving delivery to
+ * report_flush(): a run spools its quick phases and sends them together. */
+void report_set_send_on_emit(struct report_spool *s, bool send);
 /* Sets (or, with NULL, clears) the signing hook; see report_sign_fn. */
 void report_set_signer(struct report_spool *s, report_sign_fn sign, void *userdata);
 

@@ -30,6 +30,7 @@
 #define RUN_SPOOL_DIR "reports" /* under the state dir, as REPORT_SPOOL_DIR_DEFAULT */
 #define RUN_FINAL_FLUSH_MS (30 * 1000)
 #define RUN_RETRY_FLUSH_MS (3 * 1000)
+#define REBUILD_REPORT_FLUSH_MS (5 * 1000)
 #define RUN_MAX_PHASES 12
 
 struct run {
@@ -60,18 +61,20 @@ struct run {
 
         /* phase timings, for the final report */
         enum report_phase phase;
-        uint64_t phase_started_ms;
-        struct report_timing timings[RUN_MAX_PHASES];
+        uint64_t phase_started_us;
+        struct report_timing timings[RUN_MAX_PHASES]; /* milliseconds, for the reports */
         size_t n_timings;
+        uint64_t timings_us[RUN_MAX_PHASES]; /* the same in microseconds, for last-run.json */
+        size_t n_timings_us;
         bool spool_failed;
 };
 
-static uint64_t now_ms(void)
+static uint64_t now_us(void)
 {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static bool have_serial(const struct run *r)
@@ -106,12 +109,14 @@ static void emit(struct run *r, enum report_status status, const char *message, 
         }
 }
 
+/* The quick phases report only their outcome; a long one (the rebuild) its start too. */
 static void phase_start(struct run *r, enum report_phase phase)
 {
         r->phase = phase;
-        r->phase_started_ms = now_ms();
+        r->phase_started_us = now_us();
         log_info("[%s]", report_phase_to_string(phase));
-        emit(r, REPORT_STATUS_STARTED, NULL, NULL, false, NULL);
+        if (phase == REPORT_PHASE_REBUILD)
+                emit(r, REPORT_STATUS_STARTED, NULL, NULL, false, NULL);
 }
 
 static void phase_end(struct run *r)
@@ -119,8 +124,10 @@ static void phase_end(struct run *r)
         if (r->n_timings < RUN_MAX_PHASES)
                 r->timings[r->n_timings++] = (struct report_timing){
                         .phase = r->phase,
-                        .ms = now_ms() - r->phase_started_ms,
+                        .ms = (now_us() - r->phase_started_us) / 1000,
                 };
+        if (r->n_timings_us < RUN_MAX_PHASES)
+                r->timings_us[r->n_timings_us++] = now_us() - r->phase_started_us;
 }
 
 static void phase_ok(struct run *r, const char *message)
@@ -209,6 +216,9 @@ static int setup_dirs_and_spool(struct run *r)
         k = report_open(spool_dir, r->id.machine_id, &r->fetch, REPORT_PATH_DEFAULT, &r->spool);
         if (k < 0)
                 return log_error_errno(k, "Failed to open the report spool %s: %m", spool_dir);
+        /* The quick phases are spooled as they happen and sent together before the rebuild
+         * (or at the end): a few milliseconds apart, they need no round trip each. */
+        report_set_send_on_emit(r->spool, false);
         return 0;
 }
 
@@ -377,6 +387,9 @@ static int run_rebuild(struct run *r)
         char message[NIXLOG_ERROR_MAX + 512];
         int k;
 
+        /* Before the long phase, the server learns how the quick ones went. */
+        (void)report_flush(r->spool, REBUILD_REPORT_FLUSH_MS, NULL, NULL);
+        report_set_send_on_emit(r->spool, true);
         phase_start(r, REPORT_PHASE_REBUILD);
         k = render_nix_config_env(r->plan, &nix_config);
         if (k >= 0)
@@ -467,6 +480,11 @@ static void save_last_run(struct run *r, int exit_code, const char *outcome)
                                               (json_int_t)r->rebuild.counts.built_remote,
                                               "downloaded_bytes",
                                               (json_int_t)r->rebuild.counts.downloaded_bytes));
+        json_t *timings = json_object();
+        for (size_t i = 0; timings && i < r->n_timings; i++)
+                json_object_set_new(timings, report_phase_to_string(r->timings[i].phase),
+                                    json_integer((json_int_t)r->timings_us[i]));
+        json_object_set_new(o, "timings_us", timings);
         text = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         if (text)
@@ -512,7 +530,7 @@ static int run_phases(struct run *r)
         int k;
 
         r->phase = REPORT_PHASE_IDENTIFY;
-        r->phase_started_ms = now_ms();
+        r->phase_started_us = now_us();
         k = identify(r->root, r->machine_id_override, &r->id);
         if (k < 0) {
                 log_error_errno(k, "Failed to identify this machine: %s",
@@ -523,7 +541,6 @@ static int run_phases(struct run *r)
         }
         if (setup_dirs_and_spool(r) < 0)
                 return AGENT_EXIT_USAGE;
-        emit(r, REPORT_STATUS_STARTED, NULL, NULL, false, NULL);
         snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB",
                  r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
                  r->id.memory_bytes >> 20);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdint.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,13 @@
 #include "fileio.h"
 #include "macro.h"
 #include "write.h"
+
+static bool same_directory(const char *a, const char *b)
+{
+        const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+
+        return sa && sb && sa - a == sb - b && strncmp(a, b, (size_t)(sa - a)) == 0;
+}
 
 static int restore_one(const char *path, bool had_previous)
 {
@@ -56,39 +64,83 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
                 struct write_set *ret, char **ret_failed_path)
 {
         struct write_set set = {};
-        int r;
+        char *paths[WRITE_MAX_FILES] = {}, *tmps[WRITE_MAX_FILES] = {};
+        int fds[WRITE_MAX_FILES];
+        bool had_previous[WRITE_MAX_FILES];
+        size_t n_prepared = 0, failed = SIZE_MAX;
+        int r = 0;
 
         if (n_items > WRITE_MAX_FILES)
                 return -E2BIG;
 
-        for (size_t i = 0; i < n_items; i++) {
-                _cleanup_free_ char *path = path_join_root(root, items[i].path), *dir = NULL;
+        /* 1. Every file into a temporary file beside its place: nothing is replaced yet. */
+        for (size_t i = 0; i < n_items; i++, n_prepared++) {
+                _cleanup_free_ char *dir = NULL;
 
-                if (!path || !(dir = strdup(path))) {
+                paths[i] = path_join_root(root, items[i].path);
+                if (!paths[i] || !(dir = strdup(paths[i]))) {
                         r = -ENOMEM;
-                        goto fail;
+                        failed = i;
+                        break;
                 }
                 r = mkdir_parents(dirname(dir), 0755);
-                if (r >= 0) {
-                        bool had_previous = access(path, F_OK) == 0;
-
-                        r = write_file_atomic(path, items[i].data, items[i].size, items[i].mode,
-                                              WRITE_FILE_KEEP_PREVIOUS);
-                        if (r >= 0) {
-                                set.files[set.n_files].had_previous = had_previous;
-                                set.files[set.n_files++].path = TAKE_PTR(path);
-                                continue;
-                        }
+                if (r >= 0)
+                        r = atomic_write_prepare(paths[i], items[i].data, items[i].size,
+                                                 items[i].mode, &fds[i], &tmps[i]);
+                if (r < 0) {
+                        failed = i;
+                        break;
                 }
-                if (ret_failed_path)
-                        *ret_failed_path = TAKE_PTR(path);
-                goto fail;
+                had_previous[i] = access(paths[i], F_OK) == 0;
         }
-        *ret = set;
-        return 0;
 
-fail:
-        (void)write_restore(&set);
-        write_set_done(&set);
+        /* 2. One sync for all of them (one journal commit instead of one a file). */
+        if (r >= 0 && n_prepared > 0 && syncfs(fds[0]) < 0) {
+                r = -errno;
+                failed = 0;
+        }
+
+        /* 3. Into place, the previous versions kept as PATH~. */
+        for (size_t i = 0; r >= 0 && i < n_prepared; i++) {
+                r = atomic_write_commit(paths[i], tmps[i], WRITE_FILE_KEEP_PREVIOUS);
+                if (r < 0) {
+                        failed = i;
+                        break;
+                }
+                set.files[set.n_files].had_previous = had_previous[i];
+                set.files[set.n_files++].path = TAKE_PTR(paths[i]);
+                free(tmps[i]); /* renamed into place: nothing left to remove */
+                tmps[i] = NULL;
+        }
+
+        /* 4. The directories, once each. */
+        for (size_t i = 0; r >= 0 && i < set.n_files; i++) {
+                bool seen = false;
+
+                for (size_t j = 0; j < i && !seen; j++)
+                        seen = same_directory(set.files[i].path, set.files[j].path);
+                if (!seen) {
+                        r = fsync_directory_of(set.files[i].path);
+                        if (r < 0)
+                                failed = i;
+                }
+        }
+
+        for (size_t i = 0; i < n_prepared; i++) {
+                safe_close(fds[i]);
+                if (tmps[i]) {
+                        (void)unlink(tmps[i]);
+                        free(tmps[i]);
+                }
+        }
+        if (r < 0) {
+                if (ret_failed_path && failed < n_items)
+                        *ret_failed_path = path_join_root(root, items[failed].path);
+                (void)write_restore(&set);
+                write_set_done(&set);
+        } else
+                *ret = set;
+        for (size_t i = 0; i < n_items; i++)
+                free(paths[i]);
         return r;
 }

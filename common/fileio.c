@@ -14,7 +14,7 @@
 #include "fileio.h"
 #include "util.h"
 
-static int fsync_directory_of(const char *path)
+int fsync_directory_of(const char *path)
 {
         _cleanup_free_ char *copy = strdup(path);
         _cleanup_close_ int fd = -EBADF;
@@ -29,65 +29,69 @@ static int fsync_directory_of(const char *path)
         return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode,
-                      enum write_file_flags flags)
+int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode,
+                         int *ret_fd, char **ret_tmp)
 {
-        _cleanup_free_ char *tmp = NULL, *previous = NULL;
+        _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
-        uint32_t nonce = randombytes_random();
         int r;
 
-        if (asprintf(&tmp, "%s.tmp-%08x", path, nonce) < 0)
+        if (asprintf(&tmp, "%s.tmp-%08x", path, randombytes_random()) < 0)
                 return -ENOMEM;
-
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
         if (fd < 0)
                 return -errno;
         /* The umask can only have removed bits; put back exactly the requested ones. */
-        if (fchmod(fd, mode) < 0) {
-                r = -errno;
-                goto fail;
+        r = fchmod(fd, mode) < 0 ? -errno : write_all(fd, data, size);
+        if (r < 0) {
+                (void)unlink(tmp);
+                return r;
         }
-        r = write_all(fd, data, size);
-        if (r < 0)
-                goto fail;
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
+        *ret_fd = TAKE_FD(fd);
+        *ret_tmp = TAKE_PTR(tmp);
+        return 0;
+}
+
+int atomic_write_commit(const char *path, const char *tmp, enum write_file_flags flags)
+{
+        _cleanup_free_ char *previous = NULL;
 
         if (flags & WRITE_FILE_EXCLUSIVE) {
                 /* link() fails with EEXIST instead of replacing: no window for a race. */
-                if (link(tmp, path) < 0) {
-                        r = -errno;
-                        goto fail;
-                }
+                if (link(tmp, path) < 0)
+                        return -errno;
                 (void)unlink(tmp);
-        } else {
-                if (flags & WRITE_FILE_KEEP_PREVIOUS) {
-                        if (asprintf(&previous, "%s~", path) < 0) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        if (unlink(previous) < 0 && errno != ENOENT) {
-                                r = -errno;
-                                goto fail;
-                        }
-                        if (link(path, previous) < 0 && errno != ENOENT) {
-                                r = -errno;
-                                goto fail;
-                        }
-                }
-                if (rename(tmp, path) < 0) {
-                        r = -errno;
-                        goto fail;
-                }
+                return 0;
+        }
+        if (flags & WRITE_FILE_KEEP_PREVIOUS) {
+                if (asprintf(&previous, "%s~", path) < 0)
+                        return -ENOMEM;
+                if (unlink(previous) < 0 && errno != ENOENT)
+                        return -errno;
+                if (link(path, previous) < 0 && errno != ENOENT)
+                        return -errno;
+        }
+        if (rename(tmp, path) < 0)
+                return -errno;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode,
+                      enum write_file_flags flags)
+{
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        r = atomic_write_prepare(path, data, size, mode, &fd, &tmp);
+        if (r < 0)
+                return r;
+        r = fsync(fd) < 0 ? -errno : atomic_write_commit(path, tmp, flags);
+        if (r < 0) {
+                (void)unlink(tmp);
+                return r;
         }
         return fsync_directory_of(path);
-
-fail:
-        (void)unlink(tmp);
-        return r;
 }
 
 int mkdir_parents(const char *path, mode_t mode)

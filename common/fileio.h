@@ -22,6 +22,19 @@ enum write_file_flags {
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode,
                       enum write_file_flags flags);
 
+/* The two halves of write_file_atomic(), for writing several files with one sync:
+ * atomic_write_prepare() creates the temporary file beside path with mode and writes data (no
+ * fsync); *ret_fd and *ret_tmp belong to the caller, who syncs it (fsync, or one syncfs() for
+ * many), then calls atomic_write_commit() to put it in place (and keep the previous version, or
+ * refuse to replace, as flags say), then fsyncs the directory. On failure of either the caller
+ * unlinks the temporary file. Return 0 or a negative errno. */
+int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode,
+                         int *ret_fd, char **ret_tmp);
+int atomic_write_commit(const char *path, const char *tmp, enum write_file_flags flags);
+
+/* fsyncs the directory that holds path. */
+int fsync_directory_of(const char *path);
+
 /* Creates directory path (and missing parents) with mode; an existing directory is left as it
  * is. Returns 0 or a negative errno. */
 int mkdir_parents(const char *path, mode_t mode);

@@ -66,7 +66,7 @@ ok "the server stored seq 1: phase fetch, status ok, serial 3, the message"
 [ -z "$(spooled)" ] || die "spool not empty: $(spooled)"
 [ "$(stat -c %a "$SPOOL")" = 700 ] || die "spool mode $(stat -c %a "$SPOOL")"
 [ "$(cat "$SPOOL/seq")" = 2 ] || die "seq file holds '$(cat "$SPOOL/seq")'"
-ok "spool empty (mode 0700), next seq 2 kept in $SPOOL/seq"
+ok "spool empty (mode 0700); the unused part of the reserved block given back: next seq 2 in $SPOOL/seq"
 
 # --- (2) server down: reports are spooled, quickly; flush delivers them in order ---------
 dead=$server
