@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""The agent's own overhead on loopback: fetch + verify + plan + write (no rebuild), and the
-reports of those phases to a real `nixprov serve`, for a profile with 4 caches (one private, with a
-sealed token), 3 builders, over many runs. Prints the median / p90 / max wall time and the peak
-RSS of the agent process, next to `minisign -V` on the same profile (the floor: one signature
-check in a process of its own).
+"""The agent's own overhead on loopback, for a profile with 4 caches (one private, with a sealed
+token) and 3 builders, over many first boots (each a new machine, a new root directory):
+
+  phases    fetch + verify + plan + write, as the agent times them (last-run.json)
+  process   the whole `nixprov-agent run --no-rebuild` process, also identify, spooling the
+            reports and delivering them to a real `nixprov serve`, and exit
+
+with the peak RSS of the agent process (GNU time), next to `minisign -V` on the same profile
+(the floor: one signature check in a process of its own).
 
 Usage: bench/agent-overhead.py [--runs N] [--build DIR]      (default: 200 runs, build/)
 """
-import argparse, base64, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
+import argparse, base64, json, os, shutil, signal, socket, statistics, struct, subprocess, sys, tempfile, time
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MACHINE = "4c4c4544004d3510804fb4c04f4d3732"
@@ -34,24 +38,23 @@ def profile_text():
     caches = "".join("  - name: %s\n    public-key: %s\n" % (n, cache_key(n))
                      for n in ("nix-community", "devenv", "cuda-maintainers"))
     caches += "  - name: myorg\n    public-key: %s\n    auth-token: {sealed: %s}\n" % (cache_key("myorg"), sealed)
-    return ("nixprov: 1\nserial: 7\nexpires: 2099-01-01T00:00:00Z\nmachines: [%s]\n"
+    return ("nixprov: 1\nserial: 7\nexpires: 2099-01-01T00:00:00Z\ngroups: [bench]\n"
             "strategy: remote-builders\nnix:\n  settings:\n    max-jobs: fit\n    cores: fit\n"
             "    connect-timeout: 10\nbuilders:\n%scachix:\n%s"
-            "rebuild:\n  action: switch\n  timeout: 7200\n" % (MACHINE, builders, caches))
+            "rebuild:\n  action: switch\n  timeout: 7200\n" % (builders, caches))
 
 
-def measure(argv, env=None):
-    """Runs argv; returns (wall seconds, peak RSS KiB, exit status)."""
+def measure(argv, rss_file):
+    """Runs argv under GNU time (a small parent, so the peak RSS is the program's own, not a
+    forked Python's); returns (wall seconds, peak RSS KiB)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-o", rss_file, "-f", "%M"] + argv,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
     if proc.returncode != 0:
-        sys.exit("%s failed (%d):\n%s" % (" ".join(argv), proc.returncode, err))
-    return wall, usage.ru_maxrss
+        sys.exit("%s failed (%d):\n%s" % (" ".join(argv), proc.returncode,
+                                          proc.stderr.decode(errors="replace")))
+    return wall, int(open(rss_file).read().split()[-1])
 
 
 def summary(name, walls, rss):
@@ -72,8 +75,8 @@ def main():
     server = None
     try:
         data = os.path.join(tmp, "data")
-        os.makedirs(os.path.join(data, "machines"))
-        prof = os.path.join(data, "machines", MACHINE + ".yaml")
+        os.makedirs(os.path.join(data, "groups"))
+        prof = os.path.join(data, "groups", "bench.yaml")
         with open(prof, "w") as f:
             f.write(profile_text())
         subprocess.run([os.path.join(bindir, "nixprov"), "sign", "-s", os.path.join(keys, "fleet.sec"), prof],
@@ -93,29 +96,37 @@ def main():
         pub = open(os.path.join(keys, "fleet.pub")).read().splitlines()[1]
         config = os.path.join(tmp, "agent.yaml")
         with open(config, "w") as f:
-            f.write("server:\n  urls: [http://127.0.0.1:%s]\ntrusted-keys: [%s]\n" % (port, pub))
+            f.write("server:\n  urls: [http://127.0.0.1:%s]\ntrusted-keys: [%s]\ngroups: [bench]\n"
+                    % (port, pub))
 
         agent = [os.path.join(bindir, "nixprov-agent"), "run", "--config", config, "--cmdline", "-",
                  "--no-rebuild", "--root"]
-        walls, rss = [], []
+        rss_file = os.path.join(tmp, "rss")
+        phases, walls, rss = [], [], []
         for i in range(args.runs):
             root = os.path.join(tmp, "root-%d" % i)
             os.makedirs(os.path.join(root, "etc"))
             with open(os.path.join(root, "etc", "machine-id"), "w") as f:
-                f.write(MACHINE + "\n")
-            w, r = measure(agent + [root])
+                f.write(os.urandom(16).hex() + "\n")  # a new machine every time
+            w, r = measure(agent + [root], rss_file)
+            last = json.load(open(os.path.join(root, "var", "lib", "nixprov", "last-run.json")))
+            t = last["timings_us"]
+            phases.append(sum(t[p] for p in ("fetch", "verify", "plan", "write")) / 1e6)
             walls.append(w)
             rss.append(r)
             shutil.rmtree(root)
 
         mwalls, mrss = [], []
         for _ in range(args.runs):
-            w, r = measure(["minisign", "-Vq", "-p", os.path.join(keys, "fleet.pub"), "-m", prof])
+            w, r = measure(["minisign", "-Vq", "-p", os.path.join(keys, "fleet.pub"), "-m", prof],
+                           rss_file)
             mwalls.append(w)
             mrss.append(r)
 
-        print("profile: 4 caches (one private, sealed token), 3 builders; %d runs each; loopback" % args.runs)
-        summary("nixprov-agent run --no-rebuild", walls, rss)
+        print("profile: 4 caches (one private, sealed token), 3 builders; %d runs each; loopback"
+              % args.runs)
+        summary("agent: fetch+verify+plan+write", phases, rss)
+        summary("agent: whole process", walls, rss)
         summary("minisign -V (the floor)", mwalls, mrss)
     finally:
         if server:

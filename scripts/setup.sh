@@ -13,7 +13,7 @@ NIXPROV_PACKAGES=(
   libsodium-dev libyaml-dev libcurl4-openssl-dev libssh-dev libmicrohttpd-dev libsqlite3-dev
   libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev
-  minisign nix-bin openssh-server openssh-client curl python3 procps jq
+  minisign nix-bin openssh-server openssh-client curl python3 procps jq time
 )
 
 nixprov_install_packages() {
