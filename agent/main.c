@@ -12,6 +12,7 @@ static const struct {
         const char *description;
 } commands[] = {
         {"run", cmd_run, "provision this device: fetch, verify, write, rebuild, report"},
+        {"status", cmd_status, "show where this device stands: serial, last run, pending reports"},
         {"fetch", cmd_fetch, "download a file from the mirrors, with retries, deadline and cap"},
         {"verify", cmd_verify, "decide whether a profile would be applied, applying nothing"},
         {"rebuild", cmd_rebuild, "run a command as the rebuild phase runs nixos-rebuild"},

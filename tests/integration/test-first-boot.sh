@@ -104,6 +104,15 @@ expect_grep fleet "$MACHINE"
 expect_grep fleet "done"
 ok "nixprov fleet shows the machine done at serial 1"
 
+expect_exit status 0 "$AGENT" status --config agent.yaml --root root --json
+jq -e '.provisioned == true and .serial == 1 and .last_run.outcome == "ok"
+       and .last_run.counts.substituted == 3 and .last_run.counts.built == 0
+       and .reports_pending == 0' status.out >/dev/null || die "status: $(cat status.out)"
+expect_exit status-text 0 "$AGENT" status --config agent.yaml --root root
+expect_grep status-text "provisioned: serial 1"
+expect_grep status-text "3 substituted, 0 built locally"
+ok "nixprov-agent status (text and --json) shows serial 1, the counts, nothing pending"
+
 # --- the same serial again: nothing to do -----------------------------------------------------
 calls=$(wc -l < rebuild.args)
 expect_exit again 0 agent_run

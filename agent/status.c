@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT */
+/* nixprov-agent status: where this device stands. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "agent.h"
+#include "config.h"
+#include "fileio.h"
+#include "log.h"
+#include "state.h"
+#include "util.h"
+
+#define STATUS_LAST_RUN_MAX (64 * 1024)
+
+static void status_help(void)
+{
+        printf("Usage: nixprov-agent status [--json] [--config FILE] [--root DIR]\n\n"
+               "Shows where this device stands: the profile serial applied and when, how the last\n"
+               "run ended (phase, exit code, what the rebuild substituted and built, the phase\n"
+               "timings), and how many reports wait in the spool for the server.\n\n"
+               "Options:\n"
+               "  -c, --config FILE   the agent configuration, for the state directory (default\n"
+               "                      " AGENT_CONFIG_PATH_DEFAULT ")\n"
+               "  -r, --root DIR      the device's root directory (default /)\n"
+               "      --json          one JSON object instead of text\n"
+               "  -h, --help          show this help\n\n"
+               "Exit codes: 0 shown, 2 usage or configuration error.\n");
+}
+
+static unsigned count_spooled(const char *dir)
+{
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                size_t len = strlen(de->d_name);
+                if (len > 5 && streq(de->d_name + len - 5, ".json"))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+int cmd_status(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"root", required_argument, NULL, 'r'},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        _cleanup_(agent_config_freep) struct agent_config *config = NULL;
+        _cleanup_free_ char *state_dir = NULL, *last_path = NULL, *last_text = NULL;
+        _cleanup_free_ char *spool = NULL;
+        const char *config_path = NULL, *root = "/";
+        struct agent_state state;
+        json_t *last = NULL, *out;
+        bool json = false;
+        unsigned pending;
+        int c, k;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "c:r:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        config_path = optarg;
+                        break;
+                case 'r':
+                        root = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        status_help();
+                        return AGENT_EXIT_OK;
+                default:
+                        return AGENT_EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent status --help'.",
+                          argv[optind]);
+                return AGENT_EXIT_USAGE;
+        }
+        if (config_load(config_path, "-", &config) < 0)
+                return AGENT_EXIT_USAGE;
+        state_dir = path_join_root(root, config->state_dir);
+        if (!state_dir || asprintf(&last_path, "%s/last-run.json", state_dir) < 0 ||
+            asprintf(&spool, "%s/reports", state_dir) < 0) {
+                log_oom();
+                return AGENT_EXIT_USAGE;
+        }
+        k = state_load(state_dir, &state);
+        if (k < 0) {
+                log_error_errno(k, "Failed to read the agent state in %s: %s", state_dir,
+                                k == -EBADMSG ? "damaged" : strerror(-k));
+                return AGENT_EXIT_USAGE;
+        }
+        if (read_file_bounded(last_path, STATUS_LAST_RUN_MAX, &last_text, NULL) >= 0)
+                last = json_loads(last_text, 0, NULL);
+        pending = count_spooled(spool);
+
+        out = json_object();
+        json_object_set_new(out, "provisioned", json_boolean(state.have_applied));
+        if (state.have_applied) {
+                json_object_set_new(out, "serial", json_integer((json_int_t)state.applied_serial));
+                json_object_set_new(out, "applied_at", json_integer(state.applied_time));
+        }
+        json_object_set_new(out, "reports_pending", json_integer(pending));
+        if (last)
+                json_object_set(out, "last_run", last);
+
+        if (json) {
+                char *text = json_dumps(out, JSON_COMPACT);
+                if (text)
+                        puts(text);
+                free(text);
+        } else {
+                char when[RFC3339_MAX];
+
+                if (state.have_applied)
+                        printf("provisioned: serial %" PRIu64 ", applied %s\n",
+                               state.applied_serial, format_rfc3339_utc(state.applied_time, when));
+                else
+                        printf("provisioned: no (no profile applied yet)\n");
+                if (last) {
+                        json_t *counts = json_object_get(last, "counts");
+                        json_t *timings = json_object_get(last, "timings_us");
+                        const char *phase;
+                        json_t *v;
+
+                        printf("last run:    %s at %s, exit code %" JSON_INTEGER_FORMAT
+                               ", in phase %s\n",
+                               json_string_value(json_object_get(last, "outcome")) ?: "?",
+                               format_rfc3339_utc(json_integer_value(json_object_get(last, "time")), when),
+                               json_integer_value(json_object_get(last, "exit_code")),
+                               json_string_value(json_object_get(last, "phase")) ?: "?");
+                        if (counts)
+                                printf("rebuild:     %" JSON_INTEGER_FORMAT " substituted, %" JSON_INTEGER_FORMAT
+                                       " built locally, %" JSON_INTEGER_FORMAT " built remotely, %" JSON_INTEGER_FORMAT
+                                       " bytes downloaded\n",
+                                       json_integer_value(json_object_get(counts, "substituted")),
+                                       json_integer_value(json_object_get(counts, "built")),
+                                       json_integer_value(json_object_get(counts, "built_remote")),
+                                       json_integer_value(json_object_get(counts, "downloaded_bytes")));
+                        if (json_object_size(timings) > 0) {
+                                printf("timings:    ");
+                                json_object_foreach(timings, phase, v)
+                                        printf(" %s %.1f ms", phase, json_integer_value(v) / 1000.0);
+                                printf("\n");
+                        }
+                } else
+                        printf("last run:    none recorded\n");
+                printf("reports:     %u waiting in %s\n", pending, spool);
+        }
+        json_decref(out);
+        json_decref(last);
+        return AGENT_EXIT_OK;
+}
