@@ -227,7 +227,7 @@ static int run_fetch(struct run *r)
         _cleanup_free_ char *path = NULL, *sig_path = NULL;
         struct buf groups = BUF_INIT(4096);
         struct fetch_error error = {};
-        char message[FETCH_URL_MAX + 1024];
+        char message[FETCH_URL_MAX + 1024], source[FETCH_URL_MAX];
         int k;
 
         phase_start(r, REPORT_PHASE_FETCH);
@@ -244,6 +244,7 @@ static int run_fetch(struct run *r)
 
         k = fetch_get(&r->fetch, path, &r->profile, &r->profile_size, &error);
         if (k >= 0) {
+                snprintf(source, sizeof(source), "%s", error.url);
                 r->fetch.max_size = MINISIGN_FILE_MAX;
                 k = fetch_get(&r->fetch, sig_path, &r->signature, &r->signature_size, &error);
         }
@@ -253,8 +254,8 @@ static int run_fetch(struct run *r)
                          error.attempts == 1 ? "" : "s");
                 return phase_failed(r, AGENT_EXIT_FETCH, message, NULL);
         }
-        snprintf(message, sizeof(message), "profile %zu bytes, signature %zu bytes from %s",
-                 r->profile_size, r->signature_size, error.url);
+        snprintf(message, sizeof(message), "%s (%zu bytes) and its signature (%zu bytes)", source,
+                 r->profile_size, r->signature_size);
         phase_ok(r, message);
         return 0;
 }

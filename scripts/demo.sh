@@ -83,11 +83,11 @@ show "$BIN/nixprov" fleet --server "$SERVER_URL" "$MACHINE"
 step "A second run: same serial, nothing to do"
 show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -
 
-step "Refusals: a tampered profile, another machine's, a rollback"
-sed -i 's/^serial: 1/serial: 2/' "data/machines/$MACHINE.yaml"
-show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - || echo "(exit $?)"
+step "Refusals: another machine's profile, a tampered profile, a rollback"
 show "$BIN/nixprov-agent" verify --key fleet.pub --machine-id fedcba9876543210fedcba9876543210 \
   --state root/var/lib/nixprov "data/machines/$MACHINE.yaml" || echo "(exit $?)"
+sed -i 's/^serial: 1/serial: 2/' "data/machines/$MACHINE.yaml"
+show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - || echo "(exit $?)"
 sed -i 's/^serial: 2/serial: 0/' "data/machines/$MACHINE.yaml"
 "$BIN/nixprov" sign -s fleet.sec "data/machines/$MACHINE.yaml" >/dev/null
 show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - || echo "(exit $?)"
