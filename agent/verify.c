@@ -60,7 +60,7 @@ int cmd_verify(int argc, char **argv)
         char *groups[VERIFY_MAX_GROUPS];
         size_t n_keys = 0, n_groups = 0;
         const char *signature_path = NULL, *machine_id_arg = NULL, *state_dir = NULL, *root = "/";
-        _cleanup_free_ char *default_signature = NULL, *default_state = NULL;
+        _cleanup_free_ char *default_state = NULL, *failed_path = NULL;
         _cleanup_free_ char *profile = NULL, *signature = NULL;
         char machine_id[MACHINE_ID_STRING_MAX];
         struct agent_state state;
@@ -157,26 +157,13 @@ int cmd_verify(int argc, char **argv)
                 return AGENT_EXIT_USAGE;
         }
 
-        if (!signature_path) {
-                if (asprintf(&default_signature, "%s.minisig", profile_path) < 0) {
-                        log_oom();
-                        return AGENT_EXIT_USAGE;
-                }
-                signature_path = default_signature;
-        }
-        r = read_file_bounded(profile_path, PROFILE_MAX_BYTES, &profile, &profile_size);
-        if (r == -E2BIG) {
-                log_error("%s: refused: %s", profile_path, trust_strerror(TRUST_REFUSED_TOO_LARGE));
-                return AGENT_EXIT_REFUSED;
-        }
+        r = trust_read_files(profile_path, signature_path, &profile, &profile_size, &signature,
+                             &signature_size, &failed_path);
         if (r < 0) {
-                log_error_errno(r, "Failed to read %s: %m", profile_path);
-                return AGENT_EXIT_REFUSED;
-        }
-        r = read_file_bounded(signature_path, MINISIGN_FILE_MAX, &signature, &signature_size);
-        if (r < 0) {
-                log_error_errno(r, "Failed to read the signature %s: %s", signature_path,
-                                r == -E2BIG ? "larger than any minisign signature" : strerror(-r));
+                if (r == TRUST_REFUSED_TOO_LARGE || r == TRUST_REFUSED_SIGNATURE_MALFORMED)
+                        log_error("%s: refused: %s", failed_path ?: profile_path, trust_strerror(r));
+                else
+                        log_error_errno(r, "Failed to read %s: %m", failed_path ?: profile_path);
                 return AGENT_EXIT_REFUSED;
         }
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <string.h>
 
@@ -109,6 +111,38 @@ int trust_decide(const struct trust_context *ctx, const uint8_t *profile, size_t
         ret->decision = ctx->have_applied && ret->profile->serial == ctx->applied_serial
                                 ? TRUST_UP_TO_DATE
                                 : TRUST_APPLY;
+        return 0;
+}
+
+int trust_read_files(const char *profile_path, const char *signature_path, char **ret_profile,
+                     size_t *ret_profile_size, char **ret_signature, size_t *ret_signature_size,
+                     char **ret_failed_path)
+{
+        _cleanup_free_ char *default_signature = NULL, *profile = NULL, *signature = NULL;
+        size_t profile_size, signature_size;
+        int r;
+
+        if (!signature_path) {
+                if (asprintf(&default_signature, "%s.minisig", profile_path) < 0)
+                        return -ENOMEM;
+                signature_path = default_signature;
+        }
+        r = read_file_bounded(profile_path, PROFILE_MAX_BYTES, &profile, &profile_size);
+        if (r < 0) {
+                if (ret_failed_path)
+                        *ret_failed_path = strdup(profile_path);
+                return r == -E2BIG ? TRUST_REFUSED_TOO_LARGE : r;
+        }
+        r = read_file_bounded(signature_path, MINISIGN_FILE_MAX, &signature, &signature_size);
+        if (r < 0) {
+                if (ret_failed_path)
+                        *ret_failed_path = strdup(signature_path);
+                return r == -E2BIG ? TRUST_REFUSED_SIGNATURE_MALFORMED : r;
+        }
+        *ret_profile = TAKE_PTR(profile);
+        *ret_profile_size = profile_size;
+        *ret_signature = TAKE_PTR(signature);
+        *ret_signature_size = signature_size;
         return 0;
 }
 

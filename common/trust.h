@@ -72,6 +72,15 @@ int trust_check_signed(const struct minisign_public_key *keys, size_t n_keys,
                        const uint8_t *profile, size_t size, const char *filename,
                        const char *signature, size_t signature_size, struct trust_result *ret);
 
+/* Reads a profile and its signature (signature_path NULL: PROFILE.minisig) within their caps.
+ * Returns 0 with both buffers (the caller frees them); TRUST_REFUSED_TOO_LARGE when the profile
+ * is over PROFILE_MAX_BYTES; TRUST_REFUSED_SIGNATURE_MALFORMED when the signature file is larger
+ * than any minisign signature; or the negative errno of reading. On failure *ret_failed_path
+ * (when not NULL) is a copy of the path that failed, for the caller to name and free. */
+int trust_read_files(const char *profile_path, const char *signature_path, char **ret_profile,
+                     size_t *ret_profile_size, char **ret_signature, size_t *ret_signature_size,
+                     char **ret_failed_path);
+
 void trust_result_done(struct trust_result *result);
 
 /* A short description of a trust_decide() error, for messages ("rolled back", "expired"...). */

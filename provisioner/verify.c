@@ -34,37 +34,21 @@ static void verify_help(void)
 static int verify_one(const struct trust_context *ctx, const char *path, const char *signature_path,
                       bool quiet)
 {
-        _cleanup_free_ char *profile = NULL, *signature = NULL, *default_signature = NULL;
+        _cleanup_free_ char *profile = NULL, *signature = NULL, *failed_path = NULL;
         _cleanup_free_ char *why = NULL;
         struct trust_result result = {};
         char key_id[MINISIGN_KEY_ID_STRING_MAX], expires[RFC3339_MAX];
         size_t profile_size, signature_size;
         int r;
 
-        if (!signature_path) {
-                if (asprintf(&default_signature, "%s.minisig", path) < 0) {
-                        log_oom();
-                        return EXIT_FAIL;
-                }
-                signature_path = default_signature;
-        }
-        r = read_file_bounded(path, PROFILE_MAX_BYTES, &profile, &profile_size);
-        if (r == -E2BIG) {
-                log_error("%s: refused: %s", path, trust_strerror(TRUST_REFUSED_TOO_LARGE));
+        r = trust_read_files(path, signature_path, &profile, &profile_size, &signature,
+                             &signature_size, &failed_path);
+        if (r == TRUST_REFUSED_TOO_LARGE || r == TRUST_REFUSED_SIGNATURE_MALFORMED) {
+                log_error("%s: refused: %s", failed_path ?: path, trust_strerror(r));
                 return EXIT_REFUSED;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to read %s: %m", path);
-                return EXIT_FAIL;
-        }
-        r = read_file_bounded(signature_path, MINISIGN_FILE_MAX, &signature, &signature_size);
-        if (r == -E2BIG) {
-                log_error("%s: refused: %s", signature_path,
-                          trust_strerror(TRUST_REFUSED_SIGNATURE_MALFORMED));
-                return EXIT_REFUSED;
-        }
-        if (r < 0) {
-                log_error_errno(r, "Failed to read the signature %s: %m", signature_path);
+                log_error_errno(r, "Failed to read %s: %m", failed_path ?: path);
                 return EXIT_FAIL;
         }
 
