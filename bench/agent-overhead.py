@@ -7,7 +7,8 @@ token) and 3 builders, over many first boots (each a new machine, a new root dir
             reports and delivering them to a real `nixprov serve`, and exit
 
 with the peak RSS of the agent process (GNU time), next to `minisign -V` on the same profile
-(the floor: one signature check in a process of its own).
+(one signature check in a process of its own) and bench/curl-floor.c (a program that does
+nothing but one libcurl GET on loopback: the memory floor of this machine's libcurl).
 
 Usage: bench/agent-overhead.py [--runs N] [--build DIR]      (default: 200 runs, build/)
 """
@@ -60,7 +61,7 @@ def measure(argv, rss_file):
 def summary(name, walls, rss):
     walls = sorted(w * 1000 for w in walls)
     p90 = walls[int(len(walls) * 0.9) - 1]
-    print("%-34s median %6.2f ms   p90 %6.2f ms   max %6.2f ms   peak RSS %6.2f MiB" %
+    print("%-38s median %6.2f ms   p90 %6.2f ms   max %6.2f ms   peak RSS %6.2f MiB" %
           (name, statistics.median(walls), p90, walls[-1], max(rss) / 1024))
 
 
@@ -123,11 +124,21 @@ def main():
             mwalls.append(w)
             mrss.append(r)
 
+        floor = os.path.join(tmp, "curl-floor")
+        subprocess.run(["cc", "-O2", "-o", floor, os.path.join(SRC, "bench", "curl-floor.c"), "-lcurl"],
+                       check=True)
+        cwalls, crss = [], []
+        for _ in range(args.runs):
+            w, r = measure([floor, "http://127.0.0.1:%s/healthz" % port], rss_file)
+            cwalls.append(w)
+            crss.append(r)
+
         print("profile: 4 caches (one private, sealed token), 3 builders; %d runs each; loopback"
               % args.runs)
         summary("agent: fetch+verify+plan+write", phases, rss)
         summary("agent: whole process", walls, rss)
-        summary("minisign -V (the floor)", mwalls, mrss)
+        summary("minisign -V (one signature check)", mwalls, mrss)
+        summary("one libcurl GET (bench/curl-floor.c)", cwalls, crss)
     finally:
         if server:
             server.send_signal(signal.SIGTERM)
