@@ -120,6 +120,19 @@ expect_grep again "Nothing to do: serial 1 is already applied"
 [ "$(wc -l < rebuild.args)" = "$calls" ] || die "the rebuild ran again"
 ok "the same serial again is nothing to do, and says so"
 
+# --- a device configured by the kernel command line alone --------------------------------------
+printf 'rebuild:\n  command: %s/nixos-rebuild\n' "$TMP" > bare.yaml
+printf 'BOOT_IMAGE=/vmlinuz quiet nixprov.url=%s nixprov.key=%s\n' "$SERVER_URL" \
+  "$(tail -n 1 "$KEYS/fleet.pub")" > cmdline
+expect_exit cmdline 0 timeout 120 "$AGENT" run --config bare.yaml --root root --cmdline cmdline
+expect_grep cmdline "Nothing to do: serial 1 is already applied"
+printf 'nixprov.url=ftp://127.0.0.1/ nixprov.key=%s\n' "$(tail -n 1 "$KEYS/fleet.pub")" > cmdline
+expect_exit cmdline-bad 2 timeout 120 "$AGENT" run --config bare.yaml --root root --cmdline cmdline
+expect_grep cmdline-bad "Invalid 'nixprov.url=ftp://127.0.0.1/' on the kernel command line"
+expect_exit no-server 2 timeout 120 "$AGENT" run --config bare.yaml --root root --cmdline -
+expect_grep no-server "No server: set server.urls in bare.yaml or nixprov.url= on the kernel command line."
+ok "nixprov.url= and nixprov.key= on the kernel command line configure a device; a bad one is refused"
+
 # --- source: the same closure, built locally --------------------------------------------------
 forget_closure
 publish 2 source ""
