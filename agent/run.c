@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -62,10 +63,11 @@ struct run {
         /* phase timings, for the final report */
         enum report_phase phase;
         uint64_t phase_started_us;
-        struct report_timing timings[RUN_MAX_PHASES]; /* milliseconds, for the reports */
+        struct {
+                enum report_phase phase;
+                uint64_t us;
+        } timings[RUN_MAX_PHASES];
         size_t n_timings;
-        uint64_t timings_us[RUN_MAX_PHASES]; /* the same in microseconds, for last-run.json */
-        size_t n_timings_us;
         bool spool_failed;
 };
 
@@ -86,6 +88,9 @@ static bool have_serial(const struct run *r)
 static void emit(struct run *r, enum report_status status, const char *message, const char *error,
                  bool with_counts, const char *log_tail)
 {
+        struct report_timing timings[RUN_MAX_PHASES];
+        for (size_t i = 0; i < r->n_timings; i++)
+                timings[i] = (struct report_timing){r->timings[i].phase, r->timings[i].us / 1000};
         struct report rep = {
                 .phase = r->phase,
                 .status = status,
@@ -94,7 +99,7 @@ static void emit(struct run *r, enum report_status status, const char *message, 
                 .message = message,
                 .error = error,
                 .counts = with_counts ? &r->rebuild.counts : NULL,
-                .timings = r->timings,
+                .timings = timings,
                 .n_timings = r->n_timings,
                 .log_tail = log_tail,
         };
@@ -121,13 +126,10 @@ static void phase_start(struct run *r, enum report_phase phase)
 
 static void phase_end(struct run *r)
 {
-        if (r->n_timings < RUN_MAX_PHASES)
-                r->timings[r->n_timings++] = (struct report_timing){
-                        .phase = r->phase,
-                        .ms = (now_us() - r->phase_started_us) / 1000,
-                };
-        if (r->n_timings_us < RUN_MAX_PHASES)
-                r->timings_us[r->n_timings_us++] = now_us() - r->phase_started_us;
+        if (r->n_timings < RUN_MAX_PHASES) {
+                r->timings[r->n_timings].phase = r->phase;
+                r->timings[r->n_timings++].us = now_us() - r->phase_started_us;
+        }
 }
 
 static void phase_ok(struct run *r, const char *message)
@@ -197,6 +199,8 @@ static int setup_dirs_and_spool(struct run *r)
         if (!r->state_dir || !r->log_dir)
                 return log_oom();
         k = mkdir_parents(r->state_dir, 0700);
+        if (k >= 0 && chmod(r->state_dir, 0700) < 0) /* it holds the device's keys: root only */
+                k = -errno;
         if (k < 0)
                 return log_error_errno(k, "Failed to create %s: %m", r->state_dir);
         k = mkdir_parents(r->log_dir, 0750);
@@ -484,7 +488,7 @@ static void save_last_run(struct run *r, int exit_code, const char *outcome)
         json_t *timings = json_object();
         for (size_t i = 0; timings && i < r->n_timings; i++)
                 json_object_set_new(timings, report_phase_to_string(r->timings[i].phase),
-                                    json_integer((json_int_t)r->timings_us[i]));
+                                    json_integer((json_int_t)r->timings[i].us));
         json_object_set_new(o, "timings_us", timings);
         text = json_dumps(o, JSON_COMPACT);
         json_decref(o);

@@ -106,7 +106,8 @@ int mkdir_parents(const char *path, mode_t mode)
                         continue;
                 char saved = *p;
                 *p = '\0';
-                if (mkdir(copy, mode) < 0 && errno != EEXIST)
+                /* Parents get the usual 0755; only the directory asked for gets mode. */
+                if (mkdir(copy, saved == '\0' ? mode : 0755) < 0 && errno != EEXIST)
                         return -errno;
                 *p = saved;
                 if (saved == '\0')

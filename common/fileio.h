@@ -35,8 +35,8 @@ int atomic_write_commit(const char *path, const char *tmp, enum write_file_flags
 /* fsyncs the directory that holds path. */
 int fsync_directory_of(const char *path);
 
-/* Creates directory path (and missing parents) with mode; an existing directory is left as it
- * is. Returns 0 or a negative errno. */
+/* Creates directory path with mode (and missing parents with 0755); an existing directory is
+ * left as it is. Returns 0 or a negative errno. */
 int mkdir_parents(const char *path, mode_t mode);
 
 /* Joins root and an absolute path ("/etc/nix/x") into a newly allocated string; root "/" or

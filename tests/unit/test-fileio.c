@@ -138,10 +138,20 @@ static void test_mkdir_parents_and_root_join(void **state)
         struct stat st;
         (void)state;
 
+        mode_t old = umask(022);
         assert_int_equal(mkdir_parents(deep, 0700), 0);
+        umask(old);
         assert_int_equal(mkdir_parents(deep, 0700), 0); /* idempotent */
         assert_int_equal(stat(deep, &st), 0);
         assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0700);
+        {
+                _cleanup_free_ char *parent = in_dir("a/b");
+
+                /* the parents it made are 0755, not the leaf's mode */
+                assert_int_equal(stat(parent, &st), 0);
+                assert_int_equal(st.st_mode & 07777, 0755);
+        }
 
         j1 = path_join_root("/", "/etc/nix/x");
         j2 = path_join_root("/sysroot/", "/etc/nix/x");
