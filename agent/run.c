@@ -346,7 +346,8 @@ static int run_write(struct run *r)
         k = render_nix_conf(r->plan, serial, &conf);
         if (k >= 0)
                 k = render_nixos_module(r->plan, serial, &module);
-        if (k >= 0 && r->plan->n_builders > 0)
+        /* Always written, empty without builders: a builder of an older profile never lingers. */
+        if (k >= 0)
                 k = render_machines(r->plan, &machines);
         if (k < 0) {
                 snprintf(message, sizeof(message), "failed to render the Nix files: %s",
@@ -356,9 +357,7 @@ static int run_write(struct run *r)
 
         items[n++] = (struct write_item){RENDER_NIX_CONF_FILE, conf, strlen(conf), 0644};
         items[n++] = (struct write_item){RENDER_NIXOS_MODULE_FILE, module, strlen(module), 0644};
-        if (machines)
-                items[n++] = (struct write_item){RENDER_MACHINES_FILE, machines, strlen(machines),
-                                                 0644};
+        items[n++] = (struct write_item){RENDER_MACHINES_FILE, machines, strlen(machines), 0644};
         k = write_files(r->root, items, n, &r->written, &failed);
         if (k < 0) {
                 snprintf(message, sizeof(message), "failed to write %s: %s; nothing was changed",

@@ -97,7 +97,9 @@ NIX_CONF_DIR=$NIX_CONF_DIR NIX_CONFIG="experimental-features = nix-command" time
 grep -q "^substituters = $CACHE_URL\$" show-config.out || die "nix show-config lost the cache"
 nixcall nix-instantiate --parse root/etc/nixos/nixprov/default.nix >/dev/null ||
   die "the NixOS module does not parse"
-ok "nixprov.conf (0644) is accepted by nix show-config; the NixOS module parses"
+[ -f root/etc/nix/nixprov-machines ] && [ ! -s root/etc/nix/nixprov-machines ] ||
+  die "a profile without builders must leave an empty machines file"
+ok "nixprov.conf (0644) is accepted by nix show-config; the NixOS module parses; no builders"
 
 expect_exit fleet 0 "$BIN/nixprov" fleet --server "$SERVER_URL"
 expect_grep fleet "$MACHINE"
