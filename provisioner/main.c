@@ -22,7 +22,9 @@ static const struct {
 static void show_usage(FILE *f)
 {
         fprintf(f, "Usage: nixprov COMMAND [OPTIONS...]\n\n"
-                   "Makes keys, signs and checks profiles for nixprov-agent.\n\nCommands:\n");
+                   "The operator's tool and provisioning server for nixprov-agent: makes keys,\n"
+                   "signs and checks profiles, serves them, and shows the fleet's reports.\n\n"
+                   "Commands:\n");
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].description);
         fprintf(f, "\nRun 'nixprov COMMAND --help' for a command's options.\n"
