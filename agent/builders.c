@@ -261,8 +261,9 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
                        struct builder_probe *result)
 {
         char command[BUILDERS_PROGRAM_MAX + 16], out[BUILDERS_OUTPUT_MAX + 1];
+        char err[BUILDERS_OUTPUT_MAX + 1];
         ssh_channel channel = NULL;
-        size_t n = 0;
+        size_t n = 0, n_err = 0;
         uint64_t started;
         int status, k;
 
@@ -307,19 +308,41 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
                                 break;
                         continue;
                 }
+                /* libssh counts a channel with unread stderr as not at its end: read it (the
+                 * first bytes are kept for the error message, the rest dropped). */
+                for (;;) {
+                        char discard[1024];
+                        size_t room = BUILDERS_OUTPUT_MAX - n_err;
+
+                        k = ssh_channel_read_nonblocking(channel, room ? err + n_err : discard,
+                                                         room ? (uint32_t)room : sizeof(discard), 1);
+                        if (k <= 0)
+                                break;
+                        if (room)
+                                n_err += (size_t)k;
+                }
                 if (ssh_channel_is_eof(channel))
                         break;
         }
+        err[n_err] = '\0';
+        err[strcspn(err, "\r\n")] = '\0';
         result->latency_ms = now_ms() - started;
         out[n] = '\0';
         out[strcspn(out, "\r\n")] = '\0';
 
         (void)set_remaining(session, deadline);
         status = ssh_channel_get_exit_status(channel);
-        if (status == 127 || (status > 0 && out[0] == '\0') || out[0] == '\0') {
-                set_result(result, BUILDER_STATE_NIX_MISSING, "%s --version %s%d%s", uri->program,
-                           status >= 0 ? "exited with status " : "gave no answer (", status,
-                           status == 127 ? " (command not found)" : status < 0 ? ")" : "");
+        /* A version line and a zero (or, past the deadline, unknown) exit status: Nix answers. */
+        if (out[0] == '\0' || status > 0) {
+                if (status < 0)
+                        set_result(result, BUILDER_STATE_NIX_MISSING,
+                                   "%s --version printed nothing%s%.120s", uri->program,
+                                   err[0] ? ": " : "", err);
+                else
+                        set_result(result, BUILDER_STATE_NIX_MISSING,
+                                   "%s --version exited with status %d%s%s%.120s", uri->program,
+                                   status, status == 127 ? " (command not found)" : "",
+                                   err[0] ? ": " : "", err);
                 goto out;
         }
         result->state = BUILDER_STATE_OK;

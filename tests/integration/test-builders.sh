@@ -244,5 +244,61 @@ jq -e '.builders[0].state == "auth-failed" and (.builders[0].error | contains("c
 cp builder.keep root/etc/nixprov/builder_ed25519
 ok "a key the builder does not know, or none at all: auth-failed"
 
+# --- a real remote build on the sshd builder ---------------------------------------------------
+# The builder runs Nix in its own store (local?root=...): a build over SSH to 127.0.0.1 in the
+# same store deadlocks on the store's locks. Its nix-store is a wrapper (the URI's
+# remote-program) that sets this host's Nix up: no nixbld users, no substituters, and the host's
+# /bin and /usr for the sandbox a diverted store always builds in.
+cat > ssh/nix-store-builder <<EOF
+#!/bin/sh
+export NIX_CONFIG="build-users-group =
+sandbox = false
+substituters =
+sandbox-paths = /bin=/usr/bin /lib=/usr/lib /lib64=/usr/lib64 /usr"
+exec nix-store --store 'local?root=$TMP/builder-store' "\$@"
+EOF
+chmod +x ssh/nix-store-builder
+# The identity path is the same on the device (under --root) and on this host, for Nix.
+mkdir -p "root$TMP/key" "$TMP/key"
+cp root/etc/nixprov/builder_ed25519 "root$TMP/key/id"
+cp root/etc/nixprov/builder_ed25519 "$TMP/key/id"
+BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=$TMP/ssh/nix-store-builder"
+RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+publish 7 true false
+# ... and the device builds nothing itself.
+sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|; s|max-jobs: fit|max-jobs: 0|" \
+  "data/machines/$MACHINE.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
+# Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name), so the
+# stand-in gives Nix the written machines file with the port moved to NIX_SSHOPTS.
+cat > nixos-rebuild <<EOF
+#!/bin/sh
+sed 's|^\(ssh://[^ ?]*\):$SSH_PORT|\1|' $TMP/root/etc/nix/nixprov-machines > $TMP/machines-nix28
+export NIX_SSHOPTS="-p $SSH_PORT"
+export NIX_CONFIG="\$NIX_CONFIG
+builders = @$TMP/machines-nix28"
+exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/closure.nix rb-$RUN_ID
+EOF
+expect_exit remote-build 0 agent_run
+expect_grep remote-build "provisioned at serial 7"
+history
+f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
+[ "$(jq -r .counts.built_remote <<<"$f")" = 3 ] || die "built remotely: $f"
+[ "$(jq -r .counts.built <<<"$f")" = 0 ] || die "built locally: $f"
+grep -qF "on 'ssh://root@127.0.0.1?remote-program=$TMP/ssh/nix-store-builder'" root/var/log/nixprov/rebuild-7-*.log ||
+  die "the rebuild log does not name the builder"
+ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
+grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
+ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0)"
+
+# --- a builder without Nix: nix-missing ----------------------------------------------------------
+BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=/nonexistent/nix-store"
+publish 8 true true
+expect_exit run-nonix 0 agent_run
+f=$(builders_report)
+jq -r .message <<<"$f" | grep -q "$BUILDER_URI: nix-missing: /nonexistent/nix-store --version exited with status 127 (command not found)" ||
+  die "nix-missing report: $f"
+ok "a builder where the remote Nix is missing: nix-missing, exit status 127"
+
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"
