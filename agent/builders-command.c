@@ -22,7 +22,8 @@
 
 static void builders_help(void)
 {
-        printf("Usage: nixprov-agent builders [--json] [--config FILE] [--root DIR] [--deadline S]\n\n"
+        printf("Usage: nixprov-agent builders [--json] [--config FILE] [--root DIR] [--deadline S]\n"
+               "                              [--cmdline FILE]\n\n"
                "Probes the remote builders of the applied profile over SSH, all at once: the host\n"
                "key must be the pinned one, the identity must log in, and Nix must answer. Shows\n"
                "each builder's state (ok, unreachable, host-key-mismatch, auth-failed,\n"
@@ -34,6 +35,8 @@ static void builders_help(void)
                "  -r, --root DIR      the device's root directory (default /); identity files are\n"
                "                      under it\n"
                "  -d, --deadline S    seconds each builder has to answer (default %d)\n"
+               "      --cmdline FILE  the kernel command line, for nixprov.key= (default\n"
+               "                      /proc/cmdline; - for none)\n"
                "      --json          one JSON object instead of text\n"
                "  -h, --help          show this help\n\n"
                "Exit codes: 0 every required builder answers, 2 usage or configuration error,\n"
@@ -76,6 +79,7 @@ int cmd_builders(int argc, char **argv)
                 {"config", required_argument, NULL, 'c'},
                 {"root", required_argument, NULL, 'r'},
                 {"deadline", required_argument, NULL, 'd'},
+                {"cmdline", required_argument, NULL, 'C'},
                 {"json", no_argument, NULL, 'j'},
                 {"help", no_argument, NULL, 'h'},
                 {},
@@ -86,7 +90,7 @@ int cmd_builders(int argc, char **argv)
         _cleanup_(plan_freep) struct plan *plan = NULL;
         _cleanup_free_ struct builder_probe *results = NULL;
         struct trust_result trust = {};
-        const char *config_path = NULL, *root = "/";
+        const char *config_path = NULL, *root = "/", *cmdline_path = "/proc/cmdline";
         size_t profile_size = 0, signature_size = 0;
         uint64_t deadline_s = BUILDERS_DEADLINE_DEFAULT_MS / 1000;
         bool json = false, all_ok;
@@ -109,6 +113,9 @@ int cmd_builders(int argc, char **argv)
                                 return AGENT_EXIT_USAGE;
                         }
                         break;
+                case 'C':
+                        cmdline_path = optarg;
+                        break;
                 case 'j':
                         json = true;
                         break;
@@ -124,7 +131,8 @@ int cmd_builders(int argc, char **argv)
                           argv[optind]);
                 return AGENT_EXIT_USAGE;
         }
-        if (config_load(config_path, "-", &config) < 0)
+        /* The keys the run trusts: the configuration's, or the kernel command line's. */
+        if (config_load(config_path, cmdline_path, &config) < 0)
                 return AGENT_EXIT_USAGE;
         if (config->n_keys == 0) {
                 log_error("No trusted key in the configuration: the applied profile cannot be "

@@ -106,7 +106,7 @@ EOF
   minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
 }
 agent_run() { timeout 120 "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
-probe() { timeout 60 "$AGENT" builders --config agent.yaml --root root "$@"; }
+probe() { timeout 60 "$AGENT" builders --config agent.yaml --root root --cmdline - "$@"; }
 history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
 builders_report() { history; jq -c '[.reports[] | select(.phase == "builders")] | last' history.json; }
 MACHINES_FILE=root/etc/nix/nixprov-machines
@@ -299,6 +299,66 @@ f=$(builders_report)
 jq -r .message <<<"$f" | grep -q "$BUILDER_URI: nix-missing: /nonexistent/nix-store --version exited with status 127 (command not found)" ||
   die "nix-missing report: $f"
 ok "a builder where the remote Nix is missing: nix-missing, exit status 127"
+
+# --- two builders are probed at once -----------------------------------------------------------
+PORT_B=$(free_port)
+URI_A="ssh://root@127.0.0.1:$SSH_PORT"
+URI_B="ssh://root@127.0.0.1:$PORT_B"
+cat > "data/machines/$MACHINE.yaml" <<EOF
+nixprov: 1
+serial: 9
+expires: 2099-01-01T00:00:00Z
+machines: [$MACHINE]
+strategy: remote-builders
+nix:
+  settings:
+    substituters: []
+builders:
+  - uri: $URI_A
+    systems: [x86_64-linux]
+    host-key: $HOST_KEY
+    identity: /etc/nixprov/builder_ed25519
+  - uri: $URI_B
+    systems: [x86_64-linux]
+    host-key: $HOST_KEY
+    identity: /etc/nixprov/builder_ed25519
+    required: false
+rebuild:
+  timeout: 60
+EOF
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 9" >/dev/null
+cat > nixos-rebuild <<'EOF'
+#!/bin/sh
+echo "building the system configuration... (stand-in: nothing to build)"
+EOF
+expect_exit run-two 0 agent_run
+expect_grep run-two "1 of 2 builders answer"
+expect_grep run-two "$URI_B: unreachable: Connection refused (kept: not required)"
+grep -q "^$URI_A " "$MACHINES_FILE" && grep -q "^$URI_B " "$MACHINES_FILE" ||
+  die "the machines file does not have both builders: $(cat "$MACHINES_FILE")"
+expect_exit probe-two 0 probe --json
+jq -e '.required_ok and .builders[0].state == "ok" and .builders[1].state == "unreachable"' \
+  probe-two.out >/dev/null || die "two builders: $(cat probe-two.out)"
+# Both ports silent: two timeouts in about one deadline, not two.
+stop_sshd
+python3 -c '
+import socket, sys, time
+ss = []
+for p in sys.argv[1:]:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(p))); s.listen(8); ss.append(s)
+time.sleep(60)' "$SSH_PORT" "$PORT_B" &
+SILENT=$!
+at_exit "kill $SILENT 2>/dev/null"
+sleep 0.3
+start=$(date +%s%N)
+expect_exit probe-two-silent 6 probe --json --deadline 2
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill $SILENT 2>/dev/null; wait $SILENT 2>/dev/null || true
+jq -e '.builders[0].state == "timeout" and .builders[1].state == "timeout"' probe-two-silent.out \
+  >/dev/null || die "two silent: $(cat probe-two-silent.out)"
+[ "$ms" -le 3500 ] || die "two silent builders took $ms ms with a 2 s deadline each: not in parallel"
+ok "two builders probed in parallel: both silent, both timeout in $ms ms (deadline 2 s each)"
 
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"
