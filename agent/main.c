@@ -18,6 +18,7 @@ static const struct {
         {"rebuild", cmd_rebuild, "run a command as the rebuild phase runs nixos-rebuild"},
         {"report", cmd_report, "emit one report (spooled first, then sent); marks interventions"},
         {"flush", cmd_flush, "deliver the spooled reports to the server"},
+        {"builders", cmd_builders, "probe the applied profile's remote builders over SSH"},
 };
 
 static void show_usage(FILE *f)

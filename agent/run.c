@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "agent_config.h"
+#include "builders.h"
 #include "config.h"
 #include "fetch.h"
 #include "fileio.h"
@@ -333,6 +334,107 @@ static int run_plan(struct run *r)
         return 0;
 }
 
+/* Appends text to dst (a NUL-terminated string in size bytes), cutting it off with "..." when
+ * there is no room: the phase's report message stays bounded whatever the builders said. */
+static void append_bounded(char *dst, size_t size, const char *text)
+{
+        size_t used = strlen(dst), len = strlen(text);
+
+        if (used + len < size) {
+                memcpy(dst + used, text, len + 1);
+                return;
+        }
+        if (used + 4 > size)
+                return;
+        memcpy(dst + used, text, size - used - 4);
+        memcpy(dst + size - 4, "...", 4);
+}
+
+/* The builders phase: probe every builder, re-plan with the number that answered, and leave
+ * out of the plan the required builders that did not answer (one not required is kept: Nix
+ * skips a builder it cannot reach). */
+static int run_builders(struct run *r)
+{
+        const struct profile *p = r->trust.profile;
+        struct builder_probe results[PROFILE_MAX_BUILDERS];
+        struct plan_hardware hw = {
+                .cpus = r->id.cpus,
+                .memory_bytes = r->id.memory_bytes,
+        };
+        struct plan *replanned = NULL;
+        char message[REPORT_MESSAGE_MAX - 256], line[512], error[REPORT_MESSAGE_MAX];
+        const char *mismatch = NULL;
+        size_t n = r->plan->n_builders;
+        unsigned answering = 0;
+        int k;
+
+        if (n == 0)
+                return 0;
+        phase_start(r, REPORT_PHASE_BUILDERS);
+        k = builders_probe(r->plan, r->root, BUILDERS_DEADLINE_DEFAULT_MS, results);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "the probes could not be started: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_BUILDERS, message, NULL);
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (results[i].state == BUILDER_STATE_OK)
+                        answering++;
+                else if (results[i].state == BUILDER_STATE_HOST_KEY_MISMATCH &&
+                         r->plan->builders[i].required && !mismatch)
+                        mismatch = r->plan->builders[i].uri;
+        }
+        snprintf(message, sizeof(message), "%u of %zu builder%s answer%s", answering, n,
+                 n == 1 ? "" : "s", n == 1 ? "s" : "");
+        for (size_t i = 0; i < n; i++) {
+                append_bounded(message, sizeof(message), "; ");
+                builders_format(r->plan->builders[i].uri, &results[i], line, sizeof(line));
+                append_bounded(message, sizeof(message), line);
+                if (results[i].state != BUILDER_STATE_OK)
+                        append_bounded(message, sizeof(message),
+                                       r->plan->builders[i].required
+                                               ? " (left out)"
+                                               : " (kept: not required)");
+        }
+
+        if (mismatch) {
+                snprintf(error, sizeof(error),
+                         "the required builder %s shows another host key than the pinned one: "
+                         "possible attack, nothing is written. %s",
+                         mismatch, message);
+                return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
+        }
+        if (answering == 0 && p->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS && !p->fallback_local) {
+                snprintf(error, sizeof(error),
+                         "no builder answers and the profile does not allow building locally "
+                         "(nix.fallback-local: false); nothing is written. %s",
+                         message);
+                return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
+        }
+
+        /* max-jobs follows the builders that really answer. */
+        hw.builders_answering = answering;
+        k = plan_build(p, &hw, &replanned);
+        if (k < 0) {
+                snprintf(error, sizeof(error), "the profile cannot be planned again: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
+        }
+        for (size_t i = n; i-- > 0;)
+                if (results[i].state != BUILDER_STATE_OK && replanned->builders[i].required)
+                        (void)plan_remove_builder(replanned, i);
+        plan_free(r->plan);
+        r->plan = replanned;
+
+        if (answering == 0 && p->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS)
+                append_bounded(message, sizeof(message),
+                               "; no builder answers: building locally (nix.fallback-local: true)");
+        snprintf(line, sizeof(line), "; max-jobs %s", plan_get(r->plan, "max-jobs") ?: "-");
+        append_bounded(message, sizeof(message), line);
+        phase_ok(r, message);
+        return 0;
+}
+
 static int run_write(struct run *r)
 {
         _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL;
@@ -461,6 +563,22 @@ static int run_rebuild(struct run *r)
         return 0;
 }
 
+/* Keeps the applied profile and its signature, as downloaded, for `nixprov-agent builders`
+ * (which verifies them again before use). */
+static int save_applied_profile(struct run *r)
+{
+        _cleanup_free_ char *path = NULL, *sig_path = NULL;
+        int k;
+
+        if (asprintf(&path, "%s/%s", r->state_dir, BUILDERS_APPLIED_PROFILE) < 0 ||
+            asprintf(&sig_path, "%s/%s", r->state_dir, BUILDERS_APPLIED_SIGNATURE) < 0)
+                return -ENOMEM;
+        k = write_file_atomic(sig_path, r->signature, r->signature_size, 0600, 0);
+        if (k < 0)
+                return k;
+        return write_file_atomic(path, r->profile, r->profile_size, 0600, 0);
+}
+
 /* The record `nixprov-agent status` shows: the outcome of the last run. */
 static void save_last_run(struct run *r, int exit_code, const char *outcome)
 {
@@ -564,6 +682,8 @@ static int run_phases(struct run *r)
         if (k == 0)
                 k = run_plan(r);
         if (k == 0)
+                k = run_builders(r);
+        if (k == 0)
                 k = run_write(r);
         if (k != 0)
                 return k;
@@ -586,9 +706,11 @@ static int run_phases(struct run *r)
                 .applied_serial = r->trust.profile->serial,
                 .applied_time = r->trust.trusted_now,
         };
-        k = state_save(r->state_dir, &state);
+        k = save_applied_profile(r);
+        if (k >= 0)
+                k = state_save(r->state_dir, &state);
         if (k < 0) {
-                snprintf(message, sizeof(message), "failed to record the applied serial in %s: %s",
+                snprintf(message, sizeof(message), "failed to record the applied profile and serial in %s: %s",
                          r->state_dir, strerror(-k));
                 return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
         }

@@ -72,6 +72,17 @@ static void plan_builder_done(struct plan_builder *b)
         free(b->identity_path);
 }
 
+int plan_remove_builder(struct plan *plan, size_t index)
+{
+        if (!plan || index >= plan->n_builders)
+                return -EINVAL;
+        plan_builder_done(&plan->builders[index]);
+        memmove(&plan->builders[index], &plan->builders[index + 1],
+                (plan->n_builders - index - 1) * sizeof(*plan->builders));
+        plan->n_builders--;
+        return 0;
+}
+
 struct plan *plan_free(struct plan *plan)
 {
         if (!plan)

@@ -70,8 +70,9 @@
 struct plan_hardware {
         unsigned cpus;         /* online CPUs; 0 when unknown */
         uint64_t memory_bytes; /* physical memory; 0 when unknown */
-        /* Builders that answered the probe (the builders phase). Until that phase exists, the
-         * agent passes the number of builders in the profile. 0: max-jobs stays as computed. */
+        /* Builders that answered the probe (the builders phase re-plans with the number that
+         * answered; before it, the agent passes the number of builders in the profile). 0:
+         * max-jobs stays as computed. */
         unsigned builders_answering;
 };
 
@@ -138,6 +139,11 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
 
 struct plan *plan_free(struct plan *plan);
 DEFINE_POINTER_CLEANUP(plan, plan_free)
+
+/* Removes plan->builders[index] (a builder the builders phase left out); the others keep their
+ * order. The "builders" setting stays: the machines file is still written, with fewer lines.
+ * Returns 0, or -EINVAL for an index out of range. */
+int plan_remove_builder(struct plan *plan, size_t index);
 
 /* The fit rule above, alone. */
 void plan_fit(const struct plan_hardware *hw, uint64_t *ret_jobs, uint64_t *ret_cores);

@@ -734,6 +734,9 @@ static int parse_caches(struct yaml_schema_parser *p, const struct yaml_schema_f
 
 static const struct yaml_schema_field nix_fields[] = {
     {.key = "settings", .parse = parse_settings, .offset = 0},
+    {.key = "fallback-local",
+     .parse = yaml_schema_parse_bool,
+     .offset = offsetof(struct profile, fallback_local)},
 };
 YAML_SCHEMA_DEFINE_TABLE(nix_table, nix_fields);
 

@@ -142,6 +142,9 @@ struct profile {
 
         struct profile_setting *settings;
         size_t n_settings;
+        /* nix.fallback-local (default false): with strategy remote-builders, when no builder
+         * answers the probe, build locally (true) or stop with "builders unusable" (false). */
+        bool fallback_local;
 
         struct profile_builder *builders;
         size_t n_builders;

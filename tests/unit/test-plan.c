@@ -528,9 +528,32 @@ static void test_small_device(void **state)
         }
 }
 
+/* The builders phase leaves builders out: the others keep their order, the setting stays. */
+static void test_remove_builder(void **state)
+{
+        _cleanup_(plan_freep) struct plan *plan = NULL;
+        struct test_profile t;
+        struct profile *p = make_profile(&t, PROFILE_STRATEGY_REMOTE_BUILDERS);
+
+        (void)state;
+        add_builder(&t, "ssh://a@a.example.org");
+        add_builder(&t, "ssh://b@b.example.org");
+        assert_int_equal(plan_build(p, &big, &plan), 0);
+        assert_int_equal(plan_remove_builder(plan, 2), -EINVAL);
+        assert_int_equal(plan_remove_builder(NULL, 0), -EINVAL);
+        assert_int_equal(plan_remove_builder(plan, 0), 0);
+        assert_int_equal(plan->n_builders, 1);
+        assert_string_equal(plan->builders[0].uri, "ssh://b@b.example.org");
+        assert_int_equal(plan_remove_builder(plan, 0), 0);
+        assert_int_equal(plan->n_builders, 0);
+        assert_int_equal(plan_remove_builder(plan, 0), -EINVAL);
+        assert_string_equal(plan_get(plan, "builders"), "@/etc/nix/nixprov-machines");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_remove_builder),
                 cmocka_unit_test(test_hostile),  cmocka_unit_test(test_hostile_shapes),
                 cmocka_unit_test(test_presets),  cmocka_unit_test(test_overrides),
                 cmocka_unit_test(test_fit_rule), cmocka_unit_test(test_fit_in_plan),

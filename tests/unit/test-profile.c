@@ -117,6 +117,10 @@ static const struct bad_case bad_cases[] = {
         {HEAD "foo: 1\n", -EBADMSG, 6, 1, "foo", "unknown key 'foo'"},
         {HEAD "Serial: 1\n", -EBADMSG, 6, 1, "Serial", "unknown key 'Serial'"},
         {HEAD "nix: {setting: {}}\n", -EBADMSG, 6, 7, "nix.setting", "unknown key 'setting'"},
+        {HEAD "nix: {fallback-local: yes}\n", -EBADMSG, 6, 23, "nix.fallback-local", "true or false"},
+        {HEAD "nix: {fallback-local: \"true\"}\n", -EBADMSG, 6, 23, "nix.fallback-local", ""},
+        {HEAD "nix: {fallback-local: true, fallback-local: false}\n", -EBADMSG, 6, 29,
+         "nix.fallback-local", "duplicate key"},
         {HEAD "rebuild: {reboot: true}\n", -EBADMSG, 6, 11, "rebuild.reboot", "unknown key"},
         {BUILDER "    user: nix\n", -EBADMSG, 10, 5, "builders[0].user", "unknown key 'user'"},
         {CACHE "    token: x\n", -EBADMSG, 9, 5, "cachix[0].token", "unknown key 'token'"},
@@ -629,6 +633,7 @@ static void test_defaults(void **state)
         assert_int_equal(p->rebuild.timeout, 7200);
         assert_int_equal(p->report.interval, 30);
         assert_null(profile_find_setting(p, "max-jobs"));
+        assert_false(p->fallback_local);
 }
 
 static void test_values(void **state)
@@ -834,6 +839,7 @@ static void test_examples(void **state)
         assert_int_equal(remote->builders[0].identity.kind, PROFILE_SECRET_SEALED);
         assert_int_equal(remote->builders[1].identity.kind, PROFILE_SECRET_PATH);
         assert_false(remote->builders[1].required);
+        assert_true(remote->fallback_local);
         assert_int_equal(remote->n_caches, 1);
         assert_int_equal(remote->caches[0].auth_token.kind, PROFILE_SECRET_SEALED);
         assert_true(remote->caches[0].auth_token.sealed_size > 48);

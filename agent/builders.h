@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The builders phase: probes every remote builder of a plan over SSH (libssh), in parallel, one
+ * thread per builder, each within its own deadline:
+ *
+ *  1. connect to host:port of the URI (user "root" when the URI names none: Nix would use the
+ *     user running it, which for the agent and for nix-daemon is root);
+ *  2. compare the server's host key with the pinned one, exactly (type and base64 blob); the
+ *     server is asked for a key of the pinned type only. A mismatch ends the probe before any
+ *     authentication: the identity is never offered to a server that may be an impostor;
+ *  3. authenticate with the identity file (its path taken under the root directory). A sealed
+ *     identity is not opened here yet: such a builder is auth-failed, "no identity available
+ *     yet";
+ *  4. run "nix-store --version" (or "P --version" when the URI's query says remote-program=P)
+ *     and keep the first line it prints and the round trip of that exec, in milliseconds.
+ *
+ * libssh's errors are mapped here and never travel upward; nothing secret is logged or kept in
+ * a result (a result holds the state, the latency, the version line and an error text). */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plan.h"
+
+#define BUILDERS_DEADLINE_DEFAULT_MS (10 * 1000) /* per builder, for a run */
+#define BUILDERS_DEFAULT_USER "root"
+#define BUILDERS_DEFAULT_PORT 22
+#define BUILDERS_DEFAULT_PROGRAM "nix-store"
+#define BUILDERS_VERSION_MAX 128
+#define BUILDERS_ERROR_MAX 256
+#define BUILDERS_USER_MAX 64
+#define BUILDERS_HOST_MAX 256
+#define BUILDERS_PROGRAM_MAX 256
+
+enum builder_state {
+        BUILDER_STATE_OK,
+        BUILDER_STATE_UNREACHABLE,
+        BUILDER_STATE_HOST_KEY_MISMATCH,
+        BUILDER_STATE_AUTH_FAILED,
+        BUILDER_STATE_NIX_MISSING,
+        BUILDER_STATE_TIMEOUT,
+        _BUILDER_STATE_MAX,
+};
+
+struct builder_probe {
+        enum builder_state state;
+        uint64_t latency_ms; /* the round trip of the version exec (state ok) */
+        char nix_version[BUILDERS_VERSION_MAX]; /* "nix-store (Nix) 2.8.0"; empty unless ok */
+        char error[BUILDERS_ERROR_MAX];         /* empty when ok */
+};
+
+/* What the probe takes from a builder URI: ssh://[user@]host[:port][?query] or ssh-ng://...
+ * A host may be an IPv6 address in brackets ("[::1]:2222"). Of the query only remote-program
+ * matters here (percent-decoded; it must be a plain command name or path). */
+struct builder_uri {
+        char user[BUILDERS_USER_MAX];  /* BUILDERS_DEFAULT_USER when the URI names none */
+        char host[BUILDERS_HOST_MAX];  /* without brackets */
+        unsigned port;                 /* BUILDERS_DEFAULT_PORT when the URI names none */
+        char program[BUILDERS_PROGRAM_MAX]; /* BUILDERS_DEFAULT_PROGRAM unless remote-program= */
+};
+
+/* Parses uri into *ret. Returns 0, or -EINVAL (another scheme, an empty host or user, a port
+ * outside 1..65535, a remote-program that is not [A-Za-z0-9._/+-]+) or -E2BIG (a part longer
+ * than its field). */
+int builders_parse_uri(const char *uri, struct builder_uri *ret);
+
+/* Probes every builder of plan in parallel, each within deadline_ms milliseconds from the
+ * call; identity paths are taken under root ("/" when NULL). Fills ret_results[i] for
+ * plan->builders[i] (the caller gives plan->n_builders of them). Returns 0 (whatever the
+ * builders answered), or -ENOMEM / the errno of pthread_create when the probes could not be
+ * started. Never blocks much past the deadline, except for a host name whose resolution
+ * hangs. */
+int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_ms,
+                   struct builder_probe *ret_results);
+
+/* "ok", "unreachable", "host-key-mismatch", "auth-failed", "nix-missing", "timeout"; NULL for a
+ * value out of range. */
+const char *builder_state_to_string(enum builder_state state);
+
+/* One line for people: "URI: ok, 12 ms, nix-store (Nix) 2.8.0" or "URI: unreachable: ERROR".
+ * Truncated to size bytes; returns buf. */
+char *builders_format(const char *uri, const struct builder_probe *probe, char *buf, size_t size);
+
+/* The applied profile, kept by `nixprov-agent run` in the state directory when a run is done,
+ * for `nixprov-agent builders`, which verifies it again before using it. */
+#define BUILDERS_APPLIED_PROFILE "profile.yaml"
+#define BUILDERS_APPLIED_SIGNATURE "profile.yaml.minisig"
+
+/* True when every required builder answered (an optional one may fail). */
+bool builders_required_ok(const struct plan *plan, const struct builder_probe *results);

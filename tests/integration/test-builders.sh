@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# Remote builders, probed over SSH with libssh against a real OpenSSH sshd that this test starts
+# on 127.0.0.1 with its own host key and authorized key: nixprov-agent builders (ok, a changed
+# host key, sshd stopped, a silent port, a wrong identity) and the builders phase of
+# nixprov-agent run (the report, the machines file, exit 6 with nothing written).
+source "$(dirname "$0")/lib.sh"
+[ -x /usr/sbin/sshd ] || die "/usr/sbin/sshd is missing (Debian package openssh-server)"
+command -v nix-store >/dev/null || die "nix-store is missing (Debian package nix-bin)"
+
+MACHINE=4c4c4544004d3510804fb4c04f4d3732
+AGENT=$BIN/nixprov-agent
+
+# --- the builder: OpenSSH's sshd on 127.0.0.1 --------------------------------------------------
+mkdir -p ssh root/etc/nixprov data/machines
+echo "$MACHINE" > root/etc/machine-id
+ssh-keygen -q -t ed25519 -N '' -C builder-host -f ssh/host_ed25519
+ssh-keygen -q -t ed25519 -N '' -C impostor-host -f ssh/impostor_ed25519
+ssh-keygen -q -t ed25519 -N '' -C nixprov-test -f root/etc/nixprov/builder_ed25519
+ssh-keygen -q -t ed25519 -N '' -C stranger -f ssh/stranger_ed25519
+cp root/etc/nixprov/builder_ed25519.pub ssh/authorized_keys
+HOST_KEY=$(cut -d' ' -f1,2 ssh/host_ed25519.pub)
+SSH_PORT=$(free_port)
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+
+SSHD_PID=
+# start_sshd HOSTKEY: sshd in the foreground of a background job, logging to ssh/sshd.log.
+start_sshd() {
+  cat > ssh/sshd_config <<EOF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $TMP/ssh/$1
+AuthorizedKeysFile $TMP/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile $TMP/ssh/sshd.pid
+LogLevel VERBOSE
+EOF
+  /usr/sbin/sshd -D -e -f "$TMP/ssh/sshd_config" >>ssh/sshd.log 2>&1 &
+  SSHD_PID=$!
+  local _
+  for _ in $(seq 100); do
+    python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' \
+      "$SSH_PORT" 2>/dev/null && return 0
+    kill -0 "$SSHD_PID" 2>/dev/null || { cat ssh/sshd.log >&2; die "sshd did not start"; }
+    sleep 0.05
+  done
+  die "sshd does not accept connections on port $SSH_PORT"
+}
+stop_sshd() {
+  [ -n "$SSHD_PID" ] || return 0
+  kill "$SSHD_PID" 2>/dev/null || true
+  wait "$SSHD_PID" 2>/dev/null || true
+  SSHD_PID=
+}
+at_exit 'stop_sshd'
+start_sshd host_ed25519
+ok "sshd on 127.0.0.1:$SSH_PORT with its own host key and an authorized key for root"
+
+# --- the server and the agent ------------------------------------------------------------------
+start_server "$TMP/data"
+cat > nixos-rebuild <<'EOF'
+#!/bin/sh
+echo "building the system configuration... (stand-in: nothing to build)"
+EOF
+chmod +x nixos-rebuild
+cat > agent.yaml <<EOF
+server:
+  urls: [$SERVER_URL]
+  deadline: 20
+  connect-timeout: 2
+trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]
+rebuild:
+  command: $TMP/nixos-rebuild
+  path: /usr/bin:/bin
+EOF
+
+BUILDER_URI=ssh://root@127.0.0.1:$SSH_PORT
+publish() { # publish SERIAL REQUIRED FALLBACK-LOCAL
+  cat > "data/machines/$MACHINE.yaml" <<EOF
+nixprov: 1
+serial: $1
+expires: 2099-01-01T00:00:00Z
+machines: [$MACHINE]
+strategy: remote-builders
+nix:
+  fallback-local: $3
+  settings:
+    substituters: []
+    max-jobs: fit
+builders:
+  - uri: $BUILDER_URI
+    systems: [x86_64-linux]
+    max-jobs: 2
+    host-key: $HOST_KEY
+    identity: /etc/nixprov/builder_ed25519
+    required: $2
+rebuild:
+  timeout: 60
+report:
+  interval: 1
+EOF
+  minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
+}
+agent_run() { timeout 120 "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
+probe() { timeout 60 "$AGENT" builders --config agent.yaml --root root --cmdline - "$@"; }
+history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
+builders_report() { history; jq -c '[.reports[] | select(.phase == "builders")] | last' history.json; }
+MACHINES_FILE=root/etc/nix/nixprov-machines
+
+# --- a full run: the builders phase probes the builder, the machines file names it -------------
+publish 1 true false
+expect_exit first-run 0 agent_run
+expect_grep first-run "provisioned at serial 1"
+expect_grep first-run "1 of 1 builder answers"
+f=$(builders_report)
+[ "$(jq -r .status <<<"$f")" = ok ] || die "builders report: $f"
+jq -r .message <<<"$f" | grep -q "$BUILDER_URI: ok, [0-9]* ms, nix-store (Nix) " ||
+  die "builders report has no state, latency and version: $f"
+grep -q "^$BUILDER_URI x86_64-linux /etc/nixprov/builder_ed25519 2 1 - - $(printf '%s' "$HOST_KEY" | base64 -w0)\$" \
+  "$MACHINES_FILE" || { cat "$MACHINES_FILE" >&2; die "the machines file does not name the builder"; }
+[ "$(stat -c %a root/var/lib/nixprov/profile.yaml)" = 600 ] || die "the applied profile was not kept 0600"
+cmp -s root/var/lib/nixprov/profile.yaml "data/machines/$MACHINE.yaml" || die "the kept profile differs"
+ok "run: the builders report says '$(jq -r .message <<<"$f" | cut -c1-120)'; the machines file names the builder"
+
+# --- nixprov-agent builders: the applied profile's builders, on demand -------------------------
+expect_exit probe-ok 0 probe
+expect_grep probe-ok "$BUILDER_URI: ok, "
+expect_grep probe-ok "nix-store (Nix) 2."
+expect_exit probe-json 0 probe --json
+jq -e --arg uri "$BUILDER_URI" '.required_ok == true and (.builders | length) == 1 and
+    .builders[0].uri == $uri and .builders[0].state == "ok" and
+    (.builders[0].nix_version | startswith("nix-store (Nix) ")) and .builders[0].latency_ms >= 0' \
+  probe-json.out >/dev/null || die "builders --json: $(cat probe-json.out)"
+LATENCY=$(jq .builders[0].latency_ms probe-json.out)
+ok "builders: ok, $(jq -r .builders[0].nix_version probe-json.out), $LATENCY ms (text and --json)"
+
+# The kept profile is verified again: a tampered one is refused.
+cp root/var/lib/nixprov/profile.yaml profile.keep
+sed -i 's/max-jobs: 2/max-jobs: 3/' root/var/lib/nixprov/profile.yaml
+expect_exit probe-tampered 4 probe
+cp profile.keep root/var/lib/nixprov/profile.yaml
+ok "builders: a tampered applied profile is refused (exit 4)"
+
+# --- a different host key: refused as a mismatch, before any authentication --------------------
+stop_sshd
+log_before=$(wc -l < ssh/sshd.log)
+start_sshd impostor_ed25519
+expect_exit probe-mismatch 6 probe --json
+jq -e '.builders[0].state == "host-key-mismatch" and .required_ok == false and
+    (.builders[0].error | contains("possible man-in-the-middle"))' probe-mismatch.out >/dev/null ||
+  die "mismatch: $(cat probe-mismatch.out)"
+tail -n +"$((log_before + 1))" ssh/sshd.log > mismatch-sshd.log
+grep -q "Connection from 127.0.0.1" mismatch-sshd.log || die "sshd saw no connection: $(cat mismatch-sshd.log)"
+if grep -Eqi "publickey|Accepted|Failed|userauth" mismatch-sshd.log; then
+  cat mismatch-sshd.log >&2
+  die "an authentication was attempted against a server with another host key"
+fi
+ok "a different host key: host-key-mismatch (exit 6), and sshd's log shows no authentication attempt"
+
+# The same in a run: a required builder with another host key stops it (exit 6), nothing written.
+publish 2 true true
+touch stamp
+sleep 0.01
+expect_exit run-mismatch 6 agent_run
+expect_grep run-mismatch "possible attack"
+changed=$(cd root && find . -type f -newer "$TMP/stamp" | grep -v '^./var/lib/nixprov/' || true)
+[ -z "$changed" ] || die "mismatch: files written: $changed"
+f=$(builders_report)
+[ "$(jq -r .status <<<"$f")" = failed ] && jq -r .error <<<"$f" | grep -q "host-key-mismatch" ||
+  die "mismatch report: $f"
+ok "run: a required builder with another host key fails the builders phase (exit 6), nothing written"
+stop_sshd
+
+# --- sshd stopped: unreachable, within the deadline --------------------------------------------
+start=$(date +%s%N)
+expect_exit probe-down 6 probe --json --deadline 3
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+jq -e '.builders[0].state == "unreachable"' probe-down.out >/dev/null || die "down: $(cat probe-down.out)"
+[ "$ms" -le 5000 ] || die "unreachable took $ms ms with a 3 s deadline"
+UNREACHABLE_MS=$ms
+ok "sshd stopped: unreachable in $ms ms (deadline 3 s)"
+
+# A port that accepts connections and never speaks SSH: timeout, within the deadline.
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(60)' "$SSH_PORT" &
+SILENT=$!
+at_exit "kill $SILENT 2>/dev/null"
+sleep 0.3
+start=$(date +%s%N)
+expect_exit probe-silent 6 probe --json --deadline 2
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill $SILENT 2>/dev/null; wait $SILENT 2>/dev/null || true
+jq -e '.builders[0].state == "timeout"' probe-silent.out >/dev/null || die "silent: $(cat probe-silent.out)"
+[ "$ms" -le 4000 ] || die "a silent port took $ms ms with a 2 s deadline"
+SILENT_MS=$ms
+ok "a port that never answers: timeout in $ms ms (deadline 2 s)"
+
+# --- a run with the builder down -----------------------------------------------------------------
+# required, no fallback: exit 6, nothing written.
+publish 3 true false
+touch stamp
+sleep 0.01
+expect_exit run-down 6 agent_run
+expect_grep run-down "no builder answers"
+changed=$(cd root && find . -type f -newer "$TMP/stamp" | grep -v '^./var/lib/nixprov/' || true)
+[ -z "$changed" ] || die "builder down: files written: $changed"
+grep -q '^serial 1$' root/var/lib/nixprov/applied || die "the applied serial changed"
+f=$(builders_report)
+jq -r .error <<<"$f" | grep -q "$BUILDER_URI: unreachable" || die "builder down report: $f"
+ok "run: the only builder down, required, no fallback: exit 6, nothing written, reported unreachable"
+
+# required, fallback-local: builds locally and says so; the builder is left out of the file.
+publish 4 true true
+expect_exit run-fallback 0 agent_run
+expect_grep run-fallback "building locally (nix.fallback-local: true)"
+[ ! -s "$MACHINES_FILE" ] || { cat "$MACHINES_FILE" >&2; die "a builder that did not answer was written"; }
+ok "run: builder down, fallback-local: true: provisioned, building locally, builder left out"
+
+# not required: kept in the file.
+publish 5 false true
+expect_exit run-optional 0 agent_run
+expect_grep run-optional "(kept: not required)"
+grep -q "^$BUILDER_URI " "$MACHINES_FILE" || die "a builder that is not required was left out"
+ok "run: a builder that is not required is kept in the machines file though it is down"
+
+# --- a wrong identity: auth-failed -------------------------------------------------------------
+start_sshd host_ed25519
+publish 6 true false
+expect_exit run-back 0 agent_run
+cp root/etc/nixprov/builder_ed25519 builder.keep
+cp ssh/stranger_ed25519 root/etc/nixprov/builder_ed25519
+expect_exit probe-auth 6 probe --json
+jq -e '.builders[0].state == "auth-failed"' probe-auth.out >/dev/null || die "auth: $(cat probe-auth.out)"
+rm root/etc/nixprov/builder_ed25519
+expect_exit probe-noid 6 probe --json
+jq -e '.builders[0].state == "auth-failed" and (.builders[0].error | contains("cannot be read"))' \
+  probe-noid.out >/dev/null || die "no identity: $(cat probe-noid.out)"
+cp builder.keep root/etc/nixprov/builder_ed25519
+ok "a key the builder does not know, or none at all: auth-failed"
+
+# --- a real remote build on the sshd builder ---------------------------------------------------
+# The builder runs Nix in its own store (local?root=...): a build over SSH to 127.0.0.1 in the
+# same store deadlocks on the store's locks. Its nix-store is a wrapper (the URI's
+# remote-program) that sets this host's Nix up: no nixbld users, no substituters, and the host's
+# /bin and /usr for the sandbox a diverted store always builds in.
+cat > ssh/nix-store-builder <<EOF
+#!/bin/sh
+export NIX_CONFIG="build-users-group =
+sandbox = false
+substituters =
+sandbox-paths = /bin=/usr/bin /lib=/usr/lib /lib64=/usr/lib64 /usr"
+exec nix-store --store 'local?root=$TMP/builder-store' "\$@"
+EOF
+chmod +x ssh/nix-store-builder
+# The identity path is the same on the device (under --root) and on this host, for Nix.
+mkdir -p "root$TMP/key" "$TMP/key"
+cp root/etc/nixprov/builder_ed25519 "root$TMP/key/id"
+cp root/etc/nixprov/builder_ed25519 "$TMP/key/id"
+BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=$TMP/ssh/nix-store-builder"
+RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+publish 7 true false
+# ... and the device builds nothing itself.
+sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|; s|max-jobs: fit|max-jobs: 0|" \
+  "data/machines/$MACHINE.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
+# Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name), so the
+# stand-in gives Nix the written machines file with the port moved to NIX_SSHOPTS.
+cat > nixos-rebuild <<EOF
+#!/bin/sh
+sed 's|^\(ssh://[^ ?]*\):$SSH_PORT|\1|' $TMP/root/etc/nix/nixprov-machines > $TMP/machines-nix28
+export NIX_SSHOPTS="-p $SSH_PORT"
+export NIX_CONFIG="\$NIX_CONFIG
+builders = @$TMP/machines-nix28"
+exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/closure.nix rb-$RUN_ID
+EOF
+expect_exit remote-build 0 agent_run
+expect_grep remote-build "provisioned at serial 7"
+history
+f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
+[ "$(jq -r .counts.built_remote <<<"$f")" = 3 ] || die "built remotely: $f"
+[ "$(jq -r .counts.built <<<"$f")" = 0 ] || die "built locally: $f"
+grep -qF "on 'ssh://root@127.0.0.1?remote-program=$TMP/ssh/nix-store-builder'" root/var/log/nixprov/rebuild-7-*.log ||
+  die "the rebuild log does not name the builder"
+ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
+grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
+ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0)"
+
+# --- a builder without Nix: nix-missing ----------------------------------------------------------
+BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=/nonexistent/nix-store"
+publish 8 true true
+expect_exit run-nonix 0 agent_run
+f=$(builders_report)
+jq -r .message <<<"$f" | grep -q "$BUILDER_URI: nix-missing: /nonexistent/nix-store --version exited with status 127 (command not found)" ||
+  die "nix-missing report: $f"
+ok "a builder where the remote Nix is missing: nix-missing, exit status 127"
+
+# --- two builders are probed at once -----------------------------------------------------------
+PORT_B=$(free_port)
+URI_A="ssh://root@127.0.0.1:$SSH_PORT"
+URI_B="ssh://root@127.0.0.1:$PORT_B"
+cat > "data/machines/$MACHINE.yaml" <<EOF
+nixprov: 1
+serial: 9
+expires: 2099-01-01T00:00:00Z
+machines: [$MACHINE]
+strategy: remote-builders
+nix:
+  settings:
+    substituters: []
+builders:
+  - uri: $URI_A
+    systems: [x86_64-linux]
+    host-key: $HOST_KEY
+    identity: /etc/nixprov/builder_ed25519
+  - uri: $URI_B
+    systems: [x86_64-linux]
+    host-key: $HOST_KEY
+    identity: /etc/nixprov/builder_ed25519
+    required: false
+rebuild:
+  timeout: 60
+EOF
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 9" >/dev/null
+cat > nixos-rebuild <<'EOF'
+#!/bin/sh
+echo "building the system configuration... (stand-in: nothing to build)"
+EOF
+expect_exit run-two 0 agent_run
+expect_grep run-two "1 of 2 builders answer"
+expect_grep run-two "$URI_B: unreachable: Connection refused (kept: not required)"
+grep -q "^$URI_A " "$MACHINES_FILE" && grep -q "^$URI_B " "$MACHINES_FILE" ||
+  die "the machines file does not have both builders: $(cat "$MACHINES_FILE")"
+expect_exit probe-two 0 probe --json
+jq -e '.required_ok and .builders[0].state == "ok" and .builders[1].state == "unreachable"' \
+  probe-two.out >/dev/null || die "two builders: $(cat probe-two.out)"
+# Both ports silent: two timeouts in about one deadline, not two.
+stop_sshd
+python3 -c '
+import socket, sys, time
+ss = []
+for p in sys.argv[1:]:
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(p))); s.listen(8); ss.append(s)
+time.sleep(60)' "$SSH_PORT" "$PORT_B" &
+SILENT=$!
+at_exit "kill $SILENT 2>/dev/null"
+sleep 0.3
+start=$(date +%s%N)
+expect_exit probe-two-silent 6 probe --json --deadline 2
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+kill $SILENT 2>/dev/null; wait $SILENT 2>/dev/null || true
+jq -e '.builders[0].state == "timeout" and .builders[1].state == "timeout"' probe-two-silent.out \
+  >/dev/null || die "two silent: $(cat probe-two-silent.out)"
+[ "$ms" -le 3500 ] || die "two silent builders took $ms ms with a 2 s deadline each: not in parallel"
+ok "two builders probed in parallel: both silent, both timeout in $ms ms (deadline 2 s each)"
+
+echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
+echo "$checks passed, 0 failed"
