@@ -21,6 +21,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_rebuild(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_flush(int argc, char **argv);
+int cmd_id(int argc, char **argv);
 
 #include <stdbool.h>
 

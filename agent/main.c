@@ -18,6 +18,7 @@ static const struct {
         {"rebuild", cmd_rebuild, "run a command as the rebuild phase runs nixos-rebuild"},
         {"report", cmd_report, "emit one report (spooled first, then sent); marks interventions"},
         {"flush", cmd_flush, "deliver the spooled reports to the server"},
+        {"id", cmd_id, "show the machine id and the public keys (made on first use)"},
 };
 
 static void show_usage(FILE *f)

@@ -13,6 +13,7 @@
 #include "agent.h"
 #include "agent_config.h"
 #include "config.h"
+#include "devicekey.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "identify.h"
@@ -44,6 +45,7 @@ struct run {
         /* what the run learns */
         struct agent_config *config;
         struct identity id;
+        struct devicekey *key; /* sodium_malloc'd; made on the very first run */
         char *state_dir; /* under root */
         char *log_dir;   /* under root */
         struct report_spool *spool;
@@ -514,6 +516,7 @@ static void run_done(struct run *r)
 {
         trust_result_done(&r->trust);
         r->plan = plan_free(r->plan);
+        r->key = devicekey_free(r->key);
         write_set_done(&r->written);
         r->spool = report_close(r->spool);
         r->config = agent_config_free(r->config);
@@ -526,8 +529,8 @@ static void run_done(struct run *r)
 static int run_phases(struct run *r)
 {
         struct agent_state state;
-        char message[256];
-        bool up_to_date = false;
+        char message[512];
+        bool up_to_date = false, created = false;
         int k;
 
         r->phase = REPORT_PHASE_IDENTIFY;
@@ -542,9 +545,20 @@ static int run_phases(struct run *r)
         }
         if (setup_dirs_and_spool(r) < 0)
                 return AGENT_EXIT_USAGE;
-        snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB",
+        k = devicekey_load_or_create(r->state_dir, &r->key, &created);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "the device keys in %s cannot be loaded or made: %s",
+                         r->state_dir,
+                         k == -EBADMSG ? "a key file is damaged"
+                         : k == -EEXIST ? "a public key has lost its secret key; refusing to make a "
+                                          "new identity silently"
+                                        : strerror(-k));
+                log_info("[identify]");
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+        snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB%s",
                  r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
-                 r->id.memory_bytes >> 20);
+                 r->id.memory_bytes >> 20, created ? "; device keys made" : "");
         log_info("[identify]");
         phase_ok(r, message);
 
