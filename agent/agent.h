@@ -22,6 +22,7 @@ int cmd_rebuild(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_flush(int argc, char **argv);
 int cmd_builders(int argc, char **argv);
+int cmd_id(int argc, char **argv);
 
 #include <stdbool.h>
 

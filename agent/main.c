@@ -19,6 +19,7 @@ static const struct {
         {"report", cmd_report, "emit one report (spooled first, then sent); marks interventions"},
         {"flush", cmd_flush, "deliver the spooled reports to the server"},
         {"builders", cmd_builders, "probe the applied profile's remote builders over SSH"},
+        {"id", cmd_id, "show the machine id and the public keys (made on first use)"},
 };
 
 static void show_usage(FILE *f)

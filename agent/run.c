@@ -15,6 +15,7 @@
 #include "agent_config.h"
 #include "builders.h"
 #include "config.h"
+#include "devicekey.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "identify.h"
@@ -23,6 +24,7 @@
 #include "rebuild.h"
 #include "render.h"
 #include "report.h"
+#include "secrets.h"
 #include "state.h"
 #include "trust.h"
 #include "util.h"
@@ -46,6 +48,7 @@ struct run {
         /* what the run learns */
         struct agent_config *config;
         struct identity id;
+        struct devicekey *key; /* sodium_malloc'd; made on the very first run */
         char *state_dir; /* under root */
         char *log_dir;   /* under root */
         struct report_spool *spool;
@@ -58,6 +61,8 @@ struct run {
         struct trust_result trust;
         struct trust_context trust_ctx;
         struct plan *plan;
+        struct secrets secrets; /* opened in plan, wiped right after write */
+        char *netrc_path;       /* the written netrc, absolute, for the first build's NIX_CONFIG */
         struct write_set written;
         struct rebuild_result rebuild;
 
@@ -315,7 +320,7 @@ static int run_plan(struct run *r)
                 /* Until builders are probed, every builder of the profile counts as answering. */
                 .builders_answering = (unsigned)r->trust.profile->n_builders,
         };
-        char message[256];
+        char message[256], error[SECRETS_ERROR_MAX];
         int k;
 
         phase_start(r, REPORT_PHASE_PLAN);
@@ -325,6 +330,10 @@ static int run_plan(struct run *r)
                          strerror(-k));
                 return phase_failed(r, AGENT_EXIT_REFUSED, message, NULL);
         }
+        /* Sealed values are opened only now, after the signature and the trust rules. */
+        k = secrets_open(r->trust.profile, r->key, &r->secrets, error);
+        if (k < 0)
+                return phase_failed(r, AGENT_EXIT_REFUSED, error, NULL);
         snprintf(message, sizeof(message),
                  "strategy %s, %zu settings, %zu builders, %zu caches; max-jobs %s, cores %s",
                  profile_strategy_to_string(r->plan->strategy), r->plan->n_settings,
@@ -439,7 +448,7 @@ static int run_write(struct run *r)
 {
         _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL;
         uint64_t serial = r->trust.profile->serial;
-        struct write_item items[3];
+        struct write_item items[WRITE_MAX_FILES];
         size_t n = 0;
         char message[512];
         int k;
@@ -460,7 +469,35 @@ static int run_write(struct run *r)
         items[n++] = (struct write_item){RENDER_NIX_CONF_FILE, conf, strlen(conf), 0644};
         items[n++] = (struct write_item){RENDER_NIXOS_MODULE_FILE, module, strlen(module), 0644};
         items[n++] = (struct write_item){RENDER_MACHINES_FILE, machines, strlen(machines), 0644};
+        k = secrets_items(r->plan, &r->secrets, items, ELEMENTSOF(items), &n);
+        if (k < 0) {
+                secrets_done(&r->secrets);
+                snprintf(message, sizeof(message), "failed to prepare the secret files: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+        if (secrets_have_netrc(&r->secrets)) {
+                /* The first build reads the netrc where it was written: under the root, made
+                 * absolute (the rebuild does not run in the root's directory). */
+                _cleanup_free_ char *root = realpath(r->root, NULL);
+                r->netrc_path = root ? path_join_root(root, SECRETS_NETRC_FILE) : NULL;
+                if (r->netrc_path && !string_is_safe(r->netrc_path, 4096, "/._+@-")) {
+                        /* It goes into a nix.conf line. */
+                        secrets_done(&r->secrets);
+                        snprintf(message, sizeof(message),
+                                 "the root %s has characters a nix.conf line cannot carry", root);
+                        return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+                }
+                if (!r->netrc_path) {
+                        secrets_done(&r->secrets);
+                        snprintf(message, sizeof(message), "failed to resolve the root %s: %s",
+                                 r->root, strerror(errno));
+                        return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+                }
+        }
         k = write_files(r->root, items, n, &r->written, &failed);
+        /* Written (or not): the plaintexts are not needed any more. */
+        secrets_done(&r->secrets);
         if (k < 0) {
                 snprintf(message, sizeof(message), "failed to write %s: %s; nothing was changed",
                          failed ?: "the Nix files", strerror(-k));
@@ -498,6 +535,17 @@ static int run_rebuild(struct run *r)
         report_set_send_on_emit(r->spool, true);
         phase_start(r, REPORT_PHASE_REBUILD);
         k = render_nix_config_env(r->plan, &nix_config);
+        if (k >= 0 && r->netrc_path) {
+                /* The path of the 0600 netrc, never the token: private caches answer the first
+                 * build too. */
+                char *with = NULL;
+                if (asprintf(&with, "%snetrc-file = %s\n", nix_config, r->netrc_path) < 0)
+                        k = -ENOMEM;
+                else {
+                        free(nix_config);
+                        nix_config = with;
+                }
+        }
         if (k >= 0)
                 k = rebuild_default_argv(profile_rebuild_action_to_string(p->rebuild.action),
                                          p->rebuild.flake, &argv);
@@ -635,6 +683,9 @@ static void run_done(struct run *r)
 {
         trust_result_done(&r->trust);
         r->plan = plan_free(r->plan);
+        r->key = devicekey_free(r->key);
+        secrets_done(&r->secrets);
+        free(r->netrc_path);
         write_set_done(&r->written);
         r->spool = report_close(r->spool);
         r->config = agent_config_free(r->config);
@@ -647,8 +698,8 @@ static void run_done(struct run *r)
 static int run_phases(struct run *r)
 {
         struct agent_state state;
-        char message[256];
-        bool up_to_date = false;
+        char message[512];
+        bool up_to_date = false, created = false;
         int k;
 
         r->phase = REPORT_PHASE_IDENTIFY;
@@ -663,9 +714,20 @@ static int run_phases(struct run *r)
         }
         if (setup_dirs_and_spool(r) < 0)
                 return AGENT_EXIT_USAGE;
-        snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB",
+        k = devicekey_load_or_create(r->state_dir, &r->key, &created);
+        if (k < 0) {
+                snprintf(message, sizeof(message), "the device keys in %s cannot be loaded or made: %s",
+                         r->state_dir,
+                         k == -EBADMSG ? "a key file is damaged"
+                         : k == -EEXIST ? "a public key has lost its secret key; refusing to make a "
+                                          "new identity silently"
+                                        : strerror(-k));
+                log_info("[identify]");
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
+        snprintf(message, sizeof(message), "machine %s (%s), %s, %u CPUs, %" PRIu64 " MiB%s",
                  r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
-                 r->id.memory_bytes >> 20);
+                 r->id.memory_bytes >> 20, created ? "; device keys made" : "");
         log_info("[identify]");
         phase_ok(r, message);
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define WRITE_MAX_FILES 16
+#define WRITE_MAX_FILES 72 /* the Nix files, the 3 secret files, a key per builder */
 
 struct write_item {
         const char *path; /* absolute, as on the device ("/etc/nix/nixprov.conf") */

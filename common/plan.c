@@ -98,6 +98,7 @@ struct plan *plan_free(struct plan *plan)
         for (size_t i = 0; i < plan->n_caches; i++) {
                 free(plan->caches[i].name);
                 free(plan->caches[i].public_key);
+                free(plan->caches[i].host);
         }
         free(plan->caches);
         free(plan);
@@ -406,6 +407,16 @@ static int cache_copy(const struct profile_cache *src, struct plan_cache *c)
         if (!c->name || !c->public_key)
                 return -ENOMEM;
         c->has_auth_token = src->auth_token.kind == PROFILE_SECRET_SEALED;
+        /* The host becomes a netrc word too. */
+        if (src->host && (!string_is_safe(src->host, PROFILE_CACHE_HOST_MAX, ".-") ||
+                          src->host[0] == '.' || src->host[0] == '-'))
+                return -EINVAL;
+        if (src->host)
+                c->host = strdup(src->host);
+        else if (asprintf(&c->host, "%s.cachix.org", src->name) < 0)
+                c->host = NULL;
+        if (!c->host)
+                return -ENOMEM;
         return 0;
 }
 
@@ -479,10 +490,14 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
                 plan->n_caches++;
                 if (r < 0)
                         return r;
-                snprintf(url, sizeof(url), "https://%s.cachix.org", p->caches[i].name);
-                r = plan_list_add(plan, "substituters", url);
-                if (r < 0)
-                        return r;
+                /* A cache served from its own host (a mirror) is named in the profile's
+                 * substituters; NAME.cachix.org would be a URL the token is not for. */
+                if (!p->caches[i].host) {
+                        snprintf(url, sizeof(url), "https://%s.cachix.org", p->caches[i].name);
+                        r = plan_list_add(plan, "substituters", url);
+                        if (r < 0)
+                                return r;
+                }
                 r = plan_list_add(plan, "trusted-public-keys", p->caches[i].public_key);
                 if (r < 0)
                         return r;

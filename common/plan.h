@@ -19,7 +19,8 @@
  *     a new key is appended, in the profile's order.
  *  3. Each Cachix cache appends https://NAME.cachix.org to substituters and its public key to
  *     trusted-public-keys, whichever value those have by now (the preset's, or the profile's own
- *     as written); a word already there is not repeated.
+ *     as written); a word already there is not repeated. A cache with its own host (served from
+ *     a mirror, profile_cache.host) adds its key only: the profile's substituters name it.
  *  4. When the profile lists builders: builders = @/etc/nix/nixprov-machines (PLAN_MACHINES_FILE).
  *     A profile that lists builders and also sets "builders" itself is refused (-EINVAL): one of
  *     the two would be silently ignored.
@@ -110,6 +111,8 @@ struct plan_cache {
         char *name;          /* NAME of NAME.cachix.org */
         char *public_key;    /* NAME.cachix.org-1:... */
         bool has_auth_token; /* sealed token: the netrc and the secrets include are needed */
+        char *host;          /* the netrc machine of the token: the profile's host, or
+                              * NAME.cachix.org */
 };
 
 struct plan {

@@ -653,6 +653,22 @@ static int parse_cache_key(struct yaml_schema_parser *p, const struct yaml_schem
         return yaml_schema_set_string(p, (char **)((char *)base + f->offset), s);
 }
 
+/* The netrc "machine" a token is for: a host name or IPv4 address, no port, no white space. */
+static int parse_cache_host(struct yaml_schema_parser *p, const struct yaml_schema_field *f,
+                            void *base)
+{
+        const char *s = NULL;
+        int r;
+
+        r = yaml_schema_expect_string(p, "a host name", &s);
+        if (r < 0)
+                return r;
+        if (!string_is_safe(s, PROFILE_CACHE_HOST_MAX, ".-") || s[0] == '.' || s[0] == '-')
+                return yaml_schema_fail_value(
+                    p, "invalid host '%s' (expected a host name or IPv4 address, no port)", s);
+        return yaml_schema_set_string(p, (char **)((char *)base + f->offset), s);
+}
+
 static const struct yaml_schema_field cache_fields[] = {
     {.key = "name",
      .parse = parse_cache_name,
@@ -665,10 +681,12 @@ static const struct yaml_schema_field cache_fields[] = {
     {.key = "auth-token",
      .parse = parse_secret,
      .offset = offsetof(struct profile_cache, auth_token)},
+    {.key = "host", .parse = parse_cache_host, .offset = offsetof(struct profile_cache, host)},
 };
 YAML_SCHEMA_DEFINE_TABLE(cache_table, cache_fields);
 #define CACHE_FIELD_NAME 0
 #define CACHE_FIELD_PUBLIC_KEY 1
+#define CACHE_FIELD_HOST 3
 
 static int parse_caches(struct yaml_schema_parser *p, const struct yaml_schema_field *f, void *base)
 {
@@ -716,6 +734,11 @@ static int parse_caches(struct yaml_schema_parser *p, const struct yaml_schema_f
                         return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_PUBLIC_KEY],
                                                      "the public key is not for cache '%s'",
                                                      yaml_schema_quote(c->name, buf));
+                }
+                if (c->host && c->auth_token.kind != PROFILE_SECRET_SEALED) {
+                        yaml_schema_path_push_key(p, "host", 4);
+                        return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_HOST],
+                                                     "a host is only for an auth-token");
                 }
                 for (size_t j = 0; j + 1 < profile->n_caches; j++)
                         if (streq(profile->caches[j].name, c->name)) {
@@ -934,6 +957,7 @@ struct profile *profile_free(struct profile *p)
         for (size_t i = 0; i < p->n_caches; i++) {
                 free(p->caches[i].name);
                 free(p->caches[i].public_key);
+                free(p->caches[i].host);
                 secret_done(&p->caches[i].auth_token);
         }
         free(p->caches);

@@ -34,6 +34,7 @@
  *    ecdsa-sha2-nistp256/384/521, ssh-rsa, and the decoded blob must be an SSH public key of
  *    that type. identity: {sealed: BASE64} or an absolute path without white space.
  *  - Cachix public keys: NAME.cachix.org-1:BASE64 of 32 bytes, NAME being the cache's own name.
+ *    A cache's host (the netrc machine its token is for) only next to an auth-token.
  *  - Sealed values: standard base64 with padding, decoding to crypto_box_SEALBYTES + 1 ..
  *    PROFILE_MAX_SEALED bytes (more is -E2BIG).
  *  - Values out of range and every other schema violation are -EBADMSG; -E2BIG is kept for the
@@ -60,6 +61,7 @@
 #define PROFILE_MAX_NAMES 64            /* systems, supported- and mandatory-features */
 #define PROFILE_MAX_SCALAR 16384        /* bytes of one scalar (a sealed SSH key fits) */
 #define PROFILE_MAX_SEALED 8192         /* bytes of one sealed box, decoded */
+#define PROFILE_CACHE_HOST_MAX 253      /* cachix[].host: a DNS name */
 /* Lists of strings also stop at their limit with -E2BIG: PROFILE_MAX_NAMES items for systems and
  * features, PROFILE_MAX_SETTING_ITEMS for one setting. */
 
@@ -127,6 +129,13 @@ struct profile_cache {
         char *name;       /* Cachix cache name: NAME.cachix.org */
         char *public_key; /* "NAME.cachix.org-1:BASE64" */
         struct profile_secret auth_token; /* sealed only; optional (public caches) */
+        /* The host the token is for, the "machine" of its netrc line: optional, only with an
+         * auth-token; NULL means NAME.cachix.org. For a cache served elsewhere (a mirror, a
+         * test's cache on 127.0.0.1), which the profile's own substituters then name: the
+         * plan adds no https://NAME.cachix.org for it. A host name or IPv4 address:
+         * [A-Za-z0-9][A-Za-z0-9.-]*, at most PROFILE_CACHE_HOST_MAX bytes, no port (netrc
+         * matches the host alone). */
+        char *host;
         struct profile_location location;
 };
 

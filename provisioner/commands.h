@@ -15,3 +15,4 @@ int cmd_verify(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_fleet(int argc, char **argv);
+int cmd_seal(int argc, char **argv);

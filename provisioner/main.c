@@ -15,6 +15,7 @@ static const struct {
         {"sign", cmd_sign, "sign a profile: writes FILE.minisig"},
         {"verify", cmd_verify, "check a profile's signature and schema"},
         {"check", cmd_check, "check profiles against the schema, reporting every error"},
+        {"seal", cmd_seal, "seal a secret to one device: prints {sealed: BASE64}"},
         {"serve", cmd_serve, "serve profiles to machines and store their reports"},
         {"fleet", cmd_fleet, "show the machines a server knows and their reports"},
 };

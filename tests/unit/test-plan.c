@@ -413,8 +413,24 @@ static void test_cache_with_token(void **state)
         assert_true(plan_needs_secrets(plan));
         assert_false(plan->caches[0].has_auth_token);
         assert_true(plan->caches[1].has_auth_token);
+        assert_string_equal(plan->caches[0].host, "public.cachix.org");
+        assert_string_equal(plan->caches[1].host, "private.cachix.org");
         assert_string_equal(plan_get(plan, "substituters"), BINARY_CACHES_SUBSTITUTERS
                             " https://public.cachix.org https://private.cachix.org");
+        plan = plan_free(plan);
+
+        /* A token for another host (a mirror of the cache): the netrc names that host. */
+        c = &t.profile.caches[1];
+        c->host = (char *)"127.0.0.1";
+        assert_int_equal(plan_build(p, &big, &plan), 0);
+        assert_string_equal(plan->caches[1].host, "127.0.0.1");
+        assert_string_equal(plan_get(plan, "substituters"),
+                            BINARY_CACHES_SUBSTITUTERS " https://public.cachix.org");
+        assert_non_null(strstr(plan_get(plan, "trusted-public-keys"), "private.cachix.org-1:BBBB"));
+        plan = plan_free(plan);
+        c->host = (char *)"bad host";
+        assert_int_equal(plan_build(p, &big, &plan), -EINVAL);
+        c->host = NULL;
 }
 
 static void test_builders(void **state)

@@ -383,6 +383,16 @@ static const struct bad_case bad_cases[] = {
          "expected {sealed: BASE64}, got '/etc/cachix-token'"},
         {CACHE "    auth-token: {sealed: AAAA}\n", -EBADMSG, 9, 26, "cachix[0].auth-token.sealed",
          "too short (3 bytes"},
+        {CACHE "    host: 127.0.0.1\n", -EBADMSG, 9, 11, "cachix[0].host",
+         "a host is only for an auth-token"},
+        {CACHE "    auth-token: {sealed: " SEALED_49 "}\n    host: 127.0.0.1:8080\n", -EBADMSG, 10,
+         11, "cachix[0].host", "invalid host '127.0.0.1:8080' (expected a host name"},
+        {CACHE "    auth-token: {sealed: " SEALED_49 "}\n    host: a b\n", -EBADMSG, 10, 11,
+         "cachix[0].host", "invalid host 'a b'"},
+        {CACHE "    auth-token: {sealed: " SEALED_49 "}\n    host: -x.org\n", -EBADMSG, 10, 11,
+         "cachix[0].host", "invalid host '-x.org'"},
+        {CACHE "    auth-token: {sealed: " SEALED_49 "}\n    host: [a]\n", -EBADMSG, 10, 11,
+         "cachix[0].host", "expected a host name"},
 
         /* cachix */
         {HEAD "cachix: {name: fleet}\n", -EBADMSG, 6, 9, "cachix",
@@ -683,6 +693,7 @@ static void test_values(void **state)
             "    public-key: " CACHE_KEY "\n"
             "    auth-token:\n"
             "      sealed: " SEALED_49 "\n"
+            "    host: Cache-1.example.org\n"
             "  - name: public-one\n"
             "    public-key: public-one.cachix.org-1:mkQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAY=\n"
             "rebuild:\n"
@@ -758,6 +769,8 @@ static void test_values(void **state)
         assert_int_equal(p->caches[0].auth_token.kind, PROFILE_SECRET_SEALED);
         assert_int_equal(p->caches[0].auth_token.sealed_size, 49);
         assert_int_equal(p->caches[1].auth_token.kind, PROFILE_SECRET_NONE);
+        assert_string_equal(p->caches[0].host, "Cache-1.example.org");
+        assert_null(p->caches[1].host);
 
         assert_string_equal(p->rebuild.flake, "git+https://git.example.org/fleet?ref=main#edge");
         assert_int_equal(p->rebuild.action, PROFILE_REBUILD_TEST);

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/* nixprov seal: turns a secret into a {sealed: BASE64} value for one device's profile. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "commands.h"
+#include "devicekey.h"
+#include "log.h"
+#include "profile.h"
+#include "util.h"
+
+/* The largest secret whose sealed box a profile accepts. */
+#define SEAL_MAX_SECRET (PROFILE_MAX_SEALED - crypto_box_SEALBYTES)
+
+static void seal_help(void)
+{
+        printf("Usage: nixprov seal --to BOXKEY [--file FILE]\n\n"
+               "Seals a secret (a Cachix auth token, a builder's SSH private key) to one device\n"
+               "with crypto_box_seal and prints it as {sealed: BASE64}, ready to paste into that\n"
+               "device's profile. Only the device, with the secret half of its box key, can open\n"
+               "it. The secret is read from standard input (or FILE), never from the command\n"
+               "line; one trailing newline is removed. At most %d bytes.\n\n"
+               "Options:\n"
+               "  -t, --to BOXKEY    the device's box public key: the base64 'box-key' that\n"
+               "                     'nixprov-agent id' prints, or its device-box.pub file\n"
+               "  -f, --file FILE    read the secret from FILE instead of standard input\n"
+               "  -h, --help         show this help\n\n"
+               "Exit codes: 0 sealed, 1 the secret cannot be read, 2 usage error (a bad key, an\n"
+               "empty or too large secret).\n",
+               (int)SEAL_MAX_SECRET);
+}
+
+static void sodium_freep(void *p)
+{
+        sodium_free(*(void **)p);
+}
+
+/* Reads all of fd into buf (max bytes); -E2BIG when there is more. */
+static int read_secret(int fd, uint8_t *buf, size_t max, size_t *ret_size)
+{
+        size_t n = 0;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + n, max + 1 - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+                if (n > max)
+                        return -E2BIG;
+        }
+        *ret_size = n;
+        return 0;
+}
+
+static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYTES])
+{
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+
+        if (read_file_bounded(spec, DEVICEKEY_FILE_MAX, &data, &size) >= 0)
+                return devicekey_box_public_parse(data, size, key);
+        return devicekey_box_public_parse(spec, strlen(spec), key);
+}
+
+int cmd_seal(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"to", required_argument, NULL, 't'},
+                {"file", required_argument, NULL, 'f'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
+        _cleanup_free_ uint8_t *sealed = NULL;
+        _cleanup_free_ char *b64 = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t to[crypto_box_PUBLICKEYBYTES];
+        const char *to_spec = NULL, *file = NULL;
+        size_t size = 0, b64_size;
+        int c, r;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "t:f:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 't':
+                        to_spec = optarg;
+                        break;
+                case 'f':
+                        file = optarg;
+                        break;
+                case 'h':
+                        seal_help();
+                        return EXIT_OK;
+                default:
+                        return EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                /* A secret on the command line would be in ps, the shell history, /proc. */
+                log_error("Unexpected argument: the secret is read from standard input or --file, "
+                          "never from the command line. Run 'nixprov seal --help'.");
+                return EXIT_USAGE;
+        }
+        if (!to_spec) {
+                log_error("--to BOXKEY is required: the device's box key, from 'nixprov-agent id'.");
+                return EXIT_USAGE;
+        }
+        if (sodium_init() < 0) {
+                log_error("Failed to initialize libsodium.");
+                return EXIT_FAIL;
+        }
+        if (parse_to(to_spec, to) < 0) {
+                log_error("--to: not a box public key (the base64 of 32 bytes, as "
+                          "'nixprov-agent id' prints it, or a device-box.pub file).");
+                return EXIT_USAGE;
+        }
+
+        fd = file ? open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY) : STDIN_FILENO;
+        if (fd < 0) {
+                log_error_errno(-errno, "Failed to open %s: %m", file);
+                return EXIT_FAIL;
+        }
+        secret = sodium_malloc(SEAL_MAX_SECRET + 1);
+        if (!secret) {
+                log_oom();
+                return EXIT_FAIL;
+        }
+        r = read_secret(fd, secret, SEAL_MAX_SECRET, &size);
+        if (!file)
+                fd = -EBADF; /* stdin is not ours to close */
+        if (r == -E2BIG) {
+                sodium_memzero(secret, SEAL_MAX_SECRET + 1);
+                log_error("The secret is larger than %d bytes.", (int)SEAL_MAX_SECRET);
+                return EXIT_USAGE;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the secret from %s: %m", file ?: "standard input");
+                return EXIT_FAIL;
+        }
+        if (size > 0 && secret[size - 1] == '\n')
+                size--;
+        if (size == 0) {
+                log_error("The secret is empty.");
+                return EXIT_USAGE;
+        }
+
+        sealed = malloc(size + crypto_box_SEALBYTES);
+        b64_size = sodium_base64_ENCODED_LEN(size + crypto_box_SEALBYTES,
+                                             sodium_base64_VARIANT_ORIGINAL);
+        b64 = malloc(b64_size);
+        if (!sealed || !b64) {
+                log_oom();
+                return EXIT_FAIL;
+        }
+        if (crypto_box_seal(sealed, secret, size, to) != 0) {
+                log_error("Failed to seal the secret.");
+                return EXIT_FAIL;
+        }
+        sodium_bin2base64(b64, b64_size, sealed, size + crypto_box_SEALBYTES,
+                          sodium_base64_VARIANT_ORIGINAL);
+        printf("{sealed: %s}\n", b64);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+}
