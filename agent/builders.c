@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libssh/libssh.h>
 
@@ -14,7 +15,14 @@
 #include "fileio.h"
 #include "util.h"
 
-#define BUILDERS_OUTPUT_MAX 4096 /* what the version exec may print before we stop reading */
+#define BUILDERS_OUTPUT_MAX 4096
+
+/* The keys ssh tries for root when Nix's machines file names none ("-"), in ssh's order. */
+static const char *const default_identities[] = {
+        "/root/.ssh/id_ed25519",
+        "/root/.ssh/id_ecdsa",
+        "/root/.ssh/id_rsa",
+}; /* what the version exec may print before we stop reading */
 
 static const char *const builder_state_names[_BUILDER_STATE_MAX] = {
         [BUILDER_STATE_OK] = "ok",
@@ -364,7 +372,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
 {
         _cleanup_free_ char *identity = NULL;
         char pinned_type[64];
-        const char *pinned_blob;
+        const char *pinned_blob, *identity_name;
         struct builder_uri uri;
         ssh_session session = NULL;
         ssh_key server_key = NULL, private_key = NULL;
@@ -435,14 +443,28 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 goto out;
         }
 
-        if (b->identity_sealed || !b->identity_path) {
-                set_result(result, BUILDER_STATE_AUTH_FAILED, "%s",
-                           b->identity_sealed ? "no identity available yet (sealed identities "
-                                                "are not opened yet)"
-                                              : "no identity in the profile");
+        if (b->identity_sealed) {
+                set_result(result, BUILDER_STATE_AUTH_FAILED,
+                           "no identity available yet (sealed identities are not opened yet)");
                 goto out;
         }
-        identity = path_join_root(root, b->identity_path);
+        identity_name = b->identity_path;
+        if (!identity_name) {
+                /* Nix leaves the key to ssh, run by root: root's first default key. */
+                for (size_t i = 0; i < ELEMENTSOF(default_identities) && !identity_name; i++) {
+                        _cleanup_free_ char *candidate = path_join_root(root, default_identities[i]);
+
+                        if (candidate && access(candidate, F_OK) == 0)
+                                identity_name = default_identities[i];
+                }
+                if (!identity_name) {
+                        set_result(result, BUILDER_STATE_AUTH_FAILED,
+                                   "no identity in the profile, and root has no default key "
+                                   "(/root/.ssh/id_ed25519, id_ecdsa, id_rsa)");
+                        goto out;
+                }
+        }
+        identity = path_join_root(root, identity_name);
         if (!identity) {
                 set_result(result, BUILDER_STATE_AUTH_FAILED, "out of memory");
                 goto out;
@@ -451,7 +473,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 set_result(result, BUILDER_STATE_AUTH_FAILED,
                            "the identity %s cannot be read (missing, unreadable, or protected "
                            "by a passphrase)",
-                           b->identity_path);
+                           identity_name);
                 goto out;
         }
         if (!set_remaining(session, deadline)) {
@@ -463,7 +485,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 set_result(result,
                            now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_AUTH_FAILED,
                            "user %s was not let in with the identity %s%s%s", uri.user,
-                           b->identity_path, k == SSH_AUTH_ERROR ? ": " : "",
+                           identity_name, k == SSH_AUTH_ERROR ? ": " : "",
                            k == SSH_AUTH_ERROR ? ssh_get_error(session) : "");
                 goto out;
         }

@@ -9,9 +9,10 @@
  *  2. compare the server's host key with the pinned one, exactly (type and base64 blob); the
  *     server is asked for a key of the pinned type only. A mismatch ends the probe before any
  *     authentication: the identity is never offered to a server that may be an impostor;
- *  3. authenticate with the identity file (its path taken under the root directory). A sealed
- *     identity is not opened here yet: such a builder is auth-failed, "no identity available
- *     yet";
+ *  3. authenticate with the identity file (its path taken under the root directory); without
+ *     one in the profile, with root's first default key (/root/.ssh/id_ed25519, id_ecdsa,
+ *     id_rsa), as ssh would for Nix. A sealed identity is not opened here yet: such a builder
+ *     is auth-failed, "no identity available yet";
  *  4. run "nix-store --version" (or "P --version" when the URI's query says remote-program=P)
  *     and keep the first line it prints and the round trip of that exec, in milliseconds.
  *
