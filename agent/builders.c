@@ -19,18 +19,18 @@
 
 /* The keys ssh tries for root when Nix's machines file names none ("-"), in ssh's order. */
 static const char *const default_identities[] = {
-        "/root/.ssh/id_ed25519",
-        "/root/.ssh/id_ecdsa",
-        "/root/.ssh/id_rsa",
+    "/root/.ssh/id_ed25519",
+    "/root/.ssh/id_ecdsa",
+    "/root/.ssh/id_rsa",
 }; /* what the version exec may print before we stop reading */
 
 static const char *const builder_state_names[_BUILDER_STATE_MAX] = {
-        [BUILDER_STATE_OK] = "ok",
-        [BUILDER_STATE_UNREACHABLE] = "unreachable",
-        [BUILDER_STATE_HOST_KEY_MISMATCH] = "host-key-mismatch",
-        [BUILDER_STATE_AUTH_FAILED] = "auth-failed",
-        [BUILDER_STATE_NIX_MISSING] = "nix-missing",
-        [BUILDER_STATE_TIMEOUT] = "timeout",
+    [BUILDER_STATE_OK] = "ok",
+    [BUILDER_STATE_UNREACHABLE] = "unreachable",
+    [BUILDER_STATE_HOST_KEY_MISMATCH] = "host-key-mismatch",
+    [BUILDER_STATE_AUTH_FAILED] = "auth-failed",
+    [BUILDER_STATE_NIX_MISSING] = "nix-missing",
+    [BUILDER_STATE_TIMEOUT] = "timeout",
 };
 
 const char *builder_state_to_string(enum builder_state state)
@@ -283,15 +283,15 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
         }
         channel = ssh_channel_new(session);
         if (!channel || ssh_channel_open_session(channel) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_UNREACHABLE,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "cannot open a session: %s", ssh_get_error(session));
                 goto out;
         }
         started = now_ms();
         if (ssh_channel_request_exec(channel, command) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_NIX_MISSING,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_NIX_MISSING,
                            "cannot run %s: %s", uri->program, ssh_get_error(session));
                 goto out;
         }
@@ -323,7 +323,8 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
                         size_t room = BUILDERS_OUTPUT_MAX - n_err;
 
                         k = ssh_channel_read_nonblocking(channel, room ? err + n_err : discard,
-                                                         room ? (uint32_t)room : sizeof(discard), 1);
+                                                         room ? (uint32_t)room : sizeof(discard),
+                                                         1);
                         if (k <= 0)
                                 break;
                         if (room)
@@ -411,7 +412,8 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
             ssh_options_set(session, SSH_OPTIONS_KNOWNHOSTS, "/dev/null") != SSH_OK ||
             ssh_options_set(session, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") != SSH_OK ||
             ssh_options_set(session, SSH_OPTIONS_STRICTHOSTKEYCHECK, &zero) != SSH_OK ||
-            ssh_options_set(session, SSH_OPTIONS_HOSTKEYS, hostkey_algorithms(pinned_type)) != SSH_OK) {
+            ssh_options_set(session, SSH_OPTIONS_HOSTKEYS, hostkey_algorithms(pinned_type)) !=
+                SSH_OK) {
                 set_result(result, BUILDER_STATE_UNREACHABLE, "cannot set up the SSH session: %s",
                            ssh_get_error(session));
                 goto out;
@@ -421,8 +423,8 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 goto out;
         }
         if (ssh_connect(session) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_UNREACHABLE,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "%s", ssh_get_error(session));
                 goto out;
         }
@@ -452,7 +454,8 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
         if (!identity_name) {
                 /* Nix leaves the key to ssh, run by root: root's first default key. */
                 for (size_t i = 0; i < ELEMENTSOF(default_identities) && !identity_name; i++) {
-                        _cleanup_free_ char *candidate = path_join_root(root, default_identities[i]);
+                        _cleanup_free_ char *candidate =
+                            path_join_root(root, default_identities[i]);
 
                         if (candidate && access(candidate, F_OK) == 0)
                                 identity_name = default_identities[i];
@@ -524,10 +527,10 @@ int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_
                 return -ENOMEM;
         for (; started < n; started++) {
                 jobs[started] = (struct probe_job){
-                        .builder = &plan->builders[started],
-                        .root = root ?: "/",
-                        .deadline = deadline,
-                        .result = &results[started],
+                    .builder = &plan->builders[started],
+                    .root = root ?: "/",
+                    .deadline = deadline,
+                    .result = &results[started],
                 };
                 k = -pthread_create(&threads[started], NULL, probe_thread, &jobs[started]);
                 if (k < 0)
@@ -547,8 +550,8 @@ char *builders_format(const char *uri, const struct builder_probe *probe, char *
                 snprintf(buf, size, "%s: ok, %llu ms, %s", uri,
                          (unsigned long long)probe->latency_ms, probe->nix_version);
         else
-                snprintf(buf, size, "%s: %s: %s", uri,
-                         builder_state_to_string(probe->state) ?: "?", probe->error);
+                snprintf(buf, size, "%s: %s: %s", uri, builder_state_to_string(probe->state) ?: "?",
+                         probe->error);
         return buf;
 }
 

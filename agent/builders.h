@@ -47,7 +47,7 @@ enum builder_state {
 
 struct builder_probe {
         enum builder_state state;
-        uint64_t latency_ms; /* the round trip of the version exec (state ok) */
+        uint64_t latency_ms;                    /* the round trip of the version exec (state ok) */
         char nix_version[BUILDERS_VERSION_MAX]; /* "nix-store (Nix) 2.8.0"; empty unless ok */
         char error[BUILDERS_ERROR_MAX];         /* empty when ok */
 };
@@ -56,9 +56,9 @@ struct builder_probe {
  * A host may be an IPv6 address in brackets ("[::1]:2222"). Of the query only remote-program
  * matters here (percent-decoded; it must be a plain command name or path). */
 struct builder_uri {
-        char user[BUILDERS_USER_MAX];  /* BUILDERS_DEFAULT_USER when the URI names none */
-        char host[BUILDERS_HOST_MAX];  /* without brackets */
-        unsigned port;                 /* BUILDERS_DEFAULT_PORT when the URI names none */
+        char user[BUILDERS_USER_MAX];       /* BUILDERS_DEFAULT_USER when the URI names none */
+        char host[BUILDERS_HOST_MAX];       /* without brackets */
+        unsigned port;                      /* BUILDERS_DEFAULT_PORT when the URI names none */
         char program[BUILDERS_PROGRAM_MAX]; /* BUILDERS_DEFAULT_PROGRAM unless remote-program= */
 };
 
