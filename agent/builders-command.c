@@ -22,27 +22,29 @@
 
 static void builders_help(void)
 {
-        printf("Usage: nixprov-agent builders [--json] [--config FILE] [--root DIR] [--deadline S]\n"
-               "                              [--cmdline FILE]\n\n"
-               "Probes the remote builders of the applied profile over SSH, all at once: the host\n"
-               "key must be the pinned one, the identity must log in, and Nix must answer. Shows\n"
-               "each builder's state (ok, unreachable, host-key-mismatch, auth-failed,\n"
-               "nix-missing, timeout), round-trip time, Nix version and error. The applied profile\n"
-               "(kept in the state directory by 'nixprov-agent run') is verified again with the\n"
-               "configuration's trusted keys before it is used.\n\n"
-               "Options:\n"
-               "  -c, --config FILE   the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
-               "  -r, --root DIR      the device's root directory (default /); identity files are\n"
-               "                      under it\n"
-               "  -d, --deadline S    seconds each builder has to answer (default %d)\n"
-               "      --cmdline FILE  the kernel command line, for nixprov.key= (default\n"
-               "                      /proc/cmdline; - for none)\n"
-               "      --json          one JSON object instead of text\n"
-               "  -h, --help          show this help\n\n"
-               "Exit codes: 0 every required builder answers, 2 usage or configuration error,\n"
-               "4 the applied profile is missing or does not verify, 6 a required builder does\n"
-               "not answer.\n",
-               BUILDERS_DEADLINE_DEFAULT_MS / 1000);
+        printf(
+            "Usage: nixprov-agent builders [--json] [--config FILE] [--root DIR] [--deadline S]\n"
+            "                              [--cmdline FILE]\n\n"
+            "Probes the remote builders of the applied profile over SSH, all at once: the host\n"
+            "key must be the pinned one, the identity must log in, and Nix must answer. Shows\n"
+            "each builder's state (ok, unreachable, host-key-mismatch, auth-failed,\n"
+            "nix-missing, timeout), round-trip time, Nix version and error. The applied profile\n"
+            "(kept in the state directory by 'nixprov-agent run') is verified again with the\n"
+            "configuration's trusted keys before it is used.\n\n"
+            "Options:\n"
+            "  -c, --config FILE   the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT
+            ")\n"
+            "  -r, --root DIR      the device's root directory (default /); identity files are\n"
+            "                      under it\n"
+            "  -d, --deadline S    seconds each builder has to answer (default %d)\n"
+            "      --cmdline FILE  the kernel command line, for nixprov.key= (default\n"
+            "                      /proc/cmdline; - for none)\n"
+            "      --json          one JSON object instead of text\n"
+            "  -h, --help          show this help\n\n"
+            "Exit codes: 0 every required builder answers, 2 usage or configuration error,\n"
+            "4 the applied profile is missing or does not verify, 6 a required builder does\n"
+            "not answer.\n",
+            BUILDERS_DEADLINE_DEFAULT_MS / 1000);
 }
 
 static void print_json(const struct plan *plan, const struct builder_probe *results, bool all_ok)
@@ -59,7 +61,8 @@ static void print_json(const struct plan *plan, const struct builder_probe *resu
                 if (!o)
                         continue;
                 if (p->state == BUILDER_STATE_OK) {
-                        json_object_set_new(o, "latency_ms", json_integer((json_int_t)p->latency_ms));
+                        json_object_set_new(o, "latency_ms",
+                                            json_integer((json_int_t)p->latency_ms));
                         json_object_set_new(o, "nix_version", json_string(p->nix_version));
                 } else
                         json_object_set_new(o, "error", json_string(p->error));
@@ -76,13 +79,13 @@ static void print_json(const struct plan *plan, const struct builder_probe *resu
 int cmd_builders(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"root", required_argument, NULL, 'r'},
-                {"deadline", required_argument, NULL, 'd'},
-                {"cmdline", required_argument, NULL, 'C'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"config", required_argument, NULL, 'c'},
+            {"root", required_argument, NULL, 'r'},
+            {"deadline", required_argument, NULL, 'd'},
+            {"cmdline", required_argument, NULL, 'C'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         _cleanup_(agent_config_freep) struct agent_config *config = NULL;
         _cleanup_free_ char *state_dir = NULL, *path = NULL, *sig_path = NULL, *failed = NULL;
@@ -189,9 +192,10 @@ int cmd_builders(int argc, char **argv)
                 for (size_t i = 0; i < plan->n_builders; i++) {
                         char line[1024];
 
-                        printf("%s%s\n", builders_format(plan->builders[i].uri, &results[i], line,
-                                                         sizeof(line)),
-                               plan->builders[i].required ? "" : " (not required)");
+                        printf(
+                            "%s%s\n",
+                            builders_format(plan->builders[i].uri, &results[i], line, sizeof(line)),
+                            plan->builders[i].required ? "" : " (not required)");
                 }
         return all_ok ? AGENT_EXIT_OK : AGENT_EXIT_BUILDERS;
 }

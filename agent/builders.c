@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libssh/libssh.h>
 
@@ -14,15 +15,22 @@
 #include "fileio.h"
 #include "util.h"
 
-#define BUILDERS_OUTPUT_MAX 4096 /* what the version exec may print before we stop reading */
+#define BUILDERS_OUTPUT_MAX 4096
+
+/* The keys ssh tries for root when Nix's machines file names none ("-"), in ssh's order. */
+static const char *const default_identities[] = {
+    "/root/.ssh/id_ed25519",
+    "/root/.ssh/id_ecdsa",
+    "/root/.ssh/id_rsa",
+}; /* what the version exec may print before we stop reading */
 
 static const char *const builder_state_names[_BUILDER_STATE_MAX] = {
-        [BUILDER_STATE_OK] = "ok",
-        [BUILDER_STATE_UNREACHABLE] = "unreachable",
-        [BUILDER_STATE_HOST_KEY_MISMATCH] = "host-key-mismatch",
-        [BUILDER_STATE_AUTH_FAILED] = "auth-failed",
-        [BUILDER_STATE_NIX_MISSING] = "nix-missing",
-        [BUILDER_STATE_TIMEOUT] = "timeout",
+    [BUILDER_STATE_OK] = "ok",
+    [BUILDER_STATE_UNREACHABLE] = "unreachable",
+    [BUILDER_STATE_HOST_KEY_MISMATCH] = "host-key-mismatch",
+    [BUILDER_STATE_AUTH_FAILED] = "auth-failed",
+    [BUILDER_STATE_NIX_MISSING] = "nix-missing",
+    [BUILDER_STATE_TIMEOUT] = "timeout",
 };
 
 const char *builder_state_to_string(enum builder_state state)
@@ -275,15 +283,15 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
         }
         channel = ssh_channel_new(session);
         if (!channel || ssh_channel_open_session(channel) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_UNREACHABLE,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "cannot open a session: %s", ssh_get_error(session));
                 goto out;
         }
         started = now_ms();
         if (ssh_channel_request_exec(channel, command) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_NIX_MISSING,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_NIX_MISSING,
                            "cannot run %s: %s", uri->program, ssh_get_error(session));
                 goto out;
         }
@@ -315,7 +323,8 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
                         size_t room = BUILDERS_OUTPUT_MAX - n_err;
 
                         k = ssh_channel_read_nonblocking(channel, room ? err + n_err : discard,
-                                                         room ? (uint32_t)room : sizeof(discard), 1);
+                                                         room ? (uint32_t)room : sizeof(discard),
+                                                         1);
                         if (k <= 0)
                                 break;
                         if (room)
@@ -364,7 +373,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
 {
         _cleanup_free_ char *identity = NULL;
         char pinned_type[64];
-        const char *pinned_blob;
+        const char *pinned_blob, *identity_name;
         struct builder_uri uri;
         ssh_session session = NULL;
         ssh_key server_key = NULL, private_key = NULL;
@@ -403,7 +412,8 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
             ssh_options_set(session, SSH_OPTIONS_KNOWNHOSTS, "/dev/null") != SSH_OK ||
             ssh_options_set(session, SSH_OPTIONS_GLOBAL_KNOWNHOSTS, "/dev/null") != SSH_OK ||
             ssh_options_set(session, SSH_OPTIONS_STRICTHOSTKEYCHECK, &zero) != SSH_OK ||
-            ssh_options_set(session, SSH_OPTIONS_HOSTKEYS, hostkey_algorithms(pinned_type)) != SSH_OK) {
+            ssh_options_set(session, SSH_OPTIONS_HOSTKEYS, hostkey_algorithms(pinned_type)) !=
+                SSH_OK) {
                 set_result(result, BUILDER_STATE_UNREACHABLE, "cannot set up the SSH session: %s",
                            ssh_get_error(session));
                 goto out;
@@ -413,8 +423,8 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 goto out;
         }
         if (ssh_connect(session) != SSH_OK) {
-                set_result(result, now_ms() >= deadline ? BUILDER_STATE_TIMEOUT
-                                                        : BUILDER_STATE_UNREACHABLE,
+                set_result(result,
+                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "%s", ssh_get_error(session));
                 goto out;
         }
@@ -435,14 +445,29 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 goto out;
         }
 
-        if (b->identity_sealed || !b->identity_path) {
-                set_result(result, BUILDER_STATE_AUTH_FAILED, "%s",
-                           b->identity_sealed ? "no identity available yet (sealed identities "
-                                                "are not opened yet)"
-                                              : "no identity in the profile");
+        if (b->identity_sealed) {
+                set_result(result, BUILDER_STATE_AUTH_FAILED,
+                           "no identity available yet (sealed identities are not opened yet)");
                 goto out;
         }
-        identity = path_join_root(root, b->identity_path);
+        identity_name = b->identity_path;
+        if (!identity_name) {
+                /* Nix leaves the key to ssh, run by root: root's first default key. */
+                for (size_t i = 0; i < ELEMENTSOF(default_identities) && !identity_name; i++) {
+                        _cleanup_free_ char *candidate =
+                            path_join_root(root, default_identities[i]);
+
+                        if (candidate && access(candidate, F_OK) == 0)
+                                identity_name = default_identities[i];
+                }
+                if (!identity_name) {
+                        set_result(result, BUILDER_STATE_AUTH_FAILED,
+                                   "no identity in the profile, and root has no default key "
+                                   "(/root/.ssh/id_ed25519, id_ecdsa, id_rsa)");
+                        goto out;
+                }
+        }
+        identity = path_join_root(root, identity_name);
         if (!identity) {
                 set_result(result, BUILDER_STATE_AUTH_FAILED, "out of memory");
                 goto out;
@@ -451,7 +476,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 set_result(result, BUILDER_STATE_AUTH_FAILED,
                            "the identity %s cannot be read (missing, unreadable, or protected "
                            "by a passphrase)",
-                           b->identity_path);
+                           identity_name);
                 goto out;
         }
         if (!set_remaining(session, deadline)) {
@@ -463,7 +488,7 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 set_result(result,
                            now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_AUTH_FAILED,
                            "user %s was not let in with the identity %s%s%s", uri.user,
-                           b->identity_path, k == SSH_AUTH_ERROR ? ": " : "",
+                           identity_name, k == SSH_AUTH_ERROR ? ": " : "",
                            k == SSH_AUTH_ERROR ? ssh_get_error(session) : "");
                 goto out;
         }
@@ -502,10 +527,10 @@ int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_
                 return -ENOMEM;
         for (; started < n; started++) {
                 jobs[started] = (struct probe_job){
-                        .builder = &plan->builders[started],
-                        .root = root ?: "/",
-                        .deadline = deadline,
-                        .result = &results[started],
+                    .builder = &plan->builders[started],
+                    .root = root ?: "/",
+                    .deadline = deadline,
+                    .result = &results[started],
                 };
                 k = -pthread_create(&threads[started], NULL, probe_thread, &jobs[started]);
                 if (k < 0)
@@ -525,8 +550,8 @@ char *builders_format(const char *uri, const struct builder_probe *probe, char *
                 snprintf(buf, size, "%s: ok, %llu ms, %s", uri,
                          (unsigned long long)probe->latency_ms, probe->nix_version);
         else
-                snprintf(buf, size, "%s: %s: %s", uri,
-                         builder_state_to_string(probe->state) ?: "?", probe->error);
+                snprintf(buf, size, "%s: %s: %s", uri, builder_state_to_string(probe->state) ?: "?",
+                         probe->error);
         return buf;
 }
 

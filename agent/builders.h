@@ -9,9 +9,10 @@
  *  2. compare the server's host key with the pinned one, exactly (type and base64 blob); the
  *     server is asked for a key of the pinned type only. A mismatch ends the probe before any
  *     authentication: the identity is never offered to a server that may be an impostor;
- *  3. authenticate with the identity file (its path taken under the root directory). A sealed
- *     identity is not opened here yet: such a builder is auth-failed, "no identity available
- *     yet";
+ *  3. authenticate with the identity file (its path taken under the root directory); without
+ *     one in the profile, with root's first default key (/root/.ssh/id_ed25519, id_ecdsa,
+ *     id_rsa), as ssh would for Nix. A sealed identity is not opened here yet: such a builder
+ *     is auth-failed, "no identity available yet";
  *  4. run "nix-store --version" (or "P --version" when the URI's query says remote-program=P)
  *     and keep the first line it prints and the round trip of that exec, in milliseconds.
  *
@@ -46,7 +47,7 @@ enum builder_state {
 
 struct builder_probe {
         enum builder_state state;
-        uint64_t latency_ms; /* the round trip of the version exec (state ok) */
+        uint64_t latency_ms;                    /* the round trip of the version exec (state ok) */
         char nix_version[BUILDERS_VERSION_MAX]; /* "nix-store (Nix) 2.8.0"; empty unless ok */
         char error[BUILDERS_ERROR_MAX];         /* empty when ok */
 };
@@ -55,9 +56,9 @@ struct builder_probe {
  * A host may be an IPv6 address in brackets ("[::1]:2222"). Of the query only remote-program
  * matters here (percent-decoded; it must be a plain command name or path). */
 struct builder_uri {
-        char user[BUILDERS_USER_MAX];  /* BUILDERS_DEFAULT_USER when the URI names none */
-        char host[BUILDERS_HOST_MAX];  /* without brackets */
-        unsigned port;                 /* BUILDERS_DEFAULT_PORT when the URI names none */
+        char user[BUILDERS_USER_MAX];       /* BUILDERS_DEFAULT_USER when the URI names none */
+        char host[BUILDERS_HOST_MAX];       /* without brackets */
+        unsigned port;                      /* BUILDERS_DEFAULT_PORT when the URI names none */
         char program[BUILDERS_PROGRAM_MAX]; /* BUILDERS_DEFAULT_PROGRAM unless remote-program= */
 };
 

@@ -360,5 +360,20 @@ jq -e '.builders[0].state == "timeout" and .builders[1].state == "timeout"' prob
 [ "$ms" -le 3500 ] || die "two silent builders took $ms ms with a 2 s deadline each: not in parallel"
 ok "two builders probed in parallel: both silent, both timeout in $ms ms (deadline 2 s each)"
 
+# --- no identity in the profile: root's default key, as ssh would for Nix ----------------------
+start_sshd host_ed25519
+BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT"
+publish 10 true false
+sed -i '/identity:/d' "data/machines/$MACHINE.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 10" >/dev/null
+expect_exit run-nokey 6 agent_run
+expect_grep run-nokey "auth-failed: no identity in the profile, and root has no default key"
+mkdir -p root/root/.ssh
+cp root/etc/nixprov/builder_ed25519 root/root/.ssh/id_ed25519
+expect_exit run-defaultkey 0 agent_run
+expect_grep run-defaultkey "1 of 1 builder answers"
+grep -q "^$BUILDER_URI x86_64-linux - " "$MACHINES_FILE" || die "machines file: $(cat "$MACHINES_FILE")"
+ok "no identity in the profile: root's default key logs in (none there: auth-failed, exit 6)"
+
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"

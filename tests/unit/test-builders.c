@@ -19,31 +19,31 @@ static const struct {
         const char *uri;
         int error;
 } bad_uris[] = {
-        {"", -EINVAL},
-        {"http://host", -EINVAL},
-        {"ssh:/host", -EINVAL},
-        {"ssh://", -EINVAL},
-        {"ssh://@host", -EINVAL},
-        {"ssh://user@", -EINVAL},
-        {"ssh://a@b@host", -EINVAL},
-        {"ssh://host:", -EINVAL},
-        {"ssh://host:0", -EINVAL},
-        {"ssh://host:65536", -EINVAL},
-        {"ssh://host:99999999999999999999", -EINVAL},
-        {"ssh://host:22a", -EINVAL},
-        {"ssh://host/path", -EINVAL},
-        {"ssh://[::1", -EINVAL},
-        {"ssh://[::1]x", -EINVAL},
-        {"ssh://[]:22", -EINVAL},
-        {"ssh://host?remote-program=", -EINVAL},
-        {"ssh://host?remote-program=nix;reboot", -EINVAL},
-        {"ssh://host?remote-program=nix%20--x", -EINVAL},
-        {"ssh://host?remote-program=nix%3breboot", -EINVAL},
-        {"ssh://host?remote-program=nix%00", -EINVAL},
-        {"ssh://host?remote-program=nix%2", -EINVAL},
-        {"ssh://host?remote-program=nix%zz", -EINVAL},
-        {"ssh://host?remote-program=$(reboot)", -EINVAL},
-        {"ssh://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@host", -E2BIG},
+    {"", -EINVAL},
+    {"http://host", -EINVAL},
+    {"ssh:/host", -EINVAL},
+    {"ssh://", -EINVAL},
+    {"ssh://@host", -EINVAL},
+    {"ssh://user@", -EINVAL},
+    {"ssh://a@b@host", -EINVAL},
+    {"ssh://host:", -EINVAL},
+    {"ssh://host:0", -EINVAL},
+    {"ssh://host:65536", -EINVAL},
+    {"ssh://host:99999999999999999999", -EINVAL},
+    {"ssh://host:22a", -EINVAL},
+    {"ssh://host/path", -EINVAL},
+    {"ssh://[::1", -EINVAL},
+    {"ssh://[::1]x", -EINVAL},
+    {"ssh://[]:22", -EINVAL},
+    {"ssh://host?remote-program=", -EINVAL},
+    {"ssh://host?remote-program=nix;reboot", -EINVAL},
+    {"ssh://host?remote-program=nix%20--x", -EINVAL},
+    {"ssh://host?remote-program=nix%3breboot", -EINVAL},
+    {"ssh://host?remote-program=nix%00", -EINVAL},
+    {"ssh://host?remote-program=nix%2", -EINVAL},
+    {"ssh://host?remote-program=nix%zz", -EINVAL},
+    {"ssh://host?remote-program=$(reboot)", -EINVAL},
+    {"ssh://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@host", -E2BIG},
 };
 
 static void test_bad_uris(void **state)
@@ -55,7 +55,8 @@ static void test_bad_uris(void **state)
                 int k = builders_parse_uri(bad_uris[i].uri, &u);
 
                 if (k != bad_uris[i].error)
-                        fail_msg("'%s': got %d, expected %d", bad_uris[i].uri, k, bad_uris[i].error);
+                        fail_msg("'%s': got %d, expected %d", bad_uris[i].uri, k,
+                                 bad_uris[i].error);
         }
         assert_int_equal(builders_parse_uri(NULL, &u), -EINVAL);
 }
@@ -66,17 +67,17 @@ static const struct {
         unsigned port;
         const char *program;
 } good_uris[] = {
-        {"ssh://builder.example.org", "root", "builder.example.org", 22, "nix-store"},
-        {"ssh://nix@builder1.example.org", "nix", "builder1.example.org", 22, "nix-store"},
-        {"ssh-ng://nix@b:2222", "nix", "b", 2222, "nix-store"},
-        {"ssh://root@127.0.0.1:65535", "root", "127.0.0.1", 65535, "nix-store"},
-        {"ssh://[::1]", "root", "::1", 22, "nix-store"},
-        {"ssh://u@[fe80::1]:2200?x=y", "u", "fe80::1", 2200, "nix-store"},
-        {"ssh://h?remote-program=/nix/var/nix/profiles/default/bin/nix-store", "root", "h", 22,
-         "/nix/var/nix/profiles/default/bin/nix-store"},
-        {"ssh://h:1?remote-store=local?root=/tmp/s&remote-program=/opt/nix%2Dstore", "root", "h",
-         1, "/opt/nix-store"},
-        {"ssh://h?remote-programme=x&ssh-key=/etc/k", "root", "h", 22, "nix-store"},
+    {"ssh://builder.example.org", "root", "builder.example.org", 22, "nix-store"},
+    {"ssh://nix@builder1.example.org", "nix", "builder1.example.org", 22, "nix-store"},
+    {"ssh-ng://nix@b:2222", "nix", "b", 2222, "nix-store"},
+    {"ssh://root@127.0.0.1:65535", "root", "127.0.0.1", 65535, "nix-store"},
+    {"ssh://[::1]", "root", "::1", 22, "nix-store"},
+    {"ssh://u@[fe80::1]:2200?x=y", "u", "fe80::1", 2200, "nix-store"},
+    {"ssh://h?remote-program=/nix/var/nix/profiles/default/bin/nix-store", "root", "h", 22,
+     "/nix/var/nix/profiles/default/bin/nix-store"},
+    {"ssh://h:1?remote-store=local?root=/tmp/s&remote-program=/opt/nix%2Dstore", "root", "h", 1,
+     "/opt/nix-store"},
+    {"ssh://h?remote-programme=x&ssh-key=/etc/k", "root", "h", 22, "nix-store"},
 };
 
 static void test_good_uris(void **state)
@@ -104,7 +105,7 @@ static void test_states(void **state)
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
                 assert_string_equal(builder_state_to_string((enum builder_state)i), names[i]);
         assert_null(builder_state_to_string(_BUILDER_STATE_MAX));
-        assert_null(builder_state_to_string((enum builder_state)-1));
+        assert_null(builder_state_to_string((enum builder_state) - 1));
 }
 
 static void test_format(void **state)
@@ -150,9 +151,9 @@ static void test_probe_nothing(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_bad_uris),    cmocka_unit_test(test_good_uris),
-                cmocka_unit_test(test_states),      cmocka_unit_test(test_format),
-                cmocka_unit_test(test_required_ok), cmocka_unit_test(test_probe_nothing),
+            cmocka_unit_test(test_bad_uris),    cmocka_unit_test(test_good_uris),
+            cmocka_unit_test(test_states),      cmocka_unit_test(test_format),
+            cmocka_unit_test(test_required_ok), cmocka_unit_test(test_probe_nothing),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
