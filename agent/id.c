@@ -36,12 +36,12 @@ static void id_help(void)
 int cmd_id(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"root", required_argument, NULL, 'r'},
-                {"machine-id", required_argument, NULL, 'm'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"config", required_argument, NULL, 'c'},
+            {"root", required_argument, NULL, 'r'},
+            {"machine-id", required_argument, NULL, 'm'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         _cleanup_(agent_config_freep) struct agent_config *config = NULL;
         _cleanup_(devicekey_freep) struct devicekey *key = NULL;
@@ -83,7 +83,7 @@ int cmd_id(int argc, char **argv)
         k = identify(root, machine_id_override, &id);
         if (k < 0) {
                 log_error_errno(k, "Failed to identify this machine: %s",
-                                k == -ENOENT ? "no /etc/machine-id and no DMI product UUID"
+                                k == -ENOENT   ? "no /etc/machine-id and no DMI product UUID"
                                 : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
                                                : strerror(-k));
                 return AGENT_EXIT_USAGE;
@@ -101,7 +101,7 @@ int cmd_id(int argc, char **argv)
         k = devicekey_load_or_create(state_dir, &key, NULL);
         if (k < 0) {
                 log_error_errno(k, "Failed to load or make the device keys in %s: %s", state_dir,
-                                k == -EBADMSG ? "a key file is damaged"
+                                k == -EBADMSG  ? "a key file is damaged"
                                 : k == -EEXIST ? "a public key has lost its secret key; "
                                                  "refusing to make a new identity silently"
                                                : strerror(-k));
@@ -121,6 +121,7 @@ int cmd_id(int argc, char **argv)
                 }
                 printf("%s\n", text);
         } else
-                printf("machine-id: %s\nsign-key:   %s\nbox-key:    %s\n", id.machine_id, sign, box);
+                printf("machine-id: %s\nsign-key:   %s\nbox-key:    %s\n", id.machine_id, sign,
+                       box);
         return AGENT_EXIT_OK;
 }

@@ -46,8 +46,8 @@ static bool token_valid(const char *t, size_t size)
                string_is_safe(t, SECRETS_TOKEN_MAX, "._~+/=-");
 }
 
-static int open_one(const struct devicekey *k, const struct profile_secret *secret,
-                    const char *key, struct secret_buf *ret, char *error)
+static int open_one(const struct devicekey *k, const struct profile_secret *secret, const char *key,
+                    struct secret_buf *ret, char *error)
 {
         uint8_t *plain = NULL;
         size_t size = 0;

@@ -23,9 +23,11 @@ struct devicekey *devicekey_free(struct devicekey *k)
         return NULL;
 }
 
-char *devicekey_public_to_base64(const uint8_t key[static 32], char out[static DEVICEKEY_PUBLIC_BASE64_MAX])
+char *devicekey_public_to_base64(const uint8_t key[static 32],
+                                 char out[static DEVICEKEY_PUBLIC_BASE64_MAX])
 {
-        sodium_bin2base64(out, DEVICEKEY_PUBLIC_BASE64_MAX, key, 32, sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(out, DEVICEKEY_PUBLIC_BASE64_MAX, key, 32,
+                          sodium_base64_VARIANT_ORIGINAL);
         return out;
 }
 
@@ -39,7 +41,8 @@ static int key_text_parse(const char *text, size_t len, const char *header, uint
         size_t b64_len;
         int r;
 
-        if (len < header_len + 1 || memcmp(text, header, header_len) != 0 || text[header_len] != '\n')
+        if (len < header_len + 1 || memcmp(text, header, header_len) != 0 ||
+            text[header_len] != '\n')
                 return -EBADMSG;
         b64 = text + header_len + 1;
         b64_len = len - header_len - 1;
@@ -88,7 +91,8 @@ static int key_file_write(const char *path, const char *header, const uint8_t *d
                           mode_t mode, enum write_file_flags flags)
 {
         _cleanup_sodium_free_ char *text = NULL;
-        size_t header_len = strlen(header), b64_max = sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);
+        size_t header_len = strlen(header),
+               b64_max = sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);
         size_t total = header_len + 1 + b64_max + 1;
         size_t len;
 
@@ -97,7 +101,8 @@ static int key_file_write(const char *path, const char *header, const uint8_t *d
                 return -ENOMEM;
         memcpy(text, header, header_len);
         text[header_len] = '\n';
-        sodium_bin2base64(text + header_len + 1, b64_max, data, size, sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(text + header_len + 1, b64_max, data, size,
+                          sodium_base64_VARIANT_ORIGINAL);
         len = strlen(text);
         text[len++] = '\n';
         return write_file_atomic(path, text, len, mode, flags);
@@ -109,12 +114,16 @@ struct pair {
 };
 
 static const struct pair sign_pair = {
-        DEVICEKEY_SIGN_SECRET_FILE, DEVICEKEY_SIGN_PUBLIC_FILE,
-        HEADER_PREFIX "ed25519 secret", HEADER_PREFIX "ed25519 public",
+    DEVICEKEY_SIGN_SECRET_FILE,
+    DEVICEKEY_SIGN_PUBLIC_FILE,
+    HEADER_PREFIX "ed25519 secret",
+    HEADER_PREFIX "ed25519 public",
 };
 static const struct pair box_pair = {
-        DEVICEKEY_BOX_SECRET_FILE, DEVICEKEY_BOX_PUBLIC_FILE,
-        HEADER_PREFIX "x25519 secret", HEADER_PREFIX "x25519 public",
+    DEVICEKEY_BOX_SECRET_FILE,
+    DEVICEKEY_BOX_PUBLIC_FILE,
+    HEADER_PREFIX "x25519 secret",
+    HEADER_PREFIX "x25519 public",
 };
 
 static int public_from_secret(bool sign, const uint8_t *secret, uint8_t *public)
@@ -125,9 +134,9 @@ static int public_from_secret(bool sign, const uint8_t *secret, uint8_t *public)
 }
 
 /* Loads one pair, creating it when neither file exists. */
-static int pair_load_or_create(const char *dir, const struct pair *pair, bool sign,
-                               uint8_t *secret, size_t secret_size, uint8_t *public,
-                               size_t public_size, bool *created)
+static int pair_load_or_create(const char *dir, const struct pair *pair, bool sign, uint8_t *secret,
+                               size_t secret_size, uint8_t *public, size_t public_size,
+                               bool *created)
 {
         _cleanup_free_ char *secret_path = NULL, *public_path = NULL;
         uint8_t on_disk[32];
@@ -189,8 +198,8 @@ int devicekey_load_or_create(const char *state_dir, struct devicekey **ret, bool
                                 k->sign_public, sizeof(k->sign_public), &created);
         if (r >= 0)
                 r = pair_load_or_create(state_dir, &box_pair, false, k->box_secret,
-                                        sizeof(k->box_secret), k->box_public,
-                                        sizeof(k->box_public), &created);
+                                        sizeof(k->box_secret), k->box_public, sizeof(k->box_public),
+                                        &created);
         if (r < 0) {
                 devicekey_free(k);
                 return r;

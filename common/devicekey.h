@@ -54,7 +54,8 @@ struct devicekey *devicekey_free(struct devicekey *k);
 DEFINE_POINTER_CLEANUP(devicekey, devicekey_free)
 
 /* Base64 (standard, padded) of a 32-byte public key into out. Returns out. */
-char *devicekey_public_to_base64(const uint8_t key[static 32], char out[static DEVICEKEY_PUBLIC_BASE64_MAX]);
+char *devicekey_public_to_base64(const uint8_t key[static 32],
+                                 char out[static DEVICEKEY_PUBLIC_BASE64_MAX]);
 
 /* Parses a box public key as "nixprov-agent id" prints it: the base64 of 32 bytes, or a whole
  * device-box.pub file. Returns 0 or -EBADMSG. */

@@ -76,10 +76,10 @@ static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYT
 int cmd_seal(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"to", required_argument, NULL, 't'},
-                {"file", required_argument, NULL, 'f'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"to", required_argument, NULL, 't'},
+            {"file", required_argument, NULL, 'f'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
         _cleanup_free_ uint8_t *sealed = NULL;
@@ -113,7 +113,8 @@ int cmd_seal(int argc, char **argv)
                 return EXIT_USAGE;
         }
         if (!to_spec) {
-                log_error("--to BOXKEY is required: the device's box key, from 'nixprov-agent id'.");
+                log_error(
+                    "--to BOXKEY is required: the device's box key, from 'nixprov-agent id'.");
                 return EXIT_USAGE;
         }
         if (sodium_init() < 0) {
@@ -145,7 +146,8 @@ int cmd_seal(int argc, char **argv)
                 return EXIT_USAGE;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to read the secret from %s: %m", file ?: "standard input");
+                log_error_errno(r, "Failed to read the secret from %s: %m",
+                                file ?: "standard input");
                 return EXIT_FAIL;
         }
         if (size > 0 && secret[size - 1] == '\n')
@@ -156,8 +158,8 @@ int cmd_seal(int argc, char **argv)
         }
 
         sealed = malloc(size + crypto_box_SEALBYTES);
-        b64_size = sodium_base64_ENCODED_LEN(size + crypto_box_SEALBYTES,
-                                             sodium_base64_VARIANT_ORIGINAL);
+        b64_size =
+            sodium_base64_ENCODED_LEN(size + crypto_box_SEALBYTES, sodium_base64_VARIANT_ORIGINAL);
         b64 = malloc(b64_size);
         if (!sealed || !b64) {
                 log_oom();

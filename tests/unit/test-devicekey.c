@@ -66,13 +66,13 @@ static void remove_all(void)
 static void test_damaged_files_are_refused(void **state)
 {
         static const char *const damaged[] = {
-                "",
-                "nixprov device key: ed25519 secret\n",
-                "nixprov device key: x25519 secret\nAAAA\n",
-                "nixprov device key: ed25519 secret\nnot base64!\n",
-                "nixprov device key: ed25519 secret\n"
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", /* 32 bytes, not 64 */
-                "some other file\nAAAA\n",
+            "",
+            "nixprov device key: ed25519 secret\n",
+            "nixprov device key: x25519 secret\nAAAA\n",
+            "nixprov device key: ed25519 secret\nnot base64!\n",
+            "nixprov device key: ed25519 secret\n"
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", /* 32 bytes, not 64 */
+            "some other file\nAAAA\n",
         };
         (void)state;
 
@@ -130,7 +130,7 @@ static void test_create_then_load(void **state)
         _cleanup_free_ char *pub = path_of(DEVICEKEY_SIGN_PUBLIC_FILE);
         assert_int_equal(unlink(pub), 0);
         put(DEVICEKEY_BOX_PUBLIC_FILE, "nixprov device key: x25519 public\n"
-                                      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
+                                       "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n");
         assert_int_equal(devicekey_load_or_create(dir, &c, &created), 0);
         assert_false(created);
         assert_memory_equal(a, c, sizeof(*a));
@@ -141,8 +141,10 @@ static void test_create_then_load(void **state)
         uint8_t pk[crypto_sign_PUBLICKEYBYTES], sig[crypto_sign_BYTES];
         assert_int_equal(crypto_sign_ed25519_sk_to_pk(pk, a->sign_secret), 0);
         assert_memory_equal(pk, a->sign_public, sizeof(pk));
-        assert_int_equal(crypto_sign_detached(sig, NULL, (const uint8_t *)"x", 1, a->sign_secret), 0);
-        assert_int_equal(crypto_sign_verify_detached(sig, (const uint8_t *)"x", 1, a->sign_public), 0);
+        assert_int_equal(crypto_sign_detached(sig, NULL, (const uint8_t *)"x", 1, a->sign_secret),
+                         0);
+        assert_int_equal(crypto_sign_verify_detached(sig, (const uint8_t *)"x", 1, a->sign_public),
+                         0);
 }
 
 static void test_open_sealed(void **state)
@@ -172,9 +174,8 @@ static void test_open_sealed(void **state)
         assert_int_equal(devicekey_box_public_parse("AAAA", 4, parsed), -EBADMSG);
         assert_int_equal(devicekey_box_public_parse("not a key", 9, parsed), -EBADMSG);
 
-        assert_int_equal(crypto_box_seal(sealed, (const uint8_t *)secret, sizeof(secret) - 1,
-                                         k->box_public),
-                         0);
+        assert_int_equal(
+            crypto_box_seal(sealed, (const uint8_t *)secret, sizeof(secret) - 1, k->box_public), 0);
         assert_int_equal(devicekey_open_sealed(k, sealed, sizeof(sealed), &plain, &size), 0);
         assert_int_equal(size, sizeof(secret) - 1);
         assert_string_equal((char *)plain, secret);
@@ -194,19 +195,18 @@ static void test_open_sealed(void **state)
 
         /* Sealed to another device: refused. */
         assert_int_equal(crypto_box_keypair(other_pk, other_sk), 0);
-        assert_int_equal(crypto_box_seal(sealed, (const uint8_t *)secret, sizeof(secret) - 1,
-                                         other_pk),
-                         0);
+        assert_int_equal(
+            crypto_box_seal(sealed, (const uint8_t *)secret, sizeof(secret) - 1, other_pk), 0);
         assert_int_equal(devicekey_open_sealed(k, sealed, sizeof(sealed), &plain, &size), -EBADMSG);
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_damaged_files_are_refused),
-                cmocka_unit_test(test_public_without_secret_is_refused),
-                cmocka_unit_test(test_create_then_load),
-                cmocka_unit_test(test_open_sealed),
+            cmocka_unit_test(test_damaged_files_are_refused),
+            cmocka_unit_test(test_public_without_secret_is_refused),
+            cmocka_unit_test(test_create_then_load),
+            cmocka_unit_test(test_open_sealed),
         };
         int r;
 

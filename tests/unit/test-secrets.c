@@ -64,7 +64,8 @@ static void setup_profile(struct fixture *f)
                                                   .speed_factor = 1,
                                                   .host_key = (char *)HOST_KEY,
                                                   .required = true};
-        seal_to(key->box_public, "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----",
+        seal_to(key->box_public,
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----",
                 f->sealed_identity, &f->builders[0].identity);
 }
 
@@ -112,8 +113,9 @@ static void test_open_and_render(void **state)
                     ", binaryCaches = [] : List { name : Text, secretKey : Text }\n"
                     "}\n");
         /* The key gets back the newline that sealing dropped: ssh wants it. */
-        expect_text(find(items, n, "/etc/nix/nixprov-builder-0.key"),
-                    "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----\n");
+        expect_text(
+            find(items, n, "/etc/nix/nixprov-builder-0.key"),
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----\n");
         secrets_done(&s);
         assert_null(s.tokens[1].data);
         assert_null(s.netrc.data);
@@ -188,9 +190,9 @@ static void test_no_secrets(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_open_and_render),
-                cmocka_unit_test(test_refusals),
-                cmocka_unit_test(test_no_secrets),
+            cmocka_unit_test(test_open_and_render),
+            cmocka_unit_test(test_refusals),
+            cmocka_unit_test(test_no_secrets),
         };
         int r;
 
