@@ -29,13 +29,15 @@ def cache_key(name):
     return "%s.cachix.org-1:%s" % (name, base64.b64encode(os.urandom(32)).decode())
 
 
-def closed_port():
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def closed_ports(n):
+    """n distinct ports on 127.0.0.1 that nothing listens on (bound together, then released)."""
+    socks = [socket.socket() for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
 
 
 def profile_text(sealed):
@@ -49,7 +51,7 @@ def profile_text(sealed):
         "    speed-factor: 2\n"
         "    supported-features: [big-parallel, kvm, nixos-test]\n"
         "    host-key: %s\n"
-        "    required: false\n" % (closed_port(), host_key()) for i in range(3))
+        "    required: false\n" % (port, host_key()) for port in closed_ports(3))
     caches = "".join("  - name: %s\n    public-key: %s\n" % (n, cache_key(n))
                      for n in ("nix-community", "devenv", "cuda-maintainers"))
     caches += "  - name: myorg\n    public-key: %s\n    auth-token: {sealed: %s}\n" % (cache_key("myorg"), sealed)
@@ -131,7 +133,9 @@ def main():
         phases, walls, rss = [], [], []
         for i in range(args.runs):
             root = os.path.join(tmp, "root-%d" % i)
-            os.makedirs(os.path.join(root, "etc"))
+            # What a NixOS root has before its first boot: /etc/nix, /etc/nixos, /root, /var/lib.
+            for d in ("etc/nix", "etc/nixos", "root", "var/lib", "var/log"):
+                os.makedirs(os.path.join(root, d))
             machine_id = os.urandom(16).hex()  # a new machine every time
             with open(os.path.join(root, "etc", "machine-id"), "w") as f:
                 f.write(machine_id + "\n")
