@@ -543,60 +543,53 @@ static const struct yaml_schema_field builder_fields[] = {
 YAML_SCHEMA_DEFINE_TABLE(builder_table, builder_fields);
 #define BUILDER_FIELD_URI 0
 
+static void builder_init(void *element, yaml_mark_t mark)
+{
+        *(struct profile_builder *)element = (struct profile_builder){
+                .max_jobs = 1,
+                .speed_factor = 1,
+                .required = true,
+                .location = yaml_schema_location(mark),
+        };
+}
+
+static int builder_check(struct yaml_schema_parser *p, void *items, size_t index,
+                         const yaml_mark_t *marks)
+{
+        const struct profile_builder *builders = items, *b = &builders[index];
+        char buf[YAML_SCHEMA_QUOTE_MAX + 4];
+
+        for (size_t j = 0; j < index; j++)
+                if (streq(builders[j].uri, b->uri)) {
+                        yaml_schema_path_push_key(p, "uri", 3);
+                        return yaml_schema_fail_mark(p, -EBADMSG, marks[BUILDER_FIELD_URI],
+                                                     "duplicate builder '%s' (first at line %u)",
+                                                     yaml_schema_quote(b->uri, buf),
+                                                     builders[j].location.line);
+                }
+        return 0;
+}
+
 static int parse_builders(struct yaml_schema_parser *p, const struct yaml_schema_field *f,
                           void *base)
 {
+        static const struct yaml_schema_list list = {
+                .what = "builders",
+                .max = PROFILE_MAX_BUILDERS,
+                .element_size = sizeof(struct profile_builder),
+                .table = &builder_table,
+                .init = builder_init,
+                .check = builder_check,
+        };
         struct profile *profile = base;
+
+        void *items = profile->builders;
         int r;
 
         (void)f;
-        if (p->event.type != YAML_SEQUENCE_START_EVENT)
-                return yaml_schema_fail_type(p, "a list of builders");
-
-        for (size_t i = 0;; i++) {
-                yaml_mark_t marks[ELEMENTSOF(builder_fields)];
-                struct profile_builder *b;
-
-                r = yaml_schema_next(p);
-                if (r < 0)
-                        return r;
-                if (p->event.type == YAML_SEQUENCE_END_EVENT)
-                        return 0;
-
-                size_t saved = yaml_schema_path_push_index(p, i);
-                yaml_mark_t mark = p->event.start_mark;
-
-                if (i >= PROFILE_MAX_BUILDERS)
-                        return yaml_schema_fail_event(p, -E2BIG, "more than %d builders",
-                                                      PROFILE_MAX_BUILDERS);
-                b = reallocarray(profile->builders, profile->n_builders + 1, sizeof(*b));
-                if (!b)
-                        return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
-                profile->builders = b;
-                b = &profile->builders[profile->n_builders++];
-                *b = (struct profile_builder){
-                    .max_jobs = 1,
-                    .speed_factor = 1,
-                    .required = true,
-                    .location = yaml_schema_location(mark),
-                };
-
-                r = yaml_schema_parse_mapping(p, &builder_table, b, marks);
-                if (r < 0)
-                        return r;
-                for (size_t j = 0; j + 1 < profile->n_builders; j++)
-                        if (streq(profile->builders[j].uri, b->uri)) {
-                                char buf[YAML_SCHEMA_QUOTE_MAX + 4];
-
-                                yaml_schema_path_push_key(p, "uri", 3);
-                                return yaml_schema_fail_mark(
-                                    p, -EBADMSG, marks[BUILDER_FIELD_URI],
-                                    "duplicate builder '%s' (first at line %u)",
-                                    yaml_schema_quote(b->uri, buf),
-                                    profile->builders[j].location.line);
-                        }
-                yaml_schema_path_restore(p, saved);
-        }
+        r = yaml_schema_parse_list(p, &list, &items, &profile->n_builders);
+        profile->builders = items; /* also on failure: the caller frees what was parsed */
+        return r;
 }
 
 /* ---- cachix ---- */
@@ -688,69 +681,61 @@ YAML_SCHEMA_DEFINE_TABLE(cache_table, cache_fields);
 #define CACHE_FIELD_PUBLIC_KEY 1
 #define CACHE_FIELD_HOST 3
 
+static void cache_init(void *element, yaml_mark_t mark)
+{
+        ((struct profile_cache *)element)->location = yaml_schema_location(mark);
+}
+
+static int cache_check(struct yaml_schema_parser *p, void *items, size_t index,
+                       const yaml_mark_t *marks)
+{
+        const struct profile_cache *caches = items, *c = &caches[index];
+        char buf[YAML_SCHEMA_QUOTE_MAX + 4];
+
+        /* The key must be the cache's own: NAME.cachix.org-1:... */
+        if (strncmp(c->public_key, c->name, strlen(c->name)) != 0 ||
+            strncmp(c->public_key + strlen(c->name), CACHIX_KEY_SUFFIX,
+                    strlen(CACHIX_KEY_SUFFIX)) != 0) {
+                yaml_schema_path_push_key(p, "public-key", 10);
+                return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_PUBLIC_KEY],
+                                             "the public key is not for cache '%s'",
+                                             yaml_schema_quote(c->name, buf));
+        }
+        if (c->host && c->auth_token.kind != PROFILE_SECRET_SEALED) {
+                yaml_schema_path_push_key(p, "host", 4);
+                return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_HOST],
+                                             "a host is only for an auth-token");
+        }
+        for (size_t j = 0; j < index; j++)
+                if (streq(caches[j].name, c->name)) {
+                        yaml_schema_path_push_key(p, "name", 4);
+                        return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_NAME],
+                                                     "duplicate cache '%s' (first at line %u)",
+                                                     yaml_schema_quote(c->name, buf),
+                                                     caches[j].location.line);
+                }
+        return 0;
+}
+
 static int parse_caches(struct yaml_schema_parser *p, const struct yaml_schema_field *f, void *base)
 {
+        static const struct yaml_schema_list list = {
+                .what = "caches",
+                .max = PROFILE_MAX_CACHES,
+                .element_size = sizeof(struct profile_cache),
+                .table = &cache_table,
+                .init = cache_init,
+                .check = cache_check,
+        };
         struct profile *profile = base;
+
+        void *items = profile->caches;
         int r;
 
         (void)f;
-        if (p->event.type != YAML_SEQUENCE_START_EVENT)
-                return yaml_schema_fail_type(p, "a list of caches");
-
-        for (size_t i = 0;; i++) {
-                yaml_mark_t marks[ELEMENTSOF(cache_fields)];
-                struct profile_cache *c;
-                char buf[YAML_SCHEMA_QUOTE_MAX + 4];
-
-                r = yaml_schema_next(p);
-                if (r < 0)
-                        return r;
-                if (p->event.type == YAML_SEQUENCE_END_EVENT)
-                        return 0;
-
-                size_t saved = yaml_schema_path_push_index(p, i);
-                yaml_mark_t mark = p->event.start_mark;
-
-                if (i >= PROFILE_MAX_CACHES)
-                        return yaml_schema_fail_event(p, -E2BIG, "more than %d caches",
-                                                      PROFILE_MAX_CACHES);
-                c = reallocarray(profile->caches, profile->n_caches + 1, sizeof(*c));
-                if (!c)
-                        return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
-                profile->caches = c;
-                c = &profile->caches[profile->n_caches++];
-                *c = (struct profile_cache){
-                    .location = yaml_schema_location(mark),
-                };
-
-                r = yaml_schema_parse_mapping(p, &cache_table, c, marks);
-                if (r < 0)
-                        return r;
-                /* The key must be the cache's own: NAME.cachix.org-1:... */
-                if (strncmp(c->public_key, c->name, strlen(c->name)) != 0 ||
-                    strncmp(c->public_key + strlen(c->name), CACHIX_KEY_SUFFIX,
-                            strlen(CACHIX_KEY_SUFFIX)) != 0) {
-                        yaml_schema_path_push_key(p, "public-key", 10);
-                        return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_PUBLIC_KEY],
-                                                     "the public key is not for cache '%s'",
-                                                     yaml_schema_quote(c->name, buf));
-                }
-                if (c->host && c->auth_token.kind != PROFILE_SECRET_SEALED) {
-                        yaml_schema_path_push_key(p, "host", 4);
-                        return yaml_schema_fail_mark(p, -EBADMSG, marks[CACHE_FIELD_HOST],
-                                                     "a host is only for an auth-token");
-                }
-                for (size_t j = 0; j + 1 < profile->n_caches; j++)
-                        if (streq(profile->caches[j].name, c->name)) {
-                                yaml_schema_path_push_key(p, "name", 4);
-                                return yaml_schema_fail_mark(
-                                    p, -EBADMSG, marks[CACHE_FIELD_NAME],
-                                    "duplicate cache '%s' (first at line %u)",
-                                    yaml_schema_quote(c->name, buf),
-                                    profile->caches[j].location.line);
-                        }
-                yaml_schema_path_restore(p, saved);
-        }
+        r = yaml_schema_parse_list(p, &list, &items, &profile->n_caches);
+        profile->caches = items; /* also on failure: the caller frees what was parsed */
+        return r;
 }
 
 /* ---- the document ---- */

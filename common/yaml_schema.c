@@ -761,3 +761,53 @@ int yaml_schema_parse_document(struct yaml_schema_parser *p, const struct yaml_s
                 *ret_start = start;
         return 0;
 }
+
+int yaml_schema_parse_list(struct yaml_schema_parser *p, const struct yaml_schema_list *l,
+                           void **items, size_t *n_items)
+{
+        int r;
+
+        if (p->event.type != YAML_SEQUENCE_START_EVENT) {
+                char what[64];
+
+                (void)snprintf(what, sizeof(what), "a list of %s", l->what);
+                return yaml_schema_fail_type(p, what);
+        }
+        for (size_t i = 0;; i++) {
+                yaml_mark_t marks[YAML_SCHEMA_FIELDS_MAX];
+                char *element;
+                void *grown;
+
+                r = yaml_schema_next(p);
+                if (r < 0)
+                        return r;
+                if (p->event.type == YAML_SEQUENCE_END_EVENT)
+                        return 0;
+
+                size_t saved = yaml_schema_path_push_index(p, i);
+                yaml_mark_t mark = p->event.start_mark;
+
+                if (i >= l->max)
+                        return yaml_schema_fail_event(p, -E2BIG, "more than %zu %s", l->max,
+                                                      l->what);
+                grown = reallocarray(*items, *n_items + 1, l->element_size);
+                if (!grown)
+                        return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
+                *items = grown;
+                element = (char *)grown + *n_items * l->element_size;
+                (*n_items)++;
+                memset(element, 0, l->element_size);
+                if (l->init)
+                        l->init(element, mark);
+
+                r = yaml_schema_parse_mapping(p, l->table, element, marks);
+                if (r < 0)
+                        return r;
+                if (l->check) {
+                        r = l->check(p, *items, *n_items - 1, marks);
+                        if (r < 0)
+                                return r;
+                }
+                yaml_schema_path_restore(p, saved);
+        }
+}

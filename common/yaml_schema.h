@@ -201,6 +201,26 @@ int yaml_schema_parse_section(struct yaml_schema_parser *p, const struct yaml_sc
 int yaml_schema_parse_mapping(struct yaml_schema_parser *p, const struct yaml_schema_table *t,
                               void *base, yaml_mark_t *ret_marks);
 
+/* A list of mappings, each parsed with table into a new element of a growing array. */
+struct yaml_schema_list {
+        const char *what; /* plural noun for errors: "a list of builders", "more than 64 builders" */
+        size_t max;       /* elements at most (-E2BIG past it) */
+        size_t element_size;
+        const struct yaml_schema_table *table;
+        /* Sets an element's defaults (it is zeroed first) before its keys are parsed; may be NULL. */
+        void (*init)(void *element, yaml_mark_t mark);
+        /* Checks element index (items holds it and the ones before) after its keys are parsed,
+         * with where each key's value started (table order); returns 0 or fails through p. May be
+         * NULL. */
+        int (*check)(struct yaml_schema_parser *p, void *items, size_t index,
+                     const yaml_mark_t *marks);
+};
+
+/* Parses the list that starts at the current event into *items / *n_items (the array is grown
+ * with reallocarray; the caller frees it and what its elements own, also on failure). */
+int yaml_schema_parse_list(struct yaml_schema_parser *p, const struct yaml_schema_list *l,
+                           void **items, size_t *n_items);
+
 /* Checks (and may rewrite, at most as long as it was) one item of a list of strings; the item
  * is the current event. */
 typedef int (*yaml_schema_item_check_t)(struct yaml_schema_parser *p, char *item);
