@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "log.h"
 #include "util.h"
 
@@ -53,4 +55,14 @@ int config_load(const char *config_path, const char *cmdline_path, struct agent_
         }
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+char *config_state_path(const struct agent_config *c, const char *root, const char *name)
+{
+        _cleanup_free_ char *dir = path_join_root(root, c->state_dir);
+        char *path;
+
+        if (!dir || asprintf(&path, "%s/%s", dir, name) < 0)
+                return NULL;
+        return path;
 }

@@ -11,3 +11,10 @@
  * no command line). Logs what is wrong, with file:line:column, and returns a negative errno;
  * on success *ret belongs to the caller. */
 int config_load(const char *config_path, const char *cmdline_path, struct agent_config **ret);
+
+/* What the agent keeps in its state directory, besides the state module's files. */
+#define CONFIG_STATE_REPORTS "reports"        /* the report spool */
+#define CONFIG_STATE_LAST_RUN "last-run.json" /* how the last run ended, for status */
+
+/* ROOT/STATE-DIR/name, newly allocated; NULL when out of memory. */
+char *config_state_path(const struct agent_config *c, const char *root, const char *name);

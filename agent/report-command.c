@@ -181,9 +181,9 @@ static int report_command_prepare(struct report_command *c)
                 if (!c->ca_file)
                         c->ca_file = c->config->ca_file;
                 if (!c->spool_dir) {
-                        if (asprintf(&c->default_spool, "%s%s/reports",
-                                     streq(c->root, "/") ? "" : c->root,
-                                     c->config->state_dir) < 0)
+                        c->default_spool = config_state_path(c->config, c->root,
+                                                             CONFIG_STATE_REPORTS);
+                        if (!c->default_spool)
                                 return log_oom(), AGENT_EXIT_USAGE;
                         c->spool_dir = c->default_spool;
                 }

@@ -30,8 +30,6 @@
 #include "util.h"
 #include "write.h"
 
-#define RUN_LAST_FILE "last-run.json"
-#define RUN_SPOOL_DIR "reports" /* under the state dir, as REPORT_SPOOL_DIR_DEFAULT */
 #define RUN_FINAL_FLUSH_MS (30 * 1000)
 #define RUN_RETRY_FLUSH_MS (3 * 1000)
 #define REBUILD_REPORT_FLUSH_MS (5 * 1000)
@@ -221,7 +219,8 @@ static int setup_dirs_and_spool(struct run *r)
         r->fetch.deadline_ms = r->config->deadline * 1000;
         r->fetch.max_size = PROFILE_MAX_BYTES;
 
-        if (asprintf(&spool_dir, "%s/%s", r->state_dir, RUN_SPOOL_DIR) < 0)
+        spool_dir = config_state_path(r->config, r->root, CONFIG_STATE_REPORTS);
+        if (!spool_dir)
                 return log_oom();
         k = report_open(spool_dir, r->id.machine_id, &r->fetch, REPORT_PATH_DEFAULT, &r->spool);
         if (k < 0)
@@ -633,7 +632,8 @@ static void save_last_run(struct run *r, int exit_code, const char *outcome)
         _cleanup_free_ char *path = NULL, *text = NULL;
         json_t *o;
 
-        if (!r->state_dir || asprintf(&path, "%s/%s", r->state_dir, RUN_LAST_FILE) < 0)
+        if (!r->state_dir ||
+            !(path = config_state_path(r->config, r->root, CONFIG_STATE_LAST_RUN)))
                 return;
         o = json_pack("{s:s, s:i, s:s, s:I}", "outcome", outcome, "exit_code", exit_code,
                       "phase", report_phase_to_string(r->phase), "time", (json_int_t)time(NULL));

@@ -97,8 +97,9 @@ int cmd_status(int argc, char **argv)
         if (config_load(config_path, "-", &config) < 0)
                 return AGENT_EXIT_USAGE;
         state_dir = path_join_root(root, config->state_dir);
-        if (!state_dir || asprintf(&last_path, "%s/last-run.json", state_dir) < 0 ||
-            asprintf(&spool, "%s/reports", state_dir) < 0) {
+        last_path = config_state_path(config, root, CONFIG_STATE_LAST_RUN);
+        spool = config_state_path(config, root, CONFIG_STATE_REPORTS);
+        if (!state_dir || !last_path || !spool) {
                 log_oom();
                 return AGENT_EXIT_USAGE;
         }
