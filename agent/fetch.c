@@ -173,25 +173,6 @@ static void copy_printable(char *dst, size_t dst_size, const char *src, size_t s
         dst[n] = '\0';
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_until_ms(uint64_t until_ms)
-{
-        struct timespec ts = {
-                .tv_sec = (time_t)(until_ms / 1000),
-                .tv_nsec = (long)(until_ms % 1000) * 1000000,
-        };
-
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-                ;
-}
-
 static long clamp_long(uint64_t v)
 {
         return v > LONG_MAX ? LONG_MAX : (long)v;
@@ -528,7 +509,7 @@ static int fetch_request(const struct fetch_options *o, const char *path,
                         ruled_out[i] = true;
         }
 
-        start = now_ms();
+        start = monotonic_ms();
         deadline = start + MIN(o->deadline_ms, UINT64_MAX - start);
         for (unsigned round = 0;; round++) {
                 bool any_left = false;
@@ -539,7 +520,7 @@ static int fetch_request(const struct fetch_options *o, const char *path,
 
                         if (ruled_out[i])
                                 continue;
-                        now = now_ms();
+                        now = monotonic_ms();
                         if (now >= deadline) {
                                 e.deadline_reached = true;
                                 goto give_up;
@@ -565,7 +546,7 @@ static int fetch_request(const struct fetch_options *o, const char *path,
                                 o->on_attempt(&e, r, o->userdata);
                         if (r == -ENOMEM)
                                 goto give_up;
-                        if (error_rules_out_mirror(r))
+                        if (error_rules_out_mirror(r) || (r == -ENOENT && o->not_found_is_final))
                                 ruled_out[i] = true;
                         else
                                 any_left = true;
@@ -580,13 +561,13 @@ static int fetch_request(const struct fetch_options *o, const char *path,
                 }
 
                 /* Sleeping past the deadline only to give up then would waste the time. */
-                now = now_ms();
+                now = monotonic_ms();
                 sleep_ms = fetch_backoff_ms(o, round, randombytes_random());
                 if (now >= deadline || sleep_ms >= deadline - now) {
                         e.deadline_reached = true;
                         goto give_up;
                 }
-                sleep_until_ms(now + sleep_ms);
+                sleep_until_monotonic_ms(now + sleep_ms);
         }
 
 give_up:

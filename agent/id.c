@@ -33,6 +33,34 @@ static void id_help(void)
                "or written.\n");
 }
 
+int agent_device_keys(const struct agent_config *config, const char *root,
+                      struct devicekey **ret_key)
+{
+        _cleanup_free_ char *state_dir = NULL;
+        int k;
+
+        state_dir = path_join_root(root, config->state_dir);
+        if (!state_dir) {
+                log_oom();
+                return AGENT_EXIT_USAGE;
+        }
+        k = mkdir_parents(state_dir, 0700);
+        if (k < 0) {
+                log_error_errno(k, "Failed to create %s: %m", state_dir);
+                return AGENT_EXIT_WRITE;
+        }
+        k = devicekey_load_or_create(state_dir, ret_key, NULL);
+        if (k < 0) {
+                log_error_errno(k, "Failed to load or make the device keys in %s: %s", state_dir,
+                                k == -EBADMSG  ? "a key file is damaged"
+                                : k == -EEXIST ? "a public key has lost its secret key; "
+                                                 "refusing to make a new identity silently"
+                                               : strerror(-k));
+                return AGENT_EXIT_WRITE;
+        }
+        return AGENT_EXIT_OK;
+}
+
 int cmd_id(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -45,7 +73,6 @@ int cmd_id(int argc, char **argv)
         };
         _cleanup_(agent_config_freep) struct agent_config *config = NULL;
         _cleanup_(devicekey_freep) struct devicekey *key = NULL;
-        _cleanup_free_ char *state_dir = NULL;
         const char *config_path = NULL, *root = "/", *machine_id_override = NULL;
         char sign[DEVICEKEY_PUBLIC_BASE64_MAX], box[DEVICEKEY_PUBLIC_BASE64_MAX];
         struct identity id;
@@ -88,25 +115,9 @@ int cmd_id(int argc, char **argv)
                                                : strerror(-k));
                 return AGENT_EXIT_USAGE;
         }
-        state_dir = path_join_root(root, config->state_dir);
-        if (!state_dir) {
-                log_oom();
-                return AGENT_EXIT_USAGE;
-        }
-        k = mkdir_parents(state_dir, 0700);
-        if (k < 0) {
-                log_error_errno(k, "Failed to create %s: %m", state_dir);
-                return AGENT_EXIT_WRITE;
-        }
-        k = devicekey_load_or_create(state_dir, &key, NULL);
-        if (k < 0) {
-                log_error_errno(k, "Failed to load or make the device keys in %s: %s", state_dir,
-                                k == -EBADMSG  ? "a key file is damaged"
-                                : k == -EEXIST ? "a public key has lost its secret key; "
-                                                 "refusing to make a new identity silently"
-                                               : strerror(-k));
-                return AGENT_EXIT_WRITE;
-        }
+        k = agent_device_keys(config, root, &key);
+        if (k != AGENT_EXIT_OK)
+                return k;
         devicekey_public_to_base64(key->sign_public, sign);
         devicekey_public_to_base64(key->box_public, box);
         if (json) {

@@ -19,6 +19,7 @@ static const struct {
         {"report", cmd_report, "emit one report (spooled first, then sent); marks interventions"},
         {"flush", cmd_flush, "deliver the spooled reports to the server"},
         {"builders", cmd_builders, "probe the applied profile's remote builders over SSH"},
+        {"enroll", cmd_enroll, "enroll with the server and show whether it admits this device"},
         {"id", cmd_id, "show the machine id and the public keys (made on first use)"},
 };
 
@@ -31,7 +32,8 @@ static void show_usage(FILE *f)
         fprintf(f, "\nRun 'nixprov-agent COMMAND --help' for a command's options.\n"
                    "Exit codes: 0 done or nothing to do, 2 usage or config error, 3 fetch failed,\n"
                    "4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild "
-                   "failed,\n8 report could not be spooled.\n");
+                   "failed,\n8 report could not be spooled, 9 not admitted by the server (revoked, still\n"
+                   "pending, or enrolled with another key).\n");
 }
 
 int main(int argc, char **argv)

@@ -33,12 +33,13 @@ struct report_command {
         uint64_t deadline_ms;
         char machine_id[MACHINE_ID_STRING_MAX];
         struct fetch_options send;
+        struct devicekey *key; /* signs the reports; made on first use */
 };
 
 static const char common_help[] =
-        "  --config FILE         the agent configuration, for the servers, CA file and state\n"
-        "                        directory when --server is not given (default\n"
-        "                        " AGENT_CONFIG_PATH_DEFAULT ")\n"
+        "  --config FILE         the agent configuration: the state directory (device keys,\n"
+        "                        spool) and, without --server, the servers and CA file\n"
+        "                        (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
         "  --root DIR            the device's root directory (default /)\n"
         "  --cmdline FILE        kernel command line over the configuration (default\n"
         "                        /proc/cmdline; - for none)\n"
@@ -83,7 +84,9 @@ static void show_flush_help(FILE *f)
                 "Usage: nixprov-agent flush --server URL [OPTIONS...]\n\n"
                 "Delivers the spooled reports to the server in sequence order, deleting each\n"
                 "one the server accepted (a report it already had included), and prints how\n"
-                "many were sent and how many remain. A spooled file that is corrupt, or that\n"
+                "many were sent and how many remain. It first enrolls once (without waiting):\n"
+                "the server takes only reports signed by an enrolled device key, and a device\n"
+                "provisioned offline has not enrolled yet. A spooled file that is corrupt, or that\n"
                 "the server refuses as malformed, is moved to DIR/bad/ and delivery goes on.\n\n"
                 "  --deadline SECONDS    time limit of the whole delivery (default %d)\n"
                 "%s\n"
@@ -170,23 +173,22 @@ static int report_command_prepare(struct report_command *c)
 
         if (!c->root)
                 c->root = "/";
-        /* Without --server, the servers (and the spool) are the agent configuration's. */
-        if (c->n_servers == 0 || c->config_path) {
-                r = config_load(c->config_path, c->cmdline_path ?: "/proc/cmdline", &c->config);
-                if (r < 0)
-                        return AGENT_EXIT_USAGE;
-                for (size_t i = 0; c->n_servers == 0 && i < c->config->n_urls; i++)
+        /* The configuration names the state directory (the device keys and the spool) and,
+         * without --server, the servers. */
+        r = config_load(c->config_path, c->cmdline_path ?: "/proc/cmdline", &c->config);
+        if (r < 0)
+                return AGENT_EXIT_USAGE;
+        if (c->n_servers == 0)
+                for (size_t i = 0; i < c->config->n_urls && i < ELEMENTSOF(c->servers); i++)
                         if (strncmp(c->config->urls[i], "file://", 7) != 0) /* no reports there */
                                 c->servers[c->n_servers++] = c->config->urls[i];
-                if (!c->ca_file)
-                        c->ca_file = c->config->ca_file;
-                if (!c->spool_dir) {
-                        c->default_spool = config_state_path(c->config, c->root,
-                                                             CONFIG_STATE_REPORTS);
-                        if (!c->default_spool)
-                                return log_oom(), AGENT_EXIT_USAGE;
-                        c->spool_dir = c->default_spool;
-                }
+        if (!c->ca_file)
+                c->ca_file = c->config->ca_file;
+        if (!c->spool_dir) {
+                c->default_spool = config_state_path(c->config, c->root, CONFIG_STATE_REPORTS);
+                if (!c->default_spool)
+                        return log_oom(), AGENT_EXIT_USAGE;
+                c->spool_dir = c->default_spool;
         }
 
         if (c->machine_id_arg)
@@ -203,8 +205,9 @@ static int report_command_prepare(struct report_command *c)
                 log_error_errno(negative_errno(), "Cannot read CA file %s: %m", c->ca_file);
                 return AGENT_EXIT_USAGE;
         }
-        if (!c->spool_dir)
-                c->spool_dir = REPORT_SPOOL_DIR_DEFAULT;
+        r = agent_device_keys(c->config, c->root, &c->key);
+        if (r != AGENT_EXIT_OK)
+                return r;
 
         fetch_options_init(&c->send);
         c->send.mirrors = c->servers;
@@ -237,6 +240,7 @@ static int report_command_open(struct report_command *c, struct report_spool **r
 
 static void report_command_done(struct report_command *c)
 {
+        c->key = devicekey_free(c->key);
         c->config = agent_config_free(c->config);
         free(c->default_spool);
         c->default_spool = NULL;
@@ -352,6 +356,7 @@ int cmd_report(int argc, char **argv)
         if (r != AGENT_EXIT_OK)
                 goto out;
         report_set_emit_deadline(spool, c.deadline_ms);
+        report_set_signer(spool, report_sign_device, c.key);
 
         r = report_emit(spool, &report, &seq);
         if (r < 0) {
@@ -407,6 +412,7 @@ int cmd_flush(int argc, char **argv)
         const struct fetch_error *e;
         const struct report_stats *stats;
         unsigned sent = 0, pending = 0;
+        enum enroll_state state;
         int opt, r;
 
         optind = 0;
@@ -451,6 +457,14 @@ int cmd_flush(int argc, char **argv)
         if (r != AGENT_EXIT_OK)
                 goto out;
 
+        /* A device provisioned offline was never enrolled: the server takes the reports of an
+         * enrolled device only, pending ones included. */
+        if (agent_enroll(c.config, c.root, c.machine_id_arg, &c.send, 0, &state) ==
+                AGENT_EXIT_OK &&
+            state != ENROLL_APPROVED && state != ENROLL_NO_SERVER)
+                log_warning("The server answers that this device is %s%s.",
+                            enroll_state_to_string(state),
+                            state == ENROLL_REVOKED ? ": it keeps refusing its reports" : "");
         r = report_flush(spool, c.deadline_ms, &sent, &pending);
         stats = report_stats(spool);
         e = report_last_error(spool);

@@ -15,7 +15,9 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "devicekey.h"
 #include "report.h"
+#include "signedjson.h"
 #include "util.h"
 
 #define REPORT_SEQ_FILE "seq"
@@ -594,6 +596,17 @@ void report_set_emit_deadline(struct report_spool *s, uint64_t deadline_ms)
         s->emit_deadline_ms = deadline_ms ? deadline_ms : REPORT_EMIT_DEADLINE_MS_DEFAULT;
 }
 
+int report_sign_device(const char *body, size_t size, char **ret_body, size_t *ret_size,
+                       void *userdata)
+{
+        const struct devicekey *key = userdata;
+
+        if (!key)
+                return -EINVAL;
+        return signedjson_sign(SIGNEDJSON_CONTEXT_REPORT, body, size, key->sign_secret, ret_body,
+                               ret_size);
+}
+
 void report_set_signer(struct report_spool *s, report_sign_fn sign, void *userdata)
 {
         s->sign = sign;
@@ -667,18 +680,15 @@ static int spool_trim(struct report_spool *s, uint64_t *seqs, size_t n)
         return over > 0 ? -ENOSPC : 0;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Whether a failed send means the report can never be accepted (then it goes to bad/). */
 static bool send_error_is_permanent(int r, const struct fetch_error *e)
 {
-        return r == -E2BIG || (r == -EACCES && e->http_status == 400);
+        /* 400: malformed; 401: unsigned, or signed by a key the server does not hold for this
+         * machine; 409: the server has another report under this number. 403 (not enrolled
+         * yet, or revoked) is not final: the reports wait for the operator. */
+        return r == -E2BIG ||
+               (r == -EACCES && (e->http_status == 400 || e->http_status == 401 ||
+                                 e->http_status == 409));
 }
 
 /* Delivers the spool in seq order within deadline_ms. With wait false, returns -EBUSY at once
@@ -701,7 +711,7 @@ static int spool_deliver(struct report_spool *s, uint64_t deadline_ms, bool wait
         o = *s->send_options;
         if (deadline_ms == 0)
                 deadline_ms = o.deadline_ms;
-        deadline = now_ms() + deadline_ms;
+        deadline = monotonic_ms() + deadline_ms;
 
         r = lock_file(s, REPORT_SEND_LOCK, wait, &lock);
         if (r < 0)
@@ -731,7 +741,7 @@ static int spool_deliver(struct report_spool *s, uint64_t deadline_ms, bool wait
                         continue;
                 }
 
-                now = now_ms();
+                now = monotonic_ms();
                 if (now >= deadline) {
                         s->last_error = (struct fetch_error){.deadline_reached = true};
                         (void)snprintf(

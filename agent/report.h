@@ -114,11 +114,15 @@ int report_to_json(const struct report *r, const char *machine_id, uint64_t seq,
 
 /* The hook for signed reports (DESIGN.md: reports are signed with the device's Ed25519 key).
  * Called by report_emit() with the compact JSON body before it is spooled, so a report is signed
- * once and resent byte for byte; returns 0 with the body to spool and send instead (e.g. with a
- * "signature" member added; malloc'd, at most REPORT_BODY_MAX bytes), or a negative errno, which
- * fails the emit. Not implemented yet: no signer is set anywhere. */
+ * once and resent byte for byte; returns 0 with the body to spool and send instead (malloc'd, at
+ * most REPORT_BODY_MAX bytes), or a negative errno, which fails the emit. */
 typedef int (*report_sign_fn)(const char *body, size_t size, char **ret_body, size_t *ret_size,
                               void *userdata);
+
+/* The signer of a device: userdata is its struct devicekey; the body gets the signature of the
+ * device's Ed25519 key as its last member (signedjson.h, SIGNEDJSON_CONTEXT_REPORT). */
+int report_sign_device(const char *body, size_t size, char **ret_body, size_t *ret_size,
+                       void *userdata);
 
 struct report_stats {
         unsigned spooled;       /* reports emitted into the spool by this handle */

@@ -6,16 +6,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "agent.h"
 #include "agent_config.h"
 #include "builders.h"
 #include "config.h"
 #include "devicekey.h"
+#include "enroll.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "identify.h"
@@ -73,6 +76,7 @@ struct run {
         } timings[RUN_MAX_PHASES];
         size_t n_timings;
         bool spool_failed;
+        bool pending_logged;
 };
 
 static uint64_t now_us(void)
@@ -172,7 +176,8 @@ static void run_help(void)
                "  -h, --help             show this help\n\n"
                "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
                "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
-               "failed, 8 a report could not be spooled.\n");
+               "failed, 8 a report could not be spooled, 9 not admitted by the server (revoked,\n"
+               "still pending when the configured wait ran out, or enrolled with another key).\n");
 }
 
 static int load_config(struct run *r)
@@ -229,6 +234,79 @@ static int setup_dirs_and_spool(struct run *r)
          * (or at the end): a few milliseconds apart, they need no round trip each. */
         report_set_send_on_emit(r->spool, false);
         return 0;
+}
+
+static void on_enroll_pending(uint64_t waited_ms, void *userdata)
+{
+        struct run *r = userdata;
+
+        if (r->pending_logged)
+                return;
+        r->pending_logged = true;
+        log_info("  pending: waiting up to %" PRIu64 " s for an operator to approve machine %s "
+                 "('nixprov fleet approve %s' on the server)",
+                 r->config->enroll_wait - MIN(r->config->enroll_wait, waited_ms / 1000),
+                 r->id.machine_id, r->id.machine_id);
+}
+
+/* Enrolls with the server and waits while the enrollment is pending. A device that cannot reach
+ * the server goes on: its profile may come from a mirror (an offline install), and its reports
+ * wait in the spool until a later run or flush enrolls it. */
+static int run_enroll(struct run *r)
+{
+        _cleanup_free_ char *body = NULL;
+        struct fetch_error error = {};
+        enum enroll_state state;
+        char message[FETCH_URL_MAX + 512];
+        size_t size;
+        int k;
+
+        phase_start(r, REPORT_PHASE_ENROLL);
+        k = agent_enroll_request(r->config, r->root, &r->id, r->key, &body, &size, message,
+                                 sizeof(message));
+        if (k != AGENT_EXIT_OK)
+                return phase_failed(r, k, message, NULL);
+
+        k = enroll_wait(&r->fetch, body, size, r->config->enroll_wait * 1000, on_enroll_pending,
+                        r, &state, &error);
+        if (k < 0) {
+                snprintf(message, sizeof(message),
+                         "not enrolled: the server cannot be reached (%s: %s); going on with the "
+                         "mirrors, the reports wait in the spool",
+                         error.url[0] ? error.url : "(no URL)",
+                         error.message[0] ? error.message : strerror(-k));
+                log_warning("  %s", message);
+                phase_ok(r, message);
+                return 0;
+        }
+        switch (state) {
+        case ENROLL_APPROVED:
+                phase_ok(r, "approved");
+                return 0;
+        case ENROLL_NO_SERVER:
+                phase_ok(r, "skipped: no mirror takes enrollments (file:// or static mirrors)");
+                return 0;
+        case ENROLL_PENDING:
+                snprintf(message, sizeof(message),
+                         "not approved within %" PRIu64 " s: machine %s is still pending. Approve "
+                         "it on the server with 'nixprov fleet approve %s' (or an enrollment "
+                         "policy); the next run asks again",
+                         r->config->enroll_wait, r->id.machine_id, r->id.machine_id);
+                return phase_failed(r, AGENT_EXIT_ENROLL, message, NULL);
+        case ENROLL_REVOKED:
+                snprintf(message, sizeof(message),
+                         "machine %s is revoked by the operator: stopping, nothing is provisioned",
+                         r->id.machine_id);
+                return phase_failed(r, AGENT_EXIT_ENROLL, message, NULL);
+        case ENROLL_CONFLICT:
+        default:
+                snprintf(message, sizeof(message),
+                         "the server knows machine %s with other device keys (a cloned or "
+                         "reinstalled disk?) and refuses these until an operator runs "
+                         "'nixprov fleet reset %s'",
+                         r->id.machine_id, r->id.machine_id);
+                return phase_failed(r, AGENT_EXIT_ENROLL, message, NULL);
+        }
 }
 
 static int run_fetch(struct run *r)
@@ -729,9 +807,13 @@ static int run_phases(struct run *r)
                  r->id.machine_id, r->id.hostname, r->id.system, r->id.cpus,
                  r->id.memory_bytes >> 20, created ? "; device keys made" : "");
         log_info("[identify]");
+        /* Every report from here on carries the device's signature. */
+        report_set_signer(r->spool, report_sign_device, r->key);
         phase_ok(r, message);
 
-        k = run_fetch(r);
+        k = run_enroll(r);
+        if (k == 0)
+                k = run_fetch(r);
         if (k == 0)
                 k = run_verify(r, &state, &up_to_date);
         if (k == 0 && up_to_date) {

@@ -272,6 +272,18 @@ static const struct yaml_schema_field rebuild_fields[] = {
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 
+static const struct yaml_schema_field enroll_fields[] = {
+    {.key = "token-file",
+     .parse = parse_absolute_path,
+     .offset = offsetof(struct agent_config, enroll_token_file)},
+    {.key = "wait",
+     .parse = yaml_schema_parse_uint,
+     .offset = offsetof(struct agent_config, enroll_wait),
+     .min = 0,
+     .max = AGENT_CONFIG_ENROLL_WAIT_MAX},
+};
+YAML_SCHEMA_DEFINE_TABLE(enroll_table, enroll_fields);
+
 static const struct yaml_schema_field agent_config_fields[] = {
     {.key = "server", .parse = yaml_schema_parse_section, .offset = 0, .table = &server_table},
     {.key = "trusted-keys", .parse = parse_keys, .offset = 0, .max = AGENT_CONFIG_MAX_KEYS},
@@ -287,6 +299,7 @@ static const struct yaml_schema_field agent_config_fields[] = {
      .parse = parse_absolute_path,
      .offset = offsetof(struct agent_config, log_dir)},
     {.key = "rebuild", .parse = yaml_schema_parse_section, .offset = 0, .table = &rebuild_table},
+    {.key = "enroll", .parse = yaml_schema_parse_section, .offset = 0, .table = &enroll_table},
 };
 YAML_SCHEMA_DEFINE_TABLE(agent_config_table, agent_config_fields);
 
@@ -341,6 +354,7 @@ int agent_config_new_default(struct agent_config **ret)
                 return -ENOMEM;
         c->connect_timeout = AGENT_CONFIG_CONNECT_TIMEOUT_DEFAULT;
         c->deadline = AGENT_CONFIG_DEADLINE_DEFAULT;
+        c->enroll_wait = AGENT_CONFIG_ENROLL_WAIT_DEFAULT;
         c->state_dir = strdup(AGENT_CONFIG_STATE_DIR_DEFAULT);
         c->log_dir = strdup(AGENT_CONFIG_LOG_DIR_DEFAULT);
         c->rebuild_command = strdup(AGENT_CONFIG_REBUILD_COMMAND_DEFAULT);
@@ -369,6 +383,7 @@ struct agent_config *agent_config_free(struct agent_config *c)
         free(c->log_dir);
         free(c->rebuild_command);
         free(c->rebuild_path);
+        free(c->enroll_token_file);
         free(c);
         return NULL;
 }

@@ -18,6 +18,9 @@
  *   rebuild:
  *     command: nixos-rebuild            # run as COMMAND ACTION [--flake REF] --log-format ...
  *     path: /run/current-system/sw/bin:/usr/bin:/bin
+ *   enroll:
+ *     token-file: /etc/nixprov/enroll-token   # optional: an enrollment token baked into the image
+ *     wait: 3600                        # seconds to wait for an operator's approval
  *
  * Parsed as strictly as the profile (same errors, file:line:column and key; see profile.h and
  * yaml_schema.h): unknown and duplicate keys, wrong types, null values, aliases, anchors and tags
@@ -34,6 +37,8 @@
  *  - ca-file, state-dir, log-dir: absolute paths without control characters.
  *  - rebuild.command: a program name (looked up in rebuild.path) or an absolute path, without
  *    white space. rebuild.path: absolute directories separated by ':', none empty.
+ *  - enroll.token-file: an absolute path (read by the enroll phase, not here); enroll.wait:
+ *    0..AGENT_CONFIG_ENROLL_WAIT_MAX (0: ask once, do not wait).
  *  - No value is longer than AGENT_CONFIG_MAX_VALUE bytes (-E2BIG).
  *
  * The kernel command line can override the server and the keys for an installer image:
@@ -57,6 +62,8 @@
 #define AGENT_CONFIG_REBUILD_COMMAND_DEFAULT "nixos-rebuild"
 #define AGENT_CONFIG_CONNECT_TIMEOUT_DEFAULT 10
 #define AGENT_CONFIG_DEADLINE_DEFAULT 900
+#define AGENT_CONFIG_ENROLL_WAIT_DEFAULT 3600
+#define AGENT_CONFIG_ENROLL_WAIT_MAX (7 * 86400)
 
 struct agent_config {
         char **urls; /* http://, https:// or file:// base URLs */
@@ -76,6 +83,9 @@ struct agent_config {
 
         char *rebuild_command; /* a program name or an absolute path */
         char *rebuild_path;    /* NULL: the rebuild module's default PATH */
+
+        char *enroll_token_file; /* NULL: no enrollment token */
+        uint64_t enroll_wait;    /* seconds to wait for approval */
 };
 
 /* Parses data (size bytes, at most AGENT_CONFIG_MAX_BYTES) read from filename (named in errors;

@@ -305,3 +305,22 @@ int base64_decode_strict(const char *s, size_t len, uint8_t *out, size_t max, si
         *ret_size = size;
         return 0;
 }
+
+uint64_t monotonic_ms(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void sleep_until_monotonic_ms(uint64_t until_ms)
+{
+        struct timespec ts = {
+                .tv_sec = (time_t)(until_ms / 1000),
+                .tv_nsec = (long)(until_ms % 1000) * 1000000,
+        };
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+                ;
+}

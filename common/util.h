@@ -64,3 +64,8 @@ char *buf_steal(struct buf *b, size_t *ret_size);
  * changed high bit would otherwise go unnoticed. Returns 0, -EINVAL, or -E2BIG (more than max
  * bytes). */
 int base64_decode_strict(const char *s, size_t len, uint8_t *out, size_t max, size_t *ret_size);
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t monotonic_ms(void);
+/* Sleeps until CLOCK_MONOTONIC reaches until_ms, through signals. */
+void sleep_until_monotonic_ms(uint64_t until_ms);

@@ -164,6 +164,15 @@ static const struct bad_case bad_cases[] = {
         {"rebuild: {path: \"\"}\n", -EBADMSG, 1, 17, "rebuild.path", "an empty entry"},
         {"rebuild: {path: /bin:usr/bin}\n", -EBADMSG, 1, 17, "rebuild.path",
          "an entry that is not an absolute path"},
+
+        /* Enroll */
+        {"enroll: {token-file: token}\n", -EBADMSG, 1, 22, "enroll.token-file",
+         "invalid path 'token': not an absolute path"},
+        {"enroll: {wait: 604801}\n", -EBADMSG, 1, 16, "enroll.wait",
+         "value 604801 is out of range 0..604800"},
+        {"enroll: {wait: -1}\n", -EBADMSG, 1, 16, "enroll.wait",
+         "expected an unsigned integer, got '-1'"},
+        {"enroll: {token: x}\n", -EBADMSG, 1, 10, "enroll.token", "unknown key 'token'"},
 };
 /* clang-format on */
 
@@ -299,6 +308,8 @@ static void assert_defaults(const struct agent_config *c)
         assert_string_equal(c->log_dir, AGENT_CONFIG_LOG_DIR_DEFAULT);
         assert_string_equal(c->rebuild_command, AGENT_CONFIG_REBUILD_COMMAND_DEFAULT);
         assert_null(c->rebuild_path);
+        assert_null(c->enroll_token_file);
+        assert_int_equal(c->enroll_wait, AGENT_CONFIG_ENROLL_WAIT_DEFAULT);
 }
 
 static void load_key(const char *name, struct minisign_public_key *ret)
@@ -351,7 +362,10 @@ static void test_values(void **state)
                      "log-dir: /var/log/nixprov/\n"
                      "rebuild:\n"
                      "  command: /run/current-system/sw/bin/nixos-rebuild\n"
-                     "  path: /bin\n");
+                     "  path: /bin\n"
+                     "enroll:\n"
+                     "  token-file: /etc/nixprov/enroll-token\n"
+                     "  wait: 0\n");
 
         (void)state;
         assert_int_equal(c->n_urls, 3);
@@ -373,6 +387,8 @@ static void test_values(void **state)
         assert_string_equal(c->log_dir, "/var/log/nixprov/");
         assert_string_equal(c->rebuild_command, "/run/current-system/sw/bin/nixos-rebuild");
         assert_string_equal(c->rebuild_path, "/bin");
+        assert_string_equal(c->enroll_token_file, "/etc/nixprov/enroll-token");
+        assert_int_equal(c->enroll_wait, 0);
 }
 
 static void test_example(void **state)

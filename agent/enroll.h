@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The enroll phase: the device tells the server who it is (machine id, hostname, MACs, system,
+ * CPUs, memory and its two public keys), signed with its own key, and learns whether it is
+ * admitted: approved (by an operator or the server's enrollment policy), pending, or revoked.
+ *
+ * The request is POST /v1/enroll with a signedjson body (context SIGNEDJSON_CONTEXT_ENROLL):
+ *   {"machine_id", "hostname", "macs": [...], "system", "cpus", "memory", "sign_key",
+ *    "box_key", "time", ["token_proof"]}
+ * The answer is {"machine_id", "state": "pending"|"approved"|"revoked"}; HTTP 409 means the
+ * server knows this machine id with other keys (a cloned or reinstalled disk) and admits it only
+ * after an operator resets it.
+ *
+ * An enrollment token, baked into an image for the policy to approve every device that has it,
+ * never travels: the request carries token_proof = BLAKE2b-256(machine_id || sign_key ||
+ * box_key) keyed with BLAKE2b-256(token), which binds the proof to this device's keys. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devicekey.h"
+#include "fetch.h"
+#include "identify.h"
+
+#define ENROLL_PATH "/v1/enroll"
+#define ENROLL_TOKEN_MAX 4096    /* bytes of an enrollment token file */
+#define ENROLL_TOKEN_KEY_SIZE 32 /* BLAKE2b-256 of the token */
+#define ENROLL_REQUEST_MAX (16 * 1024)
+#define ENROLL_RESPONSE_MAX (16 * 1024)
+/* While pending the device asks again after a pause that doubles from the first to the last
+ * (with jitter), until its configured wait is over. */
+#define ENROLL_BACKOFF_INITIAL_MS UINT64_C(1000)
+#define ENROLL_BACKOFF_MAX_MS UINT64_C(60000)
+
+enum enroll_state {
+        ENROLL_APPROVED,
+        ENROLL_PENDING,
+        ENROLL_REVOKED,
+        ENROLL_CONFLICT,  /* the machine id is enrolled with other keys */
+        ENROLL_NO_SERVER, /* no http(s) URL takes enrollments: file:// or static mirrors */
+        _ENROLL_STATE_MAX,
+};
+
+/* "approved", "pending", "revoked", "conflict", "no-server"; NULL out of range. */
+const char *enroll_state_to_string(enum enroll_state state);
+
+/* Reads the enrollment token at path (a regular file of at most ENROLL_TOKEN_MAX bytes, readable
+ * by its owner only; one trailing newline is not part of the token) into locked memory, hashes
+ * it into ret_key, and wipes it. Returns 0, -EPERM (the file is readable or writable by group or
+ * others), -EINVAL (not a regular file, or an empty token), -E2BIG, or another negative errno. */
+int enroll_token_key(const char *path, uint8_t ret_key[static ENROLL_TOKEN_KEY_SIZE]);
+
+/* Builds the signed enrollment request for id and key at time now; token_key may be NULL.
+ * Returns 0 with a malloc'd NUL-terminated body, or -ENOMEM / -E2BIG / -EINVAL. Pure, for
+ * tests. */
+int enroll_request(const struct identity *id, const struct devicekey *key,
+                   const uint8_t *token_key, int64_t now, char **ret_body, size_t *ret_size);
+
+/* Sends the request once (with o's mirrors, retries and deadline; a mirror that answers 404 is
+ * not a nixprov server and is skipped) and returns 0 with the state the server answered, 409
+ * included (ENROLL_CONFLICT), or ENROLL_NO_SERVER when no mirror takes enrollments. Returns a
+ * negative errno when the server cannot be reached or answers nonsense (-EBADMSG); *ret_error,
+ * when not NULL, describes the last attempt. */
+int enroll_send(const struct fetch_options *o, const char *body, size_t size,
+                enum enroll_state *ret_state, struct fetch_error *ret_error);
+
+/* Sends the request and, while the answer is "pending", asks again with backoff until wait_ms
+ * has passed (0: ask once). on_pending, when not NULL, is called after each pending answer with
+ * the time waited so far. Returns like enroll_send(): the last state (ENROLL_PENDING when the
+ * wait ran out). */
+int enroll_wait(const struct fetch_options *o, const char *body, size_t size, uint64_t wait_ms,
+                void (*on_pending)(uint64_t waited_ms, void *userdata), void *userdata,
+                enum enroll_state *ret_state, struct fetch_error *ret_error);
