@@ -256,6 +256,7 @@ static int run_enroll(struct run *r)
 {
         _cleanup_free_ char *body = NULL;
         struct fetch_error error = {};
+        struct fetch_options o;
         enum enroll_state state;
         char message[FETCH_URL_MAX + 512];
         size_t size;
@@ -267,8 +268,14 @@ static int run_enroll(struct run *r)
         if (k != AGENT_EXIT_OK)
                 return phase_failed(r, k, message, NULL);
 
-        k = enroll_wait(&r->fetch, body, size, r->config->enroll_wait * 1000, on_enroll_pending,
-                        r, &state, &error);
+        /* With offline media among the mirrors, an unreachable server is not waited for: the
+         * profile is at hand, and the reports wait in the spool anyway. */
+        o = r->fetch;
+        for (size_t i = 0; i < r->config->n_urls; i++)
+                if (strncmp(r->config->urls[i], "file://", 7) == 0)
+                        o.deadline_ms = MIN(o.deadline_ms, o.connect_timeout_ms);
+        k = enroll_wait(&o, body, size, r->config->enroll_wait * 1000, on_enroll_pending, r,
+                        &state, &error);
         if (k < 0) {
                 snprintf(message, sizeof(message),
                          "not enrolled: the server cannot be reached (%s: %s); going on with the "
