@@ -115,7 +115,8 @@ MACHINES_FILE=root/etc/nix/nixprov-machines
 publish 1 true false
 expect_exit first-run 0 agent_run
 expect_grep first-run "provisioned at serial 1"
-expect_grep first-run "1 of 1 builder answers"
+expect_grep first-run "1 of 1 builder answers: building remotely only (max-jobs = 0)"
+grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "a builder answers: max-jobs is not 0"
 f=$(builders_report)
 [ "$(jq -r .status <<<"$f")" = ok ] || die "builders report: $f"
 jq -r .message <<<"$f" | grep -q "$BUILDER_URI: ok, [0-9]* ms, nix-store (Nix) " ||
@@ -218,7 +219,9 @@ ok "run: the only builder down, required, no fallback: exit 6, nothing written, 
 # required, fallback-local: builds locally and says so; the builder is left out of the file.
 publish 4 true true
 expect_exit run-fallback 0 agent_run
-expect_grep run-fallback "building locally (nix.fallback-local: true)"
+expect_grep run-fallback "0 of 1 builder answers: none answers: building locally (nix.fallback-local: true, max-jobs = "
+grep -q "^max-jobs = [1-9][0-9]*$" root/etc/nix/nixprov.conf ||
+  die "fallback: max-jobs is not fit's number: $(grep max-jobs root/etc/nix/nixprov.conf)"
 [ ! -s "$MACHINES_FILE" ] || { cat "$MACHINES_FILE" >&2; die "a builder that did not answer was written"; }
 ok "run: builder down, fallback-local: true: provisioned, building locally, builder left out"
 
@@ -265,9 +268,10 @@ cp root/etc/nixprov/builder_ed25519 "$TMP/key/id"
 BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=$TMP/ssh/nix-store-builder"
 RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 publish 7 true false
-# ... and the device builds nothing itself.
-sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|; s|max-jobs: fit|max-jobs: 0|" \
-  "data/machines/$MACHINE.yaml"
+# The profile says max-jobs: fit; the device builds nothing itself because the builder answers
+# (the offloading policy, not a max-jobs: 0 in the profile).
+sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|" "data/machines/$MACHINE.yaml"
+grep -q "max-jobs: fit" "data/machines/$MACHINE.yaml" || die "the profile lost its max-jobs: fit"
 minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
 # Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name), so the
 # stand-in gives Nix the written machines file with the port moved to NIX_SSHOPTS.
@@ -281,6 +285,7 @@ exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/c
 EOF
 expect_exit remote-build 0 agent_run
 expect_grep remote-build "provisioned at serial 7"
+expect_grep remote-build "1 of 1 builder answers: building remotely only (max-jobs = 0)"
 history
 f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
 [ "$(jq -r .counts.built_remote <<<"$f")" = 3 ] || die "built remotely: $f"
@@ -289,7 +294,7 @@ grep -qF "on 'ssh://root@127.0.0.1?remote-program=$TMP/ssh/nix-store-builder'" r
   die "the rebuild log does not name the builder"
 ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
 grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
-ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0)"
+ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0: the builder answers)"
 
 # --- a builder without Nix: nix-missing ----------------------------------------------------------
 BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=/nonexistent/nix-store"
@@ -374,6 +379,17 @@ expect_exit run-defaultkey 0 agent_run
 expect_grep run-defaultkey "1 of 1 builder answers"
 grep -q "^$BUILDER_URI x86_64-linux - " "$MACHINES_FILE" || die "machines file: $(cat "$MACHINES_FILE")"
 ok "no identity in the profile: root's default key logs in (none there: auth-failed, exit 6)"
+
+# --- nix.local-builds: true: the device builds too, while the builder answers ------------------
+publish 11 true false
+sed -i '/identity:/d; s|^nix:$|nix:\n  local-builds: true|' "data/machines/$MACHINE.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 11" >/dev/null
+expect_exit run-local 0 agent_run
+expect_grep run-local "1 of 1 builder answers: building remotely and locally (nix.local-builds: true, max-jobs = "
+grep -q "^max-jobs = [1-9][0-9]*$" root/etc/nix/nixprov.conf ||
+  die "local-builds: max-jobs is not fit's number: $(grep max-jobs root/etc/nix/nixprov.conf)"
+grep -q "^$BUILDER_URI " "$MACHINES_FILE" || die "local-builds: the builder is not in the machines file"
+ok "nix.local-builds: true: remotely and locally, $(grep '^max-jobs' root/etc/nix/nixprov.conf)"
 
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"
