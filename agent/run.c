@@ -373,7 +373,7 @@ static int run_builders(struct run *r)
         struct plan *replanned = NULL;
         char message[REPORT_MESSAGE_MAX - 256], details[REPORT_MESSAGE_MAX - 512], line[512];
         char error[REPORT_MESSAGE_MAX], count[64];
-        const char *mismatch = NULL, *max_jobs;
+        const char *mismatch = NULL, *max_jobs, *identities[PROFILE_MAX_BUILDERS];
         size_t n = r->plan->n_builders;
         unsigned answering = 0;
         int k;
@@ -381,7 +381,11 @@ static int run_builders(struct run *r)
         if (n == 0)
                 return 0;
         phase_start(r, REPORT_PHASE_BUILDERS);
-        k = builders_probe(r->plan, r->root, BUILDERS_DEADLINE_DEFAULT_MS, results);
+        /* Sealed identities log in from the memory they were opened into: their files are
+         * written only in the next phase. */
+        for (size_t i = 0; i < PROFILE_MAX_BUILDERS; i++)
+                identities[i] = secrets_identity(&r->secrets, i);
+        k = builders_probe(r->plan, r->root, identities, BUILDERS_DEADLINE_DEFAULT_MS, results);
         if (k < 0) {
                 snprintf(message, sizeof(message), "the probes could not be started: %s",
                          strerror(-k));

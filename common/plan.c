@@ -342,6 +342,7 @@ static int builder_copy(const struct profile_builder *src, size_t index, struct 
 {
         int r;
 
+        b->index = index;
         b->uri = strdup(src->uri ? src->uri : "");
         b->host_key = strdup(src->host_key ? src->host_key : "");
         if (!b->uri || !b->host_key)
