@@ -539,10 +539,10 @@ int builders_probe(const struct plan *plan, const char *root, const char *const 
                 jobs[started] = (struct probe_job){
                     .builder = &plan->builders[started],
                     .root = root ?: "/",
-                    .identity_text = identities && plan->builders[started].index <
-                                                          PROFILE_MAX_BUILDERS
-                                         ? identities[plan->builders[started].index]
-                                         : NULL,
+                    .identity_text =
+                        identities && plan->builders[started].index < PROFILE_MAX_BUILDERS
+                            ? identities[plan->builders[started].index]
+                            : NULL,
                     .deadline = deadline,
                     .result = &results[started],
                 };

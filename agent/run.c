@@ -407,9 +407,8 @@ static int run_builders(struct run *r)
                 append_bounded(details, sizeof(details), line);
                 if (results[i].state != BUILDER_STATE_OK)
                         append_bounded(details, sizeof(details),
-                                       r->plan->builders[i].required
-                                               ? " (left out)"
-                                               : " (kept: not required)");
+                                       r->plan->builders[i].required ? " (left out)"
+                                                                     : " (kept: not required)");
         }
 
         if (mismatch) {
