@@ -180,7 +180,8 @@ int cmd_builders(int argc, char **argv)
                 log_oom();
                 return AGENT_EXIT_USAGE;
         }
-        k = builders_probe(plan, root, deadline_s * 1000, results);
+        /* A sealed identity: the key file the run wrote, which is what Nix uses. */
+        k = builders_probe(plan, root, NULL, deadline_s * 1000, results);
         if (k < 0) {
                 log_error_errno(k, "Failed to start the probes: %m");
                 return AGENT_EXIT_BUILDERS;

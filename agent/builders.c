@@ -208,6 +208,7 @@ int builders_parse_uri(const char *uri, struct builder_uri *ret)
 struct probe_job {
         const struct plan_builder *builder;
         const char *root;
+        const char *identity_text; /* the opened sealed key, or NULL */
         uint64_t deadline; /* CLOCK_MONOTONIC milliseconds */
         struct builder_probe *result;
 };
@@ -368,11 +369,11 @@ out:
         }
 }
 
-static void probe_one(const struct plan_builder *b, const char *root, uint64_t deadline,
-                      struct builder_probe *result)
+static void probe_one(const struct plan_builder *b, const char *root, const char *identity_text,
+                      uint64_t deadline, struct builder_probe *result)
 {
         _cleanup_free_ char *identity = NULL;
-        char pinned_type[64];
+        char pinned_type[64], sealed_name[64];
         const char *pinned_blob, *identity_name;
         struct builder_uri uri;
         ssh_session session = NULL;
@@ -445,13 +446,22 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                 goto out;
         }
 
-        if (b->identity_sealed) {
-                set_result(result, BUILDER_STATE_AUTH_FAILED,
-                           "no identity available yet (sealed identities are not opened yet)");
-                goto out;
-        }
         identity_name = b->identity_path;
-        if (!identity_name) {
+        if (b->identity_sealed && identity_text) {
+                /* The key opened in the plan phase, from its locked memory: the file is written
+                 * only after this phase. */
+                snprintf(sealed_name, sizeof(sealed_name), "builders[%zu].identity (sealed)",
+                         b->index);
+                identity_name = sealed_name;
+                if (ssh_pki_import_privkey_base64(identity_text, NULL, NULL, NULL, &private_key) !=
+                    SSH_OK) {
+                        set_result(result, BUILDER_STATE_AUTH_FAILED,
+                                   "the identity %s is not a private key libssh can read "
+                                   "(OpenSSH or PEM, without a passphrase)",
+                                   identity_name);
+                        goto out;
+                }
+        } else if (!identity_name) {
                 /* Nix leaves the key to ssh, run by root: root's first default key. */
                 for (size_t i = 0; i < ELEMENTSOF(default_identities) && !identity_name; i++) {
                         _cleanup_free_ char *candidate =
@@ -467,12 +477,12 @@ static void probe_one(const struct plan_builder *b, const char *root, uint64_t d
                         goto out;
                 }
         }
-        identity = path_join_root(root, identity_name);
-        if (!identity) {
+        if (!private_key && !(identity = path_join_root(root, identity_name))) {
                 set_result(result, BUILDER_STATE_AUTH_FAILED, "out of memory");
                 goto out;
         }
-        if (ssh_pki_import_privkey_file(identity, NULL, NULL, NULL, &private_key) != SSH_OK) {
+        if (!private_key &&
+            ssh_pki_import_privkey_file(identity, NULL, NULL, NULL, &private_key) != SSH_OK) {
                 set_result(result, BUILDER_STATE_AUTH_FAILED,
                            "the identity %s cannot be read (missing, unreadable, or protected "
                            "by a passphrase)",
@@ -506,12 +516,12 @@ static void *probe_thread(void *userdata)
 {
         struct probe_job *job = userdata;
 
-        probe_one(job->builder, job->root, job->deadline, job->result);
+        probe_one(job->builder, job->root, job->identity_text, job->deadline, job->result);
         return NULL;
 }
 
-int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_ms,
-                   struct builder_probe *ret_results)
+int builders_probe(const struct plan *plan, const char *root, const char *const *identities,
+                   uint64_t deadline_ms, struct builder_probe *ret_results)
 {
         struct probe_job jobs[PROFILE_MAX_BUILDERS];
         pthread_t threads[PROFILE_MAX_BUILDERS];
@@ -529,6 +539,10 @@ int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_
                 jobs[started] = (struct probe_job){
                     .builder = &plan->builders[started],
                     .root = root ?: "/",
+                    .identity_text =
+                        identities && plan->builders[started].index < PROFILE_MAX_BUILDERS
+                            ? identities[plan->builders[started].index]
+                            : NULL,
                     .deadline = deadline,
                     .result = &results[started],
                 };

@@ -9,10 +9,12 @@
  *  2. compare the server's host key with the pinned one, exactly (type and base64 blob); the
  *     server is asked for a key of the pinned type only. A mismatch ends the probe before any
  *     authentication: the identity is never offered to a server that may be an impostor;
- *  3. authenticate with the identity file (its path taken under the root directory); without
- *     one in the profile, with root's first default key (/root/.ssh/id_ed25519, id_ecdsa,
- *     id_rsa), as ssh would for Nix. A sealed identity is not opened here yet: such a builder
- *     is auth-failed, "no identity available yet";
+ *  3. authenticate: with a sealed identity, with the key opened in the plan phase, straight
+ *     from its locked memory (libssh's ssh_pki_import_privkey_base64(); the run probes before
+ *     it writes the key file); with a path, or a sealed identity not given in memory (as for
+ *     `nixprov-agent builders`, after a run wrote it), with the key file, its path taken under
+ *     the root directory; without one in the profile, with root's first default key
+ *     (/root/.ssh/id_ed25519, id_ecdsa, id_rsa), as ssh would for Nix;
  *  4. run "nix-store --version" (or "P --version" when the URI's query says remote-program=P)
  *     and keep the first line it prints and the round trip of that exec, in milliseconds.
  *
@@ -68,13 +70,17 @@ struct builder_uri {
 int builders_parse_uri(const char *uri, struct builder_uri *ret);
 
 /* Probes every builder of plan in parallel, each within deadline_ms milliseconds from the
- * call; identity paths are taken under root ("/" when NULL). Fills ret_results[i] for
+ * call; identity paths are taken under root ("/" when NULL). identities is NULL or has
+ * PROFILE_MAX_BUILDERS entries, by the builder's place in the profile (plan_builder.index):
+ * the opened private key text of a sealed identity (OpenSSH or PEM, without a passphrase;
+ * see secrets_identity()), or NULL. The texts stay the caller's and are only read; libssh's
+ * parsed copy is freed when the probe ends. Fills ret_results[i] for
  * plan->builders[i] (the caller gives plan->n_builders of them). Returns 0 (whatever the
  * builders answered), or -ENOMEM / the errno of pthread_create when the probes could not be
  * started. Never blocks much past the deadline, except for a host name whose resolution
  * hangs. */
-int builders_probe(const struct plan *plan, const char *root, uint64_t deadline_ms,
-                   struct builder_probe *ret_results);
+int builders_probe(const struct plan *plan, const char *root, const char *const *identities,
+                   uint64_t deadline_ms, struct builder_probe *ret_results);
 
 /* "ok", "unreachable", "host-key-mismatch", "auth-failed", "nix-missing", "timeout"; NULL for a
  * value out of range. */

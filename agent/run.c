@@ -443,9 +443,10 @@ static void append_bounded(char *dst, size_t size, const char *text)
         memcpy(dst + size - 4, "...", 4);
 }
 
-/* The builders phase: probe every builder, re-plan with the number that answered, and leave
- * out of the plan the required builders that did not answer (one not required is kept: Nix
- * skips a builder it cannot reach). */
+/* The builders phase: probe every builder, re-plan with the number that answered (which decides
+ * where builds run, plan.h step 6, and says so first in the report), and leave out of the plan
+ * the required builders that did not answer (one not required is kept: Nix skips a builder it
+ * cannot reach). */
 static int run_builders(struct run *r)
 {
         const struct profile *p = r->trust.profile;
@@ -455,8 +456,9 @@ static int run_builders(struct run *r)
                 .memory_bytes = r->id.memory_bytes,
         };
         struct plan *replanned = NULL;
-        char message[REPORT_MESSAGE_MAX - 256], line[512], error[REPORT_MESSAGE_MAX];
-        const char *mismatch = NULL;
+        char message[REPORT_MESSAGE_MAX - 256], details[REPORT_MESSAGE_MAX - 512], line[512];
+        char error[REPORT_MESSAGE_MAX], count[64];
+        const char *mismatch = NULL, *max_jobs, *identities[PROFILE_MAX_BUILDERS];
         size_t n = r->plan->n_builders;
         unsigned answering = 0;
         int k;
@@ -464,7 +466,11 @@ static int run_builders(struct run *r)
         if (n == 0)
                 return 0;
         phase_start(r, REPORT_PHASE_BUILDERS);
-        k = builders_probe(r->plan, r->root, BUILDERS_DEADLINE_DEFAULT_MS, results);
+        /* Sealed identities log in from the memory they were opened into: their files are
+         * written only in the next phase. */
+        for (size_t i = 0; i < PROFILE_MAX_BUILDERS; i++)
+                identities[i] = secrets_identity(&r->secrets, i);
+        k = builders_probe(r->plan, r->root, identities, BUILDERS_DEADLINE_DEFAULT_MS, results);
         if (k < 0) {
                 snprintf(message, sizeof(message), "the probes could not be started: %s",
                          strerror(-k));
@@ -477,40 +483,41 @@ static int run_builders(struct run *r)
                          r->plan->builders[i].required && !mismatch)
                         mismatch = r->plan->builders[i].uri;
         }
-        snprintf(message, sizeof(message), "%u of %zu builder%s answer%s", answering, n,
+        snprintf(count, sizeof(count), "%u of %zu builder%s answer%s", answering, n,
                  n == 1 ? "" : "s", n == 1 ? "s" : "");
+        details[0] = '\0';
         for (size_t i = 0; i < n; i++) {
-                append_bounded(message, sizeof(message), "; ");
+                append_bounded(details, sizeof(details), "; ");
                 builders_format(r->plan->builders[i].uri, &results[i], line, sizeof(line));
-                append_bounded(message, sizeof(message), line);
+                append_bounded(details, sizeof(details), line);
                 if (results[i].state != BUILDER_STATE_OK)
-                        append_bounded(message, sizeof(message),
-                                       r->plan->builders[i].required
-                                               ? " (left out)"
-                                               : " (kept: not required)");
+                        append_bounded(details, sizeof(details),
+                                       r->plan->builders[i].required ? " (left out)"
+                                                                     : " (kept: not required)");
         }
 
         if (mismatch) {
                 snprintf(error, sizeof(error),
                          "the required builder %s shows another host key than the pinned one: "
-                         "possible attack, nothing is written. %s",
-                         mismatch, message);
-                return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
-        }
-        if (answering == 0 && p->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS && !p->fallback_local) {
-                snprintf(error, sizeof(error),
-                         "no builder answers and the profile does not allow building locally "
-                         "(nix.fallback-local: false); nothing is written. %s",
-                         message);
+                         "possible attack, nothing is written. %s%s",
+                         mismatch, count, details);
                 return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
         }
 
-        /* max-jobs follows the builders that really answer. */
+        /* max-jobs follows the builders that really answer (plan.h, step 6). */
         hw.builders_answering = answering;
         k = plan_build(p, &hw, &replanned);
         if (k < 0) {
                 snprintf(error, sizeof(error), "the profile cannot be planned again: %s",
                          strerror(-k));
+                return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
+        }
+        if (replanned->local_builds == PLAN_LOCAL_BUILDS_UNUSABLE) {
+                plan_free(replanned);
+                snprintf(error, sizeof(error),
+                         "no builder answers and the profile does not allow building locally "
+                         "(nix.fallback-local: false); nothing is written. %s%s",
+                         count, details);
                 return phase_failed(r, AGENT_EXIT_BUILDERS, error, NULL);
         }
         for (size_t i = n; i-- > 0;)
@@ -519,11 +526,28 @@ static int run_builders(struct run *r)
         plan_free(r->plan);
         r->plan = replanned;
 
-        if (answering == 0 && p->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS)
-                append_bounded(message, sizeof(message),
-                               "; no builder answers: building locally (nix.fallback-local: true)");
-        snprintf(line, sizeof(line), "; max-jobs %s", plan_get(r->plan, "max-jobs") ?: "-");
-        append_bounded(message, sizeof(message), line);
+        /* What was decided comes first: the builders' lines may be cut off. */
+        max_jobs = plan_get(r->plan, "max-jobs") ?: "-";
+        switch (r->plan->local_builds) {
+        case PLAN_LOCAL_BUILDS_NONE:
+                snprintf(line, sizeof(line), "building remotely only (max-jobs = %s)", max_jobs);
+                break;
+        case PLAN_LOCAL_BUILDS_ALSO:
+                snprintf(line, sizeof(line),
+                         "building remotely and locally (nix.local-builds: true, max-jobs = %s)",
+                         max_jobs);
+                break;
+        case PLAN_LOCAL_BUILDS_FALLBACK:
+                snprintf(line, sizeof(line),
+                         "none answers: building locally (nix.fallback-local: true, max-jobs = %s)",
+                         max_jobs);
+                break;
+        default:
+                snprintf(line, sizeof(line), "max-jobs = %s", max_jobs);
+                break;
+        }
+        snprintf(message, sizeof(message), "%s: %s", count, line);
+        append_bounded(message, sizeof(message), details);
         phase_ok(r, message);
         return 0;
 }

@@ -31,6 +31,13 @@ void secrets_done(struct secrets *s)
         buf_wipe(&s->dhall);
 }
 
+const char *secrets_identity(const struct secrets *s, size_t index)
+{
+        if (index >= ELEMENTSOF(s->identities))
+                return NULL;
+        return s->identities[index].data;
+}
+
 bool secrets_have_netrc(const struct secrets *s)
 {
         for (size_t i = 0; i < ELEMENTSOF(s->tokens); i++)
@@ -148,9 +155,14 @@ int secrets_items(const struct plan *plan, struct secrets *s, struct write_item 
                 if (r < 0)
                         return r;
         }
-        for (size_t i = 0; i < plan->n_builders && i < PROFILE_MAX_BUILDERS; i++) {
-                struct secret_buf *id = &s->identities[i];
+        for (size_t i = 0; i < plan->n_builders; i++) {
+                struct secret_buf *id;
 
+                /* By the builder's place in the profile: the builders phase may have left
+                 * builders before it out of the plan. */
+                if (plan->builders[i].index >= PROFILE_MAX_BUILDERS)
+                        continue;
+                id = &s->identities[plan->builders[i].index];
                 if (!id->data || !plan->builders[i].identity_sealed)
                         continue;
                 /* ssh refuses a private key file without its final newline; seal drops one. */

@@ -10,7 +10,8 @@
  *                                   !includes it)
  *   /root/.config/cachix/cachix.dhall   the cachix tool's configuration, with the token of the
  *                                   first cache that has one
- *   each sealed builder identity    at its plan_builder.identity_path
+ *   each sealed builder identity    at its plan_builder.identity_path (the builders phase
+ *                                   logs in with it from memory before: secrets_identity())
  *
  * Every plaintext, and every file text that holds one, lives in sodium_malloc() memory and is
  * wiped by secrets_done(), which the caller calls right after writing. Nothing here prints. */
@@ -52,6 +53,11 @@ int secrets_open(const struct profile *p, const struct devicekey *k, struct secr
  * -E2BIG (no room) or -ENOMEM. */
 int secrets_items(const struct plan *plan, struct secrets *s, struct write_item *items, size_t max,
                   size_t *n);
+
+/* The opened private key text (OpenSSH or PEM, NUL-terminated, in locked memory owned by s) of
+ * the profile's builders[index].identity when it is sealed; NULL otherwise, or after
+ * secrets_done(). */
+const char *secrets_identity(const struct secrets *s, size_t index);
 
 /* True when some cache carries a token: the netrc is written. */
 bool secrets_have_netrc(const struct secrets *s);

@@ -342,6 +342,7 @@ static int builder_copy(const struct profile_builder *src, size_t index, struct 
 {
         int r;
 
+        b->index = index;
         b->uri = strdup(src->uri ? src->uri : "");
         b->host_key = strdup(src->host_key ? src->host_key : "");
         if (!b->uri || !b->host_key)
@@ -530,15 +531,26 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
         if (r < 0)
                 return r;
 
-        /* 6. a small device hands every build to the builders while one answers. A number the
-         * profile chose itself is the operator's decision and stays. */
-        plan->small_device =
-                !hw || hw->cpus < PLAN_SMALL_CPUS || hw->memory_bytes < PLAN_SMALL_MEMORY;
-        v = profile_value(p, "max-jobs");
-        if (plan->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS && plan->small_device && hw &&
-            hw->builders_answering > 0 && plan->n_builders > 0 &&
-            (!v || streq(v, "auto") || streq(v, "fit"))) {
-                r = plan_set(plan, "max-jobs", "0");
+        /* 6. where builds run, with strategy remote-builders (plan.h) */
+        if (plan->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS && hw && plan->n_builders > 0) {
+                if (hw->builders_answering > 0 && !p->local_builds) {
+                        plan->local_builds = PLAN_LOCAL_BUILDS_NONE;
+                        r = plan_set(plan, "max-jobs", "0");
+                } else if (hw->builders_answering > 0) {
+                        plan->local_builds = PLAN_LOCAL_BUILDS_ALSO;
+                } else if (p->fallback_local) {
+                        plan->local_builds = PLAN_LOCAL_BUILDS_FALLBACK;
+                        /* max-jobs = 0 would build nothing at all: the fallback means local
+                         * builds, sized to the hardware. */
+                        v = plan_get(plan, "max-jobs");
+                        if (v && streq(v, "0")) {
+                                char number[32];
+
+                                snprintf(number, sizeof(number), "%" PRIu64, plan->fit_jobs);
+                                r = plan_set(plan, "max-jobs", number);
+                        }
+                } else
+                        plan->local_builds = PLAN_LOCAL_BUILDS_UNUSABLE;
                 if (r < 0)
                         return r;
         }

@@ -26,10 +26,20 @@
  *     the two would be silently ignored.
  *  5. "fit" for max-jobs and cores is sized to the hardware (plan_fit(), rule below); "auto" is
  *     left to Nix.
- *  6. remote-builders on a device with few resources (fewer than PLAN_SMALL_CPUS CPUs or less
- *     than PLAN_SMALL_MEMORY bytes of memory) while at least one builder answers
- *     (plan_hardware.builders_answering > 0): max-jobs = 0, so nothing is compiled locally.
- *     A number the profile gave max-jobs itself is kept; auto and fit become 0.
+ *  6. With strategy remote-builders and builders listed, where builds run
+ *     (plan_hardware.builders_answering says how many builders answered the probe; the agent
+ *     passes the number listed before the probe):
+ *       - at least one answers, nix.local-builds false (the default): max-jobs = 0, whatever
+ *         the preset or nix.settings.max-jobs say: the device builds nothing itself
+ *         (PLAN_LOCAL_BUILDS_NONE). nix.settings.max-jobs then only sizes a fallback;
+ *       - at least one answers, nix.local-builds true: max-jobs as steps 1-5 made it, and
+ *         Nix shares the builds between the device and the builders (PLAN_LOCAL_BUILDS_ALSO);
+ *       - none answers, nix.fallback-local true: max-jobs as steps 1-5 made it, except that
+ *         0 (which would build nothing at all) becomes fit's number (PLAN_LOCAL_BUILDS_FALLBACK);
+ *       - none answers, nix.fallback-local false: max-jobs as steps 1-5 made it, and the plan
+ *         says PLAN_LOCAL_BUILDS_UNUSABLE: the agent stops before writing it (exit 6).
+ *     Any other strategy, no builders, or hw NULL: PLAN_LOCAL_BUILDS_AS_SET, max-jobs as
+ *     steps 1-5 made it.
  *
  * The fit rule. A build job gets about 1 GiB of memory (PLAN_FIT_MEMORY_PER_JOB) after
  * 512 MiB (PLAN_FIT_MEMORY_RESERVE) are kept for the system, and the CPUs are shared as a
@@ -60,8 +70,6 @@
  * builder's index in the profile, counted from 0 as in "builders[N]". */
 #define PLAN_SEALED_IDENTITY_FORMAT "/etc/nix/nixprov-builder-%zu.key"
 
-#define PLAN_SMALL_CPUS 2u
-#define PLAN_SMALL_MEMORY (UINT64_C(2) << 30)
 #define PLAN_FIT_MEMORY_RESERVE (UINT64_C(512) << 20)
 #define PLAN_FIT_MEMORY_PER_JOB (UINT64_C(1) << 30)
 
@@ -72,8 +80,8 @@ struct plan_hardware {
         unsigned cpus;         /* online CPUs; 0 when unknown */
         uint64_t memory_bytes; /* physical memory; 0 when unknown */
         /* Builders that answered the probe (the builders phase re-plans with the number that
-         * answered; before it, the agent passes the number of builders in the profile). 0:
-         * max-jobs stays as computed. */
+         * answered; before it, the agent passes the number of builders in the profile). Step 6
+         * above. */
         unsigned builders_answering;
 };
 
@@ -89,6 +97,8 @@ enum plan_builder_protocol {
 };
 
 struct plan_builder {
+        size_t index; /* in the profile's builders list ("builders[N]"): it stays when
+                       * plan_remove_builder() moves the builder up */
         char *uri; /* as in the profile: ssh://[user@]host[:port][?query] or ssh-ng://... */
         enum plan_builder_protocol protocol;
         char *user; /* the part before '@', NULL when the URI names none */
@@ -105,6 +115,16 @@ struct plan_builder {
         char *identity_path;  /* the profile's path, PLAN_SEALED_IDENTITY_FORMAT, or NULL */
         bool identity_sealed; /* identity_path is where the agent must write the opened key */
         bool required;
+};
+
+/* Where the builds of a remote-builders profile run: step 6 above. */
+enum plan_local_builds {
+        PLAN_LOCAL_BUILDS_AS_SET,   /* not decided by the plan: max-jobs as the settings say */
+        PLAN_LOCAL_BUILDS_NONE,     /* a builder answers: remotely only, max-jobs = 0 */
+        PLAN_LOCAL_BUILDS_ALSO,     /* a builder answers, nix.local-builds: true */
+        PLAN_LOCAL_BUILDS_FALLBACK, /* none answers, nix.fallback-local: true: locally */
+        PLAN_LOCAL_BUILDS_UNUSABLE, /* none answers, nix.fallback-local: false: nowhere */
+        _PLAN_LOCAL_BUILDS_MAX,
 };
 
 struct plan_cache {
@@ -130,7 +150,7 @@ struct plan {
         /* What fit resolved to (also when the profile did not ask for fit). */
         uint64_t fit_jobs;
         uint64_t fit_cores;
-        bool small_device; /* below PLAN_SMALL_CPUS or PLAN_SMALL_MEMORY */
+        enum plan_local_builds local_builds; /* step 6 */
 };
 
 /* Builds the plan for profile p on hardware hw (NULL: nothing known). Copies what it keeps;

@@ -745,6 +745,9 @@ static const struct yaml_schema_field nix_fields[] = {
     {.key = "fallback-local",
      .parse = yaml_schema_parse_bool,
      .offset = offsetof(struct profile, fallback_local)},
+    {.key = "local-builds",
+     .parse = yaml_schema_parse_bool,
+     .offset = offsetof(struct profile, local_builds)},
 };
 YAML_SCHEMA_DEFINE_TABLE(nix_table, nix_fields);
 

@@ -154,6 +154,11 @@ struct profile {
         /* nix.fallback-local (default false): with strategy remote-builders, when no builder
          * answers the probe, build locally (true) or stop with "builders unusable" (false). */
         bool fallback_local;
+        /* nix.local-builds (default false): with strategy remote-builders, while at least one
+         * builder answers, the device also builds itself (true: max-jobs as nix.settings and
+         * the preset say) or builds nothing locally (false: max-jobs = 0, whatever
+         * nix.settings.max-jobs says; that value then sizes only the fallback). */
+        bool local_builds;
 
         struct profile_builder *builders;
         size_t n_builders;

@@ -115,7 +115,8 @@ MACHINES_FILE=root/etc/nix/nixprov-machines
 publish 1 true false
 expect_exit first-run 0 agent_run
 expect_grep first-run "provisioned at serial 1"
-expect_grep first-run "1 of 1 builder answers"
+expect_grep first-run "1 of 1 builder answers: building remotely only (max-jobs = 0)"
+grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "a builder answers: max-jobs is not 0"
 f=$(builders_report)
 [ "$(jq -r .status <<<"$f")" = ok ] || die "builders report: $f"
 jq -r .message <<<"$f" | grep -q "$BUILDER_URI: ok, [0-9]* ms, nix-store (Nix) " ||
@@ -218,7 +219,9 @@ ok "run: the only builder down, required, no fallback: exit 6, nothing written, 
 # required, fallback-local: builds locally and says so; the builder is left out of the file.
 publish 4 true true
 expect_exit run-fallback 0 agent_run
-expect_grep run-fallback "building locally (nix.fallback-local: true)"
+expect_grep run-fallback "0 of 1 builder answers: none answers: building locally (nix.fallback-local: true, max-jobs = "
+grep -q "^max-jobs = [1-9][0-9]*$" root/etc/nix/nixprov.conf ||
+  die "fallback: max-jobs is not fit's number: $(grep max-jobs root/etc/nix/nixprov.conf)"
 [ ! -s "$MACHINES_FILE" ] || { cat "$MACHINES_FILE" >&2; die "a builder that did not answer was written"; }
 ok "run: builder down, fallback-local: true: provisioned, building locally, builder left out"
 
@@ -265,9 +268,10 @@ cp root/etc/nixprov/builder_ed25519 "$TMP/key/id"
 BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=$TMP/ssh/nix-store-builder"
 RUN_ID=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 publish 7 true false
-# ... and the device builds nothing itself.
-sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|; s|max-jobs: fit|max-jobs: 0|" \
-  "data/machines/$MACHINE.yaml"
+# The profile says max-jobs: fit; the device builds nothing itself because the builder answers
+# (the offloading policy, not a max-jobs: 0 in the profile).
+sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|" "data/machines/$MACHINE.yaml"
+grep -q "max-jobs: fit" "data/machines/$MACHINE.yaml" || die "the profile lost its max-jobs: fit"
 minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
 # Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name), so the
 # stand-in gives Nix the written machines file with the port moved to NIX_SSHOPTS.
@@ -281,6 +285,7 @@ exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/c
 EOF
 expect_exit remote-build 0 agent_run
 expect_grep remote-build "provisioned at serial 7"
+expect_grep remote-build "1 of 1 builder answers: building remotely only (max-jobs = 0)"
 history
 f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
 [ "$(jq -r .counts.built_remote <<<"$f")" = 3 ] || die "built remotely: $f"
@@ -289,7 +294,7 @@ grep -qF "on 'ssh://root@127.0.0.1?remote-program=$TMP/ssh/nix-store-builder'" r
   die "the rebuild log does not name the builder"
 ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
 grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
-ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0)"
+ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0: the builder answers)"
 
 # --- a builder without Nix: nix-missing ----------------------------------------------------------
 BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=/nonexistent/nix-store"
@@ -374,6 +379,72 @@ expect_exit run-defaultkey 0 agent_run
 expect_grep run-defaultkey "1 of 1 builder answers"
 grep -q "^$BUILDER_URI x86_64-linux - " "$MACHINES_FILE" || die "machines file: $(cat "$MACHINES_FILE")"
 ok "no identity in the profile: root's default key logs in (none there: auth-failed, exit 6)"
+
+# --- nix.local-builds: true: the device builds too, while the builder answers ------------------
+publish 11 true false
+sed -i '/identity:/d; s|^nix:$|nix:\n  local-builds: true|' "data/machines/$MACHINE.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 11" >/dev/null
+expect_exit run-local 0 agent_run
+expect_grep run-local "1 of 1 builder answers: building remotely and locally (nix.local-builds: true, max-jobs = "
+grep -q "^max-jobs = [1-9][0-9]*$" root/etc/nix/nixprov.conf ||
+  die "local-builds: max-jobs is not fit's number: $(grep max-jobs root/etc/nix/nixprov.conf)"
+grep -q "^$BUILDER_URI " "$MACHINES_FILE" || die "local-builds: the builder is not in the machines file"
+ok "nix.local-builds: true: remotely and locally, $(grep '^max-jobs' root/etc/nix/nixprov.conf)"
+
+# --- a sealed identity: opened in plan, used by the probe from memory, then written 0600 ---------
+# A key of its own, known to the builder, that exists on the device only sealed in the profile.
+ssh-keygen -q -t ed25519 -N '' -C sealed-identity -f ssh/sealed_ed25519
+cat ssh/sealed_ed25519.pub >> ssh/authorized_keys
+rm -f root/root/.ssh/id_ed25519
+BOX_PUB=root/var/lib/nixprov/device-box.pub
+[ -s "$BOX_PUB" ] || die "the device has no box key yet"
+seal() { "$BIN/nixprov" seal --to "$BOX_PUB" --file "$1" | sed -n 's/^{sealed: \(.*\)}$/\1/p'; }
+publish_sealed() { # publish_sealed SERIAL SEALED
+  publish "$1" true false
+  sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: {sealed: $2}|" "data/machines/$MACHINE.yaml"
+  grep -q "identity: {sealed: " "data/machines/$MACHINE.yaml" || die "no sealed identity in the profile"
+  minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
+}
+SEALED_KEY_FILE=root/etc/nix/nixprov-builder-0.key
+
+# Refusals first: sealed text that is no private key, and a key the builder does not know.
+printf 'not a private key\n' > not-a-key.txt
+publish_sealed 12 "$(seal not-a-key.txt)"
+expect_exit run-sealed-junk 6 agent_run
+expect_grep run-sealed-junk "$BUILDER_URI: auth-failed: the identity builders[0].identity (sealed) is not a private key libssh can read (OpenSSH or PEM, without a passphrase) (left out)"
+[ ! -e "$SEALED_KEY_FILE" ] || die "a sealed identity was written though the run failed"
+publish_sealed 13 "$(seal ssh/stranger_ed25519)"
+expect_exit run-sealed-stranger 6 agent_run
+expect_grep run-sealed-stranger "$BUILDER_URI: auth-failed: user root was not let in with the identity builders[0].identity (sealed) (left out)"
+[ ! -e "$SEALED_KEY_FILE" ] || die "a sealed identity was written though the run failed"
+ok "a sealed identity that is no key, or that the builder does not know: auth-failed (exit 6), no key file written"
+
+publish_sealed 14 "$(seal ssh/sealed_ed25519)"
+log_before=$(wc -l < ssh/sshd.log)
+expect_exit run-sealed 0 agent_run
+expect_grep run-sealed "provisioned at serial 14"
+expect_grep run-sealed "1 of 1 builder answers: building remotely only (max-jobs = 0); $BUILDER_URI: ok, "
+tail -n +"$((log_before + 1))" ssh/sshd.log | grep -q "Accepted publickey for root .* ED25519 SHA256:$(ssh-keygen -lf ssh/sealed_ed25519.pub | cut -d' ' -f2 | cut -d: -f2)" ||
+  die "sshd did not let the sealed key in: $(tail -n +"$((log_before + 1))" ssh/sshd.log)"
+[ "$(stat -c '%a %u' "$SEALED_KEY_FILE")" = "600 0" ] || die "the key file is $(stat -c '%a %u' "$SEALED_KEY_FILE")"
+cmp -s "$SEALED_KEY_FILE" ssh/sealed_ed25519 || die "the written key differs from the sealed one"
+grep -q "^$BUILDER_URI x86_64-linux /etc/nix/nixprov-builder-0.key 2 1 - - " "$MACHINES_FILE" ||
+  die "the machines file does not name the written key: $(cat "$MACHINES_FILE")"
+# nixprov-agent builders logs in with the written file, as Nix will.
+expect_exit probe-sealed 0 probe
+expect_grep probe-sealed "$BUILDER_URI: ok, "
+# The key's text (each full line of its body after the first, which every OpenSSH ed25519 key
+# shares) is in no other file: not in the root, the logs, the
+# reports, the server's database and log, nor in what the programs printed.
+sed '1,2d;$d' ssh/sealed_ed25519 | awk 'length >= 64' > key-lines
+[ "$(wc -l < key-lines)" -ge 3 ] || die "the key has too few lines to look for: $(wc -l < key-lines)"
+grep -qaF -f key-lines "$SEALED_KEY_FILE" || die "the leak check would not see the key"
+leaks=$(
+  { find root -type f ! -path "$SEALED_KEY_FILE" -print0
+    printf '%s\0' ./*.out history.json "$TMP/server.log" ssh/sshd.log data/nixprov.db*
+  } | xargs -0 grep -laF -f key-lines 2>/dev/null || true)
+[ -z "$leaks" ] || die "the sealed key's text leaked into: $leaks"
+ok "a sealed identity: the probe logs in with it from memory (sshd: Accepted publickey), written 0600 only after, named in the machines file; its text is nowhere else"
 
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"

@@ -145,7 +145,7 @@ static void test_probe_nothing(void **state)
         struct plan plan = {};
 
         (void)state;
-        assert_int_equal(builders_probe(&plan, "/", 1000, NULL), 0);
+        assert_int_equal(builders_probe(&plan, "/", NULL, 1000, NULL), 0);
 }
 
 int main(void)

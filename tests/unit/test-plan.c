@@ -486,44 +486,67 @@ static void test_builders(void **state)
                 assert_true(plan->builders[1].speed_factor == 2);
                 assert_false(plan->builders[1].required);
                 assert_string_equal(plan->builders[1].host_key, HOST_KEY);
-                /* big device: max-jobs as the preset says */
+                /* no builder answered, no fallback: max-jobs as the preset says */
                 assert_string_equal(plan_get(plan, "max-jobs"), "auto");
         }
 }
 
-static void test_small_device(void **state)
+/* Where builds run with strategy remote-builders: remotely only while a builder answers
+ * (max-jobs = 0, whatever the settings and the hardware say), unless nix.local-builds; when
+ * none answers, locally with nix.fallback-local (never with max-jobs = 0), or nowhere. */
+static void test_local_builds(void **state)
 {
-        static const struct plan_hardware one_cpu = {
-                .cpus = 1, .memory_bytes = 8 * GiB, .builders_answering = 1};
-        static const struct plan_hardware little_memory = {
-                .cpus = 4, .memory_bytes = 1 * GiB, .builders_answering = 2};
-        static const struct plan_hardware none_answers = {
-                .cpus = 1, .memory_bytes = 1 * GiB, .builders_answering = 0};
-        static const struct plan_hardware large = {
+        static const struct plan_hardware one_answers = {
                 .cpus = 16, .memory_bytes = 64 * GiB, .builders_answering = 1};
+        static const struct plan_hardware small_two_answer = {
+                .cpus = 1, .memory_bytes = 1 * GiB, .builders_answering = 2};
+        static const struct plan_hardware none_answers = {
+                .cpus = 4, .memory_bytes = 8 * GiB, .builders_answering = 0};
         static const struct {
                 const char *what;
                 enum profile_strategy strategy;
                 const struct plan_hardware *hw;
-                bool with_builder;
+                bool with_builder, local_builds, fallback_local;
                 char *max_jobs; /* the profile's own, or NULL */
                 const char *expected;
+                enum plan_local_builds decision;
         } cases[] = {
-                {"one CPU", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_cpu, true, NULL, "0"},
-                {"1 GiB", PROFILE_STRATEGY_REMOTE_BUILDERS, &little_memory, true, NULL, "0"},
-                {"fit becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_cpu, true, "fit", "0"},
-                {"auto becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_cpu, true, "auto", "0"},
-                {"the profile's number stays", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_cpu, true,
-                 "2", "2"},
-                {"no builder answers", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true, NULL,
-                 "auto"},
-                {"no builder answers, fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true,
-                 "fit", "1"},
-                {"no builder listed", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_cpu, false, NULL,
-                 "auto"},
-                {"large device", PROFILE_STRATEGY_REMOTE_BUILDERS, &large, true, NULL, "auto"},
-                {"other strategy", PROFILE_STRATEGY_BINARY_CACHES, &one_cpu, true, NULL, "auto"},
-                {"unknown hardware", PROFILE_STRATEGY_REMOTE_BUILDERS, NULL, true, NULL, "auto"},
+                {"a builder answers: remotely only, on a large device too",
+                 PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false, false, NULL, "0",
+                 PLAN_LOCAL_BUILDS_NONE},
+                {"small device", PROFILE_STRATEGY_REMOTE_BUILDERS, &small_two_answer, true, false,
+                 false, NULL, "0", PLAN_LOCAL_BUILDS_NONE},
+                {"fit becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false,
+                 true, "fit", "0", PLAN_LOCAL_BUILDS_NONE},
+                {"auto becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false,
+                 false, "auto", "0", PLAN_LOCAL_BUILDS_NONE},
+                {"the profile's number only sizes a fallback", PROFILE_STRATEGY_REMOTE_BUILDERS,
+                 &one_answers, true, false, true, "3", "0", PLAN_LOCAL_BUILDS_NONE},
+                {"local-builds: the preset's auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
+                 true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_ALSO},
+                {"local-builds: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, true,
+                 false, "fit", "4", PLAN_LOCAL_BUILDS_ALSO},
+                {"local-builds: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS,
+                 &one_answers, true, true, false, "3", "3", PLAN_LOCAL_BUILDS_ALSO},
+                {"local-builds: the profile's 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
+                 true, true, true, "0", "0", PLAN_LOCAL_BUILDS_ALSO},
+                {"none answers, fallback: auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers,
+                 true, false, true, NULL, "auto", PLAN_LOCAL_BUILDS_FALLBACK},
+                {"none answers, fallback: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers,
+                 true, false, true, "fit", "2", PLAN_LOCAL_BUILDS_FALLBACK},
+                {"none answers, fallback: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS,
+                 &none_answers, true, false, true, "3", "3", PLAN_LOCAL_BUILDS_FALLBACK},
+                {"none answers, fallback: 0 would build nothing, fit instead",
+                 PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true, false, true, "0", "2",
+                 PLAN_LOCAL_BUILDS_FALLBACK},
+                {"none answers, no fallback: unusable", PROFILE_STRATEGY_REMOTE_BUILDERS,
+                 &none_answers, true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_UNUSABLE},
+                {"no builder listed", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, false, false,
+                 false, NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
+                {"other strategy", PROFILE_STRATEGY_BINARY_CACHES, &one_answers, true, false,
+                 false, NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
+                {"unknown answers", PROFILE_STRATEGY_REMOTE_BUILDERS, NULL, true, false, false,
+                 "fit", "1", PLAN_LOCAL_BUILDS_AS_SET},
         };
         (void)state;
 
@@ -532,15 +555,19 @@ static void test_small_device(void **state)
                 struct test_profile t;
                 struct profile *p = make_profile(&t, cases[i].strategy);
 
+                p->local_builds = cases[i].local_builds;
+                p->fallback_local = cases[i].fallback_local;
                 if (cases[i].with_builder)
                         add_builder(&t, "ssh://nix@builder.example.org");
                 if (cases[i].max_jobs)
                         add_setting(&t, "max-jobs", cases[i].max_jobs);
                 assert_int_equal(plan_build(p, cases[i].hw, &plan), 0);
-                if (!streq(plan_get(plan, "max-jobs"), cases[i].expected))
-                        fprintf(stderr, "case '%s': max-jobs = %s\n", cases[i].what,
-                                plan_get(plan, "max-jobs"));
+                if (!streq(plan_get(plan, "max-jobs"), cases[i].expected) ||
+                    plan->local_builds != cases[i].decision)
+                        fprintf(stderr, "case '%s': max-jobs = %s, decision %d\n", cases[i].what,
+                                plan_get(plan, "max-jobs"), (int)plan->local_builds);
                 assert_string_equal(plan_get(plan, "max-jobs"), cases[i].expected);
+                assert_int_equal(plan->local_builds, cases[i].decision);
         }
 }
 
@@ -574,7 +601,7 @@ int main(void)
                 cmocka_unit_test(test_presets),  cmocka_unit_test(test_overrides),
                 cmocka_unit_test(test_fit_rule), cmocka_unit_test(test_fit_in_plan),
                 cmocka_unit_test(test_caches),   cmocka_unit_test(test_cache_with_token),
-                cmocka_unit_test(test_builders), cmocka_unit_test(test_small_device),
+                cmocka_unit_test(test_builders), cmocka_unit_test(test_local_builds),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -121,6 +121,12 @@ static const struct bad_case bad_cases[] = {
         {HEAD "nix: {fallback-local: \"true\"}\n", -EBADMSG, 6, 23, "nix.fallback-local", ""},
         {HEAD "nix: {fallback-local: true, fallback-local: false}\n", -EBADMSG, 6, 29,
          "nix.fallback-local", "duplicate key"},
+        {HEAD "nix: {local-builds: 1}\n", -EBADMSG, 6, 21, "nix.local-builds", "true or false"},
+        {HEAD "nix: {local-builds: \"false\"}\n", -EBADMSG, 6, 21, "nix.local-builds", ""},
+        {HEAD "nix: {local-builds: true, local-builds: true}\n", -EBADMSG, 6, 27,
+         "nix.local-builds", "duplicate key"},
+        {HEAD "nix: {local-build: true}\n", -EBADMSG, 6, 7, "nix.local-build",
+         "unknown key 'local-build'"},
         {HEAD "rebuild: {reboot: true}\n", -EBADMSG, 6, 11, "rebuild.reboot", "unknown key"},
         {BUILDER "    user: nix\n", -EBADMSG, 10, 5, "builders[0].user", "unknown key 'user'"},
         {CACHE "    token: x\n", -EBADMSG, 9, 5, "cachix[0].token", "unknown key 'token'"},
@@ -644,6 +650,7 @@ static void test_defaults(void **state)
         assert_int_equal(p->report.interval, 30);
         assert_null(profile_find_setting(p, "max-jobs"));
         assert_false(p->fallback_local);
+        assert_false(p->local_builds);
 }
 
 static void test_values(void **state)
@@ -853,6 +860,7 @@ static void test_examples(void **state)
         assert_int_equal(remote->builders[1].identity.kind, PROFILE_SECRET_PATH);
         assert_false(remote->builders[1].required);
         assert_true(remote->fallback_local);
+        assert_false(remote->local_builds);
         assert_int_equal(remote->n_caches, 1);
         assert_int_equal(remote->caches[0].auth_token.kind, PROFILE_SECRET_SEALED);
         assert_true(remote->caches[0].auth_token.sealed_size > 48);

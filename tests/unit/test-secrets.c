@@ -25,7 +25,7 @@ static char *systems[] = {(char *)"x86_64-linux"};
 struct fixture {
         struct profile p;
         struct profile_cache caches[3];
-        struct profile_builder builders[1];
+        struct profile_builder builders[2];
         uint8_t sealed[3][256];
         uint8_t sealed_identity[256];
 };
@@ -187,12 +187,49 @@ static void test_no_secrets(void **state)
         secrets_done(&s);
 }
 
+/* The builders phase may leave a builder out of the plan: each sealed key still goes with its
+ * own builder, by the builder's place in the profile. */
+static void test_identity_follows_builder(void **state)
+{
+        _cleanup_(plan_freep) struct plan *plan = NULL;
+        struct secrets s = {};
+        struct write_item items[4];
+        struct fixture f;
+        uint8_t second[256];
+        char error[SECRETS_ERROR_MAX];
+        size_t n = 0;
+        (void)state;
+
+        setup_profile(&f);
+        f.p.n_caches = 0;
+        f.builders[1] = f.builders[0];
+        f.builders[1].uri = (char *)"ssh://nix@b2";
+        seal_to(key->box_public, "second key", second, &f.builders[1].identity);
+        f.p.n_builders = 2;
+        assert_int_equal(plan_build(&f.p, NULL, &plan), 0);
+        assert_int_equal(secrets_open(&f.p, key, &s, error), 0);
+        assert_string_equal(secrets_identity(&s, 1), "second key");
+        assert_null(secrets_identity(&s, 2));
+        assert_null(secrets_identity(&s, PROFILE_MAX_BUILDERS));
+        assert_null(secrets_identity(&s, SIZE_MAX));
+
+        assert_int_equal(plan_remove_builder(plan, 0), 0);
+        assert_int_equal(plan->builders[0].index, 1);
+        assert_int_equal(secrets_items(plan, &s, items, ELEMENTSOF(items), &n), 0);
+        assert_int_equal(n, 1);
+        expect_text(find(items, n, "/etc/nix/nixprov-builder-1.key"), "second key\n");
+        secrets_done(&s);
+        assert_null(secrets_identity(&s, 0));
+        assert_null(secrets_identity(&s, 1));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_open_and_render),
             cmocka_unit_test(test_refusals),
             cmocka_unit_test(test_no_secrets),
+            cmocka_unit_test(test_identity_follows_builder),
         };
         int r;
 
