@@ -639,6 +639,88 @@ grep -q "$base/v1/machines" "$tmp/fleet.err" || fail "fleet error does not name 
 grep -qi "connect" "$tmp/fleet.err" || fail "fleet error does not give curl's reason"
 pass "nixprov fleet against a stopped server -> exit 1: $(head -1 "$tmp/fleet.err")"
 
+# --- the enrollment policy ---------------------------------------------------------------------
+
+P1=11111111111111111111111111111111 # listed by id (as a dashed UUID)
+P2=22222222222222222222222222222222 # by MAC
+P3=33333333333333333333333333333333 # by token
+P4=44444444444444444444444444444444 # a wrong token
+TOKEN="enroll-token-$RANDOM$RANDOM$RANDOM"
+printf '%s\n' "$TOKEN" >"$tmp/token"
+chmod 0600 "$tmp/token"
+cat >"$tmp/policy.yaml" <<EOF_POLICY
+approve:
+  machine-ids: [11111111-1111-1111-1111-111111111111]
+  macs: ["52:54:00:AA:BB:CC"]
+  token-files: [$tmp/token]
+EOF_POLICY
+
+start_policy_server() {
+        rm -f "$tmp/port"
+        "$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+                --port-file "$tmp/port" --enroll-policy "$@" >"$tmp/server.out" 2>>"$tmp/server.err" &
+        server_pid=$!
+}
+
+printf 'approve:\n  macs: []\n  tokens: [x]\n' >"$tmp/bad-policy.yaml"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+        --enroll-policy "$tmp/bad-policy.yaml" 2>"$tmp/policy.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "bad-policy.yaml:3:3: approve.tokens: unknown key" "$tmp/policy.err" ||
+        fail "serve with a bad policy: exit $rc, $(cat "$tmp/policy.err")"
+pass "serve refuses a bad policy naming file:line:column and key: $(head -1 "$tmp/policy.err")"
+chmod 0644 "$tmp/token"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+        --enroll-policy "$tmp/policy.yaml" 2>"$tmp/policy.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "must be mode 0600" "$tmp/policy.err" ||
+        fail "serve with a token file of mode 0644: exit $rc, $(cat "$tmp/policy.err")"
+! grep -q "$TOKEN" "$tmp/policy.err" || fail "the token is in serve's error"
+pass "serve refuses a token file readable by others: $(head -1 "$tmp/policy.err")"
+chmod 0600 "$tmp/token"
+
+# token_proof ID DEV: the proof of the token for this machine id and DEV's keys.
+token_proof() {
+        python3 -c '
+import base64, hashlib, sys
+token = open(sys.argv[1], "rb").read()
+if token.endswith(b"\n"):
+    token = token[:-1]
+k = hashlib.blake2b(token, digest_size=32).digest()
+sign_key, box_key = (base64.b64decode(x) for x in sys.argv[3].split())
+proof = hashlib.blake2b(sys.argv[2].encode() + sign_key + box_key, digest_size=32, key=k)
+print(base64.b64encode(proof.digest()).decode())' "$tmp/token" "$1" "$("$SIGN" "$tmp/dev/$2" --keys)"
+}
+
+start_policy_server "$tmp/policy.yaml"
+for _ in $(seq 100); do
+        [[ -s $tmp/port ]] && break
+        kill -0 "$server_pid" 2>/dev/null || fail "the policy server exited during startup"
+        sleep 0.1
+done
+port=$(cat "$tmp/port")
+base="http://127.0.0.1:$port"
+enroll $P1 p1
+json_check 'd["state"] == "approved"' "P1 listed by machine id"
+enroll $P2 p2 "" 52:54:00:aa:bb:cc
+json_check 'd["state"] == "approved"' "P2 listed by MAC"
+enroll $P3 p3 "" "" '"token_proof":"'"$(token_proof $P3 p3)"'"'
+json_check 'd["state"] == "approved"' "P3 with the token's proof"
+enroll $P4 p4 "" "" '"token_proof":"'"$(token_proof $P3 p4)"'"'
+json_check 'd["state"] == "pending"' "P4 with a proof for another machine"
+enroll $M1 m1
+json_check 'd["state"] == "pending"' "a machine the policy does not name"
+req GET /v1/machines
+json_check '{m["machine_id"]: m["decided_by"] for m in d} == {"'$P1'": "policy:machine-id",
+            "'$P2'": "policy:mac", "'$P3'": "policy:token", "'$P4'": None, "'$M1'": None}' \
+        "decided_by of each"
+pass "--enroll-policy approves by machine id, MAC and token proof; the rest wait"
+req GET "/v1/machines/$P3/profile"
+expect_status 200 "the profile of a machine the policy approved"
+stop_server
+! grep -rq "$TOKEN" "$tmp/server.err" "$tmp/server.out" "$tmp/db" || fail "the token was logged or stored"
+pass "the token is in no log and no database"
+
 ! grep -Eq 'AddressSanitizer|runtime error|LeakSanitizer' "$tmp/server.err" ||
         fail "the sanitizers complained"
 pass "the server ran clean"
