@@ -106,8 +106,10 @@ static const char *enroll_check(json_t *json, struct enroll_request *r)
         {
                 json_t *mac;
 
-                json_array_foreach(v, i, mac) if (!enroll_mac_is_valid(json_string_value(mac))) return
-                    "field 'macs' must hold MAC addresses like \"aa:bb:cc:dd:ee:ff\" (lowercase)";
+                json_array_foreach(v, i, mac) if (
+                    !enroll_mac_is_valid(
+                        json_string_value(mac))) return "field 'macs' must hold MAC addresses like "
+                                                        "\"aa:bb:cc:dd:ee:ff\" (lowercase)";
         }
         r->macs = v;
 
@@ -334,8 +336,8 @@ static int parse_token_files(struct yaml_schema_parser *p, const struct yaml_sch
                 if (r < 0)
                         return r;
 
-                files = reallocarray(policy->token_files, policy->n_token_files + 1,
-                                     sizeof(char *));
+                files =
+                    reallocarray(policy->token_files, policy->n_token_files + 1, sizeof(char *));
                 if (!files)
                         return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
                 policy->token_files = files;
@@ -370,7 +372,10 @@ static const struct yaml_schema_field approve_fields[] = {
      .offset = offsetof(struct enroll_policy, macs),
      .count_offset = offsetof(struct enroll_policy, n_macs),
      .max = ENROLL_POLICY_MACS_MAX},
-    {.key = "token-files", .parse = parse_token_files, .offset = 0, .max = ENROLL_POLICY_TOKENS_MAX},
+    {.key = "token-files",
+     .parse = parse_token_files,
+     .offset = 0,
+     .max = ENROLL_POLICY_TOKENS_MAX},
 };
 YAML_SCHEMA_DEFINE_TABLE(approve_table, approve_fields);
 
@@ -455,8 +460,10 @@ const char *enroll_policy_match(const struct enroll_policy *policy,
         for (size_t k = 0; k < policy->n_machine_ids; k++)
                 if (streq(policy->machine_ids[k], request->machine_id))
                         return "policy:machine-id";
-        json_array_foreach(request->macs, i, mac) for (size_t k = 0; k < policy->n_macs; k++) if (
-            streq(policy->macs[k], json_string_value(mac))) return "policy:mac";
+        json_array_foreach(
+            request->macs, i,
+            mac) for (size_t k = 0; k < policy->n_macs;
+                      k++) if (streq(policy->macs[k], json_string_value(mac))) return "policy:mac";
         if (request->has_token_proof)
                 for (size_t k = 0; k < policy->n_token_keys; k++) {
                         uint8_t proof[ENROLL_PROOF_BYTES];

@@ -431,7 +431,8 @@ int cmd_fleet(int argc, char **argv)
         if (argc >= 2)
                 for (size_t i = 0; i < ELEMENTSOF(fleet_decisions); i++)
                         if (streq(argv[1], fleet_decisions[i].verb))
-                                return fleet_decide(argc - 1, argv + 1, fleet_decisions[i].decision);
+                                return fleet_decide(argc - 1, argv + 1,
+                                                    fleet_decisions[i].decision);
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {

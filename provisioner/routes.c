@@ -392,10 +392,9 @@ static const char *routes_parse_report(json_t *json, struct store_report *report
 
 static void routes_store_failed(struct http_response *response, int r, const char *what)
 {
-        http_response_set_error(response,
-                                r == -EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                            : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                "failed to store the %s", what);
+        http_response_set_error(
+            response, r == -EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
+            "failed to store the %s", what);
 }
 
 /* Parses a body as JSON, answering 400 when it is not. */
@@ -558,8 +557,8 @@ static void routes_post_report(const struct routes *routes, const struct http_re
                                         report.machine_id);
                 goto out;
         }
-        if (base64_decode_strict(trust.sign_key, strlen(trust.sign_key), sign_key,
-                                 sizeof(sign_key), &n) < 0 ||
+        if (base64_decode_strict(trust.sign_key, strlen(trust.sign_key), sign_key, sizeof(sign_key),
+                                 &n) < 0 ||
             n != sizeof(sign_key)) {
                 log_error("The enrolled sign_key of machine %s is not a key.", report.machine_id);
                 routes_store_failed(response, -EBADMSG, "report");

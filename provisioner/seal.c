@@ -124,12 +124,9 @@ static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYT
 int cmd_seal(int argc, char **argv)
 {
         static const struct option options[] = {
-            {"to", required_argument, NULL, 't'},
-            {"file", required_argument, NULL, 'f'},
-            {"machine", required_argument, NULL, 'm'},
-            {"db", required_argument, NULL, 'd'},
-            {"help", no_argument, NULL, 'h'},
-            {},
+            {"to", required_argument, NULL, 't'},      {"file", required_argument, NULL, 'f'},
+            {"machine", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
+            {"help", no_argument, NULL, 'h'},          {},
         };
         __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
         _cleanup_free_ uint8_t *sealed = NULL;

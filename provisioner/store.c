@@ -352,9 +352,8 @@ static int store_read_trust(struct store *store, const char *machine_id,
         const unsigned char *state, *sign_key, *box_key;
         int code, r;
 
-        r = store_prepare(store,
-                          "SELECT state, sign_key, box_key FROM machines WHERE machine_id = ?1",
-                          &stmt);
+        r = store_prepare(
+            store, "SELECT state, sign_key, box_key FROM machines WHERE machine_id = ?1", &stmt);
         if (r < 0)
                 return r;
         r = store_bind_text(stmt, 1, machine_id);
@@ -446,9 +445,8 @@ static int store_enroll_locked(struct store *store, const struct store_enrollmen
         if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key)) {
                 /* Another device (or a reinstall) under the same id: only an operator may let
                  * the new key in. Noted, so that the fleet listing shows it. */
-                r = store_prepare(store,
-                                  "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1",
-                                  &stmt);
+                r = store_prepare(
+                    store, "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1", &stmt);
                 if (r < 0)
                         return r;
                 if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
@@ -474,10 +472,10 @@ static int store_enroll_locked(struct store *store, const struct store_enrollmen
                 return r;
         if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
             (r = store_bind_text(stmt, 2, e->hostname)) < 0 ||
-            (r = store_bind_text(stmt, 3, e->facts)) < 0 || (r = store_bind_int64(stmt, 4, now)) < 0 ||
+            (r = store_bind_text(stmt, 3, e->facts)) < 0 ||
+            (r = store_bind_int64(stmt, 4, now)) < 0 ||
             (r = store_bind_text(stmt, 5, store_state_to_string(state))) < 0 ||
-            (r = store_bind_text_or_null(stmt, 6,
-                                         state != trust.state ? e->decided_by : NULL)) < 0)
+            (r = store_bind_text_or_null(stmt, 6, state != trust.state ? e->decided_by : NULL)) < 0)
                 return r;
         r = store_step_done(stmt);
         if (r < 0)
@@ -539,9 +537,9 @@ static int store_insert_report(struct store *store, const struct store_report *r
             !(trust.state == STORE_STATE_PENDING || trust.state == STORE_STATE_APPROVED))
                 return -EPERM;
 
-        r = store_prepare(store,
-                          "UPDATE machines SET last_seen = max(last_seen, ?2) WHERE machine_id = ?1",
-                          &machine);
+        r = store_prepare(
+            store, "UPDATE machines SET last_seen = max(last_seen, ?2) WHERE machine_id = ?1",
+            &machine);
         if (r < 0)
                 return r;
         if ((r = store_bind_text(machine, 1, report->machine_id)) < 0 ||
@@ -551,12 +549,13 @@ static int store_insert_report(struct store *store, const struct store_report *r
         if (r < 0)
                 return r;
 
-        r = store_prepare(store,
-                          "INSERT INTO reports "
-                          "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
-                          "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-                          "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
-                          &insert);
+        r = store_prepare(
+            store,
+            "INSERT INTO reports "
+            "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
+            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
+            &insert);
         if (r < 0)
                 return r;
         if ((r = store_bind_text(insert, 1, report->machine_id)) < 0 ||
@@ -610,8 +609,8 @@ int store_add_report(struct store *store, const struct store_report *report, int
         int r;
 
         if (!store || !report || !report->machine_id || !report->phase || !report->status ||
-            !report->body || !report->sign_key || !*report->sign_key ||
-            report->seq > INT64_MAX || (report->has_serial && report->serial > INT64_MAX))
+            !report->body || !report->sign_key || !*report->sign_key || report->seq > INT64_MAX ||
+            (report->has_serial && report->serial > INT64_MAX))
                 return -EINVAL;
 
         locked = store_lock(store);
@@ -749,17 +748,16 @@ static int store_machine_from_row(sqlite3_stmt *stmt, json_t **ret_machine)
 
         machine = json_pack(
             "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-            "machine_id", store_column_json_text(stmt, 0), "state",
-            store_column_json_text(stmt, 1), "first_seen", store_column_json_integer(stmt, 2),
-            "last_seen", store_column_json_integer(stmt, 3), "phase",
-            store_column_json_text(stmt, 4), "status", store_column_json_text(stmt, 5), "serial",
-            store_column_json_integer(stmt, 6), "reports", store_column_json_integer(stmt, 7),
-            "hostname", store_column_json_text(stmt, 8), "sign_key",
-            store_column_json_text(stmt, 9), "box_key", store_column_json_text(stmt, 10),
-            "enrolled_at", store_column_json_integer(stmt, 11), "decided_at",
-            store_column_json_integer(stmt, 12), "decided_by", store_column_json_text(stmt, 13),
-            "conflict_at", store_column_json_integer(stmt, 14), "facts",
-            store_column_json_object(stmt, 15));
+            "machine_id", store_column_json_text(stmt, 0), "state", store_column_json_text(stmt, 1),
+            "first_seen", store_column_json_integer(stmt, 2), "last_seen",
+            store_column_json_integer(stmt, 3), "phase", store_column_json_text(stmt, 4), "status",
+            store_column_json_text(stmt, 5), "serial", store_column_json_integer(stmt, 6),
+            "reports", store_column_json_integer(stmt, 7), "hostname",
+            store_column_json_text(stmt, 8), "sign_key", store_column_json_text(stmt, 9), "box_key",
+            store_column_json_text(stmt, 10), "enrolled_at", store_column_json_integer(stmt, 11),
+            "decided_at", store_column_json_integer(stmt, 12), "decided_by",
+            store_column_json_text(stmt, 13), "conflict_at", store_column_json_integer(stmt, 14),
+            "facts", store_column_json_object(stmt, 15));
         if (!machine)
                 return -ENOMEM;
         *ret_machine = machine;

@@ -51,9 +51,9 @@ struct store_trust {
 struct store_enrollment {
         const char *machine_id;
         const char *hostname;
-        const char *facts; /* JSON text */
-        const char *sign_key; /* base64 */
-        const char *box_key;  /* base64 */
+        const char *facts;      /* JSON text */
+        const char *sign_key;   /* base64 */
+        const char *box_key;    /* base64 */
         const char *decided_by; /* the policy rule that approves it, or NULL: pending */
 };
 
@@ -127,9 +127,9 @@ int store_decide(struct store *store, const char *machine_id, enum store_decisio
 int store_list_machines(struct store *store, json_t **ret_machines);
 
 /* Returns a new JSON object for one machine: the fields of store_list_machines() and "reports",
- * the stored report objects in the order they were stored (the latest STORE_HISTORY_MAX of them; "truncated" says
- * whether older ones were left out). Returns 0, -ENOENT for an unknown machine, or a negative
- * errno. */
+ * the stored report objects in the order they were stored (the latest STORE_HISTORY_MAX of them;
+ * "truncated" says whether older ones were left out). Returns 0, -ENOENT for an unknown machine, or
+ * a negative errno. */
 int store_get_machine(struct store *store, const char *machine_id, json_t **ret_machine);
 
 /* Returns a new JSON object {"machines": N, "reports": N, "by_status": {STATUS: N, ...}}, where

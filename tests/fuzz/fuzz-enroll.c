@@ -23,7 +23,8 @@ static void check_request(const struct enroll_request *r)
             strlen(r->system) > ENROLL_SYSTEM_MAX || r->cpus < 1 || r->memory < 0 || r->time < 0 ||
             json_array_size(r->macs) > ENROLL_MACS_MAX || !json_is_object(r->facts))
                 abort();
-        json_array_foreach(r->macs, i, mac) if (!enroll_mac_is_valid(json_string_value(mac))) abort();
+        json_array_foreach(r->macs, i, mac) if (!enroll_mac_is_valid(json_string_value(mac)))
+            abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -299,7 +299,8 @@ static void test_enroll_refusals(void **state)
         free(bad);
 
         /* Signed by another key than the one it carries: 401. */
-        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &other, json), 401);
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &other, json),
+                         401);
         assert_string_equal(error_of(f), "signature does not verify with the enclosed sign_key");
         /* Signed for reports: 401 too. */
         assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_REPORT, &d, json), 401);
@@ -330,17 +331,19 @@ static void test_enroll_refusals(void **state)
              "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAA\"}",
              "'sign_key'"},
             {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
-             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}",
+             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+             "\"}",
              "'box_key'"},
             {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
-             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+             "\","
              "\"box_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}",
              "'time'"},
         };
         for (size_t i = 0; i < ELEMENTSOF(bad_fields); i++) {
-                assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d,
-                                             bad_fields[i].json),
-                                 400);
+                assert_int_equal(
+                    post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d, bad_fields[i].json),
+                    400);
                 assert_non_null(strstr(error_of(f), bad_fields[i].field));
         }
         json = enrollment(M1, &d, ",\"token_proof\":\"AAAA\"");
@@ -381,11 +384,10 @@ static void test_enroll_states(void **state)
         assert_true(json_is_integer(json_object_get(m, "enrolled_at")));
         assert_true(json_is_null(json_object_get(m, "decided_by")));
         assert_true(json_is_null(json_object_get(m, "conflict_at")));
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(m, "facts"), "cpus")), 4);
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(m, "facts"), "memory")),
-            8589934592LL);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "facts"), "cpus")),
+                         4);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "facts"), "memory")),
+                         8589934592LL);
 
         /* The same keys again: still pending. */
         assert_int_equal(enroll(f, M1, &d, ""), 200);
@@ -540,9 +542,8 @@ static void test_reports(void **state)
                             "report 1 of machine " M1 " was already stored with other content");
         /* Signed by another key: 401. */
         assert_int_equal(report(f, M1, &other, 2, "ok"), 401);
-        assert_string_equal(error_of(f),
-                            "report signature does not verify with the key machine " M1
-                            " enrolled");
+        assert_string_equal(error_of(f), "report signature does not verify with the key machine " M1
+                                         " enrolled");
         /* Signed for enrollment: 401. */
         json = report_json(M1, 2, "ok");
         assert_int_equal(post_signed(f, "/v1/reports", SIGNEDJSON_CONTEXT_ENROLL, &d, json), 401);
@@ -599,9 +600,8 @@ static void test_profile_by_state(void **state)
         assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 1, NULL), 0);
         fixture_reset_response(f);
         {
-                struct http_request r = {.method = "GET",
-                                         .path = "/v1/machines/" M1 "/profile",
-                                         .body = ""};
+                struct http_request r = {
+                    .method = "GET", .path = "/v1/machines/" M1 "/profile", .body = ""};
 
                 routes_handle(&f->routes, &r, &f->response);
                 assert_int_equal(f->response.status, 200);
@@ -621,14 +621,10 @@ static void test_profile_by_state(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_enroll_refusals),
-            cmocka_unit_test(test_enroll_states),
-            cmocka_unit_test(test_enroll_policy),
-            cmocka_unit_test(test_reports),
-            cmocka_unit_test(test_profile_by_state),
-            cmocka_unit_test(test_machine_ids),
-            cmocka_unit_test(test_group_names),
-            cmocka_unit_test(test_listen_addresses),
+            cmocka_unit_test(test_enroll_refusals),  cmocka_unit_test(test_enroll_states),
+            cmocka_unit_test(test_enroll_policy),    cmocka_unit_test(test_reports),
+            cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
+            cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
         };
         if (sodium_init() < 0)
                 return 1;
