@@ -397,6 +397,13 @@ static void routes_store_failed(struct http_response *response, int r, const cha
             "failed to store the %s", what);
 }
 
+/* A --max-body above what a signature may cover. */
+static void routes_signed_too_large(struct http_response *response)
+{
+        http_response_set_error(response, MHD_HTTP_CONTENT_TOO_LARGE,
+                                "signed body too large (at most %d bytes)", SIGNEDJSON_MAX);
+}
+
 /* Parses a body as JSON, answering 400 when it is not. */
 static json_t *routes_parse_json(const struct http_request *request, struct http_response *response)
 {
@@ -429,6 +436,10 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
         if (r == -ENOMSG) {
                 http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
                                         "enrollment must be signed by the device key");
+                return;
+        }
+        if (r == -E2BIG) {
+                routes_signed_too_large(response);
                 return;
         }
         if (r < 0) {
@@ -523,6 +534,10 @@ static void routes_post_report(const struct routes *routes, const struct http_re
         if (r == -ENOMSG) {
                 http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
                                         "reports must be signed by the device key");
+                return;
+        }
+        if (r == -E2BIG) {
+                routes_signed_too_large(response);
                 return;
         }
         if (r < 0) {

@@ -355,6 +355,13 @@ static void test_enroll_refusals(void **state)
         assert_non_null(strstr(error_of(f), "malformed JSON"));
         free(json);
 
+        /* Past what a signature may cover (with a --max-body above it): 413. */
+        body = calloc(1, SIGNEDJSON_MAX + 200);
+        memset(body, ' ', SIGNEDJSON_MAX + 199);
+        assert_int_equal(request(f, "POST", "/v1/enroll", body, SIGNEDJSON_MAX + 199), 413);
+        assert_int_equal(request(f, "POST", "/v1/reports", body, SIGNEDJSON_MAX + 199), 413);
+        free(body);
+
         assert_int_equal(request(f, "GET", "/v1/enroll", NULL, 0), 405);
         /* Nothing was stored. */
         assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 200);
