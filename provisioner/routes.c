@@ -8,7 +8,7 @@
 
 #include <microhttpd.h>
 
-#include "enroll.h"
+#include "enrollment.h"
 #include "log.h"
 #include "routes.h"
 #include "signedjson.h"
@@ -421,7 +421,7 @@ static json_t *routes_parse_json(const struct http_request *request, struct http
 static void routes_post_enroll(const struct routes *routes, const struct http_request *request,
                                struct http_response *response)
 {
-        struct enroll_request enrollment = {};
+        struct enrollment_request enrollment = {};
         struct store_enrollment record;
         uint8_t signature[crypto_sign_BYTES];
         _cleanup_free_ char *facts = NULL;
@@ -452,7 +452,7 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
         json = routes_parse_json(request, response);
         if (!json)
                 return;
-        r = enroll_request_parse(json, &enrollment, &problem);
+        r = enrollment_request_parse(json, &enrollment, &problem);
         if (r == -EBADMSG) {
                 http_response_set_error(response, MHD_HTTP_BAD_REQUEST, "%s", problem);
                 goto out;
@@ -487,7 +487,7 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
             .facts = facts,
             .sign_key = enrollment.sign_key_base64,
             .box_key = enrollment.box_key_base64,
-            .decided_by = enroll_policy_match(routes->policy, &enrollment),
+            .decided_by = enrollment_policy_match(routes->policy, &enrollment),
         };
         r = store_enroll(routes->store, &record, (int64_t)time(NULL), &state);
         if (r == -EKEYREJECTED) {
@@ -514,7 +514,7 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
                     json_pack("{s:s, s:s}", "machine_id", enrollment.machine_id, "state",
                               store_state_to_string(state)));
 out:
-        enroll_request_done(&enrollment);
+        enrollment_request_done(&enrollment);
         json_decref(json);
 }
 

@@ -18,7 +18,7 @@
 
 #include <stdbool.h>
 
-#include "enroll.h"
+#include "enrollment.h"
 #include "http.h"
 #include "store.h"
 
@@ -29,7 +29,7 @@
 struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
         struct store *store;
-        const struct enroll_policy *policy; /* NULL: every enrollment waits for an operator */
+        const struct enrollment_policy *policy; /* NULL: every enrollment waits for an operator */
 };
 
 /* An http_handler_fn; userdata is a struct routes. */

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "commands.h"
-#include "enroll.h"
+#include "enrollment.h"
 #include "fileio.h"
 #include "http.h"
 #include "log.h"
@@ -48,7 +48,7 @@ static void serve_help(void)
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
-static int serve_load_policy(const char *path, struct enroll_policy **ret)
+static int serve_load_policy(const char *path, struct enrollment_policy **ret)
 {
         _cleanup_free_ char *data = NULL;
         struct profile_error error;
@@ -56,13 +56,13 @@ static int serve_load_policy(const char *path, struct enroll_policy **ret)
         size_t size;
         int r;
 
-        r = read_file_bounded(path, ENROLL_POLICY_MAX_BYTES, &data, &size);
+        r = read_file_bounded(path, ENROLLMENT_POLICY_MAX_BYTES, &data, &size);
         if (r == -E2BIG)
                 return log_error_errno(r, "Enrollment policy %s is larger than %d bytes.", path,
-                                       ENROLL_POLICY_MAX_BYTES);
+                                       ENROLLMENT_POLICY_MAX_BYTES);
         if (r < 0)
                 return log_error_errno(r, "Failed to read enrollment policy %s: %m", path);
-        r = enroll_policy_parse(data, size, path, ret, &error);
+        r = enrollment_policy_parse(data, size, path, ret, &error);
         if (r < 0)
                 return log_error_errno(r, "%s", profile_error_format(&error, line, sizeof(line)));
         return 0;
@@ -93,7 +93,7 @@ int cmd_serve(int argc, char **argv)
         };
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
-        _cleanup_(enroll_policy_freep) struct enroll_policy *policy = NULL;
+        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
         _cleanup_free_ char *default_db = NULL;
         const char *listen_arg = SERVE_LISTEN_DEFAULT, *data_dir = NULL, *db_path = NULL;
         const char *port_file = NULL, *policy_path = NULL;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enroll.h"
+#include "enrollment.h"
 #include "http.h"
 #include "routes.h"
 #include "signedjson.h"
@@ -436,7 +436,7 @@ static void test_enroll_policy(void **state)
         char *ids[] = {(char *)M1}, *macs[] = {(char *)MAC};
         uint8_t token_key[32], proof[32];
         char proof_b64[64], extra[128];
-        struct enroll_policy policy = {
+        struct enrollment_policy policy = {
             .machine_ids = ids,
             .n_machine_ids = 1,
             .macs = macs,
@@ -452,7 +452,7 @@ static void test_enroll_policy(void **state)
         device_init(&d2);
         device_init(&d3);
         device_init(&d4);
-        enroll_token_key((const uint8_t *)TOKEN, strlen(TOKEN), token_key);
+        enrollment_token_key((const uint8_t *)TOKEN, strlen(TOKEN), token_key);
         f->routes.policy = &policy;
 
         assert_int_equal(enroll(f, M1, &d1, ""), 200);
@@ -475,20 +475,20 @@ static void test_enroll_policy(void **state)
         assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "policy:mac");
 
         /* A wrong token proof: pending. */
-        enroll_token_key((const uint8_t *)"wrong", 5, proof);
-        enroll_token_proof(proof, M3, d3.sign_public, d3.box_public, proof);
+        enrollment_token_key((const uint8_t *)"wrong", 5, proof);
+        enrollment_token_proof(proof, M3, d3.sign_public, d3.box_public, proof);
         sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
         snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
         assert_int_equal(enroll(f, M3, &d3, extra), 200);
         assert_string_equal(state_of(f), "pending");
         /* A proof made for other keys (replayed by an impostor): pending. */
-        enroll_token_proof(token_key, M3, d4.sign_public, d4.box_public, proof);
+        enrollment_token_proof(token_key, M3, d4.sign_public, d4.box_public, proof);
         sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
         snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
         assert_int_equal(enroll(f, M3, &d3, extra), 200);
         assert_string_equal(state_of(f), "pending");
         /* The right proof, from the same (pending) device: approved now. */
-        enroll_token_proof(token_key, M3, d3.sign_public, d3.box_public, proof);
+        enrollment_token_proof(token_key, M3, d3.sign_public, d3.box_public, proof);
         sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
         snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
         assert_int_equal(enroll(f, M3, &d3, extra), 200);

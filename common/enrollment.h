@@ -39,21 +39,21 @@
 #include "macro.h"
 #include "profile.h" /* struct profile_error */
 
-#define ENROLL_HOSTNAME_MAX 253
-#define ENROLL_SYSTEM_MAX 64
-#define ENROLL_MACS_MAX 64
-#define ENROLL_KEY_BYTES 32
-#define ENROLL_PROOF_BYTES 32
-#define ENROLL_POLICY_MAX_BYTES (256 * 1024)
-#define ENROLL_POLICY_MACHINE_IDS_MAX 10000
-#define ENROLL_POLICY_MACS_MAX 10000
-#define ENROLL_POLICY_TOKENS_MAX 16
-#define ENROLL_TOKEN_MAX 4096 /* bytes of a token file */
+#define ENROLLMENT_HOSTNAME_MAX 253
+#define ENROLLMENT_SYSTEM_MAX 64
+#define ENROLLMENT_MACS_MAX 64
+#define ENROLLMENT_KEY_BYTES 32
+#define ENROLLMENT_PROOF_BYTES 32
+#define ENROLLMENT_POLICY_MAX_BYTES (256 * 1024)
+#define ENROLLMENT_POLICY_MACHINE_IDS_MAX 10000
+#define ENROLLMENT_POLICY_MACS_MAX 10000
+#define ENROLLMENT_POLICY_TOKENS_MAX 16
+#define ENROLLMENT_TOKEN_MAX 4096 /* bytes of a token file */
 
 /* A validated enrollment request. The strings are borrowed from the JSON object it was parsed
  * from; facts is a new reference ({"macs", "system", "cpus", "memory"}) the caller releases with
- * enroll_request_done(). */
-struct enroll_request {
+ * enrollment_request_done(). */
+struct enrollment_request {
         const char *machine_id;
         const char *hostname;
         const char *system;
@@ -63,34 +63,35 @@ struct enroll_request {
         int64_t time;
         const char *sign_key_base64;
         const char *box_key_base64;
-        uint8_t sign_key[ENROLL_KEY_BYTES];
-        uint8_t box_key[ENROLL_KEY_BYTES];
+        uint8_t sign_key[ENROLLMENT_KEY_BYTES];
+        uint8_t box_key[ENROLLMENT_KEY_BYTES];
         bool has_token_proof;
-        uint8_t token_proof[ENROLL_PROOF_BYTES];
+        uint8_t token_proof[ENROLLMENT_PROOF_BYTES];
         json_t *facts;
 };
 
 /* Validates the members of json (an object parsed with JSON_REJECT_DUPLICATES) into ret.
  * Returns 0, or -EBADMSG with *ret_problem a message for the client naming the member, or
  * -ENOMEM. ret is set only on success. */
-int enroll_request_parse(json_t *json, struct enroll_request *ret, const char **ret_problem);
+int enrollment_request_parse(json_t *json, struct enrollment_request *ret,
+                             const char **ret_problem);
 
-/* Releases what enroll_request_parse() made. */
-void enroll_request_done(struct enroll_request *request);
+/* Releases what enrollment_request_parse() made. */
+void enrollment_request_done(struct enrollment_request *request);
 
 /* True for "aa:bb:cc:dd:ee:ff" in lowercase. */
-bool enroll_mac_is_valid(const char *s);
+bool enrollment_mac_is_valid(const char *s);
 
 /* The token key k of a token (size bytes, the trailing newline already removed). */
-void enroll_token_key(const uint8_t *token, size_t size, uint8_t ret_key[static 32]);
+void enrollment_token_key(const uint8_t *token, size_t size, uint8_t ret_key[static 32]);
 
 /* The proof for a machine from the token key k. */
-void enroll_token_proof(const uint8_t key[static 32], const char *machine_id,
-                        const uint8_t sign_key[static ENROLL_KEY_BYTES],
-                        const uint8_t box_key[static ENROLL_KEY_BYTES],
-                        uint8_t ret_proof[static ENROLL_PROOF_BYTES]);
+void enrollment_token_proof(const uint8_t key[static 32], const char *machine_id,
+                            const uint8_t sign_key[static ENROLLMENT_KEY_BYTES],
+                            const uint8_t box_key[static ENROLLMENT_KEY_BYTES],
+                            uint8_t ret_proof[static ENROLLMENT_PROOF_BYTES]);
 
-struct enroll_policy {
+struct enrollment_policy {
         char **machine_ids; /* normalized: 32 lowercase hex */
         size_t n_machine_ids;
         char **macs; /* lowercase */
@@ -105,14 +106,14 @@ struct enroll_policy {
  * Returns 0, or -EBADMSG/-E2BIG/-ENOMEM with *ret_error filled (file:line:column, key,
  * message); a token file that cannot be read or is readable by its group or others is an error
  * at its line. Never puts a token in a message. */
-int enroll_policy_parse(const char *data, size_t size, const char *filename,
-                        struct enroll_policy **ret, struct profile_error *ret_error);
+int enrollment_policy_parse(const char *data, size_t size, const char *filename,
+                            struct enrollment_policy **ret, struct profile_error *ret_error);
 
 /* Frees p, wiping the token keys. Accepts NULL; returns NULL. */
-struct enroll_policy *enroll_policy_free(struct enroll_policy *p);
-DEFINE_POINTER_CLEANUP(enroll_policy, enroll_policy_free)
+struct enrollment_policy *enrollment_policy_free(struct enrollment_policy *p);
+DEFINE_POINTER_CLEANUP(enrollment_policy, enrollment_policy_free)
 
 /* Which rule of policy (may be NULL: no policy) approves request: "policy:machine-id",
  * "policy:mac", "policy:token" (static strings), or NULL when none does. */
-const char *enroll_policy_match(const struct enroll_policy *policy,
-                                const struct enroll_request *request);
+const char *enrollment_policy_match(const struct enrollment_policy *policy,
+                                    const struct enrollment_request *request);

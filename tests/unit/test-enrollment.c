@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "enroll.h"
+#include "enrollment.h"
 #include "util.h"
 
 static char dir[] = "/tmp/nixprov-test-enroll-XXXXXX";
@@ -51,9 +51,9 @@ static int teardown(void **state)
         return system(cmd) == 0 ? 0 : -1;
 }
 
-static int parse(const char *text, struct enroll_policy **ret, struct profile_error *error)
+static int parse(const char *text, struct enrollment_policy **ret, struct profile_error *error)
 {
-        return enroll_policy_parse(text, strlen(text), "policy.yaml", ret, error);
+        return enrollment_policy_parse(text, strlen(text), "policy.yaml", ret, error);
 }
 
 static void test_policy_refusals(void **state)
@@ -83,7 +83,7 @@ static void test_policy_refusals(void **state)
         (void)state;
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                struct enroll_policy *p = NULL;
+                struct enrollment_policy *p = NULL;
                 struct profile_error error = {};
                 int r = parse(cases[i].yaml, &p, &error);
 
@@ -100,7 +100,7 @@ static void test_policy_refusals(void **state)
 
 static void test_policy_token_files(void **state)
 {
-        struct enroll_policy *p = NULL;
+        struct enrollment_policy *p = NULL;
         struct profile_error error = {};
         char *yaml;
         (void)state;
@@ -126,9 +126,9 @@ static void test_policy_token_files(void **state)
 
 static void test_policy_match(void **state)
 {
-        struct enroll_policy *p = NULL;
+        struct enrollment_policy *p = NULL;
         struct profile_error error = {};
-        struct enroll_request request = {};
+        struct enrollment_request request = {};
         uint8_t k[32];
         json_t *macs;
         char *yaml;
@@ -154,39 +154,39 @@ static void test_policy_match(void **state)
         request.machine_id = "ffffffffffffffffffffffffffffffff";
         memset(request.sign_key, 1, sizeof(request.sign_key));
         memset(request.box_key, 2, sizeof(request.box_key));
-        assert_null(enroll_policy_match(NULL, &request));
-        assert_null(enroll_policy_match(p, &request));
+        assert_null(enrollment_policy_match(NULL, &request));
+        assert_null(enrollment_policy_match(p, &request));
 
         request.machine_id = "4c4c4544004d3510804fb4c04f4d3732";
-        assert_string_equal(enroll_policy_match(p, &request), "policy:machine-id");
+        assert_string_equal(enrollment_policy_match(p, &request), "policy:machine-id");
         request.machine_id = "ffffffffffffffffffffffffffffffff";
 
         assert_int_equal(json_array_append_new(macs, json_string("52:54:00:ab:cd:ef")), 0);
-        assert_string_equal(enroll_policy_match(p, &request), "policy:mac");
+        assert_string_equal(enrollment_policy_match(p, &request), "policy:mac");
         json_array_clear(macs);
 
         /* The token without its newline; the proof binds the machine id and both keys. */
-        enroll_token_key((const uint8_t *)"s3cret", 6, k);
-        enroll_token_proof(k, request.machine_id, request.sign_key, request.box_key,
-                           request.token_proof);
+        enrollment_token_key((const uint8_t *)"s3cret", 6, k);
+        enrollment_token_proof(k, request.machine_id, request.sign_key, request.box_key,
+                               request.token_proof);
         request.has_token_proof = true;
-        assert_string_equal(enroll_policy_match(p, &request), "policy:token");
+        assert_string_equal(enrollment_policy_match(p, &request), "policy:token");
         request.box_key[0] ^= 1;
-        assert_null(enroll_policy_match(p, &request));
+        assert_null(enrollment_policy_match(p, &request));
 
         json_decref(macs);
-        enroll_policy_free(p);
+        enrollment_policy_free(p);
 }
 
 static void test_macs(void **state)
 {
         (void)state;
-        assert_true(enroll_mac_is_valid("52:54:00:12:34:56"));
-        assert_false(enroll_mac_is_valid("52:54:00:12:34:5"));
-        assert_false(enroll_mac_is_valid("52:54:00:12:34:56:"));
-        assert_false(enroll_mac_is_valid("52-54-00-12-34-56"));
-        assert_false(enroll_mac_is_valid("52:54:00:12:34:5F"));
-        assert_false(enroll_mac_is_valid(NULL));
+        assert_true(enrollment_mac_is_valid("52:54:00:12:34:56"));
+        assert_false(enrollment_mac_is_valid("52:54:00:12:34:5"));
+        assert_false(enrollment_mac_is_valid("52:54:00:12:34:56:"));
+        assert_false(enrollment_mac_is_valid("52-54-00-12-34-56"));
+        assert_false(enrollment_mac_is_valid("52:54:00:12:34:5F"));
+        assert_false(enrollment_mac_is_valid(NULL));
 }
 
 int main(void)

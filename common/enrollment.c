@@ -1,22 +1,22 @@
 /* SPDX-License-Identifier: MIT */
-/* Enrollment requests, token proofs and the enrollment policy. */
+/* Enrollment, as the server sees it: requests, token proofs and the enrollment policy. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "enroll.h"
+#include "enrollment.h"
 #include "machine_id.h"
 #include "util.h"
 #include "yaml_schema.h"
 
-#define ENROLL_POLICY_MAX_DEPTH 3 /* approve.macs is a list in a mapping in the document */
-#define ENROLL_POLICY_MAX_VALUE 4096
+#define ENROLLMENT_POLICY_MAX_DEPTH 3 /* approve.macs is a list in a mapping in the document */
+#define ENROLLMENT_POLICY_MAX_VALUE 4096
 
 /* ---- the request ----------------------------------------------------------------------------- */
 
-static bool enroll_is_lower_hex(const char *s, size_t n)
+static bool enrollment_is_lower_hex(const char *s, size_t n)
 {
         for (size_t i = 0; i < n; i++)
                 if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
@@ -24,7 +24,7 @@ static bool enroll_is_lower_hex(const char *s, size_t n)
         return s[n] == '\0';
 }
 
-bool enroll_mac_is_valid(const char *s)
+bool enrollment_mac_is_valid(const char *s)
 {
         if (!s || strlen(s) != 17)
                 return false;
@@ -39,7 +39,7 @@ bool enroll_mac_is_valid(const char *s)
 }
 
 /* A string of min..max bytes without control characters. */
-static bool enroll_text_is_valid(const char *s, size_t max)
+static bool enrollment_text_is_valid(const char *s, size_t max)
 {
         size_t n = strlen(s);
 
@@ -51,7 +51,7 @@ static bool enroll_text_is_valid(const char *s, size_t max)
         return true;
 }
 
-static bool enroll_key_decode(json_t *v, uint8_t out[static 32])
+static bool enrollment_key_decode(json_t *v, uint8_t out[static 32])
 {
         const char *s = json_string_value(v);
         size_t n;
@@ -59,8 +59,8 @@ static bool enroll_key_decode(json_t *v, uint8_t out[static 32])
         return s && base64_decode_strict(s, strlen(s), out, 32, &n) == 0 && n == 32;
 }
 
-static const char *enroll_get_integer(json_t *json, const char *key, int64_t min, int64_t *ret,
-                                      const char *problem_missing, const char *problem_invalid)
+static const char *enrollment_get_integer(json_t *json, const char *key, int64_t min, int64_t *ret,
+                                          const char *problem_missing, const char *problem_invalid)
 {
         json_t *v = json_object_get(json, key);
 
@@ -73,7 +73,7 @@ static const char *enroll_get_integer(json_t *json, const char *key, int64_t min
 }
 
 /* Returns NULL, or the problem for the client. */
-static const char *enroll_check(json_t *json, struct enroll_request *r)
+static const char *enrollment_check(json_t *json, struct enrollment_request *r)
 {
         const char *problem;
         size_t i;
@@ -86,14 +86,15 @@ static const char *enroll_check(json_t *json, struct enroll_request *r)
         if (!v)
                 return "missing field 'machine_id'";
         if (!json_is_string(v) || json_string_length(v) != 32 ||
-            !enroll_is_lower_hex(json_string_value(v), 32))
+            !enrollment_is_lower_hex(json_string_value(v), 32))
                 return "field 'machine_id' must be 32 lowercase hexadecimal digits";
         r->machine_id = json_string_value(v);
 
         v = json_object_get(json, "hostname");
         if (!v)
                 return "missing field 'hostname'";
-        if (!json_is_string(v) || !enroll_text_is_valid(json_string_value(v), ENROLL_HOSTNAME_MAX))
+        if (!json_is_string(v) ||
+            !enrollment_text_is_valid(json_string_value(v), ENROLLMENT_HOSTNAME_MAX))
                 return "field 'hostname' must be a string of 1 to 253 bytes without control "
                        "characters";
         r->hostname = json_string_value(v);
@@ -101,13 +102,13 @@ static const char *enroll_check(json_t *json, struct enroll_request *r)
         v = json_object_get(json, "macs");
         if (!v)
                 return "missing field 'macs'";
-        if (!json_is_array(v) || json_array_size(v) > ENROLL_MACS_MAX)
+        if (!json_is_array(v) || json_array_size(v) > ENROLLMENT_MACS_MAX)
                 return "field 'macs' must be a list of at most 64 MAC addresses";
         {
                 json_t *mac;
 
                 json_array_foreach(v, i, mac) if (
-                    !enroll_mac_is_valid(
+                    !enrollment_mac_is_valid(
                         json_string_value(mac))) return "field 'macs' must hold MAC addresses like "
                                                         "\"aa:bb:cc:dd:ee:ff\" (lowercase)";
         }
@@ -116,34 +117,35 @@ static const char *enroll_check(json_t *json, struct enroll_request *r)
         v = json_object_get(json, "system");
         if (!v)
                 return "missing field 'system'";
-        if (!json_is_string(v) || !enroll_text_is_valid(json_string_value(v), ENROLL_SYSTEM_MAX))
+        if (!json_is_string(v) ||
+            !enrollment_text_is_valid(json_string_value(v), ENROLLMENT_SYSTEM_MAX))
                 return "field 'system' must be a string of 1 to 64 bytes like \"x86_64-linux\"";
         r->system = json_string_value(v);
 
-        problem = enroll_get_integer(json, "cpus", 1, &r->cpus, "missing field 'cpus'",
-                                     "field 'cpus' must be an integer of at least 1");
+        problem = enrollment_get_integer(json, "cpus", 1, &r->cpus, "missing field 'cpus'",
+                                         "field 'cpus' must be an integer of at least 1");
         if (problem)
                 return problem;
-        problem = enroll_get_integer(json, "memory", 0, &r->memory, "missing field 'memory'",
-                                     "field 'memory' must be a non-negative integer (bytes)");
+        problem = enrollment_get_integer(json, "memory", 0, &r->memory, "missing field 'memory'",
+                                         "field 'memory' must be a non-negative integer (bytes)");
         if (problem)
                 return problem;
 
         v = json_object_get(json, "sign_key");
         if (!v)
                 return "missing field 'sign_key'";
-        if (!enroll_key_decode(v, r->sign_key))
+        if (!enrollment_key_decode(v, r->sign_key))
                 return "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)";
         r->sign_key_base64 = json_string_value(v);
 
         v = json_object_get(json, "box_key");
         if (!v)
                 return "missing field 'box_key'";
-        if (!enroll_key_decode(v, r->box_key))
+        if (!enrollment_key_decode(v, r->box_key))
                 return "field 'box_key' must be the base64 of 32 bytes (an X25519 public key)";
         r->box_key_base64 = json_string_value(v);
 
-        problem = enroll_get_integer(
+        problem = enrollment_get_integer(
             json, "time", 0, &r->time, "missing field 'time'",
             "field 'time' must be a non-negative integer (seconds since the epoch)");
         if (problem)
@@ -151,21 +153,21 @@ static const char *enroll_check(json_t *json, struct enroll_request *r)
 
         v = json_object_get(json, "token_proof");
         if (v) {
-                if (!enroll_key_decode(v, r->token_proof))
+                if (!enrollment_key_decode(v, r->token_proof))
                         return "field 'token_proof' must be the base64 of 32 bytes";
                 r->has_token_proof = true;
         }
         return NULL;
 }
 
-int enroll_request_parse(json_t *json, struct enroll_request *ret, const char **ret_problem)
+int enrollment_request_parse(json_t *json, struct enrollment_request *ret, const char **ret_problem)
 {
-        struct enroll_request r = {};
+        struct enrollment_request r = {};
         const char *problem;
 
         if (!ret || !ret_problem)
                 return -EINVAL;
-        problem = enroll_check(json, &r);
+        problem = enrollment_check(json, &r);
         if (problem) {
                 *ret_problem = problem;
                 return -EBADMSG;
@@ -178,7 +180,7 @@ int enroll_request_parse(json_t *json, struct enroll_request *ret, const char **
         return 0;
 }
 
-void enroll_request_done(struct enroll_request *request)
+void enrollment_request_done(struct enrollment_request *request)
 {
         if (!request)
                 return;
@@ -186,23 +188,23 @@ void enroll_request_done(struct enroll_request *request)
         request->facts = NULL;
 }
 
-void enroll_token_key(const uint8_t *token, size_t size, uint8_t ret_key[static 32])
+void enrollment_token_key(const uint8_t *token, size_t size, uint8_t ret_key[static 32])
 {
         (void)crypto_generichash(ret_key, 32, token, size, NULL, 0);
 }
 
-void enroll_token_proof(const uint8_t key[static 32], const char *machine_id,
-                        const uint8_t sign_key[static ENROLL_KEY_BYTES],
-                        const uint8_t box_key[static ENROLL_KEY_BYTES],
-                        uint8_t ret_proof[static ENROLL_PROOF_BYTES])
+void enrollment_token_proof(const uint8_t key[static 32], const char *machine_id,
+                            const uint8_t sign_key[static ENROLLMENT_KEY_BYTES],
+                            const uint8_t box_key[static ENROLLMENT_KEY_BYTES],
+                            uint8_t ret_proof[static ENROLLMENT_PROOF_BYTES])
 {
         crypto_generichash_state state;
 
-        (void)crypto_generichash_init(&state, key, 32, ENROLL_PROOF_BYTES);
+        (void)crypto_generichash_init(&state, key, 32, ENROLLMENT_PROOF_BYTES);
         (void)crypto_generichash_update(&state, (const uint8_t *)machine_id, 32);
-        (void)crypto_generichash_update(&state, sign_key, ENROLL_KEY_BYTES);
-        (void)crypto_generichash_update(&state, box_key, ENROLL_KEY_BYTES);
-        (void)crypto_generichash_final(&state, ret_proof, ENROLL_PROOF_BYTES);
+        (void)crypto_generichash_update(&state, sign_key, ENROLLMENT_KEY_BYTES);
+        (void)crypto_generichash_update(&state, box_key, ENROLLMENT_KEY_BYTES);
+        (void)crypto_generichash_final(&state, ret_proof, ENROLLMENT_PROOF_BYTES);
         sodium_memzero(&state, sizeof(state));
 }
 
@@ -224,7 +226,7 @@ static int check_mac(struct yaml_schema_parser *p, char *item)
         for (char *c = item; *c; c++)
                 if (*c >= 'A' && *c <= 'F')
                         *c = (char)(*c - 'A' + 'a');
-        if (!enroll_mac_is_valid(item))
+        if (!enrollment_mac_is_valid(item))
                 return yaml_schema_fail_value(
                     p, "invalid MAC address '%s' (expected six hex bytes like 52:54:00:12:34:56)",
                     item);
@@ -270,18 +272,18 @@ static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t ke
                                               yaml_schema_quote(path, quoted),
                                               (unsigned)(st.st_mode & 07777));
 
-        token = sodium_malloc(ENROLL_TOKEN_MAX + 1);
+        token = sodium_malloc(ENROLLMENT_TOKEN_MAX + 1);
         if (!token)
                 return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
         size_t size = 0;
         for (;;) {
-                n = read(fd, token + size, ENROLL_TOKEN_MAX + 1 - size);
+                n = read(fd, token + size, ENROLLMENT_TOKEN_MAX + 1 - size);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
                         break;
                 size += (size_t)n;
-                if (size > ENROLL_TOKEN_MAX)
+                if (size > ENROLLMENT_TOKEN_MAX)
                         break;
         }
         if (n < 0) {
@@ -291,10 +293,11 @@ static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t ke
                 return yaml_schema_fail_event(p, -EBADMSG, "cannot read token file '%s': %s",
                                               yaml_schema_quote(path, quoted), strerror(e));
         }
-        if (size > ENROLL_TOKEN_MAX) {
+        if (size > ENROLLMENT_TOKEN_MAX) {
                 sodium_free(token);
                 return yaml_schema_fail_event(p, -E2BIG, "token file '%s' is larger than %d bytes",
-                                              yaml_schema_quote(path, quoted), ENROLL_TOKEN_MAX);
+                                              yaml_schema_quote(path, quoted),
+                                              ENROLLMENT_TOKEN_MAX);
         }
         if (size > 0 && token[size - 1] == '\n')
                 size--;
@@ -302,7 +305,7 @@ static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t ke
                 sodium_free(token);
                 return yaml_schema_fail_value(p, "token file '%s' is empty", path);
         }
-        enroll_token_key(token, size, key);
+        enrollment_token_key(token, size, key);
         sodium_free(token); /* wipes */
         return 0;
 }
@@ -310,7 +313,7 @@ static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t ke
 static int parse_token_files(struct yaml_schema_parser *p, const struct yaml_schema_field *f,
                              void *base)
 {
-        struct enroll_policy *policy = base;
+        struct enrollment_policy *policy = base;
         int r;
 
         if (p->event.type != YAML_SEQUENCE_START_EVENT)
@@ -364,18 +367,18 @@ static int parse_token_files(struct yaml_schema_parser *p, const struct yaml_sch
 static const struct yaml_schema_field approve_fields[] = {
     {.key = "machine-ids",
      .parse = parse_machine_ids,
-     .offset = offsetof(struct enroll_policy, machine_ids),
-     .count_offset = offsetof(struct enroll_policy, n_machine_ids),
-     .max = ENROLL_POLICY_MACHINE_IDS_MAX},
+     .offset = offsetof(struct enrollment_policy, machine_ids),
+     .count_offset = offsetof(struct enrollment_policy, n_machine_ids),
+     .max = ENROLLMENT_POLICY_MACHINE_IDS_MAX},
     {.key = "macs",
      .parse = parse_macs,
-     .offset = offsetof(struct enroll_policy, macs),
-     .count_offset = offsetof(struct enroll_policy, n_macs),
-     .max = ENROLL_POLICY_MACS_MAX},
+     .offset = offsetof(struct enrollment_policy, macs),
+     .count_offset = offsetof(struct enrollment_policy, n_macs),
+     .max = ENROLLMENT_POLICY_MACS_MAX},
     {.key = "token-files",
      .parse = parse_token_files,
      .offset = 0,
-     .max = ENROLL_POLICY_TOKENS_MAX},
+     .max = ENROLLMENT_POLICY_TOKENS_MAX},
 };
 YAML_SCHEMA_DEFINE_TABLE(approve_table, approve_fields);
 
@@ -388,19 +391,19 @@ static const struct yaml_schema_field policy_fields[] = {
 };
 YAML_SCHEMA_DEFINE_TABLE(policy_table, policy_fields);
 
-int enroll_policy_parse(const char *data, size_t size, const char *filename,
-                        struct enroll_policy **ret, struct profile_error *ret_error)
+int enrollment_policy_parse(const char *data, size_t size, const char *filename,
+                            struct enrollment_policy **ret, struct profile_error *ret_error)
 {
-        _cleanup_(enroll_policy_freep) struct enroll_policy *policy = NULL;
+        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
         struct profile_error error = {};
         struct yaml_schema_parser p = {
             .data = data,
             .size = size,
             .filename = filename,
             .error = &error,
-            .max_bytes = ENROLL_POLICY_MAX_BYTES,
-            .max_depth = ENROLL_POLICY_MAX_DEPTH,
-            .max_scalar = ENROLL_POLICY_MAX_VALUE,
+            .max_bytes = ENROLLMENT_POLICY_MAX_BYTES,
+            .max_depth = ENROLLMENT_POLICY_MAX_DEPTH,
+            .max_scalar = ENROLLMENT_POLICY_MAX_VALUE,
         };
         int r;
 
@@ -437,7 +440,7 @@ static void strv_free(char **v, size_t n)
         free(v);
 }
 
-struct enroll_policy *enroll_policy_free(struct enroll_policy *p)
+struct enrollment_policy *enrollment_policy_free(struct enrollment_policy *p)
 {
         if (!p)
                 return NULL;
@@ -449,8 +452,8 @@ struct enroll_policy *enroll_policy_free(struct enroll_policy *p)
         return NULL;
 }
 
-const char *enroll_policy_match(const struct enroll_policy *policy,
-                                const struct enroll_request *request)
+const char *enrollment_policy_match(const struct enrollment_policy *policy,
+                                    const struct enrollment_request *request)
 {
         size_t i;
         json_t *mac;
@@ -466,11 +469,11 @@ const char *enroll_policy_match(const struct enroll_policy *policy,
                       k++) if (streq(policy->macs[k], json_string_value(mac))) return "policy:mac";
         if (request->has_token_proof)
                 for (size_t k = 0; k < policy->n_token_keys; k++) {
-                        uint8_t proof[ENROLL_PROOF_BYTES];
+                        uint8_t proof[ENROLLMENT_PROOF_BYTES];
                         bool match;
 
-                        enroll_token_proof(policy->token_keys + k * 32, request->machine_id,
-                                           request->sign_key, request->box_key, proof);
+                        enrollment_token_proof(policy->token_keys + k * 32, request->machine_id,
+                                               request->sign_key, request->box_key, proof);
                         match = sodium_memcmp(proof, request->token_proof, sizeof(proof)) == 0;
                         sodium_memzero(proof, sizeof(proof));
                         if (match)
