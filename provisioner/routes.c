@@ -684,6 +684,14 @@ static void routes_metrics(const struct routes *routes, struct http_response *re
             buf_printf(&text, "nixprov_machines{status=\"%s\"} %lld\n", status,
                        (long long)json_integer_value(count));
         if (r >= 0)
+                r = buf_puts(&text, "# HELP nixprov_machines_enrollment Machines known to the "
+                                    "server, by enrollment state.\n"
+                                    "# TYPE nixprov_machines_enrollment gauge\n");
+        /* States come from the store's own fixed set. */
+        json_object_foreach(json_object_get(stats, "by_state"), status, count) if (r >= 0) r =
+            buf_printf(&text, "nixprov_machines_enrollment{state=\"%s\"} %lld\n", status,
+                       (long long)json_integer_value(count));
+        if (r >= 0)
                 r = buf_printf(&text,
                                "# HELP nixprov_reports_total Reports stored.\n"
                                "# TYPE nixprov_reports_total counter\n"

@@ -899,7 +899,7 @@ int store_stats(struct store *store, json_t **ret_stats)
 {
         _cleanup_unlock_ struct store *locked = NULL;
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        json_t *stats = NULL, *by_status;
+        json_t *stats = NULL, *by_status, *by_state;
         json_int_t machines = 0;
         int code, r;
 
@@ -932,6 +932,31 @@ int store_stats(struct store *store, json_t **ret_stats)
                         goto out;
                 }
                 machines += n;
+        }
+        if (code != SQLITE_DONE) {
+                r = store_errno(code) ?: -EIO;
+                goto out;
+        }
+        sqlite3_finalize(TAKE_PTR(stmt));
+
+        r = store_prepare(
+            store, "SELECT state, COUNT(*) FROM machines GROUP BY state ORDER BY state", &stmt);
+        if (r < 0)
+                goto out;
+        by_state = json_object();
+        if (!by_state || json_object_set_new(stats, "by_state", by_state) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                const unsigned char *state = sqlite3_column_text(stmt, 0);
+
+                if (!state ||
+                    json_object_set_new(by_state, (const char *)state,
+                                        json_integer(sqlite3_column_int64(stmt, 1))) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
         }
         if (code != SQLITE_DONE) {
                 r = store_errno(code) ?: -EIO;

@@ -132,6 +132,7 @@ int store_list_machines(struct store *store, json_t **ret_machines);
  * a negative errno. */
 int store_get_machine(struct store *store, const char *machine_id, json_t **ret_machine);
 
-/* Returns a new JSON object {"machines": N, "reports": N, "by_status": {STATUS: N, ...}}, where
- * by_status counts machines by the status of their latest report ("none" for no report). */
+/* Returns a new JSON object {"machines": N, "reports": N, "by_status": {STATUS: N, ...},
+ * "by_state": {STATE: N, ...}}, where by_status counts machines by the status of their latest
+ * report ("none" for no report) and by_state by their enrollment state. */
 int store_stats(struct store *store, json_t **ret_stats);

@@ -499,7 +499,8 @@ expect_status 200 "GET /metrics"
 grep -qx 'nixprov_reports_total 24' "$tmp/body" || fail "/metrics: nixprov_reports_total is not 24"
 grep -qx 'nixprov_machines{status="progress"} 1' "$tmp/body" || fail "/metrics: by status"
 grep -qx 'nixprov_machines{status="ok"} 1' "$tmp/body" || fail "/metrics: by status"
-pass "GET /metrics -> Prometheus text with machines by status and reports total"
+grep -qx 'nixprov_machines_enrollment{state="approved"} 3' "$tmp/body" || fail "/metrics: by state"
+pass "GET /metrics -> Prometheus text with machines by status and state, and reports total"
 
 req GET /healthz
 expect_status 200 "GET /healthz after all that"

@@ -236,6 +236,12 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(
             json_integer_value(json_object_get(json_object_get(machines, "by_status"), "failed")),
             1);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "pending")),
+            1);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "approved")),
+            1);
         json_decref(machines);
         store_close(store);
 }
