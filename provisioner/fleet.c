@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* nixprov fleet: what the server knows of the fleet, or of one machine. */
+/* nixprov fleet: what the server knows of the fleet, or of one machine; and the operator's
+ * decisions (approve, revoke, reset), written straight into the server's database. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -12,6 +15,7 @@
 #include "commands.h"
 #include "log.h"
 #include "routes.h"
+#include "store.h"
 #include "util.h"
 
 #define FLEET_SERVER_DEFAULT "http://127.0.0.1:8470"
@@ -22,15 +26,26 @@
 
 static void fleet_help(void)
 {
-        printf("Usage: nixprov fleet [OPTIONS...] [MACHINE_ID]\n\n"
-               "Shows the machines the server knows, with their latest report; with MACHINE_ID,\n"
-               "that machine's reports, one line each.\n\n"
+        printf("Usage: nixprov fleet [OPTIONS...] [MACHINE_ID]\n"
+               "       nixprov fleet approve|revoke|reset MACHINE_ID... --db FILE\n\n"
+               "Shows the machines the server knows, with their enrollment state and latest\n"
+               "report; with MACHINE_ID, that machine's reports, one line each. A '!' after the\n"
+               "state marks a machine that another device key tried to enroll as.\n\n"
                "Options:\n"
                "  --server URL  the nixprov server (default: %s)\n"
                "  --json        print the server's JSON answer as it is\n"
                "  -h, --help    show this help\n\n"
-               "Exit codes: 0 success, 1 the server cannot be reached or answered an error,\n"
-               "2 usage error.\n",
+               "Decisions, written into the server's database directly (run them on the server\n"
+               "host, as the user that owns the database; nothing goes over HTTP):\n"
+               "  approve  a pending or revoked machine may fetch its profile\n"
+               "  revoke   an enrolled machine gets no profile and its reports are refused\n"
+               "  reset    forget the machine's device keys (its reports are kept): its next\n"
+               "           enrollment is taken as new, e.g. after a reinstall\n"
+               "  --db FILE     the database of nixprov serve (its --db, or DATA/nixprov.db)\n"
+               "  --data DIR    the same as --db DIR/nixprov.db\n\n"
+               "Exit codes: 0 success, 1 the server cannot be reached or answered an error, or\n"
+               "a decision could not be made (an unknown or unenrolled machine, a database that\n"
+               "cannot be used: the other machines named are still done), 2 usage error.\n",
                FLEET_SERVER_DEFAULT);
 }
 
@@ -145,9 +160,21 @@ static const char *fleet_time(json_t *v, char buf[static RFC3339_MAX])
         return format_rfc3339_utc(json_integer_value(v), buf);
 }
 
+/* A hostname in 20 columns: a longer one is cut with "~". */
+static void fleet_print_hostname(const char *hostname)
+{
+        char cut[21];
+
+        if (hostname && strlen(hostname) > 20) {
+                snprintf(cut, sizeof(cut), "%.19s~", hostname);
+                hostname = cut;
+        }
+        fleet_print_field(hostname, 20);
+}
+
 static int fleet_print_machines(json_t *machines)
 {
-        size_t i;
+        size_t i, conflicts = 0;
         json_t *m;
 
         if (!json_is_array(machines))
@@ -156,15 +183,21 @@ static int fleet_print_machines(json_t *machines)
                 printf("No machines.\n");
                 return 0;
         }
-        printf("%-32s  %-12s %-8s %-10s %-9s %-8s %s\n", "MACHINE", "STATE", "SERIAL", "PHASE",
-               "STATUS", "REPORTS", "LAST SEEN");
+        printf("%-32s  %-11s %-20s %-8s %-10s %-9s %-8s %s\n", "MACHINE", "STATE", "HOSTNAME",
+               "SERIAL", "PHASE", "STATUS", "REPORTS", "LAST SEEN");
         json_array_foreach(machines, i, m)
         {
-                char serial[32], reports[32], seen[RFC3339_MAX];
+                char serial[32], reports[32], seen[RFC3339_MAX], state[32];
+                const char *s = json_string_value(json_object_get(m, "state"));
+                bool conflict = json_is_integer(json_object_get(m, "conflict_at"));
 
+                snprintf(state, sizeof(state), "%.20s%s", s ?: "-", conflict ? "!" : "");
+                conflicts += conflict;
                 fleet_print_field(json_string_value(json_object_get(m, "machine_id")), 32);
                 printf("  ");
-                fleet_print_field(json_string_value(json_object_get(m, "state")), 12);
+                fleet_print_field(state, 11);
+                printf(" ");
+                fleet_print_hostname(json_string_value(json_object_get(m, "hostname")));
                 printf(" ");
                 fleet_print_field(fleet_integer(json_object_get(m, "serial"), serial), 8);
                 printf(" ");
@@ -177,6 +210,9 @@ static int fleet_print_machines(json_t *machines)
                 fleet_print_field(fleet_time(json_object_get(m, "last_seen"), seen), 0);
                 printf("\n");
         }
+        if (conflicts > 0)
+                printf("\n! another device key tried to enroll under this machine id (a cloned or\n"
+                       "  reinstalled disk?): 'nixprov fleet reset ID' lets the new key enroll.\n");
         return 0;
 }
 
@@ -193,6 +229,8 @@ static int fleet_print_machine(json_t *machine)
         fleet_print_field(json_string_value(json_object_get(machine, "machine_id")), 0);
         printf(": state ");
         fleet_print_field(json_string_value(json_object_get(machine, "state")), 0);
+        printf(", hostname ");
+        fleet_print_field(json_string_value(json_object_get(machine, "hostname")), 0);
         printf(", serial ");
         fleet_print_field(fleet_integer(json_object_get(machine, "serial"), serial), 0);
         printf(", ");
@@ -200,6 +238,15 @@ static int fleet_print_machine(json_t *machine)
         printf(" reports, last seen ");
         fleet_print_field(fleet_time(json_object_get(machine, "last_seen"), seen), 0);
         printf("\n");
+        if (json_is_integer(json_object_get(machine, "conflict_at"))) {
+                char when[RFC3339_MAX];
+
+                printf("Another device key tried to enroll under this id at ");
+                fleet_print_field(fleet_time(json_object_get(machine, "conflict_at"), when), 0);
+                printf(" (a cloned or reinstalled disk?): 'nixprov fleet reset ");
+                fleet_print_field(json_string_value(json_object_get(machine, "machine_id")), 0);
+                printf("' lets it enroll.\n");
+        }
         if (json_is_true(json_object_get(machine, "truncated")))
                 printf("(only the latest %zu reports are shown)\n", json_array_size(reports));
 
@@ -227,6 +274,143 @@ static int fleet_print_machine(json_t *machine)
         return 0;
 }
 
+static const struct {
+        const char *verb;
+        enum store_decision decision;
+} fleet_decisions[] = {
+    {"approve", STORE_DECISION_APPROVE},
+    {"revoke", STORE_DECISION_REVOKE},
+    {"reset", STORE_DECISION_RESET},
+};
+
+/* Makes one decision about one machine, saying what it did. Returns 0 or a negative errno,
+ * logged. */
+static int fleet_decide_one(struct store *store, const char *machine_id,
+                            enum store_decision decision)
+{
+        enum store_state previous;
+        int r;
+
+        r = store_decide(store, machine_id, decision, (int64_t)time(NULL), &previous);
+        if ((r == -ENOENT || r == -ENOKEY) && decision == STORE_DECISION_APPROVE)
+                return log_error_errno(r,
+                                       "Machine %s has not enrolled; list it under "
+                                       "approve.machine-ids in the enrollment policy to approve "
+                                       "it in advance.",
+                                       machine_id);
+        if ((r == -ENOENT || r == -ENOKEY) && decision == STORE_DECISION_REVOKE)
+                return log_error_errno(r,
+                                       "Machine %s has not enrolled: there is no key to revoke. "
+                                       "An enrollment policy that does not list it leaves it "
+                                       "pending.",
+                                       machine_id);
+        if (r == -ENOENT)
+                return log_error_errno(r, "Machine %s is unknown to this database.", machine_id);
+        if (r == -EBUSY)
+                return log_error_errno(r, "The database is busy; try again.");
+        if (r < 0)
+                return log_error_errno(r, "Failed to change machine %s: %m", machine_id);
+
+        switch (decision) {
+        case STORE_DECISION_APPROVE:
+                if (previous == STORE_STATE_APPROVED)
+                        printf("Machine %s is already approved.\n", machine_id);
+                else
+                        printf("Approved machine %s (was %s): it may fetch its profile.\n",
+                               machine_id, store_state_to_string(previous));
+                break;
+        case STORE_DECISION_REVOKE:
+                if (previous == STORE_STATE_REVOKED)
+                        printf("Machine %s is already revoked.\n", machine_id);
+                else
+                        printf("Revoked machine %s (was %s): no profile, and its reports are "
+                               "refused.\n",
+                               machine_id, store_state_to_string(previous));
+                break;
+        case STORE_DECISION_RESET:
+                printf("Reset machine %s (was %s): its keys are forgotten and its reports kept; "
+                       "its next enrollment is taken as new.\n",
+                       machine_id, store_state_to_string(previous));
+                break;
+        }
+        return 0;
+}
+
+static int fleet_decide(int argc, char **argv, enum store_decision decision)
+{
+        enum { ARG_DB = 0x100, ARG_DATA };
+        static const struct option options[] = {
+            {"db", required_argument, NULL, ARG_DB},
+            {"data", required_argument, NULL, ARG_DATA},
+            {"help", no_argument, NULL, 'h'},
+            {},
+        };
+        _cleanup_(store_freep) struct store *store = NULL;
+        _cleanup_free_ char *db_from_data = NULL;
+        const char *db = NULL, *verb = argv[0];
+        int c, r, failed = 0;
+
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_DB:
+                        db = optarg;
+                        break;
+                case ARG_DATA:
+                        free(db_from_data);
+                        if (asprintf(&db_from_data, "%s/nixprov.db", optarg) < 0) {
+                                db_from_data = NULL;
+                                log_oom();
+                                return EXIT_FAIL;
+                        }
+                        db = db_from_data;
+                        break;
+                case 'h':
+                        fleet_help();
+                        return EXIT_OK;
+                default:
+                        return EXIT_USAGE;
+                }
+        if (!db) {
+                log_error("nixprov fleet %s needs the server's database: --db FILE or --data DIR.",
+                          verb);
+                return EXIT_USAGE;
+        }
+        if (optind >= argc) {
+                log_error("nixprov fleet %s needs at least one MACHINE_ID.", verb);
+                return EXIT_USAGE;
+        }
+        for (int i = optind; i < argc; i++)
+                if (!routes_machine_id_is_valid(argv[i])) {
+                        log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal "
+                                  "digits.",
+                                  argv[i]);
+                        return EXIT_USAGE;
+                }
+        /* store_open() would make a new, empty database: a typo must not look like an
+         * unknown machine. */
+        if (access(db, F_OK) < 0) {
+                log_error_errno(-errno, "Cannot use database %s: %m", db);
+                return EXIT_FAIL;
+        }
+        r = store_open(db, &store);
+        if (r == -EPROTO) {
+                log_error("Database %s was written by a newer nixprov (schema above %d).", db,
+                          STORE_SCHEMA_VERSION);
+                return EXIT_FAIL;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to open database %s: %m", db);
+                return EXIT_FAIL;
+        }
+        for (int i = optind; i < argc; i++)
+                if (fleet_decide_one(store, argv[i], decision) < 0)
+                        failed++;
+        if (fflush(stdout) != 0)
+                return EXIT_FAIL;
+        return failed ? EXIT_FAIL : EXIT_OK;
+}
+
 int cmd_fleet(int argc, char **argv)
 {
         enum { ARG_SERVER = 0x100, ARG_JSON };
@@ -243,6 +427,12 @@ int cmd_fleet(int argc, char **argv)
         json_error_t error;
         size_t server_size, size;
         int c, r;
+
+        if (argc >= 2)
+                for (size_t i = 0; i < ELEMENTSOF(fleet_decisions); i++)
+                        if (streq(argv[1], fleet_decisions[i].verb))
+                                return fleet_decide(argc - 1, argv + 1,
+                                                    fleet_decisions[i].decision);
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {

@@ -11,13 +11,13 @@ static const struct {
         int (*fn)(int argc, char **argv);
         const char *description;
 } commands[] = {
-        {"keygen", cmd_keygen, "make a signing key pair (minisign format)"},
-        {"sign", cmd_sign, "sign a profile: writes FILE.minisig"},
-        {"verify", cmd_verify, "check a profile's signature and schema"},
-        {"check", cmd_check, "check profiles against the schema, reporting every error"},
-        {"seal", cmd_seal, "seal a secret to one device: prints {sealed: BASE64}"},
-        {"serve", cmd_serve, "serve profiles to machines and store their reports"},
-        {"fleet", cmd_fleet, "show the machines a server knows and their reports"},
+    {"keygen", cmd_keygen, "make a signing key pair (minisign format)"},
+    {"sign", cmd_sign, "sign a profile: writes FILE.minisig"},
+    {"verify", cmd_verify, "check a profile's signature and schema"},
+    {"check", cmd_check, "check profiles against the schema, reporting every error"},
+    {"seal", cmd_seal, "seal a secret to one device: prints {sealed: BASE64}"},
+    {"serve", cmd_serve, "serve profiles, take enrollments and store signed reports"},
+    {"fleet", cmd_fleet, "show the fleet; approve, revoke or reset a machine's enrollment"},
 };
 
 static void show_usage(FILE *f)

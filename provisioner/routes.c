@@ -8,8 +8,10 @@
 
 #include <microhttpd.h>
 
+#include "enrollment.h"
 #include "log.h"
 #include "routes.h"
+#include "signedjson.h"
 #include "util.h"
 
 #define ROUTES_PHASE_MAX 32
@@ -167,6 +169,44 @@ static int routes_choose_profile(const struct routes *routes, const char *machin
         return errno == ENOENT ? -ENOENT : -errno;
 }
 
+/* Answers 403 (or 5xx) and returns false unless the machine is approved: a profile may carry
+ * what only an approved device should see (its sealed secrets, the fleet's settings). */
+static bool routes_machine_is_approved(const struct routes *routes, struct http_response *response,
+                                       const char *machine_id)
+{
+        struct store_trust trust;
+        int r;
+
+        r = store_get_trust(routes->store, machine_id, &trust);
+        if (r == -ENOENT || (r >= 0 && trust.state == STORE_STATE_UNENROLLED)) {
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN,
+                                        "machine %s is not enrolled: it must POST /v1/enroll first",
+                                        machine_id);
+                return false;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the state of machine %s: %m", machine_id);
+                http_response_set_error(response,
+                                        r == -EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                                    : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                        "failed to read the machine's state");
+                return false;
+        }
+        if (trust.state == STORE_STATE_PENDING) {
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN,
+                                        "machine %s is waiting for an operator's approval "
+                                        "('nixprov fleet approve %s')",
+                                        machine_id, machine_id);
+                return false;
+        }
+        if (trust.state == STORE_STATE_REVOKED) {
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN, "machine %s is revoked",
+                                        machine_id);
+                return false;
+        }
+        return true;
+}
+
 static void routes_profile(const struct routes *routes, const struct http_request *request,
                            struct http_response *response, const char *machine_id,
                            enum routes_file file)
@@ -176,6 +216,8 @@ static void routes_profile(const struct routes *routes, const struct http_reques
         size_t size;
         int r;
 
+        if (!routes_machine_is_approved(routes, response, machine_id))
+                return;
         r = routes_choose_profile(routes, machine_id, http_request_query(request, "groups"), &path,
                                   &source);
         if (r == -EINVAL) {
@@ -348,47 +390,238 @@ static const char *routes_parse_report(json_t *json, struct store_report *report
         return NULL;
 }
 
+static void routes_store_failed(struct http_response *response, int r, const char *what)
+{
+        http_response_set_error(
+            response, r == -EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
+            "failed to store the %s", what);
+}
+
+/* A --max-body above what a signature may cover. */
+static void routes_signed_too_large(struct http_response *response)
+{
+        http_response_set_error(response, MHD_HTTP_CONTENT_TOO_LARGE,
+                                "signed body too large (at most %d bytes)", SIGNEDJSON_MAX);
+}
+
+/* Parses a body as JSON, answering 400 when it is not. */
+static json_t *routes_parse_json(const struct http_request *request, struct http_response *response)
+{
+        json_error_t error;
+        json_t *json;
+
+        json = json_loadb(request->body, request->body_size, JSON_REJECT_DUPLICATES, &error);
+        if (!json)
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
+                                        "malformed JSON at line %d, column %d: %s", error.line,
+                                        error.column, error.text);
+        return json;
+}
+
+static void routes_post_enroll(const struct routes *routes, const struct http_request *request,
+                               struct http_response *response)
+{
+        struct enrollment_request enrollment = {};
+        struct store_enrollment record;
+        uint8_t signature[crypto_sign_BYTES];
+        _cleanup_free_ char *facts = NULL;
+        enum store_state state;
+        const char *problem = NULL;
+        json_t *json;
+        size_t n;
+        int r;
+
+        /* The size cap is http.c's (413); then the signature's place, before any parsing. */
+        r = signedjson_split(request->body, request->body_size, &n, signature);
+        if (r == -ENOMSG) {
+                http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
+                                        "enrollment must be signed by the device key");
+                return;
+        }
+        if (r == -E2BIG) {
+                routes_signed_too_large(response);
+                return;
+        }
+        if (r < 0) {
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
+                                        "malformed signature member: expected "
+                                        "\"signature\":\"BASE64\" (64 bytes) as the last member");
+                return;
+        }
+
+        json = routes_parse_json(request, response);
+        if (!json)
+                return;
+        r = enrollment_request_parse(json, &enrollment, &problem);
+        if (r == -EBADMSG) {
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST, "%s", problem);
+                goto out;
+        }
+        if (r < 0) {
+                http_response_set_error(response, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+                goto out;
+        }
+
+        /* Proof of possession: signed by the key it asks the server to trust. */
+        r = signedjson_verify(SIGNEDJSON_CONTEXT_ENROLL, request->body, request->body_size,
+                              enrollment.sign_key);
+        if (r == -EKEYREJECTED) {
+                http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
+                                        "signature does not verify with the enclosed sign_key");
+                goto out;
+        }
+        if (r < 0) {
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
+                                        "malformed signature member");
+                goto out;
+        }
+
+        facts = json_dumps(enrollment.facts, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!facts) {
+                http_response_set_error(response, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+                goto out;
+        }
+        record = (struct store_enrollment){
+            .machine_id = enrollment.machine_id,
+            .hostname = enrollment.hostname,
+            .facts = facts,
+            .sign_key = enrollment.sign_key_base64,
+            .box_key = enrollment.box_key_base64,
+            .decided_by = enrollment_policy_match(routes->policy, &enrollment),
+        };
+        r = store_enroll(routes->store, &record, (int64_t)time(NULL), &state);
+        if (r == -EKEYREJECTED) {
+                log_warning("Machine %s tried to enroll with another device key than the one it "
+                            "enrolled with; refused.",
+                            enrollment.machine_id);
+                http_response_set_error(
+                    response, MHD_HTTP_CONFLICT,
+                    "machine %s is enrolled with another device key (a cloned or reinstalled "
+                    "disk?): an operator can allow the new key with 'nixprov fleet reset %s'",
+                    enrollment.machine_id, enrollment.machine_id);
+                goto out;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to store the enrollment of %s: %m",
+                                enrollment.machine_id);
+                routes_store_failed(response, r, "enrollment");
+                goto out;
+        }
+        log_debug("Machine %s enrolled: %s%s%s.", enrollment.machine_id,
+                  store_state_to_string(state), record.decided_by ? " by " : "",
+                  record.decided_by ?: "");
+        routes_json(response, MHD_HTTP_OK,
+                    json_pack("{s:s, s:s}", "machine_id", enrollment.machine_id, "state",
+                              store_state_to_string(state)));
+out:
+        enrollment_request_done(&enrollment);
+        json_decref(json);
+}
+
 static void routes_post_report(const struct routes *routes, const struct http_request *request,
                                struct http_response *response)
 {
         struct store_report report = {};
-        json_error_t error;
+        uint8_t signature[crypto_sign_BYTES], sign_key[crypto_sign_PUBLICKEYBYTES];
+        struct store_trust trust;
         const char *problem;
         json_t *json;
         bool duplicate;
+        size_t n;
         int r;
 
-        json = json_loadb(request->body, request->body_size, JSON_REJECT_DUPLICATES, &error);
-        if (!json) {
-                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
-                                        "malformed JSON at line %d, column %d: %s", error.line,
-                                        error.column, error.text);
+        r = signedjson_split(request->body, request->body_size, &n, signature);
+        if (r == -ENOMSG) {
+                http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
+                                        "reports must be signed by the device key");
                 return;
         }
+        if (r == -E2BIG) {
+                routes_signed_too_large(response);
+                return;
+        }
+        if (r < 0) {
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
+                                        "malformed signature member: expected "
+                                        "\"signature\":\"BASE64\" (64 bytes) as the last member");
+                return;
+        }
+
+        json = routes_parse_json(request, response);
+        if (!json)
+                return;
         problem = routes_parse_report(json, &report);
         if (problem) {
-                json_decref(json);
                 http_response_set_error(response, MHD_HTTP_BAD_REQUEST, "%s", problem);
-                return;
+                goto out;
         }
+
+        r = store_get_trust(routes->store, report.machine_id, &trust);
+        if (r == -ENOENT || (r >= 0 && !trust.has_keys)) {
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN, "machine %s is not enrolled",
+                                        report.machine_id);
+                goto out;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the state of machine %s: %m", report.machine_id);
+                routes_store_failed(response, r, "report");
+                goto out;
+        }
+        if (trust.state == STORE_STATE_REVOKED) {
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN, "machine %s is revoked",
+                                        report.machine_id);
+                goto out;
+        }
+        if (base64_decode_strict(trust.sign_key, strlen(trust.sign_key), sign_key, sizeof(sign_key),
+                                 &n) < 0 ||
+            n != sizeof(sign_key)) {
+                log_error("The enrolled sign_key of machine %s is not a key.", report.machine_id);
+                routes_store_failed(response, -EBADMSG, "report");
+                goto out;
+        }
+        r = signedjson_verify(SIGNEDJSON_CONTEXT_REPORT, request->body, request->body_size,
+                              sign_key);
+        if (r == -EKEYREJECTED) {
+                http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
+                                        "report signature does not verify with the key machine %s "
+                                        "enrolled",
+                                        report.machine_id);
+                goto out;
+        }
+        if (r < 0) {
+                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
+                                        "malformed signature member");
+                goto out;
+        }
+
+        /* Stored as received, signature and all: anyone can check it again later. */
+        report.sign_key = trust.sign_key;
         report.body = request->body;
         report.body_size = request->body_size;
-
         r = store_add_report(routes->store, &report, (int64_t)time(NULL), &duplicate);
+        if (r == -EEXIST) {
+                http_response_set_error(response, MHD_HTTP_CONFLICT,
+                                        "report %llu of machine %s was already stored with other "
+                                        "content",
+                                        (unsigned long long)report.seq, report.machine_id);
+                goto out;
+        }
+        if (r == -EPERM) {
+                /* Revoked or reset between the look and the store. */
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN, "machine %s is not enrolled",
+                                        report.machine_id);
+                goto out;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to store report %s/%llu: %m", report.machine_id,
                                 (unsigned long long)report.seq);
-                json_decref(json);
-                http_response_set_error(response,
-                                        r == -EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE
-                                                    : MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                        "failed to store the report");
-                return;
+                routes_store_failed(response, r, "report");
+                goto out;
         }
-        json_decref(json);
-
         routes_json(response, MHD_HTTP_OK,
                     json_pack("{s:b, s:b}", "stored", 1, "duplicate", duplicate));
+out:
+        json_decref(json);
 }
 
 static void routes_list_machines(const struct routes *routes, struct http_response *response)
@@ -449,6 +682,14 @@ static void routes_metrics(const struct routes *routes, struct http_response *re
         /* Statuses come from the store, validated at insertion: nothing to escape. */
         json_object_foreach(by_status, status, count) if (r >= 0) r =
             buf_printf(&text, "nixprov_machines{status=\"%s\"} %lld\n", status,
+                       (long long)json_integer_value(count));
+        if (r >= 0)
+                r = buf_puts(&text, "# HELP nixprov_machines_enrollment Machines known to the "
+                                    "server, by enrollment state.\n"
+                                    "# TYPE nixprov_machines_enrollment gauge\n");
+        /* States come from the store's own fixed set. */
+        json_object_foreach(json_object_get(stats, "by_state"), status, count) if (r >= 0) r =
+            buf_printf(&text, "nixprov_machines_enrollment{state=\"%s\"} %lld\n", status,
                        (long long)json_integer_value(count));
         if (r >= 0)
                 r = buf_printf(&text,
@@ -549,6 +790,14 @@ void routes_handle(void *userdata, const struct http_request *request,
                         routes_post_report(routes, request, response);
                         return;
                 }
+        }
+        if (streq(path, "/v1/enroll")) {
+                if (!routes_method_is(request, "POST")) {
+                        routes_method_not_allowed(request, response, "POST");
+                        return;
+                }
+                routes_post_enroll(routes, request, response);
+                return;
         }
         if (streq(path, "/v1/machines")) {
                 if (!routes_method_is(request, "GET")) {

@@ -3,9 +3,12 @@
 
 /* The endpoints of nixprov serve:
  *
- *   GET  /v1/machines/{id}/profile          the profile chosen for the machine (YAML)
+ *   GET  /v1/machines/{id}/profile          the profile chosen for the machine (YAML), for
+ *                                           approved machines only
  *   GET  /v1/machines/{id}/profile.minisig  its signature, from the same choice
- *   POST /v1/reports                        store a report (idempotent per machine_id, seq)
+ *   POST /v1/enroll                         a device's keys and facts (signed JSON)
+ *   POST /v1/reports                        store a signed report (idempotent per machine_id,
+ *                                           enrolled key, seq)
  *   GET  /v1/machines                       the fleet
  *   GET  /v1/machines/{id}                  one machine and its reports
  *   GET  /metrics                           Prometheus text
@@ -15,6 +18,7 @@
 
 #include <stdbool.h>
 
+#include "enrollment.h"
 #include "http.h"
 #include "store.h"
 
@@ -25,6 +29,7 @@
 struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
         struct store *store;
+        const struct enrollment_policy *policy; /* NULL: every enrollment waits for an operator */
 };
 
 /* An http_handler_fn; userdata is a struct routes. */

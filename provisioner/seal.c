@@ -13,6 +13,8 @@
 #include "devicekey.h"
 #include "log.h"
 #include "profile.h"
+#include "routes.h"
+#include "store.h"
 #include "util.h"
 
 /* The largest secret whose sealed box a profile accepts. */
@@ -20,7 +22,8 @@
 
 static void seal_help(void)
 {
-        printf("Usage: nixprov seal --to BOXKEY [--file FILE]\n\n"
+        printf("Usage: nixprov seal --to BOXKEY [--file FILE]\n"
+               "       nixprov seal --machine ID --db FILE [--file FILE]\n\n"
                "Seals a secret (a Cachix auth token, a builder's SSH private key) to one device\n"
                "with crypto_box_seal and prints it as {sealed: BASE64}, ready to paste into that\n"
                "device's profile. Only the device, with the secret half of its box key, can open\n"
@@ -29,10 +32,14 @@ static void seal_help(void)
                "Options:\n"
                "  -t, --to BOXKEY    the device's box public key: the base64 'box-key' that\n"
                "                     'nixprov-agent id' prints, or its device-box.pub file\n"
+               "  -m, --machine ID   seal to the box key machine ID enrolled with, read from the\n"
+               "                     server's database (--db); the machine must be approved\n"
+               "      --db FILE      the database of nixprov serve (its --db, or DATA/nixprov.db)\n"
                "  -f, --file FILE    read the secret from FILE instead of standard input\n"
                "  -h, --help         show this help\n\n"
-               "Exit codes: 0 sealed, 1 the secret cannot be read, 2 usage error (a bad key, an\n"
-               "empty or too large secret).\n",
+               "Exit codes: 0 sealed, 1 the secret or the database cannot be read, 2 usage error\n"
+               "(a bad key, an empty or too large secret), 4 refused: the machine is not\n"
+               "approved (unknown, unenrolled, pending or revoked).\n",
                (int)SEAL_MAX_SECRET);
 }
 
@@ -63,6 +70,47 @@ static int read_secret(int fd, uint8_t *buf, size_t max, size_t *ret_size)
         return 0;
 }
 
+/* The box key an approved machine enrolled with. Logs; returns 0, -EPERM (not approved), or
+ * another negative errno. */
+static int machine_box_key(const char *db, const char *machine_id,
+                           uint8_t key[static crypto_box_PUBLICKEYBYTES])
+{
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_trust trust;
+        size_t n;
+        int r;
+
+        /* store_open() would make a new database for a mistyped path. */
+        if (access(db, F_OK) < 0)
+                return log_error_errno(-errno, "Cannot use database %s: %m", db);
+        r = store_open(db, &store);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open database %s: %m", db);
+        r = store_get_trust(store, machine_id, &trust);
+        if (r == -ENOENT || (r >= 0 && trust.state == STORE_STATE_UNENROLLED))
+                return log_error_errno(-EPERM,
+                                       "Machine %s has not enrolled: there is no box key to seal "
+                                       "to.",
+                                       machine_id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read machine %s: %m", machine_id);
+        if (trust.state == STORE_STATE_PENDING)
+                return log_error_errno(-EPERM,
+                                       "Machine %s is pending: approve it first ('nixprov fleet "
+                                       "approve %s') - an unapproved enrollment may be an "
+                                       "impostor's key.",
+                                       machine_id, machine_id);
+        if (trust.state == STORE_STATE_REVOKED)
+                return log_error_errno(-EPERM, "Machine %s is revoked: nothing is sealed to it.",
+                                       machine_id);
+        if (base64_decode_strict(trust.box_key, strlen(trust.box_key), key,
+                                 crypto_box_PUBLICKEYBYTES, &n) < 0 ||
+            n != crypto_box_PUBLICKEYBYTES)
+                return log_error_errno(-EBADMSG, "The box key of machine %s in %s is not a key.",
+                                       machine_id, db);
+        return 0;
+}
+
 static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYTES])
 {
         _cleanup_free_ char *data = NULL;
@@ -76,23 +124,28 @@ static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYT
 int cmd_seal(int argc, char **argv)
 {
         static const struct option options[] = {
-            {"to", required_argument, NULL, 't'},
-            {"file", required_argument, NULL, 'f'},
-            {"help", no_argument, NULL, 'h'},
-            {},
+            {"to", required_argument, NULL, 't'},      {"file", required_argument, NULL, 'f'},
+            {"machine", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
+            {"help", no_argument, NULL, 'h'},          {},
         };
         __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
         _cleanup_free_ uint8_t *sealed = NULL;
         _cleanup_free_ char *b64 = NULL;
         _cleanup_close_ int fd = -EBADF;
         uint8_t to[crypto_box_PUBLICKEYBYTES];
-        const char *to_spec = NULL, *file = NULL;
+        const char *to_spec = NULL, *file = NULL, *machine_id = NULL, *db = NULL;
         size_t size = 0, b64_size;
         int c, r;
 
         optind = 1;
-        while ((c = getopt_long(argc, argv, "t:f:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "t:f:m:h", options, NULL)) >= 0) {
                 switch (c) {
+                case 'm':
+                        machine_id = optarg;
+                        break;
+                case 'd':
+                        db = optarg;
+                        break;
                 case 't':
                         to_spec = optarg;
                         break;
@@ -112,16 +165,31 @@ int cmd_seal(int argc, char **argv)
                           "never from the command line. Run 'nixprov seal --help'.");
                 return EXIT_USAGE;
         }
-        if (!to_spec) {
-                log_error(
-                    "--to BOXKEY is required: the device's box key, from 'nixprov-agent id'.");
+        if (!to_spec == !machine_id) {
+                log_error("Either --to BOXKEY (the device's box key, from 'nixprov-agent id') or "
+                          "--machine ID --db FILE (its enrolled key) is required.");
+                return EXIT_USAGE;
+        }
+        if (machine_id && !db) {
+                log_error("--machine needs --db FILE, the database of nixprov serve.");
+                return EXIT_USAGE;
+        }
+        if (machine_id && !routes_machine_id_is_valid(machine_id)) {
+                log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
+                          machine_id);
                 return EXIT_USAGE;
         }
         if (sodium_init() < 0) {
                 log_error("Failed to initialize libsodium.");
                 return EXIT_FAIL;
         }
-        if (parse_to(to_spec, to) < 0) {
+        if (machine_id) {
+                r = machine_box_key(db, machine_id, to);
+                if (r == -EPERM)
+                        return EXIT_REFUSED;
+                if (r < 0)
+                        return EXIT_FAIL;
+        } else if (parse_to(to_spec, to) < 0) {
                 log_error("--to: not a box public key (the base64 of 32 bytes, as "
                           "'nixprov-agent id' prints it, or a device-box.pub file).");
                 return EXIT_USAGE;

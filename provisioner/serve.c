@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "commands.h"
+#include "enrollment.h"
 #include "fileio.h"
 #include "http.h"
 #include "log.h"
@@ -33,12 +34,38 @@ static void serve_help(void)
                "                      (default: DIR/%s)\n"
                "  --port-file FILE    write the port listened on to FILE once bound\n"
                "  --max-body BYTES    largest request body accepted (default: %d, at most %d)\n"
+               "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
+               "                      approve: {machine-ids: [...], macs: [...],\n"
+               "                      token-files: [...]} (default: none; every enrollment\n"
+               "                      waits for 'nixprov fleet approve')\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
-               "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b], POST /v1/reports,\n"
+               "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
+               "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
                "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
                "Stops cleanly on SIGTERM or SIGINT.\n",
                SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+}
+
+/* Reads and parses the enrollment policy, logging what is wrong with it. */
+static int serve_load_policy(const char *path, struct enrollment_policy **ret)
+{
+        _cleanup_free_ char *data = NULL;
+        struct profile_error error;
+        char line[PROFILE_ERROR_FILE_MAX + PROFILE_ERROR_KEY_MAX + PROFILE_ERROR_MESSAGE_MAX + 32];
+        size_t size;
+        int r;
+
+        r = read_file_bounded(path, ENROLLMENT_POLICY_MAX_BYTES, &data, &size);
+        if (r == -E2BIG)
+                return log_error_errno(r, "Enrollment policy %s is larger than %d bytes.", path,
+                                       ENROLLMENT_POLICY_MAX_BYTES);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read enrollment policy %s: %m", path);
+        r = enrollment_policy_parse(data, size, path, ret, &error);
+        if (r < 0)
+                return log_error_errno(r, "%s", profile_error_format(&error, line, sizeof(line)));
+        return 0;
 }
 
 static int serve_write_port_file(const char *path, uint16_t port)
@@ -52,22 +79,24 @@ static int serve_write_port_file(const char *path, uint16_t port)
 
 int cmd_serve(int argc, char **argv)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY };
+        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
             {"db", required_argument, NULL, ARG_DB},
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
+            {"enroll-policy", required_argument, NULL, ARG_POLICY},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
+        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
         _cleanup_free_ char *default_db = NULL;
         const char *listen_arg = SERVE_LISTEN_DEFAULT, *data_dir = NULL, *db_path = NULL;
-        const char *port_file = NULL;
+        const char *port_file = NULL, *policy_path = NULL;
         struct http_listen listen;
         struct routes routes;
         uint64_t max_body = HTTP_MAX_BODY_DEFAULT;
@@ -97,6 +126,9 @@ int cmd_serve(int argc, char **argv)
                                           HTTP_MAX_BODY_LIMIT, optarg);
                                 return EXIT_USAGE;
                         }
+                        break;
+                case ARG_POLICY:
+                        policy_path = optarg;
                         break;
                 case 'v':
                         log_set_max_level(LOG_LEVEL_DEBUG);
@@ -128,6 +160,14 @@ int cmd_serve(int argc, char **argv)
         if (!S_ISDIR(st.st_mode)) {
                 log_error("Data directory %s is not a directory.", data_dir);
                 return EXIT_FAIL;
+        }
+        if (policy_path) {
+                r = serve_load_policy(policy_path, &policy);
+                if (r < 0)
+                        return EXIT_FAIL;
+                log_info("Enrollment policy %s: approving %zu machine ids, %zu MAC addresses, "
+                         "%zu tokens.",
+                         policy_path, policy->n_machine_ids, policy->n_macs, policy->n_token_keys);
         }
         if (!db_path) {
                 if (asprintf(&default_db, "%s/%s", data_dir, SERVE_DB_NAME) < 0) {
@@ -161,7 +201,7 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_FAIL;
         }
 
-        routes = (struct routes){.data_dir = data_dir, .store = store};
+        routes = (struct routes){.data_dir = data_dir, .store = store, .policy = policy};
         r = http_server_start(&listen, (size_t)max_body, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", listen_arg);

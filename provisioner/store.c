@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "util.h"
 
 struct store {
         sqlite3 *db;
@@ -15,7 +16,9 @@ struct store {
         pthread_mutex_t lock;
 };
 
-static const char store_schema[] =
+/* Version 1, as it was: a new database is made at version 1 and migrated, so that every
+ * database goes through the same steps. */
+static const char store_schema_v1[] =
     "CREATE TABLE machines (\n"
     "        machine_id TEXT PRIMARY KEY NOT NULL,\n"
     "        state TEXT NOT NULL DEFAULT 'unenrolled',\n"
@@ -34,17 +37,52 @@ static const char store_schema[] =
     "        PRIMARY KEY (machine_id, seq)\n"
     ");\n";
 
+/* Version 2: device identity (keys, facts, the operator's decision) on the machines; reports
+ * keyed by (machine_id, sign_key, seq), so that a device that enrolled again with new keys
+ * starts at seq 1, and ordered by an id in the order they were stored. Reports of version 1
+ * had no key: they keep sign_key '' and their seq order. */
+static const char store_migrate_v2[] =
+    "ALTER TABLE machines ADD COLUMN hostname TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN facts TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN sign_key TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN box_key TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN enrolled_at INTEGER;\n"
+    "ALTER TABLE machines ADD COLUMN decided_at INTEGER;\n"
+    "ALTER TABLE machines ADD COLUMN decided_by TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN conflict_at INTEGER;\n"
+    "CREATE TABLE reports_v2 (\n"
+    "        id INTEGER PRIMARY KEY,\n"
+    "        machine_id TEXT NOT NULL REFERENCES machines (machine_id),\n"
+    "        sign_key TEXT NOT NULL,\n"
+    "        seq INTEGER NOT NULL CHECK (seq >= 0),\n"
+    "        time INTEGER NOT NULL,\n"
+    "        received INTEGER NOT NULL,\n"
+    "        phase TEXT NOT NULL,\n"
+    "        status TEXT NOT NULL,\n"
+    "        serial INTEGER,\n"
+    "        body TEXT NOT NULL,\n"
+    "        UNIQUE (machine_id, sign_key, seq)\n"
+    ");\n"
+    "INSERT INTO reports_v2 (machine_id, sign_key, seq, time, received, phase, status, serial, "
+    "body) SELECT machine_id, '', seq, time, received, phase, status, serial, body FROM reports "
+    "ORDER BY machine_id, seq;\n"
+    "DROP TABLE reports;\n"
+    "ALTER TABLE reports_v2 RENAME TO reports;\n"
+    "CREATE INDEX reports_by_machine ON reports (machine_id, id);\n";
+
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
 #define STORE_MACHINE_SELECT                                                                       \
         "SELECT m.machine_id, m.state, m.first_seen, m.last_seen, "                                \
         "  (SELECT phase FROM reports r WHERE r.machine_id = m.machine_id "                        \
-        "    ORDER BY seq DESC LIMIT 1), "                                                         \
+        "    ORDER BY id DESC LIMIT 1), "                                                          \
         "  (SELECT status FROM reports r WHERE r.machine_id = m.machine_id "                       \
-        "    ORDER BY seq DESC LIMIT 1), "                                                         \
+        "    ORDER BY id DESC LIMIT 1), "                                                          \
         "  (SELECT serial FROM reports r WHERE r.machine_id = m.machine_id "                       \
-        "    AND serial IS NOT NULL ORDER BY seq DESC LIMIT 1), "                                  \
-        "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id) "                    \
+        "    AND serial IS NOT NULL ORDER BY id DESC LIMIT 1), "                                   \
+        "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id), "                   \
+        "  m.hostname, m.sign_key, m.box_key, m.enrolled_at, m.decided_at, m.decided_by, "         \
+        "  m.conflict_at, m.facts "                                                                \
         "FROM machines m "
 
 static int store_errno(int code)
@@ -182,10 +220,19 @@ static int store_migrate(struct store *store)
                 r = -EPROTO; /* written by a newer nixprov: do not touch it */
                 goto fail;
         }
-        /* Version 0: a new database. Later versions add their steps here. */
-        r = store_exec(store, store_schema);
-        if (r < 0)
-                goto fail;
+        /* Each step takes the database one version up, in the same transaction. */
+        if (version == 0) {
+                r = store_exec(store, store_schema_v1);
+                if (r < 0)
+                        goto fail;
+                version = 1;
+        }
+        if (version == 1) {
+                r = store_exec(store, store_migrate_v2);
+                if (r < 0)
+                        goto fail;
+                version = 2;
+        }
         (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         r = store_exec(store, sql);
         if (r < 0)
@@ -262,35 +309,253 @@ static int store_bind_text(sqlite3_stmt *stmt, int index, const char *s)
         return store_errno(sqlite3_bind_text(stmt, index, s, -1, SQLITE_STATIC));
 }
 
+static int store_bind_int64(sqlite3_stmt *stmt, int index, int64_t v)
+{
+        return store_errno(sqlite3_bind_int64(stmt, index, v));
+}
+
+static int store_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *s)
+{
+        return s ? store_bind_text(stmt, index, s) : store_errno(sqlite3_bind_null(stmt, index));
+}
+
+const char *store_state_to_string(enum store_state state)
+{
+        static const char *const names[] = {
+            [STORE_STATE_UNENROLLED] = "unenrolled",
+            [STORE_STATE_PENDING] = "pending",
+            [STORE_STATE_APPROVED] = "approved",
+            [STORE_STATE_REVOKED] = "revoked",
+        };
+
+        if ((size_t)state >= ELEMENTSOF(names))
+                return NULL;
+        return names[state];
+}
+
+static int store_state_from_string(const char *s, enum store_state *ret)
+{
+        for (enum store_state i = 0; i <= STORE_STATE_REVOKED; i++)
+                if (s && streq(s, store_state_to_string(i))) {
+                        *ret = i;
+                        return 0;
+                }
+        return -EBADMSG;
+}
+
+/* Reads a machine's state and keys; -ENOENT when unknown. */
+static int store_read_trust(struct store *store, const char *machine_id,
+                            struct store_trust *ret_trust)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        struct store_trust trust = {};
+        const unsigned char *state, *sign_key, *box_key;
+        int code, r;
+
+        r = store_prepare(
+            store, "SELECT state, sign_key, box_key FROM machines WHERE machine_id = ?1", &stmt);
+        if (r < 0)
+                return r;
+        r = store_bind_text(stmt, 1, machine_id);
+        if (r < 0)
+                return r;
+        code = sqlite3_step(stmt);
+        if (code == SQLITE_DONE)
+                return -ENOENT;
+        if (code != SQLITE_ROW)
+                return store_errno(code) ?: -EIO;
+        state = sqlite3_column_text(stmt, 0);
+        sign_key = sqlite3_column_text(stmt, 1);
+        box_key = sqlite3_column_text(stmt, 2);
+        r = store_state_from_string((const char *)state, &trust.state);
+        if (r < 0)
+                return r;
+        if (sign_key && box_key) {
+                if (strlen((const char *)sign_key) >= sizeof(trust.sign_key) ||
+                    strlen((const char *)box_key) >= sizeof(trust.box_key))
+                        return -EBADMSG;
+                strcpy(trust.sign_key, (const char *)sign_key);
+                strcpy(trust.box_key, (const char *)box_key);
+                trust.has_keys = true;
+        }
+        /* A state other than unenrolled without keys would be a broken row. */
+        if (trust.has_keys == (trust.state == STORE_STATE_UNENROLLED))
+                return -EBADMSG;
+        *ret_trust = trust;
+        return 0;
+}
+
+int store_get_trust(struct store *store, const char *machine_id, struct store_trust *ret_trust)
+{
+        _cleanup_unlock_ struct store *locked = NULL;
+
+        if (!store || !machine_id || !ret_trust)
+                return -EINVAL;
+        locked = store_lock(store);
+        return store_read_trust(store, machine_id, ret_trust);
+}
+
+static int store_enroll_locked(struct store *store, const struct store_enrollment *e, int64_t now,
+                               enum store_state *ret_state)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        struct store_trust trust;
+        enum store_state state;
+        int r;
+
+        r = store_read_trust(store, e->machine_id, &trust);
+        if (r < 0 && r != -ENOENT)
+                return r;
+
+        if (r == -ENOENT || !trust.has_keys) {
+                /* New, or known only from reports of old or a reset: take the keys. */
+                state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
+                r = store_prepare(
+                    store,
+                    "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
+                    "facts, sign_key, box_key, enrolled_at, decided_at, decided_by, conflict_at) "
+                    "VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?3, ?8, ?9, NULL) "
+                    "ON CONFLICT (machine_id) DO UPDATE SET state = excluded.state, "
+                    "last_seen = max(last_seen, excluded.last_seen), hostname = excluded.hostname, "
+                    "facts = excluded.facts, sign_key = excluded.sign_key, "
+                    "box_key = excluded.box_key, enrolled_at = excluded.enrolled_at, "
+                    "decided_at = excluded.decided_at, decided_by = excluded.decided_by, "
+                    "conflict_at = NULL",
+                    &stmt);
+                if (r < 0)
+                        return r;
+                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
+                    (r = store_bind_text(stmt, 2, store_state_to_string(state))) < 0 ||
+                    (r = store_bind_int64(stmt, 3, now)) < 0 ||
+                    (r = store_bind_text(stmt, 4, e->hostname)) < 0 ||
+                    (r = store_bind_text(stmt, 5, e->facts)) < 0 ||
+                    (r = store_bind_text(stmt, 6, e->sign_key)) < 0 ||
+                    (r = store_bind_text(stmt, 7, e->box_key)) < 0 ||
+                    (r = store_errno(e->decided_by ? sqlite3_bind_int64(stmt, 8, now)
+                                                   : sqlite3_bind_null(stmt, 8))) < 0 ||
+                    (r = store_bind_text_or_null(stmt, 9, e->decided_by)) < 0)
+                        return r;
+                r = store_step_done(stmt);
+                if (r < 0)
+                        return r;
+                *ret_state = state;
+                return 0;
+        }
+
+        if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key)) {
+                /* Another device (or a reinstall) under the same id: only an operator may let
+                 * the new key in. Noted, so that the fleet listing shows it. */
+                r = store_prepare(
+                    store, "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1", &stmt);
+                if (r < 0)
+                        return r;
+                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
+                    (r = store_bind_int64(stmt, 2, now)) < 0)
+                        return r;
+                r = store_step_done(stmt);
+                if (r < 0)
+                        return r;
+                return -EKEYREJECTED;
+        }
+
+        /* The same device again: fresh facts, and the policy may approve it now. */
+        state = trust.state;
+        if (state == STORE_STATE_PENDING && e->decided_by)
+                state = STORE_STATE_APPROVED;
+        r = store_prepare(store,
+                          "UPDATE machines SET hostname = ?2, facts = ?3, "
+                          "last_seen = max(last_seen, ?4), state = ?5, "
+                          "decided_at = CASE WHEN ?6 IS NULL THEN decided_at ELSE ?4 END, "
+                          "decided_by = IFNULL(?6, decided_by) WHERE machine_id = ?1",
+                          &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
+            (r = store_bind_text(stmt, 2, e->hostname)) < 0 ||
+            (r = store_bind_text(stmt, 3, e->facts)) < 0 ||
+            (r = store_bind_int64(stmt, 4, now)) < 0 ||
+            (r = store_bind_text(stmt, 5, store_state_to_string(state))) < 0 ||
+            (r = store_bind_text_or_null(stmt, 6, state != trust.state ? e->decided_by : NULL)) < 0)
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+        *ret_state = state;
+        return 0;
+}
+
+int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
+                 enum store_state *ret_state)
+{
+        _cleanup_unlock_ struct store *locked = NULL;
+        enum store_state state = STORE_STATE_UNENROLLED;
+        int r, k;
+
+        if (!store || !enrollment || !enrollment->machine_id || !enrollment->hostname ||
+            !enrollment->facts || !enrollment->sign_key || !enrollment->box_key ||
+            !*enrollment->sign_key || !*enrollment->box_key)
+                return -EINVAL;
+
+        locked = store_lock(store);
+        r = store_exec(store, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        k = store_enroll_locked(store, enrollment, now, &state);
+        if (k < 0 && k != -EKEYREJECTED) {
+                store_rollback(store);
+                return k;
+        }
+        /* A conflict is committed too: conflict_at is the operator's clue. */
+        r = store_exec(store, "COMMIT");
+        if (r < 0) {
+                store_rollback(store);
+                return r;
+        }
+        if (k < 0)
+                return k;
+        if (ret_state)
+                *ret_state = state;
+        return 0;
+}
+
 static int store_insert_report(struct store *store, const struct store_report *report,
                                int64_t received, bool *ret_duplicate)
 {
-        _cleanup_finalize_ sqlite3_stmt *machine = NULL, *insert = NULL;
-        int r;
+        _cleanup_finalize_ sqlite3_stmt *machine = NULL, *insert = NULL, *stored = NULL;
+        struct store_trust trust;
+        const void *body;
+        int r, code;
 
-        r = store_prepare(store,
-                          "INSERT INTO machines (machine_id, first_seen, last_seen) "
-                          "VALUES (?1, ?2, ?2) ON CONFLICT (machine_id) DO UPDATE "
-                          "SET last_seen = max(last_seen, excluded.last_seen)",
-                          &machine);
+        /* Checked again inside the transaction: an operator may have revoked or reset the
+         * machine since the route looked. */
+        r = store_read_trust(store, report->machine_id, &trust);
+        if (r == -ENOENT)
+                return -EPERM;
         if (r < 0)
                 return r;
-        r = store_bind_text(machine, 1, report->machine_id);
+        if (!trust.has_keys || !streq(trust.sign_key, report->sign_key) ||
+            !(trust.state == STORE_STATE_PENDING || trust.state == STORE_STATE_APPROVED))
+                return -EPERM;
+
+        r = store_prepare(
+            store, "UPDATE machines SET last_seen = max(last_seen, ?2) WHERE machine_id = ?1",
+            &machine);
         if (r < 0)
                 return r;
-        r = store_errno(sqlite3_bind_int64(machine, 2, received));
-        if (r < 0)
+        if ((r = store_bind_text(machine, 1, report->machine_id)) < 0 ||
+            (r = store_bind_int64(machine, 2, received)) < 0)
                 return r;
         r = store_step_done(machine);
         if (r < 0)
                 return r;
 
-        r = store_prepare(store,
-                          "INSERT INTO reports "
-                          "(machine_id, seq, time, received, phase, status, serial, body) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-                          "ON CONFLICT (machine_id, seq) DO NOTHING",
-                          &insert);
+        r = store_prepare(
+            store,
+            "INSERT INTO reports "
+            "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
+            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
+            &insert);
         if (r < 0)
                 return r;
         if ((r = store_bind_text(insert, 1, report->machine_id)) < 0 ||
@@ -303,13 +568,36 @@ static int store_insert_report(struct store *store, const struct store_report *r
                                  ? sqlite3_bind_int64(insert, 7, (sqlite3_int64)report->serial)
                                  : sqlite3_bind_null(insert, 7))) < 0 ||
             (r = store_errno(sqlite3_bind_text64(insert, 8, report->body, report->body_size,
-                                                 SQLITE_STATIC, SQLITE_UTF8))) < 0)
+                                                 SQLITE_STATIC, SQLITE_UTF8))) < 0 ||
+            (r = store_bind_text(insert, 9, report->sign_key)) < 0)
                 return r;
         r = store_step_done(insert);
         if (r < 0)
                 return r;
+        if (sqlite3_changes(store->db) == 1) {
+                *ret_duplicate = false;
+                return 0;
+        }
 
-        *ret_duplicate = sqlite3_changes(store->db) == 0;
+        /* Already stored: a resend of the same bytes, or another report under the same seq. */
+        r = store_prepare(store,
+                          "SELECT body FROM reports WHERE machine_id = ?1 AND sign_key = ?2 "
+                          "AND seq = ?3",
+                          &stored);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stored, 1, report->machine_id)) < 0 ||
+            (r = store_bind_text(stored, 2, report->sign_key)) < 0 ||
+            (r = store_errno(sqlite3_bind_int64(stored, 3, (sqlite3_int64)report->seq))) < 0)
+                return r;
+        code = sqlite3_step(stored);
+        if (code != SQLITE_ROW)
+                return store_errno(code) ?: -EIO;
+        body = sqlite3_column_blob(stored, 0);
+        if ((size_t)sqlite3_column_bytes(stored, 0) != report->body_size ||
+            (report->body_size > 0 && (!body || memcmp(body, report->body, report->body_size))))
+                return -EEXIST;
+        *ret_duplicate = true;
         return 0;
 }
 
@@ -317,11 +605,11 @@ int store_add_report(struct store *store, const struct store_report *report, int
                      bool *ret_duplicate)
 {
         _cleanup_unlock_ struct store *locked = NULL;
-        bool duplicate;
+        bool duplicate = false;
         int r;
 
         if (!store || !report || !report->machine_id || !report->phase || !report->status ||
-            !report->body || report->seq > INT64_MAX ||
+            !report->body || !report->sign_key || !*report->sign_key || report->seq > INT64_MAX ||
             (report->has_serial && report->serial > INT64_MAX))
                 return -EINVAL;
 
@@ -345,6 +633,88 @@ int store_add_report(struct store *store, const struct store_report *report, int
         return 0;
 }
 
+static int store_decide_locked(struct store *store, const char *machine_id,
+                               enum store_decision decision, int64_t now,
+                               enum store_state *ret_previous)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        struct store_trust trust;
+        const char *sql;
+        int r;
+
+        r = store_read_trust(store, machine_id, &trust);
+        if (r < 0)
+                return r;
+
+        switch (decision) {
+        case STORE_DECISION_APPROVE:
+                if (!trust.has_keys)
+                        return -ENOKEY;
+                if (trust.state == STORE_STATE_APPROVED)
+                        goto done;
+                sql = "UPDATE machines SET state = 'approved', decided_at = ?2, "
+                      "decided_by = 'operator' WHERE machine_id = ?1";
+                break;
+        case STORE_DECISION_REVOKE:
+                if (!trust.has_keys)
+                        return -ENOKEY;
+                if (trust.state == STORE_STATE_REVOKED)
+                        goto done;
+                sql = "UPDATE machines SET state = 'revoked', decided_at = ?2, "
+                      "decided_by = 'operator' WHERE machine_id = ?1";
+                break;
+        case STORE_DECISION_RESET:
+                sql = "UPDATE machines SET state = 'unenrolled', sign_key = NULL, box_key = NULL, "
+                      "enrolled_at = NULL, decided_at = NULL, decided_by = NULL, "
+                      "conflict_at = NULL WHERE machine_id = ?1";
+                break;
+        default:
+                return -EINVAL;
+        }
+        r = store_prepare(store, sql, &stmt);
+        if (r < 0)
+                return r;
+        r = store_bind_text(stmt, 1, machine_id);
+        if (r >= 0 && sqlite3_bind_parameter_count(stmt) >= 2)
+                r = store_bind_int64(stmt, 2, now);
+        if (r < 0)
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+done:
+        *ret_previous = trust.state;
+        return 0;
+}
+
+int store_decide(struct store *store, const char *machine_id, enum store_decision decision,
+                 int64_t now, enum store_state *ret_previous)
+{
+        _cleanup_unlock_ struct store *locked = NULL;
+        enum store_state previous = STORE_STATE_UNENROLLED;
+        int r;
+
+        if (!store || !machine_id)
+                return -EINVAL;
+        locked = store_lock(store);
+        r = store_exec(store, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = store_decide_locked(store, machine_id, decision, now, &previous);
+        if (r < 0) {
+                store_rollback(store);
+                return r;
+        }
+        r = store_exec(store, "COMMIT");
+        if (r < 0) {
+                store_rollback(store);
+                return r;
+        }
+        if (ret_previous)
+                *ret_previous = previous;
+        return 0;
+}
+
 static json_t *store_column_json_text(sqlite3_stmt *stmt, int column)
 {
         const unsigned char *s = sqlite3_column_text(stmt, column);
@@ -359,18 +729,35 @@ static json_t *store_column_json_integer(sqlite3_stmt *stmt, int column)
         return json_integer(sqlite3_column_int64(stmt, column));
 }
 
+static json_t *store_column_json_object(sqlite3_stmt *stmt, int column)
+{
+        const unsigned char *s = sqlite3_column_text(stmt, column);
+        json_t *v;
+
+        if (!s)
+                return json_null();
+        /* Written by store_enroll() from validated facts; anything else shows as null. */
+        v = json_loads((const char *)s, JSON_REJECT_DUPLICATES, NULL);
+        return v ?: json_null();
+}
+
 /* Builds a machine object from a row of STORE_MACHINE_SELECT. */
 static int store_machine_from_row(sqlite3_stmt *stmt, json_t **ret_machine)
 {
         json_t *machine;
 
         machine = json_pack(
-            "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "machine_id",
-            store_column_json_text(stmt, 0), "state", store_column_json_text(stmt, 1), "first_seen",
-            store_column_json_integer(stmt, 2), "last_seen", store_column_json_integer(stmt, 3),
-            "phase", store_column_json_text(stmt, 4), "status", store_column_json_text(stmt, 5),
-            "serial", store_column_json_integer(stmt, 6), "reports",
-            store_column_json_integer(stmt, 7));
+            "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "machine_id", store_column_json_text(stmt, 0), "state", store_column_json_text(stmt, 1),
+            "first_seen", store_column_json_integer(stmt, 2), "last_seen",
+            store_column_json_integer(stmt, 3), "phase", store_column_json_text(stmt, 4), "status",
+            store_column_json_text(stmt, 5), "serial", store_column_json_integer(stmt, 6),
+            "reports", store_column_json_integer(stmt, 7), "hostname",
+            store_column_json_text(stmt, 8), "sign_key", store_column_json_text(stmt, 9), "box_key",
+            store_column_json_text(stmt, 10), "enrolled_at", store_column_json_integer(stmt, 11),
+            "decided_at", store_column_json_integer(stmt, 12), "decided_by",
+            store_column_json_text(stmt, 13), "conflict_at", store_column_json_integer(stmt, 14),
+            "facts", store_column_json_object(stmt, 15));
         if (!machine)
                 return -ENOMEM;
         *ret_machine = machine;
@@ -419,8 +806,8 @@ static int store_history(struct store *store, const char *machine_id, json_t *re
 
         /* The latest STORE_HISTORY_MAX, in seq order. */
         r = store_prepare(store,
-                          "SELECT body FROM (SELECT seq, body FROM reports WHERE machine_id = ?1 "
-                          "ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
+                          "SELECT body FROM (SELECT id, body FROM reports WHERE machine_id = ?1 "
+                          "ORDER BY id DESC LIMIT ?2) ORDER BY id",
                           &stmt);
         if (r < 0)
                 return r;
@@ -512,7 +899,7 @@ int store_stats(struct store *store, json_t **ret_stats)
 {
         _cleanup_unlock_ struct store *locked = NULL;
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        json_t *stats = NULL, *by_status;
+        json_t *stats = NULL, *by_status, *by_state;
         json_int_t machines = 0;
         int code, r;
 
@@ -523,7 +910,7 @@ int store_stats(struct store *store, json_t **ret_stats)
 
         r = store_prepare(store,
                           "SELECT IFNULL((SELECT status FROM reports r "
-                          "  WHERE r.machine_id = m.machine_id ORDER BY seq DESC LIMIT 1), 'none') "
+                          "  WHERE r.machine_id = m.machine_id ORDER BY id DESC LIMIT 1), 'none') "
                           "  AS last_status, COUNT(*) FROM machines m GROUP BY last_status "
                           "ORDER BY last_status",
                           &stmt);
@@ -545,6 +932,31 @@ int store_stats(struct store *store, json_t **ret_stats)
                         goto out;
                 }
                 machines += n;
+        }
+        if (code != SQLITE_DONE) {
+                r = store_errno(code) ?: -EIO;
+                goto out;
+        }
+        sqlite3_finalize(TAKE_PTR(stmt));
+
+        r = store_prepare(
+            store, "SELECT state, COUNT(*) FROM machines GROUP BY state ORDER BY state", &stmt);
+        if (r < 0)
+                goto out;
+        by_state = json_object();
+        if (!by_state || json_object_set_new(stats, "by_state", by_state) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                const unsigned char *state = sqlite3_column_text(stmt, 0);
+
+                if (!state ||
+                    json_object_set_new(by_state, (const char *)state,
+                                        json_integer(sqlite3_column_int64(stmt, 1))) < 0) {
+                        r = -ENOMEM;
+                        goto out;
+                }
         }
         if (code != SQLITE_DONE) {
                 r = store_errno(code) ?: -EIO;

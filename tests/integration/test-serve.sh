@@ -5,6 +5,9 @@ set -euo pipefail
 
 : "${NIXPROV_BIN:?NIXPROV_BIN must name the directory of the built programs}"
 NIXPROV="$NIXPROV_BIN/nixprov"
+# device-sign: a device's keys and signature, as the agent makes them (tests/tools/).
+SIGN="${NIXPROV_TEST_TOOLS:-$NIXPROV_BIN/../tests}/device-sign"
+[[ -x $SIGN ]] || { echo "FAIL: no $SIGN (build with NIXPROV_TESTS=ON)" >&2; exit 1; }
 
 # Nothing here may go anywhere but 127.0.0.1, whatever the environment says.
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -118,8 +121,45 @@ expect_error() {
         pass "$2 -> $1 $(head -c 120 "$tmp/body")"
 }
 
+# Each machine's device keys live in its own state directory.
+mkdir -p "$tmp/dev/m1" "$tmp/dev/m2" "$tmp/dev/m3" "$tmp/dev/m3-new" "$tmp/dev/clone" "$tmp/dev/p1" \
+        "$tmp/dev/p2" "$tmp/dev/p3" "$tmp/dev/p4"
+declare -A DEV=([$M1]=m1 [$M2]=m2 [$M3]=m3)
+
+# sign DEV CONTEXT JSON: prints JSON signed by the keys in $tmp/dev/DEV.
+sign() {
+        printf '%s' "$3" | "$SIGN" "$tmp/dev/$1" "$2"
+}
+
+# enrollment MACHINE DEV [HOSTNAME] [MAC] [EXTRA_JSON_MEMBERS]: the unsigned enrollment JSON.
+enrollment() {
+        local keys
+        read -r -a keys < <("$SIGN" "$tmp/dev/$2" --keys)
+        printf '{"machine_id":"%s","hostname":"%s","macs":["%s"],"system":"x86_64-linux","cpus":2,"memory":4294967296,"sign_key":"%s","box_key":"%s","time":1800000000%s}' \
+                "$1" "${3:-host-$2}" "${4:-02:00:00:00:00:01}" "${keys[0]}" "${keys[1]}" "${5:+,$5}"
+}
+
+# enroll MACHINE DEV [HOSTNAME] [MAC] [EXTRA]: POST /v1/enroll, signed by DEV.
+enroll() {
+        req POST /v1/enroll -H 'Content-Type: application/json' \
+                --data-binary "$(sign "$2" nixprov-enroll-v1 "$(enrollment "$@")")"
+}
+
+# post_report JSON [DEV]: the report signed by DEV (default: its machine's device).
 post_report() {
+        local machine dev
+        machine=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["machine_id"])' "$1" 2>/dev/null || true)
+        dev=${2:-${DEV[$machine]:-m1}}
+        req POST /v1/reports -H 'Content-Type: application/json' \
+                --data-binary "$(sign "$dev" nixprov-report-v1 "$1")"
+}
+
+post_unsigned() {
         req POST /v1/reports -H 'Content-Type: application/json' --data-binary "$1"
+}
+
+fleet_db() {
+        "$NIXPROV" fleet "$@" --db "$tmp/db/nixprov.db"
 }
 
 report() { # report MACHINE SEQ PHASE STATUS [EXTRA_JSON_MEMBERS]
@@ -130,12 +170,12 @@ report() { # report MACHINE SEQ PHASE STATUS [EXTRA_JSON_MEMBERS]
 # --- the command line --------------------------------------------------------------------------
 
 "$NIXPROV" serve --help >"$tmp/help"
-for opt in --listen --data --db --port-file --max-body 127.0.0.1:8470 262144; do
+for opt in --listen --data --db --port-file --max-body --enroll-policy 127.0.0.1:8470 262144; do
         grep -q -- "$opt" "$tmp/help" || fail "serve --help does not mention $opt"
 done
 pass "serve --help lists every option and default"
 "$NIXPROV" fleet --help >"$tmp/help"
-for opt in --server --json MACHINE_ID http://127.0.0.1:8470; do
+for opt in --server --json MACHINE_ID http://127.0.0.1:8470 approve revoke reset --db; do
         grep -q -- "$opt" "$tmp/help" || fail "fleet --help does not mention $opt"
 done
 pass "fleet --help lists every option and default"
@@ -179,6 +219,63 @@ expect_error 405 "DELETE /v1/machines"
 req PUT /v1/machines/$M1/profile --data-binary x
 expect_error 405 "PUT /v1/machines/ID/profile"
 
+# --- enrollment --------------------------------------------------------------------------------
+
+req POST /v1/enroll --data-binary "$(enrollment $M1 m1)"
+expect_error 401 "an unsigned enrollment"
+[[ $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"])' "$tmp/body") == \
+        "enrollment must be signed by the device key" ]] || fail "unsigned enrollment message"
+req POST /v1/enroll --data-binary "$(sign clone nixprov-enroll-v1 "$(enrollment $M1 m1)")"
+expect_error 401 "an enrollment signed by another key than its sign_key"
+json_check 'd["error"] == "signature does not verify with the enclosed sign_key"' "wrong key message"
+req POST /v1/enroll --data-binary "$(sign m1 nixprov-report-v1 "$(enrollment $M1 m1)")"
+expect_error 401 "an enrollment signed for reports"
+enroll $M1 m1 "" 52:54:00:12:34:5G
+expect_error 400 "an enrollment with a bad MAC"
+json_check '"macs" in d["error"]' "the bad MAC is named"
+enroll 0123 m1
+expect_error 400 "an enrollment with a short machine_id"
+json_check '"machine_id" in d["error"]' "the bad machine_id is named"
+
+req GET "/v1/machines/$MISSING/profile"
+expect_error 403 "the profile of a machine that never enrolled"
+json_check 'd["error"] == "machine '$MISSING' is not enrolled: it must POST /v1/enroll first"' \
+        "not enrolled message"
+
+enroll $M1 m1 edge-m1
+expect_status 200 "enrollment of M1"
+json_check 'd == {"machine_id": "'$M1'", "state": "pending"}' "M1 is pending"
+pass "POST /v1/enroll -> 200 pending"
+enroll $M1 m1 edge-m1
+json_check 'd["state"] == "pending"' "M1 enrolled again"
+pass "the same enrollment again -> 200 pending"
+req GET "/v1/machines/$M1/profile"
+expect_error 403 "the profile of a pending machine"
+json_check 'd["error"] == "machine '$M1' is waiting for an operator'"'"'s approval ('"'"'nixprov fleet approve '$M1''"'"')"' \
+        "pending message"
+
+fleet_db approve $M1 >"$tmp/fleet.out" || fail "fleet approve M1"
+grep -q "Approved machine $M1 (was pending)" "$tmp/fleet.out" || fail "fleet approve says: $(cat "$tmp/fleet.out")"
+pass "nixprov fleet approve ID --db -> $(cat "$tmp/fleet.out")"
+enroll $M2 m2 web-m2
+json_check 'd["state"] == "pending"' "M2 pending"
+enroll $M3 m3 edge-m3
+fleet_db approve $M2 $M3 >/dev/null || fail "fleet approve M2 M3"
+enroll $M3 m3 edge-m3
+json_check 'd["state"] == "approved"' "M3 approved"
+pass "nixprov fleet approve with two machines; the agent reads 'approved'"
+
+enroll $M1 clone edge-m1
+expect_error 409 "M1's id enrolled by another device key"
+json_check 'd["error"] == "machine '$M1' is enrolled with another device key (a cloned or reinstalled disk?): an operator can allow the new key with '"'"'nixprov fleet reset '$M1''"'"'"' \
+        "conflict message"
+req GET /v1/machines/$M1
+json_check 'd["state"] == "approved" and isinstance(d["conflict_at"], int) and
+            d["hostname"] == "edge-m1" and d["facts"]["cpus"] == 2 and
+            d["decided_by"] == "operator" and isinstance(d["enrolled_at"], int) and
+            len(d["sign_key"]) == 44 and len(d["box_key"]) == 44' "M1 after the conflict"
+pass "a key conflict leaves M1 as it was and is noted (conflict_at)"
+
 # --- profiles ----------------------------------------------------------------------------------
 
 check_profile() { # check_profile PATH SOURCE CONTENT DESC
@@ -207,10 +304,10 @@ req GET "/v1/machines/$M3/profile.minisig"
 expect_error 404 "signature of a machine profile that has none (no fallback to the default's)"
 
 mv "$tmp/data/default.yaml" "$tmp/data/default.yaml.off"
-req GET "/v1/machines/$MISSING/profile"
-expect_error 404 "unknown machine, no group, no default"
-req GET "/v1/machines/$MISSING/profile.minisig?groups=nosuch"
-expect_error 404 "signature for an unknown machine, no default"
+req GET "/v1/machines/$M2/profile"
+expect_error 404 "an approved machine, no group, no default"
+req GET "/v1/machines/$M2/profile.minisig?groups=nosuch"
+expect_error 404 "signature for an approved machine, no default"
 mv "$tmp/data/default.yaml.off" "$tmp/data/default.yaml"
 
 # --- path traversal and bad names --------------------------------------------------------------
@@ -262,12 +359,12 @@ json_check 'd["duplicate"] is False' "second report"
 pass "a full report (counts, timings, log_tail) -> 200"
 post_report "$(report $M2 5 identify ok)"
 expect_status 200 "report of another machine"
-pass "a report for an unknown machine -> 200 (machine created)"
+pass "a report of another enrolled machine -> 200"
 
 req GET /v1/machines
 expect_status 200 "GET /v1/machines"
-json_check 'isinstance(d, list) and len(d) == 2' "GET /v1/machines lists 2 machines"
-json_check 'any(m["machine_id"] == "'$M1'" and m["state"] == "unenrolled" and
+json_check 'isinstance(d, list) and len(d) == 3' "GET /v1/machines lists 3 machines"
+json_check 'any(m["machine_id"] == "'$M1'" and m["state"] == "approved" and
                m["phase"] == "rebuild" and m["status"] == "failed" and m["serial"] == 7 and
                m["reports"] == 2 and isinstance(m["last_seen"], int) for m in d)' \
         "GET /v1/machines shows M1's latest report"
@@ -277,30 +374,40 @@ pass "GET /v1/machines -> the machines with their latest report and report count
 
 req GET /v1/machines/$M1
 expect_status 200 "GET /v1/machines/M1"
-json_check 'd["machine_id"] == "'$M1'" and d["state"] == "unenrolled" and
+json_check 'd["machine_id"] == "'$M1'" and d["state"] == "approved" and
             [r["seq"] for r in d["reports"]] == [1, 2]' "M1's history in seq order, stored once"
 python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["reports"][0] == json.loads(sys.argv[2]), "report 1 differs"
-assert d["reports"][1] == json.loads(sys.argv[3]), "report 2 differs"' "$tmp/body" "$R1" "$R2" ||
-        fail "reports not stored verbatim"
+assert d["reports"][1] == json.loads(sys.argv[3]), "report 2 differs"' "$tmp/body" \
+        "$(sign m1 nixprov-report-v1 "$R1")" "$(sign m1 nixprov-report-v1 "$R2")" ||
+        fail "reports not stored verbatim (with their signatures)"
 pass "GET /v1/machines/ID -> its reports, verbatim, in seq order"
 req GET /v1/machines/$MISSING
 expect_error 404 "GET /v1/machines/UNKNOWN"
 req GET /v1/machines/0123456789ABCDEF0123456789ABCDEF
 expect_error 400 "GET /v1/machines/BAD-ID"
 
-# Bad reports: nothing stored.
+# Bad reports: nothing stored. What is not a JSON object cannot carry a signature: 401.
+unsigned_report() { # unsigned_report DESC BODY
+        post_unsigned "$2"
+        expect_error 401 "report with $1"
+}
+unsigned_report "malformed JSON" '{"machine_id":'
+unsigned_report "an empty body" ''
+unsigned_report "trailing garbage" "$(report $M1 3 fetch ok) x"
+unsigned_report "an array" '[1, 2]'
+unsigned_report "a string" '"report"'
+unsigned_report "no signature" "$(report $M1 3 fetch ok)"
+json_check 'd["error"] == "reports must be signed by the device key"' "unsigned report message"
+post_unsigned "${R1%\}},\"signature\":\"AAAA\"}"
+expect_error 400 "report with a malformed signature member"
+# The rest is signed by M1's key: the report's own checks answer.
 bad_report() { # bad_report DESC BODY
-        post_report "$2"
+        post_report "$2" m1
         expect_error 400 "report with $1"
 }
-bad_report "malformed JSON" '{"machine_id":'
-bad_report "an empty body" ''
-bad_report "trailing garbage" "$(report $M1 3 fetch ok) x"
-bad_report "an array" '[1, 2]'
-bad_report "a string" '"report"'
 bad_report "no machine_id" '{"seq":3,"phase":"fetch","status":"ok","time":1}'
 bad_report "no seq" '{"machine_id":"'$M1'","phase":"fetch","status":"ok","time":1}'
 bad_report "no phase" '{"machine_id":"'$M1'","seq":3,"status":"ok","time":1}'
@@ -330,10 +437,11 @@ bad_report "log_tail of numbers" "$(report $M1 3 fetch ok '"log_tail":[1,2]')"
 bad_report "duplicate keys" "$(report $M1 3 fetch ok '"seq":4')"
 bad_report "a NUL escape" "$(report $M1 3 fetch ok '"message":"a\u0000b"')"
 printf '{"machine_id":"%s","seq":3,"phase":"fetch","status":"ok","time":1,"message":"\xff\xfe"}' \
-        $M1 >"$tmp/bad-utf8"
+        $M1 | "$SIGN" "$tmp/dev/m1" nixprov-report-v1 >"$tmp/bad-utf8"
 req POST /v1/reports --data-binary "@$tmp/bad-utf8"
 expect_error 400 "report with invalid UTF-8"
-printf '%.0s[' $(seq 5000) >"$tmp/deep"
+{ printf '{"a":'; printf '%.0s[' $(seq 5000); printf '%.0s]' $(seq 5000); printf '}'; } |
+        "$SIGN" "$tmp/dev/m1" nixprov-report-v1 >"$tmp/deep"
 req POST /v1/reports --data-binary "@$tmp/deep"
 expect_error 400 "report nested 5000 deep"
 
@@ -353,7 +461,8 @@ pass "a 3 MB chunked body -> $status (not read to the end)"
 python3 -c '
 import json, sys
 print(json.dumps({"machine_id": sys.argv[1], "seq": 3, "phase": "fetch", "status": "progress",
-                  "time": 1, "message": "x" * 200000}))' $M1 >"$tmp/large"
+                  "time": 1, "message": "x" * 200000}, separators=(",", ":")))' $M1 |
+        "$SIGN" "$tmp/dev/m1" nixprov-report-v1 >"$tmp/large"
 req POST /v1/reports --data-binary "@$tmp/large"
 expect_status 200 "a 200 kB report (under the cap)"
 pass "a 200 kB report (under the cap) -> 200"
@@ -367,16 +476,21 @@ pass "none of the refused reports was stored"
 # Concurrent reports: none lost, none duplicated.
 pids=()
 for seq in $(seq 10 29); do
-        curl -sS --noproxy '*' --max-time 20 -o /dev/null -X POST \
-                --data-binary "$(report $M1 "$seq" rebuild progress)" "$base/v1/reports" &
+        sign m1 nixprov-report-v1 "$(report $M1 "$seq" rebuild progress)" >"$tmp/concurrent-$seq"
+done
+for seq in $(seq 10 29); do
+        curl -sS --noproxy '*' --max-time 20 -o /dev/null -X POST -f \
+                --data-binary "@$tmp/concurrent-$seq" "$base/v1/reports" &
         pids+=($!)
-        curl -sS --noproxy '*' --max-time 20 -o /dev/null -X POST \
-                --data-binary "$(report $M1 "$seq" rebuild progress)" "$base/v1/reports" &
+        curl -sS --noproxy '*' --max-time 20 -o /dev/null -X POST -f \
+                --data-binary "@$tmp/concurrent-$seq" "$base/v1/reports" &
         pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || fail "a concurrent report failed"; done
 req GET /v1/machines/$M1
-json_check '[r["seq"] for r in d["reports"]] == [1, 2, 3] + list(range(10, 30))' \
+# In the order they were stored: 1, 2, 3, then the concurrent ones in whatever order won.
+json_check '[r["seq"] for r in d["reports"]][:3] == [1, 2, 3] and
+            sorted(r["seq"] for r in d["reports"]) == [1, 2, 3] + list(range(10, 30))' \
         "40 concurrent posts of 20 reports"
 pass "40 concurrent posts of 20 reports -> each stored once"
 
@@ -385,7 +499,8 @@ expect_status 200 "GET /metrics"
 grep -qx 'nixprov_reports_total 24' "$tmp/body" || fail "/metrics: nixprov_reports_total is not 24"
 grep -qx 'nixprov_machines{status="progress"} 1' "$tmp/body" || fail "/metrics: by status"
 grep -qx 'nixprov_machines{status="ok"} 1' "$tmp/body" || fail "/metrics: by status"
-pass "GET /metrics -> Prometheus text with machines by status and reports total"
+grep -qx 'nixprov_machines_enrollment{state="approved"} 3' "$tmp/body" || fail "/metrics: by state"
+pass "GET /metrics -> Prometheus text with machines by status and state, and reports total"
 
 req GET /healthz
 expect_status 200 "GET /healthz after all that"
@@ -394,15 +509,17 @@ pass "the server still answers after all that"
 # --- nixprov fleet -----------------------------------------------------------------------------
 
 "$NIXPROV" fleet --server "$base" >"$tmp/fleet" || fail "nixprov fleet failed"
-grep -q '^MACHINE  *STATE  *SERIAL  *PHASE  *STATUS  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
+grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
         fail "nixprov fleet: no table header"
-grep -Eq "^$M1  +unenrolled +7 +rebuild +progress +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
+grep -Eq "^$M1  +approved! +edge-m1 +7 +rebuild +progress +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
         "$tmp/fleet" || fail "nixprov fleet: no row for M1: $(cat "$tmp/fleet")"
-grep -Eq "^$M2  +unenrolled +- +identify +ok +1 " "$tmp/fleet" || fail "nixprov fleet: no row for M2"
-pass "nixprov fleet -> a table with both machines and their state"
+grep -Eq "^$M2  +approved +web-m2 +- +identify +ok +1 " "$tmp/fleet" || fail "nixprov fleet: no row for M2"
+grep -Eq "^$M3  +approved +edge-m3 +- +- +- +0 " "$tmp/fleet" || fail "nixprov fleet: no row for M3"
+grep -q "^! another device key tried to enroll" "$tmp/fleet" || fail "nixprov fleet: no note of the conflict"
+pass "nixprov fleet -> a table with the machines, their state, hostname and the key conflict"
 "$NIXPROV" fleet --server "$base/" --json >"$tmp/body" || fail "nixprov fleet --json failed"
-json_check 'sorted(m["machine_id"] for m in d) == sorted(["'$M1'", "'$M2'"]) and
-            all(m["state"] == "unenrolled" for m in d)' "nixprov fleet --json"
+json_check 'sorted(m["machine_id"] for m in d) == sorted(["'$M1'", "'$M2'", "'$M3'"]) and
+            all(m["state"] == "approved" for m in d)' "nixprov fleet --json"
 pass "nixprov fleet --json -> the server's JSON"
 "$NIXPROV" fleet --server "$base" $M1 >"$tmp/fleet" || fail "nixprov fleet ID failed"
 [[ $(grep -Ec '^[0-9]+ +[0-9]{4}-[0-9-]+T[0-9:]+Z +[a-z]+ +[a-z]+' "$tmp/fleet") == 23 ]] ||
@@ -422,6 +539,81 @@ rc=0
 [[ $rc == 2 ]] || fail "fleet with an ftp:// server: expected exit 2, got $rc"
 pass "nixprov fleet refuses a bad machine id or URL with exit 2"
 
+# --- trust: refusals, revoke, reset, seal ------------------------------------------------------
+
+post_report "$(report $M1 2 rebuild ok)" m1
+expect_error 409 "report 2 again with other content"
+json_check 'd["error"] == "report 2 of machine '$M1' was already stored with other content"' \
+        "replay message"
+post_report "$(report $M1 40 rebuild ok)" clone
+expect_error 401 "a report of M1 signed by another key"
+json_check 'd["error"] == "report signature does not verify with the key machine '$M1' enrolled"' \
+        "wrong key message"
+post_report "$(report $MISSING 1 fetch ok)" m1
+expect_error 403 "a report of a machine that never enrolled"
+json_check 'd["error"] == "machine '$MISSING' is not enrolled"' "not enrolled message"
+
+fleet_db revoke $M2 >"$tmp/fleet.out" || fail "fleet revoke M2"
+grep -q "Revoked machine $M2 (was approved)" "$tmp/fleet.out" || fail "fleet revoke says: $(cat "$tmp/fleet.out")"
+post_report "$(report $M2 6 fetch ok)"
+expect_error 403 "a report of a revoked machine"
+json_check 'd["error"] == "machine '$M2' is revoked"' "revoked message"
+req GET "/v1/machines/$M2/profile?groups=web"
+expect_error 403 "the profile of a revoked machine"
+enroll $M2 m2 web-m2
+expect_status 200 "a revoked machine enrolls again"
+json_check 'd["state"] == "revoked"' "a revoked machine is told so"
+pass "nixprov fleet revoke -> reports and profile refused, enrollment answers 'revoked'"
+
+post_report "$(report $M3 1 fetch started)"
+expect_status 200 "M3's first report"
+fleet_db reset $M3 >"$tmp/fleet.out" || fail "fleet reset M3"
+grep -q "Reset machine $M3 (was approved)" "$tmp/fleet.out" || fail "fleet reset says: $(cat "$tmp/fleet.out")"
+post_report "$(report $M3 2 fetch ok)"
+expect_error 403 "a report of a reset machine"
+enroll $M3 m3-new edge-m3
+json_check 'd["state"] == "pending"' "M3 re-enrolled with a new key"
+post_report "$(report $M3 1 identify ok)" m3-new
+expect_status 200 "M3's seq 1 from the new key"
+json_check 'd == {"stored": True, "duplicate": False}' "seq 1 again after a reset is new"
+req GET /v1/machines/$M3
+json_check '[r["phase"] for r in d["reports"]] == ["fetch", "identify"] and d["phase"] == "identify"' \
+        "both reports kept, the latest last"
+pass "nixprov fleet reset -> the new key enrolls, seq 1 is stored again, old reports kept"
+
+rc=0
+fleet_db approve $MISSING 2>"$tmp/fleet.err" || rc=$?
+[[ $rc == 1 ]] || fail "fleet approve UNKNOWN: expected exit 1, got $rc"
+grep -q "Machine $MISSING has not enrolled; list it under approve.machine-ids" "$tmp/fleet.err" ||
+        fail "fleet approve UNKNOWN says: $(cat "$tmp/fleet.err")"
+rc=0
+"$NIXPROV" fleet approve $M1 2>/dev/null || rc=$?
+[[ $rc == 2 ]] || fail "fleet approve without --db: expected exit 2, got $rc"
+rc=0
+fleet_db approve NOT-AN-ID 2>/dev/null || rc=$?
+[[ $rc == 2 ]] || fail "fleet approve NOT-AN-ID: expected exit 2, got $rc"
+rc=0
+"$NIXPROV" fleet approve $M1 --db "$tmp/no-such.db" 2>/dev/null || rc=$?
+[[ $rc == 1 && ! -e $tmp/no-such.db ]] || fail "fleet approve with a missing database: exit $rc"
+pass "nixprov fleet approve refuses an unknown machine (1), a bad command line (2), a missing db (1)"
+
+echo "builder token" >"$tmp/secret"
+"$NIXPROV" seal --machine $M1 --db "$tmp/db/nixprov.db" --file "$tmp/secret" >"$tmp/sealed" ||
+        fail "seal --machine of an approved machine"
+grep -Eq '^\{sealed: [A-Za-z0-9+/=]{60,}\}$' "$tmp/sealed" || fail "seal --machine printed $(cat "$tmp/sealed")"
+pass "nixprov seal --machine ID --db -> {sealed: ...} to its enrolled box key"
+rc=0
+"$NIXPROV" seal --machine $M3 --db "$tmp/db/nixprov.db" --file "$tmp/secret" 2>"$tmp/seal.err" || rc=$?
+[[ $rc == 4 ]] && grep -q "Machine $M3 is pending: approve it first" "$tmp/seal.err" ||
+        fail "seal --machine of a pending machine: exit $rc, $(cat "$tmp/seal.err")"
+rc=0
+"$NIXPROV" seal --machine $M2 --db "$tmp/db/nixprov.db" --file "$tmp/secret" 2>/dev/null || rc=$?
+[[ $rc == 4 ]] || fail "seal --machine of a revoked machine: exit $rc"
+rc=0
+"$NIXPROV" seal --machine $MISSING --db "$tmp/db/nixprov.db" --file "$tmp/secret" 2>/dev/null || rc=$?
+[[ $rc == 4 ]] || fail "seal --machine of an unknown machine: exit $rc"
+pass "nixprov seal --machine refuses a pending, revoked or unknown machine (exit 4)"
+
 # --- shutdown and durability -------------------------------------------------------------------
 
 stop_server
@@ -432,7 +624,7 @@ pass "SIGTERM -> serve exits 0 promptly"
 start_server
 req GET /v1/machines/$M1
 expect_status 200 "M1 after a restart"
-json_check '[r["seq"] for r in d["reports"]] == [1, 2, 3] + list(range(10, 30))' \
+json_check 'sorted(r["seq"] for r in d["reports"]) == [1, 2, 3] + list(range(10, 30))' \
         "reports after a restart"
 pass "after a restart on the same database, every report is there"
 post_report "$R2"
@@ -447,6 +639,88 @@ rc=0
 grep -q "$base/v1/machines" "$tmp/fleet.err" || fail "fleet error does not name the URL"
 grep -qi "connect" "$tmp/fleet.err" || fail "fleet error does not give curl's reason"
 pass "nixprov fleet against a stopped server -> exit 1: $(head -1 "$tmp/fleet.err")"
+
+# --- the enrollment policy ---------------------------------------------------------------------
+
+P1=11111111111111111111111111111111 # listed by id (as a dashed UUID)
+P2=22222222222222222222222222222222 # by MAC
+P3=33333333333333333333333333333333 # by token
+P4=44444444444444444444444444444444 # a wrong token
+TOKEN="enroll-token-$RANDOM$RANDOM$RANDOM"
+printf '%s\n' "$TOKEN" >"$tmp/token"
+chmod 0600 "$tmp/token"
+cat >"$tmp/policy.yaml" <<EOF_POLICY
+approve:
+  machine-ids: [11111111-1111-1111-1111-111111111111]
+  macs: ["52:54:00:AA:BB:CC"]
+  token-files: [$tmp/token]
+EOF_POLICY
+
+start_policy_server() {
+        rm -f "$tmp/port"
+        "$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+                --port-file "$tmp/port" --enroll-policy "$@" >"$tmp/server.out" 2>>"$tmp/server.err" &
+        server_pid=$!
+}
+
+printf 'approve:\n  macs: []\n  tokens: [x]\n' >"$tmp/bad-policy.yaml"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+        --enroll-policy "$tmp/bad-policy.yaml" 2>"$tmp/policy.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "bad-policy.yaml:3:3: approve.tokens: unknown key" "$tmp/policy.err" ||
+        fail "serve with a bad policy: exit $rc, $(cat "$tmp/policy.err")"
+pass "serve refuses a bad policy naming file:line:column and key: $(head -1 "$tmp/policy.err")"
+chmod 0644 "$tmp/token"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/policy.db" \
+        --enroll-policy "$tmp/policy.yaml" 2>"$tmp/policy.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "must be mode 0600" "$tmp/policy.err" ||
+        fail "serve with a token file of mode 0644: exit $rc, $(cat "$tmp/policy.err")"
+! grep -q "$TOKEN" "$tmp/policy.err" || fail "the token is in serve's error"
+pass "serve refuses a token file readable by others: $(head -1 "$tmp/policy.err")"
+chmod 0600 "$tmp/token"
+
+# token_proof ID DEV: the proof of the token for this machine id and DEV's keys.
+token_proof() {
+        python3 -c '
+import base64, hashlib, sys
+token = open(sys.argv[1], "rb").read()
+if token.endswith(b"\n"):
+    token = token[:-1]
+k = hashlib.blake2b(token, digest_size=32).digest()
+sign_key, box_key = (base64.b64decode(x) for x in sys.argv[3].split())
+proof = hashlib.blake2b(sys.argv[2].encode() + sign_key + box_key, digest_size=32, key=k)
+print(base64.b64encode(proof.digest()).decode())' "$tmp/token" "$1" "$("$SIGN" "$tmp/dev/$2" --keys)"
+}
+
+start_policy_server "$tmp/policy.yaml"
+for _ in $(seq 100); do
+        [[ -s $tmp/port ]] && break
+        kill -0 "$server_pid" 2>/dev/null || fail "the policy server exited during startup"
+        sleep 0.1
+done
+port=$(cat "$tmp/port")
+base="http://127.0.0.1:$port"
+enroll $P1 p1
+json_check 'd["state"] == "approved"' "P1 listed by machine id"
+enroll $P2 p2 "" 52:54:00:aa:bb:cc
+json_check 'd["state"] == "approved"' "P2 listed by MAC"
+enroll $P3 p3 "" "" '"token_proof":"'"$(token_proof $P3 p3)"'"'
+json_check 'd["state"] == "approved"' "P3 with the token's proof"
+enroll $P4 p4 "" "" '"token_proof":"'"$(token_proof $P3 p4)"'"'
+json_check 'd["state"] == "pending"' "P4 with a proof for another machine"
+enroll $M1 m1
+json_check 'd["state"] == "pending"' "a machine the policy does not name"
+req GET /v1/machines
+json_check '{m["machine_id"]: m["decided_by"] for m in d} == {"'$P1'": "policy:machine-id",
+            "'$P2'": "policy:mac", "'$P3'": "policy:token", "'$P4'": None, "'$M1'": None}' \
+        "decided_by of each"
+pass "--enroll-policy approves by machine id, MAC and token proof; the rest wait"
+req GET "/v1/machines/$P3/profile"
+expect_status 200 "the profile of a machine the policy approved"
+stop_server
+! grep -rq "$TOKEN" "$tmp/server.err" "$tmp/server.out" "$tmp/db" || fail "the token was logged or stored"
+pass "the token is in no log and no database"
 
 ! grep -Eq 'AddressSanitizer|runtime error|LeakSanitizer' "$tmp/server.err" ||
         fail "the sanitizers complained"

@@ -6,9 +6,181 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "enrollment.h"
 #include "http.h"
 #include "routes.h"
+#include "signedjson.h"
+#include "util.h"
+
+#define M1 "0123456789abcdef0123456789abcdef"
+#define M2 "fedcba9876543210fedcba9876543210"
+#define M3 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define MAC "52:54:00:12:34:56"
+#define TOKEN "correct horse battery staple"
+
+/* A device: its keys, as the agent makes them. */
+struct device {
+        uint8_t sign_public[crypto_sign_PUBLICKEYBYTES], sign_secret[crypto_sign_SECRETKEYBYTES];
+        uint8_t box_public[crypto_box_PUBLICKEYBYTES], box_secret[crypto_box_SECRETKEYBYTES];
+        char sign_b64[64], box_b64[64];
+};
+
+static void device_init(struct device *d)
+{
+        crypto_sign_keypair(d->sign_public, d->sign_secret);
+        crypto_box_keypair(d->box_public, d->box_secret);
+        sodium_bin2base64(d->sign_b64, sizeof(d->sign_b64), d->sign_public, 32,
+                          sodium_base64_VARIANT_ORIGINAL);
+        sodium_bin2base64(d->box_b64, sizeof(d->box_b64), d->box_public, 32,
+                          sodium_base64_VARIANT_ORIGINAL);
+}
+
+struct fixture {
+        char dir[64];
+        struct store *store;
+        struct routes routes;
+        struct http_response response;
+        json_t *answer;
+};
+
+static struct fixture *fixture_new(void)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        char *db, *profile;
+        FILE *file;
+
+        assert_non_null(f);
+        strcpy(f->dir, "/tmp/nixprov-test-routes-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        assert_true(asprintf(&db, "%s/nixprov.db", f->dir) > 0);
+        assert_int_equal(store_open(db, &f->store), 0);
+        free(db);
+        assert_true(asprintf(&profile, "%s/default.yaml", f->dir) > 0);
+        file = fopen(profile, "w");
+        assert_non_null(file);
+        fputs("profile: default\n", file);
+        fclose(file);
+        free(profile);
+        f->routes = (struct routes){.data_dir = f->dir, .store = f->store};
+        return f;
+}
+
+static void fixture_reset_response(struct fixture *f)
+{
+        free(f->response.body);
+        f->response = (struct http_response){};
+        json_decref(f->answer);
+        f->answer = NULL;
+}
+
+static void fixture_free(struct fixture *f)
+{
+        char cmd[128];
+
+        fixture_reset_response(f);
+        store_close(f->store);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        free(f);
+}
+
+/* Sends a request; returns the status, with the JSON answer in f->answer. */
+static unsigned request(struct fixture *f, const char *method, const char *path, const char *body,
+                        size_t size)
+{
+        struct http_request request = {
+            .method = method, .path = path, .body = body ?: "", .body_size = body ? size : 0};
+
+        fixture_reset_response(f);
+        routes_handle(&f->routes, &request, &f->response);
+        assert_non_null(f->response.body);
+        f->answer = json_loadb(f->response.body, f->response.body_size, 0, NULL);
+        return f->response.status;
+}
+
+static unsigned post_signed(struct fixture *f, const char *path, const char *context,
+                            const struct device *d, const char *json)
+{
+        char *body;
+        size_t size;
+        unsigned status;
+
+        assert_int_equal(signedjson_sign(context, json, strlen(json), d->sign_secret, &body, &size),
+                         0);
+        status = request(f, "POST", path, body, size);
+        free(body);
+        return status;
+}
+
+static const char *error_of(struct fixture *f)
+{
+        const char *e = json_string_value(json_object_get(f->answer, "error"));
+
+        assert_non_null(e);
+        return e;
+}
+
+/* The enrollment JSON of device d as machine_id, with extra members (may be ""). */
+static char *enrollment(const char *machine_id, const struct device *d, const char *extra)
+{
+        char *json;
+
+        assert_true(asprintf(&json,
+                             "{\"machine_id\":\"%s\",\"hostname\":\"edge-1\",\"macs\":[\"%s\"],"
+                             "\"system\":\"x86_64-linux\",\"cpus\":4,\"memory\":8589934592,"
+                             "\"sign_key\":\"%s\",\"box_key\":\"%s\",\"time\":1800000000%s}",
+                             machine_id, "02:00:00:00:00:01", d->sign_b64, d->box_b64, extra) > 0);
+        return json;
+}
+
+static unsigned enroll(struct fixture *f, const char *machine_id, const struct device *d,
+                       const char *extra)
+{
+        char *json = enrollment(machine_id, d, extra);
+        unsigned status = post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, d, json);
+
+        free(json);
+        return status;
+}
+
+static const char *state_of(struct fixture *f)
+{
+        return json_string_value(json_object_get(f->answer, "state"));
+}
+
+static char *report_json(const char *machine_id, unsigned seq, const char *status)
+{
+        char *json;
+
+        assert_true(asprintf(&json,
+                             "{\"machine_id\":\"%s\",\"seq\":%u,\"phase\":\"fetch\","
+                             "\"status\":\"%s\",\"time\":1800000000}",
+                             machine_id, seq, status) > 0);
+        return json;
+}
+
+static unsigned report(struct fixture *f, const char *machine_id, const struct device *d,
+                       unsigned seq, const char *status)
+{
+        char *json = report_json(machine_id, seq, status);
+        unsigned code = post_signed(f, "/v1/reports", SIGNEDJSON_CONTEXT_REPORT, d, json);
+
+        free(json);
+        return code;
+}
+
+static json_t *machine_row(struct fixture *f, const char *machine_id)
+{
+        char path[64];
+
+        snprintf(path, sizeof(path), "/v1/machines/%s", machine_id);
+        assert_int_equal(request(f, "GET", path, NULL, 0), 200);
+        return f->answer;
+}
 
 static void test_machine_ids(void **state)
 {
@@ -100,12 +272,368 @@ static void test_listen_addresses(void **state)
         }
 }
 
+static void test_enroll_refusals(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d, other;
+        char *json, *body, *bad;
+        size_t size;
+        (void)state;
+
+        device_init(&d);
+        device_init(&other);
+
+        /* Unsigned: 401, before anything is parsed. */
+        json = enrollment(M1, &d, "");
+        assert_int_equal(request(f, "POST", "/v1/enroll", json, strlen(json)), 401);
+        assert_string_equal(error_of(f), "enrollment must be signed by the device key");
+
+        /* A signature member that is not 64 bytes of base64: 400. */
+        assert_int_equal(signedjson_sign(SIGNEDJSON_CONTEXT_ENROLL, json, strlen(json),
+                                         d.sign_secret, &body, &size),
+                         0);
+        bad = strdup(body);
+        bad[size - 4] = '!';
+        assert_int_equal(request(f, "POST", "/v1/enroll", bad, size), 400);
+        assert_non_null(strstr(error_of(f), "malformed signature"));
+        free(bad);
+
+        /* Signed by another key than the one it carries: 401. */
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &other, json),
+                         401);
+        assert_string_equal(error_of(f), "signature does not verify with the enclosed sign_key");
+        /* Signed for reports: 401 too. */
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_REPORT, &d, json), 401);
+        free(body);
+        free(json);
+
+        /* Each field: 400 naming it. */
+        static const struct {
+                const char *json;
+                const char *field;
+        } bad_fields[] = {
+            {"{\"machine_id\":\"0123456789ABCDEF0123456789ABCDEF\"}", "'machine_id'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"\"}", "'hostname'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"a\\nb\"}", "'hostname'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[\"52:54:00:12:34:5G\"]}",
+             "'macs'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[\"52:54:00:AB:34:56\"]}",
+             "'macs'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":{}}", "'macs'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":5}", "'system'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
+             "\"cpus\":0}",
+             "'cpus'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
+             "\"cpus\":1,\"memory\":-1}",
+             "'memory'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
+             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAA\"}",
+             "'sign_key'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
+             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+             "\"}",
+             "'box_key'"},
+            {"{\"machine_id\":\"" M1 "\",\"hostname\":\"h\",\"macs\":[],\"system\":\"s\","
+             "\"cpus\":1,\"memory\":0,\"sign_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+             "\","
+             "\"box_key\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"}",
+             "'time'"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_fields); i++) {
+                assert_int_equal(
+                    post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d, bad_fields[i].json),
+                    400);
+                assert_non_null(strstr(error_of(f), bad_fields[i].field));
+        }
+        json = enrollment(M1, &d, ",\"token_proof\":\"AAAA\"");
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d, json), 400);
+        assert_non_null(strstr(error_of(f), "'token_proof'"));
+        free(json);
+        json = enrollment(M1, &d, ",\"hostname\":\"twice\"");
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d, json), 400);
+        assert_non_null(strstr(error_of(f), "malformed JSON"));
+        free(json);
+
+        /* Past what a signature may cover (with a --max-body above it): 413. */
+        body = calloc(1, SIGNEDJSON_MAX + 200);
+        memset(body, ' ', SIGNEDJSON_MAX + 199);
+        assert_int_equal(request(f, "POST", "/v1/enroll", body, SIGNEDJSON_MAX + 199), 413);
+        assert_int_equal(request(f, "POST", "/v1/reports", body, SIGNEDJSON_MAX + 199), 413);
+        free(body);
+
+        assert_int_equal(request(f, "GET", "/v1/enroll", NULL, 0), 405);
+        /* Nothing was stored. */
+        assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 200);
+        assert_int_equal(json_array_size(f->answer), 0);
+        fixture_free(f);
+}
+
+static void test_enroll_states(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d, clone;
+        json_t *m;
+        (void)state;
+
+        device_init(&d);
+        device_init(&clone);
+
+        /* Without a policy: pending, with its keys and facts. */
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_string_equal(state_of(f), "pending");
+        assert_string_equal(json_string_value(json_object_get(f->answer, "machine_id")), M1);
+        m = machine_row(f, M1);
+        assert_string_equal(json_string_value(json_object_get(m, "state")), "pending");
+        assert_string_equal(json_string_value(json_object_get(m, "hostname")), "edge-1");
+        assert_string_equal(json_string_value(json_object_get(m, "sign_key")), d.sign_b64);
+        assert_string_equal(json_string_value(json_object_get(m, "box_key")), d.box_b64);
+        assert_true(json_is_integer(json_object_get(m, "enrolled_at")));
+        assert_true(json_is_null(json_object_get(m, "decided_by")));
+        assert_true(json_is_null(json_object_get(m, "conflict_at")));
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "facts"), "cpus")),
+                         4);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "facts"), "memory")),
+                         8589934592LL);
+
+        /* The same keys again: still pending. */
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_string_equal(state_of(f), "pending");
+
+        /* Other keys under the same id: 409, noted, nothing else changes. */
+        assert_int_equal(enroll(f, M1, &clone, ""), 409);
+        assert_string_equal(error_of(f),
+                            "machine " M1 " is enrolled with another device key (a cloned or "
+                            "reinstalled disk?): an operator can allow the new key with "
+                            "'nixprov fleet reset " M1 "'");
+        m = machine_row(f, M1);
+        assert_true(json_is_integer(json_object_get(m, "conflict_at")));
+        assert_string_equal(json_string_value(json_object_get(m, "sign_key")), d.sign_b64);
+        assert_string_equal(json_string_value(json_object_get(m, "state")), "pending");
+
+        /* Approved by an operator, then revoked: the answer says so with a 200. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 5, NULL), 0);
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_string_equal(state_of(f), "approved");
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_REVOKE, 6, NULL), 0);
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_string_equal(state_of(f), "revoked");
+
+        /* Reset: the next enrollment is taken as new, with the new key. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 7, NULL), 0);
+        assert_int_equal(enroll(f, M1, &clone, ""), 200);
+        assert_string_equal(state_of(f), "pending");
+        m = machine_row(f, M1);
+        assert_string_equal(json_string_value(json_object_get(m, "sign_key")), clone.sign_b64);
+        assert_true(json_is_null(json_object_get(m, "conflict_at")));
+        fixture_free(f);
+}
+
+static void test_enroll_policy(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d1, d2, d3, d4;
+        char *ids[] = {(char *)M1}, *macs[] = {(char *)MAC};
+        uint8_t token_key[32], proof[32];
+        char proof_b64[64], extra[128];
+        struct enrollment_policy policy = {
+            .machine_ids = ids,
+            .n_machine_ids = 1,
+            .macs = macs,
+            .n_macs = 1,
+            .token_keys = token_key,
+            .n_token_keys = 1,
+        };
+        char *json;
+        json_t *m;
+        (void)state;
+
+        device_init(&d1);
+        device_init(&d2);
+        device_init(&d3);
+        device_init(&d4);
+        enrollment_token_key((const uint8_t *)TOKEN, strlen(TOKEN), token_key);
+        f->routes.policy = &policy;
+
+        assert_int_equal(enroll(f, M1, &d1, ""), 200);
+        assert_string_equal(state_of(f), "approved");
+        m = machine_row(f, M1);
+        assert_string_equal(json_string_value(json_object_get(m, "decided_by")),
+                            "policy:machine-id");
+
+        /* By MAC: the device lists it among others. */
+        assert_true(asprintf(&json,
+                             "{\"machine_id\":\"%s\",\"hostname\":\"h\",\"macs\":"
+                             "[\"02:00:00:00:00:09\",\"%s\"],\"system\":\"aarch64-linux\","
+                             "\"cpus\":1,\"memory\":0,\"sign_key\":\"%s\",\"box_key\":\"%s\","
+                             "\"time\":1}",
+                             M2, MAC, d2.sign_b64, d2.box_b64) > 0);
+        assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d2, json), 200);
+        assert_string_equal(state_of(f), "approved");
+        free(json);
+        m = machine_row(f, M2);
+        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "policy:mac");
+
+        /* A wrong token proof: pending. */
+        enrollment_token_key((const uint8_t *)"wrong", 5, proof);
+        enrollment_token_proof(proof, M3, d3.sign_public, d3.box_public, proof);
+        sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
+        snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
+        assert_int_equal(enroll(f, M3, &d3, extra), 200);
+        assert_string_equal(state_of(f), "pending");
+        /* A proof made for other keys (replayed by an impostor): pending. */
+        enrollment_token_proof(token_key, M3, d4.sign_public, d4.box_public, proof);
+        sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
+        snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
+        assert_int_equal(enroll(f, M3, &d3, extra), 200);
+        assert_string_equal(state_of(f), "pending");
+        /* The right proof, from the same (pending) device: approved now. */
+        enrollment_token_proof(token_key, M3, d3.sign_public, d3.box_public, proof);
+        sodium_bin2base64(proof_b64, sizeof(proof_b64), proof, 32, sodium_base64_VARIANT_ORIGINAL);
+        snprintf(extra, sizeof(extra), ",\"token_proof\":\"%s\"", proof_b64);
+        assert_int_equal(enroll(f, M3, &d3, extra), 200);
+        assert_string_equal(state_of(f), "approved");
+        m = machine_row(f, M3);
+        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "policy:token");
+
+        /* The policy never undoes a revocation. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_REVOKE, 9, NULL), 0);
+        assert_int_equal(enroll(f, M1, &d1, ""), 200);
+        assert_string_equal(state_of(f), "revoked");
+        fixture_free(f);
+}
+
+static void test_reports(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d, other, reinstalled;
+        char *json, *body, *bad;
+        size_t size;
+        json_t *m, *reports;
+        (void)state;
+
+        device_init(&d);
+        device_init(&other);
+        device_init(&reinstalled);
+
+        /* Unsigned: 401. */
+        json = report_json(M1, 1, "ok");
+        assert_int_equal(request(f, "POST", "/v1/reports", json, strlen(json)), 401);
+        assert_string_equal(error_of(f), "reports must be signed by the device key");
+        /* Malformed signature member: 400. */
+        assert_int_equal(signedjson_sign(SIGNEDJSON_CONTEXT_REPORT, json, strlen(json),
+                                         d.sign_secret, &body, &size),
+                         0);
+        bad = strdup(body);
+        bad[size - 3] = 'A'; /* the last base64 character of "==" padding */
+        assert_int_equal(request(f, "POST", "/v1/reports", bad, size), 400);
+        free(bad);
+        free(body);
+        free(json);
+        /* Invalid report, signed: 400 as before. */
+        assert_int_equal(report(f, M1, &d, 1, "maybe"), 400);
+        assert_non_null(strstr(error_of(f), "'status'"));
+        /* Unknown: 403. */
+        assert_int_equal(report(f, M1, &d, 1, "ok"), 403);
+        assert_string_equal(error_of(f), "machine " M1 " is not enrolled");
+
+        /* Pending: stored. */
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_int_equal(report(f, M1, &d, 1, "started"), 200);
+        assert_false(json_is_true(json_object_get(f->answer, "duplicate")));
+        assert_int_equal(report(f, M1, &d, 1, "started"), 200);
+        assert_true(json_is_true(json_object_get(f->answer, "duplicate")));
+        /* Same seq, other content: 409. */
+        assert_int_equal(report(f, M1, &d, 1, "failed"), 409);
+        assert_string_equal(error_of(f),
+                            "report 1 of machine " M1 " was already stored with other content");
+        /* Signed by another key: 401. */
+        assert_int_equal(report(f, M1, &other, 2, "ok"), 401);
+        assert_string_equal(error_of(f), "report signature does not verify with the key machine " M1
+                                         " enrolled");
+        /* Signed for enrollment: 401. */
+        json = report_json(M1, 2, "ok");
+        assert_int_equal(post_signed(f, "/v1/reports", SIGNEDJSON_CONTEXT_ENROLL, &d, json), 401);
+        free(json);
+
+        /* Approved: stored; seq 3 before seq 2, and the latest is the last stored. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 1, NULL), 0);
+        assert_int_equal(report(f, M1, &d, 3, "progress"), 200);
+        assert_int_equal(report(f, M1, &d, 2, "ok"), 200);
+        m = machine_row(f, M1);
+        assert_string_equal(json_string_value(json_object_get(m, "status")), "ok");
+
+        /* Revoked: 403, nothing stored. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_REVOKE, 2, NULL), 0);
+        assert_int_equal(report(f, M1, &d, 4, "ok"), 403);
+        assert_string_equal(error_of(f), "machine " M1 " is revoked");
+
+        /* Reset and re-enrolled with new keys: seq 1 again is a new report. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 3, NULL), 0);
+        assert_int_equal(report(f, M1, &d, 5, "ok"), 403);
+        assert_string_equal(error_of(f), "machine " M1 " is not enrolled");
+        assert_int_equal(enroll(f, M1, &reinstalled, ""), 200);
+        assert_int_equal(report(f, M1, &reinstalled, 1, "failed"), 200);
+        assert_false(json_is_true(json_object_get(f->answer, "duplicate")));
+        /* The old key is not the machine's any more. */
+        assert_int_equal(report(f, M1, &d, 6, "ok"), 401);
+
+        m = machine_row(f, M1);
+        reports = json_object_get(m, "reports");
+        assert_int_equal(json_array_size(reports), 4);
+        assert_string_equal(json_string_value(json_object_get(m, "status")), "failed");
+        /* Stored as received, signature included. */
+        assert_true(json_is_string(json_object_get(json_array_get(reports, 0), "signature")));
+        fixture_free(f);
+}
+
+static void test_profile_by_state(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d;
+        (void)state;
+
+        device_init(&d);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        assert_string_equal(error_of(f),
+                            "machine " M1 " is not enrolled: it must POST /v1/enroll first");
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile.minisig", NULL, 0), 403);
+
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        assert_string_equal(error_of(f), "machine " M1 " is waiting for an operator's approval "
+                                         "('nixprov fleet approve " M1 "')");
+
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 1, NULL), 0);
+        fixture_reset_response(f);
+        {
+                struct http_request r = {
+                    .method = "GET", .path = "/v1/machines/" M1 "/profile", .body = ""};
+
+                routes_handle(&f->routes, &r, &f->response);
+                assert_int_equal(f->response.status, 200);
+                assert_memory_equal(f->response.body, "profile: default\n", 17);
+        }
+
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_REVOKE, 2, NULL), 0);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        assert_string_equal(error_of(f), "machine " M1 " is revoked");
+
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 3, NULL), 0);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        assert_non_null(strstr(error_of(f), "is not enrolled"));
+        fixture_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_machine_ids),
-            cmocka_unit_test(test_group_names),
-            cmocka_unit_test(test_listen_addresses),
+            cmocka_unit_test(test_enroll_refusals),  cmocka_unit_test(test_enroll_states),
+            cmocka_unit_test(test_enroll_policy),    cmocka_unit_test(test_reports),
+            cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
+            cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
         };
+        if (sodium_init() < 0)
+                return 1;
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

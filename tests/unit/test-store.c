@@ -18,6 +18,9 @@
 
 #define M1 "0123456789abcdef0123456789abcdef"
 #define M2 "fedcba9876543210fedcba9876543210"
+#define KEY_A "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+#define KEY_B "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA="
+#define KEY_C "CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCA="
 
 static char dir[] = "/tmp/nixprov-test-store-XXXXXX";
 
@@ -51,6 +54,7 @@ static struct store_report make_report(const char *machine_id, uint64_t seq, con
                  machine_id, (unsigned long long)seq, status);
         return (struct store_report){
             .machine_id = machine_id,
+            .sign_key = KEY_A,
             .seq = seq,
             .time = 1800000000,
             .phase = "fetch",
@@ -58,6 +62,26 @@ static struct store_report make_report(const char *machine_id, uint64_t seq, con
             .body = body,
             .body_size = strlen(body),
         };
+}
+
+static void enroll_with(struct store *store, const char *machine_id, const char *sign_key,
+                        const char *decided_by, int r_expected, enum store_state expected)
+{
+        struct store_enrollment e = {
+            .machine_id = machine_id,
+            .hostname = "edge-1",
+            .facts = "{\"cpus\":2}",
+            .sign_key = sign_key,
+            .box_key = KEY_C,
+            .decided_by = decided_by,
+        };
+        enum store_state state = 99;
+
+        assert_int_equal(store_enroll(store, &e, 50, &state), r_expected);
+        if (r_expected == 0)
+                assert_int_equal(state, expected);
+        else
+                assert_int_equal(state, 99);
 }
 
 static void test_refuses_what_it_cannot_store(void **state)
@@ -80,6 +104,12 @@ static void test_refuses_what_it_cannot_store(void **state)
         report = make_report(M1, 1, "ok", body);
         report.machine_id = NULL;
         assert_int_equal(store_add_report(store, &report, 1, &duplicate), -EINVAL);
+        report = make_report(M1, 1, "ok", body);
+        report.sign_key = NULL;
+        assert_int_equal(store_add_report(store, &report, 1, &duplicate), -EINVAL);
+        /* Not enrolled: refused, nothing stored. */
+        report = make_report(M1, 1, "ok", body);
+        assert_int_equal(store_add_report(store, &report, 1, &duplicate), -EPERM);
 }
 
 static void test_not_a_database(void **state)
@@ -135,6 +165,8 @@ static void test_reports_stored_once_and_kept(void **state)
         (void)state;
 
         assert_int_equal(store_open(path, &store), 0);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M2, KEY_A, "policy:mac", 0, STORE_STATE_APPROVED);
 
         report = make_report(M1, 2, "started", body);
         report.has_serial = true;
@@ -143,7 +175,8 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_false(duplicate);
         assert_int_equal(store_add_report(store, &report, 101, &duplicate), 0);
         assert_true(duplicate);
-        /* Out of order: seq 1 arrives after seq 2, and does not become the latest. */
+        /* Out of order: seq 1 arrives after seq 2, and becomes the latest: the latest is the
+         * last one stored (a device that started over counts from 1 again). */
         report = make_report(M1, 1, "failed", body);
         assert_int_equal(store_add_report(store, &report, 102, &duplicate), 0);
         assert_false(duplicate);
@@ -155,11 +188,11 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(json_array_size(machines), 2);
         m = json_array_get(machines, 0);
         assert_string_equal(json_string_value(json_object_get(m, "machine_id")), M1);
-        assert_string_equal(json_string_value(json_object_get(m, "state")), "unenrolled");
-        assert_string_equal(json_string_value(json_object_get(m, "status")), "started");
+        assert_string_equal(json_string_value(json_object_get(m, "state")), "pending");
+        assert_string_equal(json_string_value(json_object_get(m, "status")), "failed");
         assert_int_equal(json_integer_value(json_object_get(m, "serial")), 7);
         assert_int_equal(json_integer_value(json_object_get(m, "reports")), 2);
-        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 100);
+        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 50);
         assert_int_equal(json_integer_value(json_object_get(m, "last_seen")), 102);
         m = json_array_get(machines, 1);
         assert_true(json_is_null(json_object_get(m, "serial")));
@@ -168,22 +201,27 @@ static void test_reports_stored_once_and_kept(void **state)
         store = store_close(store);
         assert_null(store);
 
-        /* Reopened: everything is still there, in seq order. */
+        /* Reopened: everything is still there, in the order stored. */
         assert_int_equal(store_open(path, &store), 0);
         assert_int_equal(store_get_machine(store, M1, &machine), 0);
         assert_int_equal(json_array_size(json_object_get(machine, "reports")), 2);
         assert_int_equal(json_integer_value(json_object_get(
                              json_array_get(json_object_get(machine, "reports"), 0), "seq")),
-                         1);
+                         2);
         assert_int_equal(json_integer_value(json_object_get(
                              json_array_get(json_object_get(machine, "reports"), 1), "seq")),
-                         2);
+                         1);
         assert_false(json_is_true(json_object_get(machine, "truncated")));
         json_decref(machine);
 
         report = make_report(M1, 2, "started", body);
+        report.has_serial = true;
+        report.serial = 7;
         assert_int_equal(store_add_report(store, &report, 104, &duplicate), 0);
         assert_true(duplicate);
+        /* The same seq with other bytes: refused. */
+        report = make_report(M1, 2, "ok", body);
+        assert_int_equal(store_add_report(store, &report, 104, &duplicate), -EEXIST);
 
         machine = NULL;
         assert_int_equal(store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine),
@@ -195,8 +233,174 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(json_integer_value(json_object_get(machines, "reports")), 3);
         assert_int_equal(
             json_integer_value(json_object_get(json_object_get(machines, "by_status"), "ok")), 1);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(machines, "by_status"), "failed")),
+            1);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "pending")),
+            1);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "approved")),
+            1);
         json_decref(machines);
         store_close(store);
+}
+
+static void test_enroll_and_decide(void **state)
+{
+        _cleanup_free_ char *path = in_dir("decide.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_report report;
+        struct store_trust trust;
+        enum store_state previous;
+        char body[256];
+        bool duplicate;
+        json_t *m;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), -ENOENT);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 1, NULL), -ENOENT);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_RESET, 1, NULL), -ENOENT);
+
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        /* The policy approves a pending machine when it enrolls again. */
+        enroll_with(store, M1, KEY_A, "policy:token", 0, STORE_STATE_APPROVED);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_int_equal(trust.state, STORE_STATE_APPROVED);
+        assert_string_equal(trust.sign_key, KEY_A);
+        assert_string_equal(trust.box_key, KEY_C);
+
+        /* Another key: refused and noted, the keys stay. */
+        enroll_with(store, M1, KEY_B, "policy:machine-id", -EKEYREJECTED, 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_string_equal(trust.sign_key, KEY_A);
+        assert_int_equal(store_get_machine(store, M1, &m), 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "conflict_at")), 50);
+        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "policy:token");
+        json_decref(m);
+
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 60, &previous), 0);
+        assert_int_equal(previous, STORE_STATE_APPROVED);
+        /* Enrolling again does not undo it, whatever the policy says. */
+        enroll_with(store, M1, KEY_A, "policy:machine-id", 0, STORE_STATE_REVOKED);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 61, &previous), 0);
+        assert_int_equal(previous, STORE_STATE_REVOKED);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 62, &previous), 0);
+        assert_int_equal(previous, STORE_STATE_REVOKED);
+        assert_int_equal(store_get_machine(store, M1, &m), 0);
+        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "operator");
+        assert_int_equal(json_integer_value(json_object_get(m, "decided_at")), 62);
+        json_decref(m);
+
+        report = make_report(M1, 1, "ok", body);
+        assert_int_equal(store_add_report(store, &report, 70, &duplicate), 0);
+
+        /* Reset: keys and conflict forgotten, reports kept; approving it now is refused. */
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_RESET, 80, &previous), 0);
+        assert_int_equal(previous, STORE_STATE_APPROVED);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_int_equal(trust.state, STORE_STATE_UNENROLLED);
+        assert_false(trust.has_keys);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 81, NULL), -ENOKEY);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 81, NULL), -ENOKEY);
+        assert_int_equal(store_add_report(store, &report, 82, &duplicate), -EPERM);
+        assert_int_equal(store_get_machine(store, M1, &m), 0);
+        assert_true(json_is_null(json_object_get(m, "conflict_at")));
+        assert_true(json_is_null(json_object_get(m, "sign_key")));
+        assert_int_equal(json_integer_value(json_object_get(m, "reports_total")), 1);
+        json_decref(m);
+
+        /* Re-enrolled with a new key: seq 1 again is a new report, not a duplicate. */
+        enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
+        report = make_report(M1, 1, "started", body);
+        report.sign_key = KEY_B;
+        assert_int_equal(store_add_report(store, &report, 90, &duplicate), 0);
+        assert_false(duplicate);
+        /* A report under the old key is refused. */
+        report.sign_key = KEY_A;
+        assert_int_equal(store_add_report(store, &report, 91, &duplicate), -EPERM);
+}
+
+/* A database as nixprov 0.1 (schema 1) wrote it: its machines and reports survive the
+ * migration, in their order, and the machines can enroll. */
+static void test_migrates_schema_1(void **state)
+{
+        _cleanup_free_ char *path = in_dir("v1.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        json_t *machines, *m, *reports;
+        sqlite3 *db;
+        (void)state;
+
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(
+            sqlite3_exec(
+                db,
+                "CREATE TABLE machines (machine_id TEXT PRIMARY KEY NOT NULL, state TEXT NOT NULL "
+                "DEFAULT 'unenrolled', first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL);"
+                "CREATE TABLE reports (machine_id TEXT NOT NULL REFERENCES machines (machine_id), "
+                "seq INTEGER NOT NULL CHECK (seq >= 0), time INTEGER NOT NULL, received INTEGER "
+                "NOT NULL, phase TEXT NOT NULL, status TEXT NOT NULL, serial INTEGER, body TEXT "
+                "NOT NULL, PRIMARY KEY (machine_id, seq));"
+                "INSERT INTO machines VALUES ('" M1 "', 'unenrolled', 10, 30);"
+                "INSERT INTO machines VALUES ('" M2 "', 'unenrolled', 11, 11);"
+                /* Received out of order: schema 1 ordered by seq. */
+                "INSERT INTO reports VALUES ('" M1 "', 2, 1800000002, 30, 'rebuild', 'ok', 7, "
+                "'{\"machine_id\":\"" M1 "\",\"seq\":2}');"
+                "INSERT INTO reports VALUES ('" M1 "', 1, 1800000001, 20, 'fetch', 'started', "
+                "NULL, '{\"machine_id\":\"" M1 "\",\"seq\":1}');"
+                "INSERT INTO reports VALUES ('" M2 "', 0, 1800000000, 11, 'identify', 'failed', "
+                "NULL, '{\"machine_id\":\"" M2 "\",\"seq\":0}');"
+                "PRAGMA user_version = 1;",
+                NULL, NULL, NULL),
+            SQLITE_OK);
+        sqlite3_close(db);
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store_list_machines(store, &machines), 0);
+        assert_int_equal(json_array_size(machines), 2);
+        m = json_array_get(machines, 0);
+        assert_string_equal(json_string_value(json_object_get(m, "machine_id")), M1);
+        assert_string_equal(json_string_value(json_object_get(m, "state")), "unenrolled");
+        assert_string_equal(json_string_value(json_object_get(m, "status")), "ok");
+        assert_int_equal(json_integer_value(json_object_get(m, "serial")), 7);
+        assert_int_equal(json_integer_value(json_object_get(m, "reports")), 2);
+        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 10);
+        assert_true(json_is_null(json_object_get(m, "sign_key")));
+        assert_true(json_is_null(json_object_get(m, "hostname")));
+        m = json_array_get(machines, 1);
+        assert_string_equal(json_string_value(json_object_get(m, "status")), "failed");
+        json_decref(machines);
+
+        assert_int_equal(store_get_machine(store, M1, &m), 0);
+        reports = json_object_get(m, "reports");
+        assert_int_equal(json_array_size(reports), 2);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(reports, 0), "seq")), 1);
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(reports, 1), "seq")), 2);
+        json_decref(m);
+
+        /* An old machine enrolls as a new one, and its reports are kept. */
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        assert_int_equal(store_get_machine(store, M1, &m), 0);
+        assert_int_equal(json_integer_value(json_object_get(m, "reports_total")), 2);
+        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 10);
+        json_decref(m);
+        store = store_close(store);
+
+        /* At version 2 now, and opened again without another migration. */
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        {
+                sqlite3_stmt *stmt;
+
+                assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL),
+                                 SQLITE_OK);
+                assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
+                assert_int_equal(sqlite3_column_int(stmt, 0), STORE_SCHEMA_VERSION);
+                sqlite3_finalize(stmt);
+        }
+        sqlite3_close(db);
+        assert_int_equal(store_open(path, &store), 0);
 }
 
 int main(void)
@@ -207,6 +411,8 @@ int main(void)
             cmocka_unit_test(test_newer_schema_is_left_alone),
             cmocka_unit_test(test_new_database_is_private),
             cmocka_unit_test(test_reports_stored_once_and_kept),
+            cmocka_unit_test(test_enroll_and_decide),
+            cmocka_unit_test(test_migrates_schema_1),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
