@@ -111,9 +111,18 @@ def main():
                            check=True, stdout=subprocess.DEVNULL)
             return path
 
+        # Every machine is approved by the enrollment token baked into its image.
+        enroll_token = os.urandom(32).hex() + "\n"
+        token_file = os.path.join(tmp, "enroll-token")
+        with open(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(enroll_token)
+        policy = os.path.join(tmp, "enroll-policy.yaml")
+        with open(policy, "w") as f:
+            f.write("approve:\n  token-files: [%s]\n" % token_file)
+
         port_file = os.path.join(tmp, "port")
         server = subprocess.Popen([os.path.join(bindir, "nixprov"), "serve", "--listen", "127.0.0.1:0",
-                                   "--data", data, "--port-file", port_file],
+                                   "--data", data, "--port-file", port_file, "--enroll-policy", policy],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             if os.path.exists(port_file) and open(port_file).read().strip():
@@ -125,7 +134,7 @@ def main():
         config = os.path.join(tmp, "agent.yaml")
         with open(config, "w") as f:
             f.write("server:\n  urls: [http://127.0.0.1:%s]\ntrusted-keys: [%s]\ngroups: [bench]\n"
-                    % (port, pub))
+                    "enroll:\n  token-file: /etc/nixprov/enroll-token\n  wait: 0\n" % (port, pub))
 
         agent = [os.path.join(bindir, "nixprov-agent"), "run", "--config", config, "--cmdline", "-",
                  "--no-rebuild", "--root"]
@@ -134,8 +143,12 @@ def main():
         for i in range(args.runs):
             root = os.path.join(tmp, "root-%d" % i)
             # What a NixOS root has before its first boot: /etc/nix, /etc/nixos, /root, /var/lib.
-            for d in ("etc/nix", "etc/nixos", "root", "var/lib", "var/log"):
+            for d in ("etc/nix", "etc/nixos", "etc/nixprov", "root", "var/lib", "var/log"):
                 os.makedirs(os.path.join(root, d))
+            fd = os.open(os.path.join(root, "etc", "nixprov", "enroll-token"),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, enroll_token.encode())
+            os.close(fd)
             machine_id = os.urandom(16).hex()  # a new machine every time
             with open(os.path.join(root, "etc", "machine-id"), "w") as f:
                 f.write(machine_id + "\n")

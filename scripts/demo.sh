@@ -66,11 +66,22 @@ server:
 trusted-keys: [$(tail -n 1 fleet.pub)]
 rebuild:
   command: $DEMO/nixos-rebuild
+enroll:
+  wait: 60
 EOF
 cat agent.yaml
 
-step "First boot"
-show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -
+step "First boot: the device enrolls and waits for the operator's approval"
+"$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - &
+agent_pid=$!
+for _ in $(seq 100); do
+  [ "$(curl -s --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" | jq -r .state 2>/dev/null)" = pending ] && break
+  sleep 0.1
+done
+show "$BIN/nixprov" fleet --server "$SERVER_URL"
+step "The operator approves it (on the server host: the decision goes into the server's database)"
+show "$BIN/nixprov" fleet approve "$MACHINE" --db "$DEMO/data/nixprov.db"
+wait "$agent_pid"
 
 step "What it wrote"
 show cat root/etc/nix/nixprov.conf

@@ -117,13 +117,22 @@ serve_dir() {
   wait_http "http://127.0.0.1:$SERVED_PORT/"
 }
 
-# start_server DATA [DB]: the real nixprov serve on 127.0.0.1 with a port it picks; sets
-# SERVER_PID, SERVER_PORT and SERVER_URL.
+# approve_machines ID...: start_server runs the server with an enrollment policy that approves
+# these machines as they enroll (tests of other things than enrollment).
+SERVER_OPTS=()
+approve_machines() {
+  { echo "approve:"; echo "  machine-ids: [$(IFS=,; echo "$*")]"; } > "$TMP/enroll-policy.yaml"
+  SERVER_OPTS=(--enroll-policy "$TMP/enroll-policy.yaml")
+}
+
+# start_server DATA [DB [OPTION...]]: the real nixprov serve on 127.0.0.1 with a port it picks,
+# with more options if given (and SERVER_OPTS); sets SERVER_PID, SERVER_PORT and SERVER_URL.
 start_server() {
   local data=$1 db=${2:-$1/nixprov.db} _
+  shift $(($# < 2 ? $# : 2))
   rm -f "$TMP/server.port"
   "$BIN/nixprov" serve --listen 127.0.0.1:0 --data "$data" --db "$db" --port-file "$TMP/server.port" \
-    >>"$TMP/server.log" 2>&1 &
+    "${SERVER_OPTS[@]}" "$@" >>"$TMP/server.log" 2>&1 &
   SERVER_PID=$!
   at_exit "kill $SERVER_PID 2>/dev/null; wait $SERVER_PID 2>/dev/null"
   for _ in $(seq 100); do [ -s "$TMP/server.port" ] && break; sleep 0.05; done

@@ -61,6 +61,7 @@ start_sshd host_ed25519
 ok "sshd on 127.0.0.1:$SSH_PORT with its own host key and an authorized key for root"
 
 # --- the server and the agent ------------------------------------------------------------------
+approve_machines "$MACHINE"
 start_server "$TMP/data"
 cat > nixos-rebuild <<'EOF'
 #!/bin/sh
@@ -76,6 +77,7 @@ trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]
 rebuild:
   command: $TMP/nixos-rebuild
   path: /usr/bin:/bin
+enroll: {wait: 0}
 EOF
 
 BUILDER_URI=ssh://root@127.0.0.1:$SSH_PORT

@@ -19,6 +19,7 @@ ok "binary cache with ${#CLOSURE_PATHS[@]} paths at $CACHE_URL; the store no lon
 
 mkdir -p data/machines root/etc
 echo "$MACHINE" > root/etc/machine-id
+approve_machines "$MACHINE"
 start_server "$TMP/data"
 
 # The rebuild stand-in: called as nixos-rebuild would be (ACTION [--flake REF] --log-format
@@ -43,6 +44,7 @@ write_config() { # write_config URL...
     echo "rebuild:"
     echo "  command: $TMP/nixos-rebuild"
     echo "  path: /usr/bin:/bin"
+    echo "enroll: {wait: 0}"
   } > agent.yaml
 }
 write_config "$SERVER_URL"

@@ -8,7 +8,8 @@ export no_proxy='*' NO_PROXY='*'
 AGENT=$BIN/nixprov-agent
 M=0123456789abcdef0123456789abcdef
 SPOOL=$TMP/spool
-mkdir -p data db
+DEV=$TMP/device # the device's root: its keys are made in DEV/var/lib/nixprov
+mkdir -p data db "$DEV"
 
 server_pid=
 start_server() {
@@ -40,16 +41,20 @@ spooled() { (cd "$SPOOL" && ls -- *.json 2>/dev/null | tr '\n' ' ' | sed 's/ $//
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # --- usage ---------------------------------------------------------------------------------
-expect_exit flush-no-server 2 "$AGENT" flush --spool "$SPOOL" --machine-id "$M"
+expect_exit flush-no-server 2 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M"
 expect_grep flush-no-server "No server: give --server URL, or set server.urls in the agent configuration."
 ok "flush without --server: usage error (exit 2)"
-expect_exit report-bad-phase 2 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase deploy --status ok
+expect_exit report-bad-phase 2 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase deploy --status ok
 expect_grep report-bad-phase "Unknown --phase 'deploy'."
 ok "report with an unknown phase: usage error (exit 2)"
 
 # --- (1) server up: a report is stored at once ------------------------------------------
 start_server
-expect_exit report-up 0 "$AGENT" report --spool "$SPOOL" --server "$server" --machine-id "$M" \
+# The server takes the signed reports of an enrolled device (pending is enough).
+printf 'server: {urls: [%s]}\n' "$server" > enroll.yaml
+expect_exit enroll 9 "$AGENT" enroll --config enroll.yaml --root "$DEV" --cmdline - --machine-id "$M"
+expect_grep enroll "pending: waiting for an operator"
+expect_exit report-up 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M" \
   --phase fetch --status ok --serial 3 --message "fetched from mirror 1"
 expect_grep report-up "Spooled report 1 (fetch ok) in $SPOOL."
 expect_grep report-up "Delivered 1 report; 0 pending."
@@ -75,7 +80,7 @@ total=0
 for i in 1 2 3 4 5; do
   t0=$(now_ms)
   # Each command is a run of its own: it makes its one short delivery attempt (--deadline 1).
-  expect_exit "report-down-$i" 0 "$AGENT" report --spool "$SPOOL" --server "$dead" \
+  expect_exit "report-down-$i" 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --server "$dead" \
     --machine-id "$M" --phase rebuild --status progress --deadline 1 --message "step $i"
   t=$(($(now_ms) - t0))
   total=$((total + t))
@@ -100,6 +105,11 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/reports":  # flush enrolls first: not a nixprov server's answer
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         with open(sys.argv[2], "a") as f:
             f.write(f"{body['seq']}\n")
         answer = b'{"stored":true,"duplicate":false}'
@@ -118,26 +128,26 @@ python3 recorder.py recorder.port recorder.log &
 recorder_pid=$!
 at_exit "kill $recorder_pid 2>/dev/null"
 for _ in $(seq 100); do [ -s recorder.port ] && break; sleep 0.1; done
-expect_exit flush-recorder 0 "$AGENT" flush --spool "$TMP/spool-copy" --machine-id "$M" \
+expect_exit flush-recorder 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$TMP/spool-copy" --machine-id "$M" \
   --server "http://127.0.0.1:$(cat recorder.port)"
 kill "$recorder_pid"
 [ "$(tr '\n' ' ' <recorder.log)" = "2 3 4 5 6 " ] || die "delivered in the order '$(cat recorder.log)'"
 ok "flush delivers in seq order: 2 3 4 5 6"
 
 start_server
-expect_exit flush-up 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-up 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 expect_grep flush-up "Sent 5 reports (0 already known to the server); 0 pending in $SPOOL."
 ok "server back: flush sent 5 reports, exit 0"
 [ -z "$(spooled)" ] || die "spool not empty after flush: $(spooled)"
 [ "$(fleet_seqs)" = "1 2 3 4 5 6" ] || die "fleet view holds seqs '$(fleet_seqs)'"
 ok "spool empty; the fleet view holds each report exactly once: 1 2 3 4 5 6"
-expect_exit flush-again 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-again 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 expect_grep flush-again "Sent 0 reports (0 already known to the server); 0 pending in $SPOOL."
 ok "flushing again sends nothing"
 
 # --- (3) a duplicate delivery is accepted and stored once --------------------------------
 cp saved-2.json "$SPOOL/00000000000000000002.json"
-expect_exit flush-duplicate 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-duplicate 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 expect_grep flush-duplicate "Sent 1 report (1 already known to the server); 0 pending in $SPOOL."
 [ "$(fleet_seqs)" = "1 2 3 4 5 6" ] || die "fleet view holds seqs '$(fleet_seqs)'"
 [ -z "$(spooled)" ] || die "spool not empty: $(spooled)"
@@ -145,24 +155,24 @@ ok "a report delivered twice is accepted as a duplicate, removed, and stored onc
 
 # --- (4) seqs are never reused -----------------------------------------------------------
 for i in 7 8; do
-  expect_exit "spool-only-$i" 0 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase write --status started
+  expect_exit "spool-only-$i" 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase write --status started
   expect_grep "spool-only-$i" "Spooled report $i (write started) in $SPOOL."
   expect_grep "spool-only-$i" "Not sent: no --server given; 'nixprov-agent flush' delivers it"
 done
 rm "$SPOOL"/*.json
-expect_exit after-delete 0 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase write --status ok
+expect_exit after-delete 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase write --status ok
 expect_grep after-delete "Spooled report 9 (write ok) in $SPOOL."
 ok "after the spooled files are deleted (seq kept), the next report is seq 9, not 7"
-expect_exit flush-9 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-9 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 [ "$(fleet_seqs)" = "1 2 3 4 5 6 9" ] || die "fleet view holds seqs '$(fleet_seqs)'"
 ok "the server holds 1-6 and 9"
 
 # --- (5) a corrupt spooled file is moved aside; the rest are delivered --------------------
 for i in 10 11 12; do
-  expect_exit "spool-$i" 0 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase rebuild --status started
+  expect_exit "spool-$i" 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase rebuild --status started
 done
 truncate -s 5 "$SPOOL/00000000000000000011.json"
-expect_exit flush-corrupt 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-corrupt 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 expect_grep flush-corrupt "warning: Spooled report $SPOOL/00000000000000000011.json is not a report of its sequence number (truncated or corrupt): moved to $SPOOL/bad/00000000000000000011.json."
 expect_grep flush-corrupt "Sent 2 reports (0 already known to the server); 0 pending in $SPOOL."
 expect_grep flush-corrupt "Moved 1 unusable report to $SPOOL/bad/."
@@ -177,14 +187,14 @@ fault_pid=$!
 at_exit "kill $fault_pid 2>/dev/null"
 for _ in $(seq 100); do [ -s fault.port ] && break; sleep 0.1; done
 fault=http://127.0.0.1:$(tr -d '\n' <fault.port)/500
-expect_exit spool-13 0 "$AGENT" report --spool "$SPOOL" --machine-id "$M" --phase done --status failed --error "rebuild failed"
-expect_exit flush-500 3 "$AGENT" flush --spool "$SPOOL" --server "$fault" --machine-id "$M" --deadline 2
+expect_exit spool-13 0 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase done --status failed --error "rebuild failed"
+expect_exit flush-500 3 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$fault" --machine-id "$M" --deadline 2
 expect_grep flush-500 "Sent 0 reports (0 already known to the server); 1 pending in $SPOOL."
 expect_grep flush-500 "error: Failed to deliver the spooled reports: $fault/v1/reports: HTTP 500 Internal Server Error (deadline reached). 1 report remains in $SPOOL for a later flush."
 [ "$(spooled)" = 00000000000000000013.json ] || die "spool holds '$(spooled)'"
 grep -q "^/500/v1/reports " fault.log || die "the failing server saw no report"
 ok "server answering 500: exit 3, the report stays spooled, the message names URL and cause"
-expect_exit flush-13 0 "$AGENT" flush --spool "$SPOOL" --server "$server" --machine-id "$M"
+expect_exit flush-13 0 "$AGENT" flush --root "$DEV" --cmdline - --spool "$SPOOL" --server "$server" --machine-id "$M"
 [ "$(fleet_seqs)" = "1 2 3 4 5 6 9 10 12 13" ] || die "fleet view holds seqs '$(fleet_seqs)'"
 python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["reports"][-1]; assert (r["phase"],r["status"],r["error"])==("done","failed","rebuild failed"), r' machine.json ||
   die "seq 13 stored wrong"

@@ -50,6 +50,7 @@ ok "without the netrc, Nix gets 401 and cannot substitute anything (max-jobs 0: 
 # --- the device's keys --------------------------------------------------------------------------
 mkdir -p data/machines root/etc
 echo "$MACHINE" > root/etc/machine-id
+approve_machines "$MACHINE"
 start_server "$TMP/data"
 cat > nixos-rebuild <<END_REBUILD
 #!/bin/sh
@@ -70,6 +71,7 @@ trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]
 rebuild:
   command: $TMP/nixos-rebuild
   path: /usr/bin:/bin
+enroll: {wait: 0}
 END_CONFIG
 agent() { timeout 300 "$AGENT" "$@"; }
 

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Enrollment and signed reports, with real processes: nixprov serve on 127.0.0.1, devices run by
+# nixprov-agent on directories as their roots, the operator's nixprov fleet. A device enrolls
+# with its own keys and waits while pending; approved, it is provisioned; revoked, it stops and
+# its reports are refused; a clone of its disk with other keys is refused until the operator
+# resets it; the enrollment policy approves by machine id, MAC and enrollment token (which never
+# leaves the device); reports that are unsigned, signed by another key, or replayed with other
+# content are refused, each with its exact error, and nothing is written on a refused device.
+source "$(dirname "$0")/lib.sh"
+
+AGENT=$BIN/nixprov-agent
+NIXPROV=$BIN/nixprov
+SIGNER=${NIXPROV_TEST_TOOLS:?set NIXPROV_TEST_TOOLS to the build\'s tests directory}/device-sign
+M1=11111111111111111111111111111111
+M2=22222222222222222222222222222222
+M3=33333333333333333333333333333333
+M4=44444444444444444444444444444444
+M5=55555555555555555555555555555555
+M6=66666666666666666666666666666666
+DB=$TMP/server.db
+
+mkdir -p data/machines
+cat > rebuild <<'EOF'
+#!/bin/sh
+exit 0
+EOF
+chmod +x rebuild
+
+publish() { # publish MACHINE SERIAL
+  printf 'nixprov: 1\nserial: %s\nexpires: 2099-01-01T00:00:00Z\nmachines: [%s]\n' "$2" "$1" \
+    > "data/machines/$1.yaml"
+  printf 'strategy: binary-caches\nnix:\n  settings:\n    substituters: []\n' >> "data/machines/$1.yaml"
+  minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$1.yaml" -t "serial $2" >/dev/null
+}
+for m in $M1 $M2 $M3 $M4 $M5 $M6; do publish "$m" 1; done
+
+device() { # device NAME MACHINE [WAIT] [TOKEN-FILE]: a root and an agent configuration
+  mkdir -p "$1/etc"
+  echo "$2" > "$1/etc/machine-id"
+  {
+    echo "server: {urls: [$SERVER_URL], deadline: 10, connect-timeout: 2}"
+    echo "trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]"
+    echo "rebuild: {command: $TMP/rebuild}"
+    echo "enroll:"
+    echo "  wait: ${3:-0}"
+    [ -z "${4:-}" ] || echo "  token-file: $4"
+  } > "$1.yaml"
+}
+agent_run() { # agent_run NAME: nixprov-agent run for device NAME
+  timeout 120 "$AGENT" run --config "$1.yaml" --root "$1" --cmdline -
+}
+machine_json() { curl -s --noproxy '*' "$SERVER_URL/v1/machines/$1"; }
+state_of() { machine_json "$1" | jq -r .state; }
+nothing_written() { # nothing_written NAME: no Nix file under the device's root
+  [ ! -e "$1/etc/nix" ] && [ ! -e "$1/etc/nixos" ] || die "$1: files written: $(find "$1/etc")"
+}
+
+start_server "$TMP/data" "$DB"
+
+# --- pending -> approved -> provisioned ---------------------------------------------------------
+device d1 "$M1" 60
+agent_run d1 > d1-first.out 2>&1 &
+agent_pid=$!
+for _ in $(seq 100); do [ "$(state_of $M1)" = pending ] && break; sleep 0.1; done
+[ "$(state_of $M1)" = pending ] || die "M1 is not pending: $(machine_json $M1)"
+[ -d d1/etc/nix ] && die "files written before approval"
+expect_exit fleet-pending 0 "$NIXPROV" fleet --server "$SERVER_URL"
+grep "^$M1" fleet-pending.out | grep -q pending || { cat fleet-pending.out; die "fleet does not show M1 pending"; }
+[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
+  die "a pending machine got its profile"
+grep -q "waiting for an operator's approval" profile.out || die "profile 403: $(cat profile.out)"
+ok "a new device enrolls and waits: pending in nixprov fleet, its profile refused (403), nothing written"
+
+sleep 1.5 # at least one more pending answer
+expect_exit approve 0 "$NIXPROV" fleet approve "$M1" --db "$DB"
+wait $agent_pid || die "run after approval: exit $? ($(cat d1-first.out))"
+grep -q "pending: waiting up to" d1-first.out || die "no pending line: $(cat d1-first.out)"
+grep -q "provisioned at serial 1" d1-first.out || die "not provisioned: $(cat d1-first.out)"
+[ -s d1/etc/nix/nixprov.conf ] || die "nixprov.conf not written"
+machine_json $M1 > m1.json
+jq -e '.state == "approved" and .decided_by == "operator"' m1.json >/dev/null || die "M1: $(cat m1.json)"
+jq -e '[.reports[] | select(.phase == "done" and .status == "ok" and .serial == 1)] | length == 1' \
+  m1.json >/dev/null || die "no final report of M1: $(cat m1.json)"
+jq -e '[.reports[] | select(.phase == "enroll" and .status == "ok")] | length == 1' m1.json >/dev/null ||
+  die "no enroll report"
+jq -e --arg k "$(sed -n 2p d1/var/lib/nixprov/device-sign.pub)" '.sign_key == $k' m1.json >/dev/null ||
+  die "the server holds another sign key than the device's"
+jq -e '(.reports | length) as $n | [.reports[] | select(.signature | type == "string" and length == 88)] | length == $n' \
+  m1.json >/dev/null || die "a stored report is not signed"
+ok "approved by the operator while waiting: the run goes on and provisions; every report is signed by the enrolled key"
+
+# --- pending past the wait: exit 9, nothing written ---------------------------------------------
+device d2 "$M2" 0
+expect_exit d2-pending 9 agent_run d2
+expect_grep d2-pending "not approved within 0 s: machine $M2 is still pending"
+expect_grep d2-pending "nixprov fleet approve $M2"
+nothing_written d2
+ok "still pending when the wait runs out: exit 9, says how to approve, nothing written"
+
+# --- revoked: the device stops, its reports are refused ----------------------------------------
+expect_exit revoke 0 "$NIXPROV" fleet revoke "$M1" --db "$DB"
+publish "$M1" 2
+cp d1/etc/nix/nixprov.conf conf-before
+expect_exit d1-revoked 9 agent_run d1
+expect_grep d1-revoked "machine $M1 is revoked by the operator: stopping, nothing is provisioned"
+cmp -s conf-before d1/etc/nix/nixprov.conf || die "a revoked device changed its files"
+[ "$(state_of $M1)" = revoked ] || die "M1 not revoked"
+expect_exit fleet-revoked 0 "$NIXPROV" fleet --server "$SERVER_URL"
+grep "^$M1" fleet-revoked.out | grep -q revoked || die "fleet does not show M1 revoked"
+pending=$(find d1/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)
+[ "$pending" -ge 1 ] || die "the revoked run's reports are not spooled"
+expect_exit flush-revoked 3 timeout 60 "$AGENT" flush --config d1.yaml --root d1 --cmdline - --deadline 5
+expect_grep flush-revoked "revoked"
+[ "$(find d1/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)" = "$pending" ] ||
+  die "the refused reports left the spool"
+[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
+  die "a revoked machine got its profile"
+ok "revoked: the run stops with exit 9 before fetching, files untouched; the server refuses its profile and reports (kept in the spool)"
+
+# --- a clone with other keys is refused until the operator resets the machine ------------------
+device clone "$M1" 0
+expect_exit clone 9 agent_run clone
+expect_grep clone "the server knows machine $M1 with other device keys"
+expect_grep clone "nixprov fleet reset $M1"
+nothing_written clone
+machine_json $M1 > m1.json
+jq -e '.state == "revoked" and (.conflict_at | type == "number")' m1.json >/dev/null ||
+  die "the conflict changed M1 or was not recorded: $(cat m1.json)"
+ok "a cloned disk (same machine id, other keys) is refused: exit 9, the enrolled keys unchanged, the conflict recorded"
+
+before=$(jq '.reports | length' m1.json)
+expect_exit reset 0 "$NIXPROV" fleet reset "$M1" --db "$DB"
+expect_exit clone-pending 9 agent_run clone
+[ "$(state_of $M1)" = pending ] || die "after reset the new key is not pending"
+expect_exit approve-clone 0 "$NIXPROV" fleet approve "$M1" --db "$DB"
+expect_exit clone-run 0 agent_run clone
+machine_json $M1 > m1.json
+jq -e --arg k "$(sed -n 2p clone/var/lib/nixprov/device-sign.pub)" '.sign_key == $k' m1.json >/dev/null ||
+  die "the reset machine does not hold the new key"
+spooled_seqs=$(jq '[.reports[] | select(.seq == 1)] | length' m1.json)
+[ "$spooled_seqs" -ge 2 ] || die "the new key's report 1 was dropped as a duplicate of the old one"
+[ "$(jq '.reports | length' m1.json)" -gt "$before" ] || die "no new reports stored"
+ok "reset: the new keys enroll as pending, are approved and provision; their reports from seq 1 are stored beside the old ones"
+
+# --- signed reports: unsigned, another key, replay with other content -------------------------
+post() { # post FILE: POST /v1/reports, prints the status; the answer in post.out
+  curl -s --noproxy '*' -o post.out -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data-binary "@$1" "$SERVER_URL/v1/reports"
+}
+count() { machine_json $M1 | jq '.reports | length'; }
+n=$(count)
+report='{"machine_id":"'$M1'","seq":9000,"phase":"done","status":"ok","time":1700000000}'
+printf '%s' "$report" > unsigned.json
+[ "$(post unsigned.json)" = 401 ] || die "unsigned report: $(cat post.out)"
+grep -q "reports must be signed by the device key" post.out || die "unsigned: $(cat post.out)"
+mkdir -p other-state
+printf '%s' "$report" | "$SIGNER" other-state nixprov-report-v1 > other.json
+[ "$(post other.json)" = 401 ] || die "report signed by another key: $(cat post.out)"
+grep -q "report signature does not verify with the key machine $M1 enrolled" post.out ||
+  die "wrong key: $(cat post.out)"
+printf '%s' "$report" | "$SIGNER" clone/var/lib/nixprov nixprov-report-v1 > good.json
+[ "$(post good.json)" = 200 ] || die "a good report: $(cat post.out)"
+[ "$(post good.json)" = 200 ] && jq -e '.duplicate == true' post.out >/dev/null ||
+  die "the same report again is not a duplicate: $(cat post.out)"
+printf '%s' "${report/\"ok\"/\"failed\"}" | "$SIGNER" clone/var/lib/nixprov nixprov-report-v1 > replay.json
+[ "$(post replay.json)" = 409 ] || die "other content under a stored seq: $(cat post.out)"
+grep -q "report 9000 of machine $M1 was already stored with other content" post.out ||
+  die "replay: $(cat post.out)"
+sed 's/"phase":"done"/"phase":"fetch"/' good.json > tampered.json
+[ "$(post tampered.json)" = 401 ] || die "a changed signed report: $(cat post.out)"
+[ "$(count)" = $((n + 1)) ] || die "expected exactly one more report, have $(count) (was $n)"
+machine_json $M1 | jq -e '[.reports[] | select(.seq == 9000)] as $r |
+  ($r | length) == 1 and $r[0].status == "ok"' >/dev/null || die "report 9000 changed"
+ok "reports: unsigned (401), another key (401), changed (401), other content under a stored number (409) refused; the same body again is a duplicate"
+
+# --- the enrollment policy ----------------------------------------------------------------------
+stop_server
+ENROLL_TOKEN=nixprov-enroll-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$ENROLL_TOKEN" > server-token
+chmod 600 server-token
+cat > policy.yaml <<EOF
+approve:
+  machine-ids: [$M3]
+  macs: ["52:54:00:aa:bb:cc"]
+  token-files: [$TMP/server-token]
+EOF
+start_server "$TMP/data" "$DB" --enroll-policy policy.yaml
+
+device d3 "$M3" 0
+expect_exit d3 0 agent_run d3
+device d4 "$M4" 0
+mkdir -p d4/sys/class/net/eth0 d4/sys/class/net/lo
+echo 52:54:00:aa:bb:cc > d4/sys/class/net/eth0/address
+echo 00:00:00:00:00:00 > d4/sys/class/net/lo/address
+expect_exit d4 0 agent_run d4
+mkdir -p d5/etc/nixprov
+cp server-token d5/etc/nixprov/enroll-token
+device d5 "$M5" 0 /etc/nixprov/enroll-token
+expect_exit d5 0 agent_run d5
+for m in $M3 $M4 $M5; do [ "$(state_of $m)" = approved ] || die "$m not approved by the policy"; done
+[ "$(machine_json $M3 | jq -r .decided_by)" = policy:machine-id ] || die "M3: $(machine_json $M3)"
+[ "$(machine_json $M4 | jq -r .decided_by)" = policy:mac ] || die "M4: $(machine_json $M4)"
+[ "$(machine_json $M5 | jq -r .decided_by)" = policy:token ] || die "M5: $(machine_json $M5)"
+machine_json $M4 | jq -e '.facts.macs == ["52:54:00:aa:bb:cc"]' >/dev/null || die "M4's MACs: $(machine_json $M4)"
+ok "the enrollment policy approves by machine id, by MAC and by enrollment token; each device provisions at once"
+
+mkdir -p d6/etc/nixprov
+printf 'not-the-token\n' > d6/etc/nixprov/enroll-token
+chmod 600 d6/etc/nixprov/enroll-token
+device d6 "$M6" 0 /etc/nixprov/enroll-token
+expect_exit d6 9 agent_run d6
+[ "$(state_of $M6)" = pending ] || die "a wrong token was approved"
+nothing_written d6
+chmod 644 d6/etc/nixprov/enroll-token
+expect_exit d6-mode 2 agent_run d6
+expect_grep d6-mode "enroll failed: the enrollment token d6/etc/nixprov/enroll-token cannot be used: it is readable by others than its owner (it must be mode 0600)"
+nothing_written d6
+ok "a wrong token leaves the device pending; a token file readable by others is refused (exit 2); nothing written"
+
+# The token itself never left the device: not in the server's database, log or answers.
+for f in "$DB"* "$TMP/server.log"; do
+  ! grep -qaF "$ENROLL_TOKEN" "$f" || die "the enrollment token is in $f"
+done
+machine_json $M5 | grep -qF "$ENROLL_TOKEN" && die "the enrollment token is in the server's answers"
+! grep -rqaF "$ENROLL_TOKEN" d5/var || die "the token is in the device's state"
+ok "the enrollment token is nowhere on the server (database, log, answers) nor in the device's state"
