@@ -150,10 +150,24 @@ int rebuild_log_path(const char *dir, uint64_t serial, int64_t now, char **ret_p
 
         if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
                 (void)snprintf(stamp, sizeof(stamp), "%lld", (long long)now);
-        if (asprintf(ret_path, "%s/rebuild-%llu-%s.log", dir, (unsigned long long)serial, stamp) <
-            0)
-                return -ENOMEM;
-        return 0;
+        /* Two attempts in the same second (a failed rebuild retried at once) get their own
+         * logs: -2, -3 ... The log is opened O_EXCL, so a name is never reused. */
+        for (unsigned n = 1; n <= REBUILD_LOG_SAME_SECOND_MAX; n++) {
+                char *path;
+                int k = n == 1 ? asprintf(&path, "%s/rebuild-%llu-%s.log", dir,
+                                          (unsigned long long)serial, stamp)
+                               : asprintf(&path, "%s/rebuild-%llu-%s-%u.log", dir,
+                                          (unsigned long long)serial, stamp, n);
+
+                if (k < 0)
+                        return -ENOMEM;
+                if (access(path, F_OK) < 0 && errno == ENOENT) {
+                        *ret_path = path;
+                        return 0;
+                }
+                free(path);
+        }
+        return -EEXIST;
 }
 
 static uint64_t now_ms(void)

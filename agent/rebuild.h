@@ -94,6 +94,8 @@ int rebuild_environment(const char *nix_config, const char *path, char ***ret_en
  * executable) or -ENOMEM. */
 int rebuild_find_program(const char *program, const char *path, char **ret_file);
 
-/* The log file name for an attempt: DIR/rebuild-SERIAL-YYYYMMDDTHHMMSSZ.log. Returns 0 or
- * -ENOMEM. */
+/* The log file name for an attempt that does not exist yet: DIR/rebuild-SERIAL-YYYYMMDDTHHMMSSZ.log,
+ * or with -2, -3 ... before ".log" for another attempt in the same second. Returns 0, -EEXIST
+ * (REBUILD_LOG_SAME_SECOND_MAX attempts in one second) or -ENOMEM. */
+#define REBUILD_LOG_SAME_SECOND_MAX 100
 int rebuild_log_path(const char *dir, uint64_t serial, int64_t now, char **ret_path);

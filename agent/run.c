@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* nixprov-agent run: the first boot (and every later run), phase by phase. */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -552,12 +554,73 @@ static int run_builders(struct run *r)
         return 0;
 }
 
+static bool items_have(const struct write_item *items, size_t n, const char *path)
+{
+        for (size_t i = 0; i < n; i++)
+                if (streq(items[i].path, path))
+                        return true;
+        return false;
+}
+
+/* The secret files an earlier profile left that this one does not write (a token it dropped, a
+ * builder key it no longer has) are removed in the same write set, so that a failed rebuild puts
+ * them back and a successful one forgets them. The paths of the builder keys found go to
+ * ret_paths, for the caller to free. */
+static int add_stale_secret_removals(struct run *r, struct write_item *items, size_t max,
+                                     size_t *n, char **ret_paths, size_t *ret_n_paths)
+{
+        static const char *const fixed[] = {SECRETS_NETRC_FILE, SECRETS_CONF_FILE,
+                                            SECRETS_CACHIX_DHALL_FILE};
+        _cleanup_free_ char *nix_dir = NULL;
+        DIR *dir;
+        struct dirent *de;
+        int k = 0;
+
+        *ret_n_paths = 0;
+        for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
+                if (!items_have(items, *n, fixed[i])) {
+                        if (*n >= max)
+                                return -E2BIG;
+                        items[(*n)++] = (struct write_item){fixed[i], NULL, 0, 0600};
+                }
+
+        nix_dir = path_join_root(r->root, "/etc/nix");
+        if (!nix_dir)
+                return -ENOMEM;
+        dir = opendir(nix_dir);
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
+        while (k == 0 && (de = readdir(dir))) {
+                char path[PATH_MAX];
+                size_t index;
+                int end = 0;
+
+                if (sscanf(de->d_name, "nixprov-builder-%zu.key%n", &index, &end) != 1 ||
+                    de->d_name[end] != '\0')
+                        continue;
+                snprintf(path, sizeof(path), PLAN_SEALED_IDENTITY_FORMAT, index);
+                if (!streq(path + strlen("/etc/nix/"), de->d_name) ||
+                    items_have(items, *n, path))
+                        continue;
+                if (*n >= max)
+                        k = -E2BIG;
+                else if (!(ret_paths[*ret_n_paths] = strdup(path)))
+                        k = -ENOMEM;
+                else
+                        items[(*n)++] = (struct write_item){ret_paths[(*ret_n_paths)++], NULL, 0,
+                                                            0600};
+        }
+        closedir(dir);
+        return k;
+}
+
 static int run_write(struct run *r)
 {
         _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL;
         uint64_t serial = r->trust.profile->serial;
         struct write_item items[WRITE_MAX_FILES];
-        size_t n = 0;
+        char *stale[WRITE_MAX_FILES];
+        size_t n = 0, n_stale = 0, n_removals = 0;
         char message[512];
         int k;
 
@@ -603,7 +666,16 @@ static int run_write(struct run *r)
                         return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
                 }
         }
+        k = add_stale_secret_removals(r, items, ELEMENTSOF(items), &n, stale, &n_stale);
+        if (k < 0) {
+                secrets_done(&r->secrets);
+                snprintf(message, sizeof(message), "failed to look for secret files to remove: %s",
+                         strerror(-k));
+                return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
+        }
         k = write_files(r->root, items, n, &r->written, &failed);
+        for (size_t i = 0; i < n_stale; i++)
+                free(stale[i]);
         /* Written (or not): the plaintexts are not needed any more. */
         secrets_done(&r->secrets);
         if (k < 0) {
@@ -611,7 +683,11 @@ static int run_write(struct run *r)
                          failed ?: "the Nix files", strerror(-k));
                 return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
         }
-        snprintf(message, sizeof(message), "wrote %zu files (previous versions kept as FILE~)", n);
+        for (size_t i = 0; i < r->written.n_files; i++)
+                n_removals += r->written.files[i].removed;
+        snprintf(message, sizeof(message), "wrote %zu files (previous versions kept as FILE~)%s",
+                 r->written.n_files - n_removals, n_removals > 0 ? "; removed the secret files this profile no "
+                                                  "longer has" : "");
         phase_ok(r, message);
         return 0;
 }
@@ -699,6 +775,9 @@ static int run_rebuild(struct run *r)
                         snprintf(message, sizeof(message), "cannot run %s: %s; previous Nix files %s",
                                  r->config->rebuild_command, strerror(r->rebuild.exec_errno),
                                  restored_text);
+                else if (!r->rebuild.exited && r->rebuild.signal == 0)
+                        snprintf(message, sizeof(message), "cannot run %s: %s; previous Nix files %s",
+                                 r->config->rebuild_command, strerror(-k), restored_text);
                 else
                         snprintf(message, sizeof(message), "%s %d%s%s; previous Nix files %s",
                                  r->rebuild.exited ? "exited with status" : "killed by signal",
@@ -863,6 +942,11 @@ static int run_phases(struct run *r)
         if (k != 0)
                 return k;
         if (r->no_rebuild) {
+                k = write_forget_secrets(&r->written);
+                if (k < 0)
+                        log_warning("Failed to remove the previous versions of the secret files: "
+                                    "%s",
+                                    strerror(-k));
                 r->phase = REPORT_PHASE_REBUILD;
                 emit(r, REPORT_STATUS_OK, "skipped (--no-rebuild): the files are written, nothing was built",
                      NULL, false, NULL);
@@ -889,6 +973,10 @@ static int run_phases(struct run *r)
                          r->state_dir, strerror(-k));
                 return phase_failed(r, AGENT_EXIT_WRITE, message, NULL);
         }
+        k = write_forget_secrets(&r->written);
+        if (k < 0)
+                log_warning("Failed to remove the previous versions of the secret files: %s",
+                            strerror(-k));
         snprintf(message, sizeof(message), "provisioned at serial %" PRIu64,
                  r->trust.profile->serial);
         phase_end(r);

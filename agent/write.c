@@ -53,6 +53,29 @@ int write_restore(struct write_set *set)
         return ret;
 }
 
+int write_forget_secrets(struct write_set *set)
+{
+        int ret = 0;
+
+        for (size_t i = 0; i < set->n_files; i++) {
+                _cleanup_free_ char *previous = NULL;
+                int r = 0;
+
+                if (!set->files[i].secret || !set->files[i].had_previous)
+                        continue;
+                if (asprintf(&previous, "%s~", set->files[i].path) < 0) {
+                        previous = NULL;
+                        r = -ENOMEM;
+                } else if (unlink(previous) < 0 && errno != ENOENT)
+                        r = -errno;
+                else
+                        r = fsync_directory_of(set->files[i].path);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}
+
 void write_set_done(struct write_set *set)
 {
         for (size_t i = 0; i < set->n_files; i++)
@@ -83,6 +106,11 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
                         failed = i;
                         break;
                 }
+                fds[i] = -EBADF;
+                if (!items[i].data) { /* a removal: nothing to prepare */
+                        had_previous[i] = access(paths[i], F_OK) == 0;
+                        continue;
+                }
                 r = mkdir_parents(dirname(dir), 0755);
                 if (r >= 0)
                         r = atomic_write_prepare(paths[i], items[i].data, items[i].size,
@@ -95,18 +123,39 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
         }
 
         /* 2. One sync for all of them (one journal commit instead of one a file). */
-        if (r >= 0 && n_prepared > 0 && syncfs(fds[0]) < 0) {
-                r = -errno;
-                failed = 0;
-        }
+        for (size_t i = 0; r >= 0 && i < n_prepared; i++)
+                if (fds[i] >= 0) {
+                        if (syncfs(fds[i]) < 0) {
+                                r = -errno;
+                                failed = i;
+                        }
+                        break;
+                }
 
         /* 3. Into place, the previous versions kept as PATH~. */
         for (size_t i = 0; r >= 0 && i < n_prepared; i++) {
-                r = atomic_write_commit(paths[i], tmps[i], WRITE_FILE_KEEP_PREVIOUS);
+                if (!items[i].data) {
+                        _cleanup_free_ char *previous = NULL;
+
+                        if (!had_previous[i])
+                                continue;
+                        if (asprintf(&previous, "%s~", paths[i]) < 0) {
+                                previous = NULL;
+                                r = -ENOMEM;
+                        } else if (unlink(previous) < 0 && errno != ENOENT)
+                                r = -errno;
+                        /* rename() does nothing when both names link the same file, as a
+                         * restored file and its PATH~ do: hence the unlink first. */
+                        else if (rename(paths[i], previous) < 0)
+                                r = -errno;
+                } else
+                        r = atomic_write_commit(paths[i], tmps[i], WRITE_FILE_KEEP_PREVIOUS);
                 if (r < 0) {
                         failed = i;
                         break;
                 }
+                set.files[set.n_files].secret = (items[i].mode & 077) == 0;
+                set.files[set.n_files].removed = !items[i].data;
                 set.files[set.n_files].had_previous = had_previous[i];
                 set.files[set.n_files++].path = TAKE_PTR(paths[i]);
                 free(tmps[i]); /* renamed into place: nothing left to remove */
@@ -127,7 +176,8 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
         }
 
         for (size_t i = 0; i < n_prepared; i++) {
-                safe_close(fds[i]);
+                if (fds[i] >= 0)
+                        safe_close(fds[i]);
                 if (tmps[i]) {
                         (void)unlink(tmps[i]);
                         free(tmps[i]);

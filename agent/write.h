@@ -12,15 +12,18 @@
 
 struct write_item {
         const char *path; /* absolute, as on the device ("/etc/nix/nixprov.conf") */
-        const char *data;
+        const char *data; /* NULL: remove the file (kept as PATH~ like a replaced one, so that
+                             write_restore() puts it back); nothing to do when there is none */
         size_t size;
-        mode_t mode;
+        mode_t mode; /* of a removed file too: 0600 marks it secret (write_forget_secrets()) */
 };
 
 struct write_set {
         struct {
                 char *path;         /* under the root */
                 bool had_previous;  /* PATH~ holds what was there before */
+                bool secret;        /* readable by its owner only: PATH~ may hold an old secret */
+                bool removed;       /* a removal: PATH is gone, PATH~ holds it */
         } files[WRITE_MAX_FILES];
         size_t n_files;
 };
@@ -36,6 +39,11 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
  * there was one, no file where there was none. Returns 0 or the first negative errno (it goes on
  * with the other files). */
 int write_restore(struct write_set *set);
+
+/* Once the set is final (the rebuild succeeded): removes PATH~ of every secret file of the set,
+ * so that a rotated token or key, or the secret of a file the profile dropped, does not stay on
+ * the device. Returns 0 or the first negative errno (it goes on with the other files). */
+int write_forget_secrets(struct write_set *set);
 
 /* Frees the set's memory; the files stay as written. */
 void write_set_done(struct write_set *set);

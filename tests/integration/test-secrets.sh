@@ -240,4 +240,51 @@ expect_grep again "Nothing to do"
   die "a run replaced a secret key"
 ok "a second run has nothing to do and keeps the device keys"
 
+# --- rotation: a new token replaces the old one, which stays nowhere ---------------------------
+TOKEN2=eyJhbGciOiJIUzI1NiJ9.nixprov-test-rotated-$run_id.$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$TOKEN2" > token.txt # the cache now takes the new token only
+publish 2 "$(printf '%s\n' "$TOKEN2" | "$NIXPROV" seal --to "$BOX" | sed -n 's/^{sealed: \(.*\)}$/\1/p')"
+expect_exit rotate 0 run_agent
+expect_grep rotate "provisioned at serial 2"
+[ "$(cat root/etc/nix/nixprov-netrc)" = "machine 127.0.0.1 password $TOKEN2" ] || die "netrc not rotated"
+for f in "${secret_files[@]}"; do [ ! -e "root/$f~" ] || die "root/$f~ (a previous version) is left"; done
+! grep -rqaF "$TOKEN" root || die "the old token is still under the root: $(grep -rlaF "$TOKEN" root)"
+[ -e root/etc/nix/nixprov.conf~ ] || die "the previous nixprov.conf is no longer kept"
+ok "a rotated token: the new one in the 0600 files; the old one nowhere under the root (no FILE~ of a secret file kept)"
+
+# --- a profile without the token: the secret files go, back again if its rebuild fails ------------
+publish_plain() { # publish_plain SERIAL
+  cat > "data/machines/$MACHINE.yaml" <<END_PROFILE
+nixprov: 1
+serial: $1
+expires: 2099-01-01T00:00:00Z
+machines: [$MACHINE]
+strategy: source
+nix:
+  settings:
+    substituters: []
+rebuild:
+  timeout: 60
+END_PROFILE
+  minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
+}
+cp nixos-rebuild nixos-rebuild.good
+printf '#!/bin/sh\necho "error: the build failed" >&2\nexit 1\n' > nixos-rebuild
+publish_plain 3
+expect_exit drop-failed 7 run_agent
+for f in "${secret_files[@]}"; do
+  [ -e "root/$f" ] && [ "$(stat -c %a "root/$f")" = 600 ] || die "root/$f was not put back after the failed rebuild"
+done
+[ "$(cat root/etc/nix/nixprov-netrc)" = "machine 127.0.0.1 password $TOKEN2" ] || die "netrc not restored"
+ok "a profile dropping the token whose rebuild fails: the secret files are put back as they were (0600)"
+printf '#!/bin/sh\nexit 0\n' > nixos-rebuild
+expect_exit drop 0 run_agent
+expect_grep drop "removed the secret files this profile no longer has"
+for f in "${secret_files[@]}"; do
+  [ ! -e "root/$f" ] && [ ! -e "root/$f~" ] || die "root/$f (or its ~) is left after the token was dropped"
+done
+! grep -rqaF "$TOKEN2" root || die "the dropped token is still under the root: $(grep -rlaF "$TOKEN2" root)"
+ok "a profile without the token: netrc, secrets.conf and cachix.dhall are removed, no copy kept"
+cp nixos-rebuild.good nixos-rebuild
+
 echo "$checks passed, 0 failed"

@@ -163,10 +163,30 @@ static void test_find_program(void **state)
 static void test_log_path(void **state)
 {
         _cleanup_free_ char *path = NULL;
+
+        char dir[] = "/tmp/nixprov-test-logpath-XXXXXX";
         (void)state;
 
-        assert_int_equal(rebuild_log_path("/var/log/nixprov", 7, 1700000000, &path), 0);
-        assert_string_equal(path, "/var/log/nixprov/rebuild-7-20231114T221320Z.log");
+        assert_int_equal(rebuild_log_path("/nonexistent/log", 7, 1700000000, &path), 0);
+        assert_string_equal(path, "/nonexistent/log/rebuild-7-20231114T221320Z.log");
+
+        /* A second attempt in the same second gets its own name. */
+        assert_non_null(mkdtemp(dir));
+        for (unsigned n = 1; n <= 3; n++) {
+                _cleanup_free_ char *p = NULL, *expected = NULL;
+                FILE *f;
+
+                assert_int_equal(rebuild_log_path(dir, 7, 1700000000, &p), 0);
+                if (n == 1)
+                        assert_true(asprintf(&expected, "%s/rebuild-7-20231114T221320Z.log", dir) > 0);
+                else
+                        assert_true(asprintf(&expected, "%s/rebuild-7-20231114T221320Z-%u.log", dir,
+                                             n) > 0);
+                assert_string_equal(p, expected);
+                assert_non_null(f = fopen(p, "w"));
+                fclose(f);
+        }
+        remove_tree(dir);
 }
 
 static unsigned progress_calls;
