@@ -448,5 +448,14 @@ leaks=$(
 [ -z "$leaks" ] || die "the sealed key's text leaked into: $leaks"
 ok "a sealed identity: the probe logs in with it from memory (sshd: Accepted publickey), written 0600 only after, named in the machines file; its text is nowhere else"
 
+# A later profile whose builder logs in with a key on the device: the sealed key file goes, and
+# no copy of it stays.
+publish 15 true false
+expect_exit run-unsealed 0 agent_run
+expect_grep run-unsealed "removed the secret files this profile no longer has"
+[ ! -e "$SEALED_KEY_FILE" ] && [ ! -e "$SEALED_KEY_FILE~" ] || die "the dropped sealed key is left"
+! grep -rlaF -f key-lines root || die "the dropped key's text is still under the root"
+ok "a profile without the sealed identity: its key file is removed, no copy kept"
+
 echo "probe latency ${LATENCY} ms; unreachable in ${UNREACHABLE_MS} ms; silent port in ${SILENT_MS} ms"
 echo "$checks passed, 0 failed"
