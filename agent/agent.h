@@ -35,6 +35,9 @@ int cmd_enroll(int argc, char **argv);
 #include "identify.h"
 #include "trust.h"
 
+/* identify() with the failure logged; returns AGENT_EXIT_OK or AGENT_EXIT_USAGE. */
+int agent_identify(const char *root, const char *machine_id_override, struct identity *ret);
+
 /* Loads this device's keys from ROOT/STATE-DIR, making them (and the directory, 0700) on first
  * use. Logs what went wrong; returns AGENT_EXIT_OK or an exit code. */
 int agent_device_keys(const struct agent_config *config, const char *root,

@@ -66,3 +66,13 @@ char *config_state_path(const struct agent_config *c, const char *root, const ch
                 return NULL;
         return path;
 }
+
+void config_fetch_options(const struct agent_config *c, struct fetch_options *o)
+{
+        fetch_options_init(o);
+        o->mirrors = c->urls;
+        o->n_mirrors = c->n_urls;
+        o->ca_file = c->ca_file;
+        o->connect_timeout_ms = c->connect_timeout * 1000;
+        o->deadline_ms = c->deadline * 1000;
+}

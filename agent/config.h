@@ -18,3 +18,9 @@ int config_load(const char *config_path, const char *cmdline_path, struct agent_
 
 /* ROOT/STATE-DIR/name, newly allocated; NULL when out of memory. */
 char *config_state_path(const struct agent_config *c, const char *root, const char *name);
+
+#include "fetch.h"
+
+/* Fetch options from the configuration: its servers (in order), CA file, connect timeout and
+ * deadline; the rest fetch_options_init()'s defaults. o borrows c's strings. */
+void config_fetch_options(const struct agent_config *c, struct fetch_options *o);

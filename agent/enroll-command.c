@@ -88,14 +88,9 @@ int agent_enroll(const struct agent_config *config, const char *root,
         size_t size;
         int k;
 
-        k = identify(root, machine_id_override, &id);
-        if (k < 0) {
-                log_error_errno(k, "Failed to identify this machine: %s",
-                                k == -ENOENT   ? "no /etc/machine-id and no DMI product UUID"
-                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
-                                               : strerror(-k));
-                return AGENT_EXIT_USAGE;
-        }
+        k = agent_identify(root, machine_id_override, &id);
+        if (k != AGENT_EXIT_OK)
+                return k;
         k = agent_device_keys(config, root, &key);
         if (k != AGENT_EXIT_OK)
                 return k;
@@ -179,12 +174,7 @@ int cmd_enroll(int argc, char **argv)
                 log_error_errno(k, "Failed to initialize libcurl: %m");
                 return AGENT_EXIT_USAGE;
         }
-        fetch_options_init(&o);
-        o.mirrors = config->urls;
-        o.n_mirrors = config->n_urls;
-        o.ca_file = config->ca_file;
-        o.connect_timeout_ms = config->connect_timeout * 1000;
-        o.deadline_ms = config->deadline * 1000;
+        config_fetch_options(config, &o);
         k = agent_enroll(config, root, machine_id_override, &o, wait_s * 1000, &state);
         fetch_global_cleanup();
         if (k != AGENT_EXIT_OK)

@@ -33,6 +33,20 @@ static void id_help(void)
                "or written.\n");
 }
 
+int agent_identify(const char *root, const char *machine_id_override, struct identity *ret)
+{
+        int k = identify(root, machine_id_override, ret);
+
+        if (k < 0) {
+                log_error_errno(k, "Failed to identify this machine: %s",
+                                k == -ENOENT   ? "no /etc/machine-id and no DMI product UUID"
+                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
+                                               : strerror(-k));
+                return AGENT_EXIT_USAGE;
+        }
+        return AGENT_EXIT_OK;
+}
+
 int agent_device_keys(const struct agent_config *config, const char *root,
                       struct devicekey **ret_key)
 {
@@ -107,14 +121,9 @@ int cmd_id(int argc, char **argv)
         }
         if (config_load(config_path, "-", &config) < 0)
                 return AGENT_EXIT_USAGE;
-        k = identify(root, machine_id_override, &id);
-        if (k < 0) {
-                log_error_errno(k, "Failed to identify this machine: %s",
-                                k == -ENOENT   ? "no /etc/machine-id and no DMI product UUID"
-                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
-                                               : strerror(-k));
-                return AGENT_EXIT_USAGE;
-        }
+        k = agent_identify(root, machine_id_override, &id);
+        if (k != AGENT_EXIT_OK)
+                return k;
         k = agent_device_keys(config, root, &key);
         if (k != AGENT_EXIT_OK)
                 return k;

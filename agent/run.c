@@ -218,12 +218,7 @@ static int setup_dirs_and_spool(struct run *r)
         if (k < 0)
                 return log_error_errno(k, "Failed to create %s: %m", r->log_dir);
 
-        fetch_options_init(&r->fetch);
-        r->fetch.mirrors = r->config->urls;
-        r->fetch.n_mirrors = r->config->n_urls;
-        r->fetch.ca_file = r->config->ca_file;
-        r->fetch.connect_timeout_ms = r->config->connect_timeout * 1000;
-        r->fetch.deadline_ms = r->config->deadline * 1000;
+        config_fetch_options(r->config, &r->fetch);
         r->fetch.max_size = PROFILE_MAX_BYTES;
 
         spool_dir = config_state_path(r->config, r->root, CONFIG_STATE_REPORTS);
@@ -892,14 +887,9 @@ static int run_phases(struct run *r)
 
         r->phase = REPORT_PHASE_IDENTIFY;
         r->phase_started_us = now_us();
-        k = identify(r->root, r->machine_id_override, &r->id);
-        if (k < 0) {
-                log_error_errno(k, "Failed to identify this machine: %s",
-                                k == -ENOENT ? "no /etc/machine-id and no DMI product UUID"
-                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
-                                               : strerror(-k));
-                return AGENT_EXIT_USAGE;
-        }
+        k = agent_identify(r->root, r->machine_id_override, &r->id);
+        if (k != AGENT_EXIT_OK)
+                return k;
         if (setup_dirs_and_spool(r) < 0)
                 return AGENT_EXIT_USAGE;
         k = devicekey_load_or_create(r->state_dir, &r->key, &created);

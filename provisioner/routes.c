@@ -418,38 +418,48 @@ static json_t *routes_parse_json(const struct http_request *request, struct http
         return json;
 }
 
-static void routes_post_enroll(const struct routes *routes, const struct http_request *request,
-                               struct http_response *response)
+/* A signed body (signedjson.h) parsed as JSON, the signature not checked yet (the key depends on
+ * what the body says). what ("enrollment", "reports") names it in the 401 of an unsigned one.
+ * NULL with the answer set when the body is unsigned, malformed or too large. */
+static json_t *routes_parse_signed_json(const struct http_request *request,
+                                        struct http_response *response, const char *what)
 {
-        struct enrollment_request enrollment = {};
-        struct store_enrollment record;
         uint8_t signature[crypto_sign_BYTES];
-        _cleanup_free_ char *facts = NULL;
-        enum store_state state;
-        const char *problem = NULL;
-        json_t *json;
         size_t n;
         int r;
 
-        /* The size cap is http.c's (413); then the signature's place, before any parsing. */
         r = signedjson_split(request->body, request->body_size, &n, signature);
         if (r == -ENOMSG) {
                 http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
-                                        "enrollment must be signed by the device key");
-                return;
+                                        "%s must be signed by the device key", what);
+                return NULL;
         }
         if (r == -E2BIG) {
                 routes_signed_too_large(response);
-                return;
+                return NULL;
         }
         if (r < 0) {
                 http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
                                         "malformed signature member: expected "
                                         "\"signature\":\"BASE64\" (64 bytes) as the last member");
-                return;
+                return NULL;
         }
+        return routes_parse_json(request, response);
+}
 
-        json = routes_parse_json(request, response);
+static void routes_post_enroll(const struct routes *routes, const struct http_request *request,
+                               struct http_response *response)
+{
+        struct enrollment_request enrollment = {};
+        struct store_enrollment record;
+        _cleanup_free_ char *facts = NULL;
+        enum store_state state;
+        const char *problem = NULL;
+        json_t *json;
+        int r;
+
+        /* The size cap is http.c's (413); then the signature's place, before any parsing. */
+        json = routes_parse_signed_json(request, response, "enrollment");
         if (!json)
                 return;
         r = enrollment_request_parse(json, &enrollment, &problem);
@@ -522,7 +532,7 @@ static void routes_post_report(const struct routes *routes, const struct http_re
                                struct http_response *response)
 {
         struct store_report report = {};
-        uint8_t signature[crypto_sign_BYTES], sign_key[crypto_sign_PUBLICKEYBYTES];
+        uint8_t sign_key[crypto_sign_PUBLICKEYBYTES];
         struct store_trust trust;
         const char *problem;
         json_t *json;
@@ -530,24 +540,7 @@ static void routes_post_report(const struct routes *routes, const struct http_re
         size_t n;
         int r;
 
-        r = signedjson_split(request->body, request->body_size, &n, signature);
-        if (r == -ENOMSG) {
-                http_response_set_error(response, MHD_HTTP_UNAUTHORIZED,
-                                        "reports must be signed by the device key");
-                return;
-        }
-        if (r == -E2BIG) {
-                routes_signed_too_large(response);
-                return;
-        }
-        if (r < 0) {
-                http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
-                                        "malformed signature member: expected "
-                                        "\"signature\":\"BASE64\" (64 bytes) as the last member");
-                return;
-        }
-
-        json = routes_parse_json(request, response);
+        json = routes_parse_signed_json(request, response, "reports");
         if (!json)
                 return;
         problem = routes_parse_report(json, &report);

@@ -169,6 +169,17 @@ static void store_rollback(struct store *store)
                 (void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* Ends the transaction begun with BEGIN IMMEDIATE: COMMIT when r says the work succeeded, else
+ * ROLLBACK. Returns r, or COMMIT's error. */
+static int store_finish(struct store *store, int r)
+{
+        if (r >= 0)
+                r = store_exec(store, "COMMIT");
+        if (r < 0)
+                store_rollback(store);
+        return r;
+}
+
 static int store_pragma_text(struct store *store, const char *sql, const char *expected)
 {
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
@@ -618,16 +629,10 @@ int store_add_report(struct store *store, const struct store_report *report, int
         if (r < 0)
                 return r;
         r = store_insert_report(store, report, received, &duplicate);
-        if (r < 0) {
-                store_rollback(store);
-                return r;
-        }
         /* With synchronous=FULL the WAL is fsynced before COMMIT returns. */
-        r = store_exec(store, "COMMIT");
-        if (r < 0) {
-                store_rollback(store);
+        r = store_finish(store, r);
+        if (r < 0)
                 return r;
-        }
         if (ret_duplicate)
                 *ret_duplicate = duplicate;
         return 0;
@@ -701,15 +706,9 @@ int store_decide(struct store *store, const char *machine_id, enum store_decisio
         if (r < 0)
                 return r;
         r = store_decide_locked(store, machine_id, decision, now, &previous);
-        if (r < 0) {
-                store_rollback(store);
+        r = store_finish(store, r);
+        if (r < 0)
                 return r;
-        }
-        r = store_exec(store, "COMMIT");
-        if (r < 0) {
-                store_rollback(store);
-                return r;
-        }
         if (ret_previous)
                 *ret_previous = previous;
         return 0;
