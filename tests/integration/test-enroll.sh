@@ -204,6 +204,29 @@ for m in $M3 $M4 $M5; do [ "$(state_of $m)" = approved ] || die "$m not approved
 machine_json $M4 | jq -e '.facts.macs == ["52:54:00:aa:bb:cc"]' >/dev/null || die "M4's MACs: $(machine_json $M4)"
 ok "the enrollment policy approves by machine id, by MAC and by enrollment token; each device provisions at once"
 
+# --- seal --machine: to the key the machine enrolled with, opened by that device ---------------
+expect_exit fleet-approved 0 "$NIXPROV" fleet --server "$SERVER_URL"
+grep "^$M3" fleet-approved.out | grep -q "approved .* 1 .*done .*ok" ||
+  { cat fleet-approved.out; die "fleet does not show M3 approved and provisioned at serial 1"; }
+SECRET=cachix-token-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$SECRET" > secret.txt
+expect_exit seal-m3 0 "$NIXPROV" seal --machine "$M3" --db "$DB" --file secret.txt
+SEALED=$(sed -n 's/^{sealed: \(.*\)}$/\1/p' seal-m3.out)
+[ -n "$SEALED" ] || die "seal --machine printed: $(cat seal-m3.out)"
+cat >> "data/machines/$M3.yaml" <<EOF
+cachix:
+  - name: private
+    public-key: private.cachix.org-1:$(head -c 32 /dev/urandom | base64)
+    auth-token: {sealed: $SEALED}
+    host: 127.0.0.1
+EOF
+sed -i 's/^serial: 1$/serial: 2/' "data/machines/$M3.yaml"
+minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$M3.yaml" -t "serial 2" >/dev/null
+expect_exit d3-sealed 0 agent_run d3
+[ "$(cat d3/etc/nix/nixprov-netrc)" = "machine 127.0.0.1 password $SECRET" ] || die "the sealed token was not opened"
+[ "$(stat -c %a d3/etc/nix/nixprov-netrc)" = 600 ] || die "netrc mode"
+ok "nixprov seal --machine seals to the box key the machine enrolled with, and that device opens it (netrc 0600)"
+
 mkdir -p d6/etc/nixprov
 printf 'not-the-token\n' > d6/etc/nixprov/enroll-token
 chmod 600 d6/etc/nixprov/enroll-token
@@ -211,11 +234,13 @@ device d6 "$M6" 0 /etc/nixprov/enroll-token
 expect_exit d6 9 agent_run d6
 [ "$(state_of $M6)" = pending ] || die "a wrong token was approved"
 nothing_written d6
+expect_exit seal-pending 4 "$NIXPROV" seal --machine "$M6" --db "$DB" --file secret.txt
+expect_grep seal-pending "Machine $M6 is pending: approve it first"
 chmod 644 d6/etc/nixprov/enroll-token
 expect_exit d6-mode 2 agent_run d6
 expect_grep d6-mode "enroll failed: the enrollment token d6/etc/nixprov/enroll-token cannot be used: it is readable by others than its owner (it must be mode 0600)"
 nothing_written d6
-ok "a wrong token leaves the device pending; a token file readable by others is refused (exit 2); nothing written"
+ok "a wrong token leaves the device pending (and seal --machine refuses it, exit 4); a token file readable by others is refused (exit 2); nothing written"
 
 # The token itself never left the device: not in the server's database, log or answers.
 for f in "$DB"* "$TMP/server.log"; do
