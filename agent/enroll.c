@@ -144,12 +144,15 @@ int enroll_send(const struct fetch_options *o, const char *body, size_t size,
         json_t *answer;
         int r;
 
-        options.not_found_is_final = true;
+        options.endpoint_optional = true;
         options.max_size = MAX(ENROLL_RESPONSE_MAX, size);
         r = fetch_post_json(&options, ENROLL_PATH, body, size, &response, &response_size, &e);
         if (ret_error)
                 *ret_error = e;
-        if (r == -EPROTONOSUPPORT || (r == -ENOENT && !e.deadline_reached)) {
+        if (r == -EPROTONOSUPPORT ||
+            (r < 0 && !e.deadline_reached &&
+             (e.http_status == 404 || e.http_status == 405 || e.http_status == 410 ||
+              e.http_status == 501))) {
                 *ret_state = ENROLL_NO_SERVER;
                 return 0;
         }

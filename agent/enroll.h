@@ -57,8 +57,8 @@ int enroll_token_key(const char *path, uint8_t ret_key[static ENROLL_TOKEN_KEY_S
 int enroll_request(const struct identity *id, const struct devicekey *key,
                    const uint8_t *token_key, int64_t now, char **ret_body, size_t *ret_size);
 
-/* Sends the request once (with o's mirrors, retries and deadline; a mirror that answers 404 is
- * not a nixprov server and is skipped) and returns 0 with the state the server answered, 409
+/* Sends the request once (with o's mirrors, retries and deadline; a mirror that answers 404,
+ * 405, 410 or 501 is a web server, not a nixprov server, and is skipped) and returns 0 with the state the server answered, 409
  * included (ENROLL_CONFLICT), or ENROLL_NO_SERVER when no mirror takes enrollments. Returns a
  * negative errno when the server cannot be reached or answers nonsense (-EBADMSG); *ret_error,
  * when not NULL, describes the last attempt. */

@@ -288,6 +288,13 @@ static int errno_from_http_status(long status)
         return -EPROTO; /* 1xx, 206, a redirect not followed, nonsense */
 }
 
+/* What a web server that is not a nixprov server answers a request for a nixprov endpoint. */
+static bool endpoint_missing(long http_status)
+{
+        return http_status == 404 || http_status == 405 || http_status == 410 ||
+               http_status == 501;
+}
+
 /* Errors after which a mirror is not asked again during this call: retrying cannot help. */
 static bool error_rules_out_mirror(int error)
 {
@@ -546,7 +553,8 @@ static int fetch_request(const struct fetch_options *o, const char *path,
                                 o->on_attempt(&e, r, o->userdata);
                         if (r == -ENOMEM)
                                 goto give_up;
-                        if (error_rules_out_mirror(r) || (r == -ENOENT && o->not_found_is_final))
+                        if (error_rules_out_mirror(r) ||
+                            (o->endpoint_optional && endpoint_missing(e.http_status)))
                                 ruled_out[i] = true;
                         else
                                 any_left = true;

@@ -39,8 +39,9 @@ struct fetch_options {
         uint64_t backoff_initial_ms; /* doubled per round, full jitter */
         uint64_t backoff_max_ms;
         size_t max_size;             /* hard cap on a body (received, and sent by a POST) */
-        bool not_found_is_final;     /* HTTP 404/410 rules the mirror out instead of being
-                                        retried: an endpoint a static mirror does not have */
+        bool endpoint_optional;      /* HTTP 404, 405, 410 and 501 rule the mirror out
+                                        instead of being retried: an endpoint a static
+                                        mirror does not have */
         fetch_attempt_fn on_attempt; /* optional */
         void *userdata;
 };

@@ -173,6 +173,21 @@ machine_json $M1 | jq -e '[.reports[] | select(.seq == 9000)] as $r |
   ($r | length) == 1 and $r[0].status == "ok"' >/dev/null || die "report 9000 changed"
 ok "reports: unsigned (401), another key (401), changed (401), other content under a stored number (409) refused; the same body again is a duplicate"
 
+# --- a static web server as the only mirror: nothing to enroll with, the profile still comes ---
+mkdir -p "static/v1/machines/$M2"
+cp "data/machines/$M2.yaml" "static/v1/machines/$M2/profile"
+cp "data/machines/$M2.yaml.minisig" "static/v1/machines/$M2/profile.minisig"
+serve_dir static # python's http.server: POST is 501
+device static-dev "$M2" 60
+sed -i "s|urls: \[$SERVER_URL\]|urls: [http://127.0.0.1:$SERVED_PORT]|" static-dev.yaml
+expect_exit static 0 agent_run static-dev
+expect_grep static "skipped: no mirror takes enrollments (file:// or static mirrors)"
+expect_grep static "provisioned at serial 1"
+[ -s static-dev/etc/nix/nixprov.conf ] || die "nothing written from the static mirror"
+[ "$(find static-dev/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)" -ge 8 ] ||
+  die "the reports are not kept in the spool"
+ok "a static web server as the mirror: enrollment skipped (it answers POST with 501), provisioned from its files; the reports wait in the spool"
+
 # --- the enrollment policy ----------------------------------------------------------------------
 stop_server
 ENROLL_TOKEN=nixprov-enroll-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
