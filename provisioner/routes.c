@@ -452,6 +452,8 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
 {
         struct enrollment_request enrollment = {};
         struct store_enrollment record;
+        struct store_trust before;
+        bool known;
         _cleanup_free_ char *facts = NULL;
         enum store_state state;
         const char *problem = NULL;
@@ -499,6 +501,8 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
             .box_key = enrollment.box_key_base64,
             .decided_by = enrollment_policy_match(routes->policy, &enrollment),
         };
+        known = store_get_trust(routes->store, enrollment.machine_id, &before) >= 0 &&
+                before.has_keys;
         r = store_enroll(routes->store, &record, (int64_t)time(NULL), &state);
         if (r == -EKEYREJECTED) {
                 log_warning("Machine %s tried to enroll with another device key than the one it "
@@ -517,9 +521,19 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
                 routes_store_failed(response, r, "enrollment");
                 goto out;
         }
-        log_debug("Machine %s enrolled: %s%s%s.", enrollment.machine_id,
-                  store_state_to_string(state), record.decided_by ? " by " : "",
-                  record.decided_by ?: "");
+        /* Said once, when the machine or its state is new: a pending device asks again and
+         * again while it waits. */
+        if ((!known || before.state != state) && state == STORE_STATE_PENDING)
+                log_info("Machine %s (%s) enrolled: pending; 'nixprov fleet approve %s' on this "
+                         "host admits it.",
+                         enrollment.machine_id, enrollment.hostname, enrollment.machine_id);
+        else if (!known || before.state != state)
+                log_info("Machine %s (%s) enrolled: %s%s%s.", enrollment.machine_id,
+                         enrollment.hostname, store_state_to_string(state),
+                         record.decided_by ? " by " : "", record.decided_by ?: "");
+        else
+                log_debug("Machine %s enrolled again: %s.", enrollment.machine_id,
+                          store_state_to_string(state));
         routes_json(response, MHD_HTTP_OK,
                     json_pack("{s:s, s:s}", "machine_id", enrollment.machine_id, "state",
                               store_state_to_string(state)));

@@ -87,7 +87,9 @@ jq -e --arg k "$(sed -n 2p d1/var/lib/nixprov/device-sign.pub)" '.sign_key == $k
   die "the server holds another sign key than the device's"
 jq -e '(.reports | length) as $n | [.reports[] | select(.signature | type == "string" and length == 88)] | length == $n' \
   m1.json >/dev/null || die "a stored report is not signed"
-ok "approved by the operator while waiting: the run goes on and provisions; every report is signed by the enrolled key"
+[ "$(grep -c "Machine $M1 (.*) enrolled: pending; 'nixprov fleet approve $M1' on this host admits it." server.log)" = 1 ] ||
+  die "the server did not log the new pending machine exactly once: $(grep "$M1" server.log)"
+ok "approved by the operator while waiting: the run goes on and provisions; every report is signed by the enrolled key; the server logged the pending machine once"
 
 # --- pending past the wait: exit 9, nothing written ---------------------------------------------
 device d2 "$M2" 0
