@@ -36,7 +36,8 @@ static void enroll_help(void)
                "  -h, --help             show this help\n\n"
                "Exit codes: 0 approved (or no server takes enrollments), 2 usage or\n"
                "configuration error, 3 the server cannot be reached, 5 the device keys cannot\n"
-               "be read or made, 9 pending, revoked, or enrolled with another key.\n");
+               "be read or made, 9 pending, revoked, refused by the policy, or enrolled with\n"
+               "another key.\n");
 }
 
 int agent_enroll_request(const struct agent_config *config, const char *root,
@@ -192,6 +193,10 @@ int cmd_enroll(int argc, char **argv)
                 return AGENT_EXIT_ENROLL;
         case ENROLL_REVOKED:
                 printf("revoked: the operator revoked this device; it is not provisioned.\n");
+                return AGENT_EXIT_ENROLL;
+        case ENROLL_REFUSED:
+                printf("refused: the server's enrollment policy admits only the devices it lists "
+                       "or that carry its enrollment token.\n");
                 return AGENT_EXIT_ENROLL;
         case ENROLL_CONFLICT:
         default:

@@ -18,7 +18,7 @@
 static const char *const enroll_states[_ENROLL_STATE_MAX] = {
         [ENROLL_APPROVED] = "approved", [ENROLL_PENDING] = "pending",
         [ENROLL_REVOKED] = "revoked",   [ENROLL_CONFLICT] = "conflict",
-        [ENROLL_NO_SERVER] = "no-server",
+        [ENROLL_REFUSED] = "refused",   [ENROLL_NO_SERVER] = "no-server",
 };
 
 const char *enroll_state_to_string(enum enroll_state state)
@@ -156,8 +156,8 @@ int enroll_send(const struct fetch_options *o, const char *body, size_t size,
                 *ret_state = ENROLL_NO_SERVER;
                 return 0;
         }
-        if (r == -EACCES && e.http_status == 409) {
-                *ret_state = ENROLL_CONFLICT;
+        if (r == -EACCES && (e.http_status == 409 || e.http_status == 403)) {
+                *ret_state = e.http_status == 409 ? ENROLL_CONFLICT : ENROLL_REFUSED;
                 return 0;
         }
         if (r < 0)

@@ -38,11 +38,12 @@ enum enroll_state {
         ENROLL_PENDING,
         ENROLL_REVOKED,
         ENROLL_CONFLICT,  /* the machine id is enrolled with other keys */
+        ENROLL_REFUSED,   /* HTTP 403: the server's policy admits only devices it knows */
         ENROLL_NO_SERVER, /* no http(s) URL takes enrollments: file:// or static mirrors */
         _ENROLL_STATE_MAX,
 };
 
-/* "approved", "pending", "revoked", "conflict", "no-server"; NULL out of range. */
+/* "approved", "pending", "revoked", "conflict", "refused", "no-server"; NULL out of range. */
 const char *enroll_state_to_string(enum enroll_state state);
 
 /* Reads the enrollment token at path (a regular file of at most ENROLL_TOKEN_MAX bytes, readable
@@ -59,7 +60,7 @@ int enroll_request(const struct identity *id, const struct devicekey *key,
 
 /* Sends the request once (with o's mirrors, retries and deadline; a mirror that answers 404,
  * 405, 410 or 501 is a web server, not a nixprov server, and is skipped) and returns 0 with the state the server answered, 409
- * included (ENROLL_CONFLICT), or ENROLL_NO_SERVER when no mirror takes enrollments. Returns a
+ * (ENROLL_CONFLICT) and 403 (ENROLL_REFUSED) included, or ENROLL_NO_SERVER when no mirror takes enrollments. Returns a
  * negative errno when the server cannot be reached or answers nonsense (-EBADMSG); *ret_error,
  * when not NULL, describes the last attempt. */
 int enroll_send(const struct fetch_options *o, const char *body, size_t size,

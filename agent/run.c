@@ -302,6 +302,13 @@ static int run_enroll(struct run *r)
                          "machine %s is revoked by the operator: stopping, nothing is provisioned",
                          r->id.machine_id);
                 return phase_failed(r, AGENT_EXIT_ENROLL, message, NULL);
+        case ENROLL_REFUSED:
+                snprintf(message, sizeof(message),
+                         "the server refuses to enroll machine %s: its enrollment policy admits "
+                         "only the devices it lists or that carry its enrollment token "
+                         "(enroll.token-file)",
+                         r->id.machine_id);
+                return phase_failed(r, AGENT_EXIT_ENROLL, message, NULL);
         case ENROLL_CONFLICT:
         default:
                 snprintf(message, sizeof(message),

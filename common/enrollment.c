@@ -388,6 +388,9 @@ static const struct yaml_schema_field policy_fields[] = {
      .offset = 0,
      .flags = YAML_SCHEMA_FIELD_REQUIRED,
      .table = &approve_table},
+    {.key = "refuse-unmatched",
+     .parse = yaml_schema_parse_bool,
+     .offset = offsetof(struct enrollment_policy, refuse_unmatched)},
 };
 YAML_SCHEMA_DEFINE_TABLE(policy_table, policy_fields);
 

@@ -26,6 +26,8 @@
  *     machine-ids: [ID, ...]        # 32 hex digits, or a dashed DMI UUID
  *     macs: ["52:54:00:12:34:56"]   # either case
  *     token-files: [/etc/nixprov/enroll-token]   # absolute; regular files of mode 0600 or less
+ *   refuse-unmatched: false         # true: an enrollment no rule approves is refused (403),
+ *                                   # not recorded as pending
  *
  * Token files are read while parsing; only k is kept, in sodium_malloc() memory. */
 
@@ -100,6 +102,7 @@ struct enrollment_policy {
         size_t n_token_files;
         uint8_t *token_keys; /* sodium_malloc(): 32 bytes per token file */
         size_t n_token_keys;
+        bool refuse_unmatched; /* no pending machines: what no rule approves is refused */
 };
 
 /* Parses a policy file's content (filename names it in errors; token files are read here).

@@ -503,6 +503,17 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
         };
         known = store_get_trust(routes->store, enrollment.machine_id, &before) >= 0 &&
                 before.has_keys;
+        /* With refuse-unmatched, only devices a rule approves reach the database; one already
+         * enrolled (approved by an operator before, or revoked) is still answered its state. */
+        if (!record.decided_by && !known && routes->policy && routes->policy->refuse_unmatched) {
+                log_info("Machine %s (%s) refused: no rule of the enrollment policy approves it.",
+                         enrollment.machine_id, enrollment.hostname);
+                http_response_set_error(response, MHD_HTTP_FORBIDDEN,
+                                        "machine %s is not approved by the enrollment policy, "
+                                        "which refuses the others (refuse-unmatched)",
+                                        enrollment.machine_id);
+                goto out;
+        }
         r = store_enroll(routes->store, &record, (int64_t)time(NULL), &state);
         if (r == -EKEYREJECTED) {
                 log_warning("Machine %s tried to enroll with another device key than the one it "

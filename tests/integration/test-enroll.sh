@@ -259,6 +259,24 @@ expect_grep d6-mode "enroll failed: the enrollment token d6/etc/nixprov/enroll-t
 nothing_written d6
 ok "a wrong token leaves the device pending (and seal --machine refuses it, exit 4); a token file readable by others is refused (exit 2); nothing written"
 
+# --- refuse-unmatched: only the devices a rule approves reach the database ---------------------
+M7=77777777777777777777777777777777
+publish "$M7" 1
+stop_server
+printf 'refuse-unmatched: true\n' >> policy.yaml
+start_server "$TMP/data" "$DB" --enroll-policy policy.yaml
+device d7 "$M7" 30
+expect_exit d7 9 agent_run d7
+expect_grep d7 "the server refuses to enroll machine $M7: its enrollment policy admits only the devices it lists or that carry its enrollment token"
+nothing_written d7
+[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$SERVER_URL/v1/machines/$M7")" = 404 ] ||
+  die "a refused machine is in the database"
+device d3 "$M3" 0
+publish "$M3" 3
+expect_exit d3-again 0 agent_run d3
+expect_grep d3-again "provisioned at serial 3"
+ok "refuse-unmatched: a device no rule approves is refused at once (exit 9, not waiting), never recorded; approved devices go on"
+
 # The token itself never left the device: not in the server's database, log or answers.
 for f in "$DB"* "$TMP/server.log"; do
   ! grep -qaF "$ENROLL_TOKEN" "$f" || die "the enrollment token is in $f"
