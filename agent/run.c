@@ -79,6 +79,7 @@ struct run {
         size_t n_timings;
         bool spool_failed;
         bool pending_logged;
+        char error[1024]; /* why the run failed, for last-run.json (what the report says) */
 };
 
 static uint64_t now_us(void)
@@ -154,6 +155,7 @@ static void phase_ok(struct run *r, const char *message)
 static int phase_failed(struct run *r, int exit_code, const char *error, const char *log_tail)
 {
         phase_end(r);
+        snprintf(r->error, sizeof(r->error), "%s", error);
         log_error("%s failed: %s", report_phase_to_string(r->phase), error);
         emit(r, REPORT_STATUS_FAILED, NULL, error, log_tail != NULL, log_tail);
         return exit_code;
@@ -827,6 +829,8 @@ static void save_last_run(struct run *r, int exit_code, const char *outcome)
                 return;
         o = json_pack("{s:s, s:i, s:s, s:I}", "outcome", outcome, "exit_code", exit_code,
                       "phase", report_phase_to_string(r->phase), "time", (json_int_t)time(NULL));
+        if (o && r->error[0])
+                json_object_set_new(o, "error", json_string(r->error));
         if (!o)
                 return;
         if (have_serial(r))

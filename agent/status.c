@@ -148,6 +148,9 @@ int cmd_status(int argc, char **argv)
                                format_rfc3339_utc(json_integer_value(json_object_get(last, "time")), when),
                                json_integer_value(json_object_get(last, "exit_code")),
                                json_string_value(json_object_get(last, "phase")) ?: "?");
+                        if (json_string_value(json_object_get(last, "error")))
+                                printf("error:       %s\n",
+                                       json_string_value(json_object_get(last, "error")));
                         if (counts)
                                 printf("rebuild:     %" JSON_INTEGER_FORMAT " substituted, %" JSON_INTEGER_FORMAT
                                        " built locally, %" JSON_INTEGER_FORMAT " built remotely, %" JSON_INTEGER_FORMAT

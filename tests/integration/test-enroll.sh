@@ -97,7 +97,10 @@ expect_exit d2-pending 9 agent_run d2
 expect_grep d2-pending "not approved within 0 s: machine $M2 is still pending"
 expect_grep d2-pending "nixprov fleet approve $M2"
 nothing_written d2
-ok "still pending when the wait runs out: exit 9, says how to approve, nothing written"
+expect_exit d2-status 0 "$AGENT" status --config d2.yaml --root d2
+expect_grep d2-status "exit code 9, in phase enroll"
+expect_grep d2-status "error:       not approved within 0 s: machine $M2 is still pending"
+ok "still pending when the wait runs out: exit 9, says how to approve (and status says it too), nothing written"
 
 # --- revoked: the device stops, its reports are refused ----------------------------------------
 expect_exit revoke 0 "$NIXPROV" fleet revoke "$M1" --db "$DB"
