@@ -412,6 +412,7 @@ int cmd_flush(int argc, char **argv)
         const struct fetch_error *e;
         const struct report_stats *stats;
         unsigned sent = 0, pending = 0;
+        uint64_t started_ms, elapsed_ms;
         enum enroll_state state;
         int opt, r;
 
@@ -458,14 +459,17 @@ int cmd_flush(int argc, char **argv)
                 goto out;
 
         /* A device provisioned offline was never enrolled: the server takes the reports of an
-         * enrolled device only, pending ones included. */
+         * enrolled device only, pending ones included. Enrolling and sending share --deadline. */
+        started_ms = monotonic_ms();
         if (agent_enroll(c.config, c.root, c.machine_id_arg, &c.send, 0, &state) ==
                 AGENT_EXIT_OK &&
             state != ENROLL_APPROVED && state != ENROLL_NO_SERVER)
                 log_warning("The server answers that this device is %s%s.",
                             enroll_state_to_string(state),
                             state == ENROLL_REVOKED ? ": it keeps refusing its reports" : "");
-        r = report_flush(spool, c.deadline_ms, &sent, &pending);
+        elapsed_ms = monotonic_ms() - started_ms;
+        r = report_flush(spool, elapsed_ms < c.deadline_ms ? c.deadline_ms - elapsed_ms : 1, &sent,
+                         &pending);
         stats = report_stats(spool);
         e = report_last_error(spool);
         printf("Sent %u report%s (%u already known to the server); %u pending in %s.\n", sent,
