@@ -385,6 +385,9 @@ int cmd_report(int argc, char **argv)
         } else
                 printf("Delivered %u report%s; %u pending.\n", stats->sent, plural(stats->sent),
                        pending);
+        if (stats->bad > 0)
+                printf("Moved %u report%s the server refused for good to %s/bad/.\n", stats->bad,
+                       plural(stats->bad), c.spool_dir);
         r = AGENT_EXIT_OK;
 out:
         spool = report_close(spool);

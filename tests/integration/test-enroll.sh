@@ -178,6 +178,19 @@ machine_json $M1 | jq -e '[.reports[] | select(.seq == 9000)] as $r |
   ($r | length) == 1 and $r[0].status == "ok"' >/dev/null || die "report 9000 changed"
 ok "reports: unsigned (401), another key (401), changed (401), other content under a stored number (409) refused; the same body again is a duplicate"
 
+# The agent's side of a 401: a device whose keys were lost and made anew signs with a key the
+# server does not hold for it; the report is moved to bad/, not retried forever.
+mkdir -p lost-keys
+mv clone/var/lib/nixprov/device-* lost-keys/
+expect_exit lost-key 0 timeout 60 "$AGENT" report --config clone.yaml --root clone --cmdline - \
+  --phase done --status ok --message "after the keys were lost"
+expect_grep lost-key "Delivered 0 reports; 0 pending."
+expect_grep lost-key "Moved 1 report the server refused for good to clone/var/lib/nixprov/reports/bad/."
+ls clone/var/lib/nixprov/reports/bad/*.json >/dev/null 2>&1 || die "the refused report is not in bad/"
+grep -q "after the keys were lost" clone/var/lib/nixprov/reports/bad/*.json || die "another report in bad/"
+mv lost-keys/device-* clone/var/lib/nixprov/
+ok "a report signed by a key the server does not hold for the machine is moved to the spool's bad/"
+
 # --- a static web server as the only mirror: nothing to enroll with, the profile still comes ---
 mkdir -p "static/v1/machines/$M2"
 cp "data/machines/$M2.yaml" "static/v1/machines/$M2/profile"
