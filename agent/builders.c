@@ -64,17 +64,6 @@ static int copy_part(char *dst, size_t size, const char *src, size_t len)
         return 0;
 }
 
-static int hex_value(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Percent-decodes src[0..len) into dst; refuses what is not a plain command name or path. */
 static int decode_program(char *dst, size_t size, const char *src, size_t len)
 {
@@ -88,8 +77,8 @@ static int decode_program(char *dst, size_t size, const char *src, size_t len)
 
                         if (i + 2 >= len)
                                 return -EINVAL;
-                        hi = hex_value(src[i + 1]);
-                        lo = hex_value(src[i + 2]);
+                        hi = hex_digit_value(src[i + 1]);
+                        lo = hex_digit_value(src[i + 2]);
                         if (hi < 0 || lo < 0)
                                 return -EINVAL;
                         c = (char)(hi * 16 + lo);

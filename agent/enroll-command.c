@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "config.h"
 #include "enroll.h"
+#include "enrollment.h"
 #include "fileio.h"
 #include "identify.h"
 #include "log.h"
@@ -45,7 +46,7 @@ int agent_enroll_request(const struct agent_config *config, const char *root,
                          size_t *ret_size, char *error, size_t error_size)
 {
         _cleanup_free_ char *token_path = NULL;
-        uint8_t token_key[ENROLL_TOKEN_KEY_SIZE];
+        uint8_t token_key[32];
         int k;
 
         if (config->enroll_token_file) {
@@ -54,14 +55,15 @@ int agent_enroll_request(const struct agent_config *config, const char *root,
                         snprintf(error, error_size, "out of memory");
                         return AGENT_EXIT_USAGE;
                 }
-                k = enroll_token_key(token_path, token_key);
+                k = enrollment_token_file_key(token_path, token_key);
                 if (k < 0) {
                         snprintf(error, error_size, "the enrollment token %s cannot be used: %s",
                                  token_path,
                                  k == -EPERM    ? "it is readable by others than its owner (it "
                                                   "must be mode 0600)"
                                  : k == -EINVAL ? "not a regular file, or empty"
-                                 : k == -E2BIG  ? "larger than 4096 bytes"
+                                 : k == -E2BIG  ? "larger than " STRINGIFY(ENROLLMENT_TOKEN_MAX)
+                                                  " bytes"
                                                 : strerror(-k));
                         return AGENT_EXIT_USAGE;
                 }

@@ -1,16 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 #include <sodium.h>
 
 #include "enroll.h"
+#include "enrollment.h"
 #include "macro.h"
 #include "signedjson.h"
 #include "util.h"
@@ -24,59 +22,6 @@ static const char *const enroll_states[_ENROLL_STATE_MAX] = {
 const char *enroll_state_to_string(enum enroll_state state)
 {
         return (unsigned)state < _ENROLL_STATE_MAX ? enroll_states[state] : NULL;
-}
-
-int enroll_token_key(const char *path, uint8_t ret_key[static ENROLL_TOKEN_KEY_SIZE])
-{
-        _cleanup_close_ int fd = -EBADF;
-        struct stat st;
-        uint8_t *token;
-        size_t size = 0;
-        int r = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        /* A token anyone on the device can read lets them enroll devices of their own. */
-        if (st.st_mode & 0077)
-                return -EPERM;
-        if (st.st_size > ENROLL_TOKEN_MAX)
-                return -E2BIG;
-
-        token = sodium_malloc(ENROLL_TOKEN_MAX + 1);
-        if (!token)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, token + size, ENROLL_TOKEN_MAX + 1 - size);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                if (n == 0)
-                        break;
-                size += (size_t)n;
-                if (size > ENROLL_TOKEN_MAX) {
-                        r = -E2BIG;
-                        break;
-                }
-        }
-        if (r == 0) {
-                if (size > 0 && token[size - 1] == '\n')
-                        size--;
-                if (size == 0)
-                        r = -EINVAL;
-                else
-                        crypto_generichash(ret_key, ENROLL_TOKEN_KEY_SIZE, token, size, NULL, 0);
-        }
-        sodium_free(token); /* wipes it */
-        return r;
 }
 
 int enroll_request(const struct identity *id, const struct devicekey *key,
@@ -106,16 +51,12 @@ int enroll_request(const struct identity *id, const struct devicekey *key,
                 return -ENOMEM;
         }
         if (token_key) {
-                uint8_t message[32 + sizeof(key->sign_public) + sizeof(key->box_public)];
-                uint8_t proof[32];
-                char proof_base64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+                uint8_t proof[ENROLLMENT_PROOF_BYTES];
+                char proof_base64[sodium_base64_ENCODED_LEN(ENROLLMENT_PROOF_BYTES,
+                                                            sodium_base64_VARIANT_ORIGINAL)];
 
-                memcpy(message, id->machine_id, 32);
-                memcpy(message + 32, key->sign_public, sizeof(key->sign_public));
-                memcpy(message + 32 + sizeof(key->sign_public), key->box_public,
-                       sizeof(key->box_public));
-                crypto_generichash(proof, sizeof(proof), message, sizeof(message), token_key,
-                                   ENROLL_TOKEN_KEY_SIZE);
+                enrollment_token_proof(token_key, id->machine_id, key->sign_public,
+                                       key->box_public, proof);
                 (void)sodium_bin2base64(proof_base64, sizeof(proof_base64), proof, sizeof(proof),
                                         sodium_base64_VARIANT_ORIGINAL);
                 if (json_object_set_new(o, "token_proof", json_string(proof_base64)) < 0)

@@ -13,8 +13,8 @@
  * after an operator resets it.
  *
  * An enrollment token, baked into an image for the policy to approve every device that has it,
- * never travels: the request carries token_proof = BLAKE2b-256(machine_id || sign_key ||
- * box_key) keyed with BLAKE2b-256(token), which binds the proof to this device's keys. */
+ * never travels: the request carries the proof of common/enrollment.h, bound to this device's
+ * keys. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,8 +24,6 @@
 #include "identify.h"
 
 #define ENROLL_PATH "/v1/enroll"
-#define ENROLL_TOKEN_MAX 4096    /* bytes of an enrollment token file */
-#define ENROLL_TOKEN_KEY_SIZE 32 /* BLAKE2b-256 of the token */
 #define ENROLL_REQUEST_MAX (16 * 1024)
 #define ENROLL_RESPONSE_MAX (16 * 1024)
 /* While pending the device asks again after a pause that doubles from the first to the last
@@ -46,13 +44,8 @@ enum enroll_state {
 /* "approved", "pending", "revoked", "conflict", "refused", "no-server"; NULL out of range. */
 const char *enroll_state_to_string(enum enroll_state state);
 
-/* Reads the enrollment token at path (a regular file of at most ENROLL_TOKEN_MAX bytes, readable
- * by its owner only; one trailing newline is not part of the token) into locked memory, hashes
- * it into ret_key, and wipes it. Returns 0, -EPERM (the file is readable or writable by group or
- * others), -EINVAL (not a regular file, or an empty token), -E2BIG, or another negative errno. */
-int enroll_token_key(const char *path, uint8_t ret_key[static ENROLL_TOKEN_KEY_SIZE]);
-
-/* Builds the signed enrollment request for id and key at time now; token_key may be NULL.
+/* Builds the signed enrollment request for id and key at time now; token_key (the key k of the
+ * image's token, enrollment_token_file_key()) may be NULL.
  * Returns 0 with a malloc'd NUL-terminated body, or -ENOMEM / -E2BIG / -EINVAL. Pure, for
  * tests. */
 int enroll_request(const struct identity *id, const struct devicekey *key,

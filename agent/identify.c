@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "enrollment.h"
 #include "fileio.h"
 #include "identify.h"
 #include "macro.h"
@@ -22,16 +23,6 @@ static const struct {
         {"armv6l", "armv6l-linux"},   {"i686", "i686-linux"},       {"riscv64", "riscv64-linux"},
         {"ppc64le", "powerpc64le-linux"},
 };
-
-bool identify_mac_is_valid(const char *s)
-{
-        for (size_t i = 0; i < IDENTITY_MAC_SIZE - 1; i++) {
-                if (i % 3 == 2 ? s[i] != ':'
-                               : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        }
-        return s[IDENTITY_MAC_SIZE - 1] == '\0';
-}
 
 static void closedirp(DIR **d)
 {
@@ -70,7 +61,7 @@ static void identify_macs(const char *root, struct identity *id)
                 if (read_file_bounded(path, 64, &text, &size) < 0)
                         continue;
                 text[strcspn(text, "\n")] = '\0';
-                if (!identify_mac_is_valid(text) || streq(text, "00:00:00:00:00:00"))
+                if (!enrollment_mac_is_valid(text) || streq(text, "00:00:00:00:00:00"))
                         continue;
                 memcpy(id->macs[id->n_macs++], text, IDENTITY_MAC_SIZE);
         }

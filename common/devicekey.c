@@ -60,6 +60,7 @@ static int key_file_read(const char *path, const char *header, uint8_t *out, siz
         _cleanup_sodium_free_ char *text = NULL;
         _cleanup_close_ int fd = -EBADF;
         size_t len = 0;
+        int r;
 
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -67,22 +68,9 @@ static int key_file_read(const char *path, const char *header, uint8_t *out, siz
         text = sodium_malloc(DEVICEKEY_FILE_MAX + 1);
         if (!text)
                 return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, text + len, DEVICEKEY_FILE_MAX + 1 - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        sodium_memzero(text, len);
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t)n;
-                if (len > DEVICEKEY_FILE_MAX) {
-                        sodium_memzero(text, len);
-                        return -EBADMSG;
-                }
-        }
+        r = read_fd_into(fd, text, DEVICEKEY_FILE_MAX, &len);
+        if (r < 0) /* text is wiped when freed */
+                return r == -E2BIG ? -EBADMSG : r;
         return key_text_parse(text, len, header, out, size);
 }
 

@@ -16,14 +16,6 @@
 
 /* ---- the request ----------------------------------------------------------------------------- */
 
-static bool enrollment_is_lower_hex(const char *s, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-                        return false;
-        return s[n] == '\0';
-}
-
 bool enrollment_mac_is_valid(const char *s)
 {
         if (!s || strlen(s) != 17)
@@ -85,8 +77,7 @@ static const char *enrollment_check(json_t *json, struct enrollment_request *r)
         v = json_object_get(json, "machine_id");
         if (!v)
                 return "missing field 'machine_id'";
-        if (!json_is_string(v) || json_string_length(v) != 32 ||
-            !enrollment_is_lower_hex(json_string_value(v), 32))
+        if (!json_is_string(v) || !machine_id_is_canonical(json_string_value(v)))
                 return "field 'machine_id' must be 32 lowercase hexadecimal digits";
         r->machine_id = json_string_value(v);
 
@@ -244,69 +235,65 @@ static int parse_macs(struct yaml_schema_parser *p, const struct yaml_schema_fie
         return yaml_schema_parse_string_list(p, f, base, "a MAC address", check_mac);
 }
 
-/* Reads one token file into its key k. Only a regular file that its group and others cannot
- * read is taken: an enrollment token readable by anyone lets anyone enroll. */
-static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t key[static 32])
+int enrollment_token_file_key(const char *path, uint8_t ret_key[static 32])
 {
-        char quoted[YAML_SCHEMA_QUOTE_MAX + 4];
         _cleanup_close_ int fd = -EBADF;
-        uint8_t *token;
         struct stat st;
-        ssize_t n;
+        uint8_t *token;
+        size_t size = 0;
+        int r;
 
-        if (path[0] != '/')
-                return yaml_schema_fail_value(p, "token file '%s' must be an absolute path", path);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
-                return yaml_schema_fail_event(p, -EBADMSG, "cannot read token file '%s': %s",
-                                              yaml_schema_quote(path, quoted), strerror(errno));
+                return -errno;
         if (fstat(fd, &st) < 0)
-                return yaml_schema_fail_event(p, -EBADMSG, "cannot read token file '%s': %s",
-                                              yaml_schema_quote(path, quoted), strerror(errno));
+                return -errno;
         if (!S_ISREG(st.st_mode))
-                return yaml_schema_fail_value(p, "token file '%s' is not a regular file", path);
+                return -EINVAL;
+        /* An enrollment token anyone can read lets anyone enroll. */
         if (st.st_mode & 0077)
-                return yaml_schema_fail_event(p, -EBADMSG,
-                                              "token file '%s' is readable by its group or others "
-                                              "(mode %04o): it must be mode 0600",
-                                              yaml_schema_quote(path, quoted),
-                                              (unsigned)(st.st_mode & 07777));
+                return -EPERM;
 
         token = sodium_malloc(ENROLLMENT_TOKEN_MAX + 1);
         if (!token)
-                return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
-        size_t size = 0;
-        for (;;) {
-                n = read(fd, token + size, ENROLLMENT_TOKEN_MAX + 1 - size);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                size += (size_t)n;
-                if (size > ENROLLMENT_TOKEN_MAX)
-                        break;
-        }
-        if (n < 0) {
-                int e = errno;
+                return -ENOMEM;
+        r = read_fd_into(fd, token, ENROLLMENT_TOKEN_MAX, &size);
+        if (r >= 0 && size > 0 && token[size - 1] == '\n')
+                size--;
+        if (r >= 0 && size == 0)
+                r = -EINVAL;
+        if (r >= 0)
+                enrollment_token_key(token, size, ret_key);
+        sodium_free(token); /* wipes */
+        return r;
+}
 
-                sodium_free(token);
-                return yaml_schema_fail_event(p, -EBADMSG, "cannot read token file '%s': %s",
-                                              yaml_schema_quote(path, quoted), strerror(e));
-        }
-        if (size > ENROLLMENT_TOKEN_MAX) {
-                sodium_free(token);
+/* Reads one token file of the policy into its key k, with the error at its line. */
+static int load_token(struct yaml_schema_parser *p, const char *path, uint8_t key[static 32])
+{
+        char quoted[YAML_SCHEMA_QUOTE_MAX + 4];
+        int r;
+
+        if (path[0] != '/')
+                return yaml_schema_fail_value(p, "token file '%s' must be an absolute path", path);
+        r = enrollment_token_file_key(path, key);
+        if (r == -ENOMEM)
+                return yaml_schema_fail_event(p, -ENOMEM, "out of memory");
+        if (r == -EPERM)
+                return yaml_schema_fail_event(p, -EBADMSG,
+                                              "token file '%s' is readable or writable by its "
+                                              "group or others: it must be mode 0600",
+                                              yaml_schema_quote(path, quoted));
+        if (r == -E2BIG)
                 return yaml_schema_fail_event(p, -E2BIG, "token file '%s' is larger than %d bytes",
                                               yaml_schema_quote(path, quoted),
                                               ENROLLMENT_TOKEN_MAX);
-        }
-        if (size > 0 && token[size - 1] == '\n')
-                size--;
-        if (size == 0) {
-                sodium_free(token);
-                return yaml_schema_fail_value(p, "token file '%s' is empty", path);
-        }
-        enrollment_token_key(token, size, key);
-        sodium_free(token); /* wipes */
+        if (r == -EINVAL)
+                return yaml_schema_fail_value(p, "token file '%s' is empty or not a regular file",
+                                              path);
+        if (r < 0)
+                return yaml_schema_fail_event(p, -EBADMSG, "cannot read token file '%s': %s",
+                                              yaml_schema_quote(path, quoted), strerror(-r));
         return 0;
 }
 

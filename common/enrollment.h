@@ -87,6 +87,14 @@ bool enrollment_mac_is_valid(const char *s);
 /* The token key k of a token (size bytes, the trailing newline already removed). */
 void enrollment_token_key(const uint8_t *token, size_t size, uint8_t ret_key[static 32]);
 
+/* Reads an enrollment token file (a regular file, not a link, of mode 0600 or less: a token
+ * anyone can read lets anyone enroll; at most ENROLLMENT_TOKEN_MAX bytes, one trailing newline
+ * not part of the token) into locked memory, makes its key k into ret_key and wipes it. Used by
+ * the server's policy and by the agent. Returns 0, -EPERM (readable or writable by group or
+ * others), -EINVAL (not a regular file, or empty), -E2BIG, -ELOOP (a symbolic link), or another
+ * negative errno. */
+int enrollment_token_file_key(const char *path, uint8_t ret_key[static 32]);
+
 /* The proof for a machine from the token key k. */
 void enrollment_token_proof(const uint8_t key[static 32], const char *machine_id,
                             const uint8_t sign_key[static ENROLLMENT_KEY_BYTES],

@@ -6,15 +6,16 @@
 #include "machine_id.h"
 #include "util.h"
 
-static int hex_value(char c)
+bool machine_id_is_canonical(const char *s)
 {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
+        size_t n = 0;
+
+        if (!s)
+                return false;
+        for (; s[n]; n++)
+                if (n >= 32 || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+                        return false;
+        return n == 32;
 }
 
 int machine_id_normalize(const char *s, char ret[static MACHINE_ID_STRING_MAX])
@@ -38,7 +39,7 @@ int machine_id_normalize(const char *s, char ret[static MACHINE_ID_STRING_MAX])
                                 return -EINVAL;
                         continue;
                 }
-                v = hex_value(s[i]);
+                v = hex_digit_value(s[i]);
                 if (v < 0)
                         return -EINVAL;
                 nonzero = nonzero || v != 0;

@@ -204,6 +204,39 @@ bool string_is_safe(const char *s, size_t max, const char *extra)
         return true;
 }
 
+int read_fd_into(int fd, void *buf, size_t max, size_t *ret_size)
+{
+        size_t size = 0;
+
+        for (;;) {
+                ssize_t n = read(fd, (char *)buf + size, max + 1 - size);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                size += (size_t)n;
+                if (size > max)
+                        return -E2BIG;
+        }
+        *ret_size = size;
+        return 0;
+}
+
+int hex_digit_value(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
 char *hex_encode(const uint8_t *data, size_t size, char *out)
 {
         static const char digits[] = "0123456789abcdef";

@@ -28,12 +28,20 @@ char *format_rfc3339_utc(int64_t t, char buf[static RFC3339_MAX]);
  * more than max bytes, or a negative errno. */
 int read_file_bounded(const char *path, size_t max, char **ret_data, size_t *ret_size);
 int read_fd_bounded(int fd, size_t max, char **ret_data, size_t *ret_size);
+/* Reads fd to its end into buf, which the caller provides with room for max + 1 bytes (locked
+ * memory, for a secret): one byte past max tells that there is more. Returns 0 with the size read,
+ * -E2BIG when fd holds more than max bytes, or a negative errno. buf may hold what was read even
+ * on failure: the caller wipes it. */
+int read_fd_into(int fd, void *buf, size_t max, size_t *ret_size);
 
 /* Writes all of data to fd, retrying on EINTR and short writes. */
 int write_all(int fd, const void *data, size_t size);
 
 /* True when s is non-empty, at most max bytes, and every byte is in [a-zA-Z0-9] or in extra. */
 bool string_is_safe(const char *s, size_t max, const char *extra);
+
+/* The value of one hexadecimal digit (either case), or -1. */
+int hex_digit_value(char c);
 
 /* Lowercase hexadecimal; out must hold 2*size+1 bytes. */
 char *hex_encode(const uint8_t *data, size_t size, char *out);

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "log.h"
+#include "machine_id.h"
 #include "routes.h"
 #include "store.h"
 #include "util.h"
@@ -381,7 +382,7 @@ static int fleet_decide(int argc, char **argv, enum store_decision decision)
                 return EXIT_USAGE;
         }
         for (int i = optind; i < argc; i++)
-                if (!routes_machine_id_is_valid(argv[i])) {
+                if (!machine_id_is_canonical(argv[i])) {
                         log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal "
                                   "digits.",
                                   argv[i]);
@@ -454,7 +455,7 @@ int cmd_fleet(int argc, char **argv)
                 log_error("Unexpected argument '%s'. Run 'nixprov fleet --help'.", argv[optind]);
                 return EXIT_USAGE;
         }
-        if (machine_id && !routes_machine_id_is_valid(machine_id)) {
+        if (machine_id && !machine_id_is_canonical(machine_id)) {
                 log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
                           machine_id);
                 return EXIT_USAGE;

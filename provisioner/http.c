@@ -303,17 +303,6 @@ static void http_completed(void *cls, struct MHD_Connection *connection, void **
         *con_cls = NULL;
 }
 
-static int http_hex_digit(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Decodes %HH in the path and the query arguments in place, like libmicrohttpd's own, except
  * that %00 is left as it is: a NUL byte would silently cut "web%00x" to "web" in every C string
  * that follows, and no name this server accepts contains '%'. */
@@ -327,8 +316,8 @@ static size_t http_unescape(void *cls, struct MHD_Connection *connection, char *
         for (const char *in = s; *in;) {
                 int high, low;
 
-                if (in[0] == '%' && (high = http_hex_digit(in[1])) >= 0 &&
-                    (low = http_hex_digit(in[2])) >= 0 && (high | low) != 0) {
+                if (in[0] == '%' && (high = hex_digit_value(in[1])) >= 0 &&
+                    (low = hex_digit_value(in[2])) >= 0 && (high | low) != 0) {
                         *out++ = (char)(high * 16 + low);
                         in += 3;
                 } else

@@ -158,6 +158,7 @@ int password_read_secret_file(const char *path, size_t max, char **ret_data, siz
         _cleanup_password_ char *data = NULL;
         _cleanup_close_ int fd = -EBADF;
         size_t size = 0;
+        int r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
@@ -166,20 +167,9 @@ int password_read_secret_file(const char *path, size_t max, char **ret_data, siz
         data = secret_alloc(max + 2);
         if (!data)
                 return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(fd, data + size, max + 1 - size);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                size += (size_t)n;
-                if (size > max)
-                        return -E2BIG;
-        }
+        r = read_fd_into(fd, data, max, &size);
+        if (r < 0)
+                return r;
         data[size] = '\0';
         *ret_data = TAKE_PTR(data);
         if (ret_size)

@@ -10,6 +10,7 @@
 
 #include "enrollment.h"
 #include "log.h"
+#include "machine_id.h"
 #include "routes.h"
 #include "signedjson.h"
 #include "util.h"
@@ -20,21 +21,6 @@ enum routes_file {
         ROUTES_FILE_PROFILE,
         ROUTES_FILE_SIGNATURE,
 };
-
-bool routes_machine_id_is_valid(const char *s)
-{
-        size_t n = 0;
-
-        if (!s)
-                return false;
-        for (; s[n]; n++) {
-                if (n >= 32)
-                        return false;
-                if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-                        return false;
-        }
-        return n == 32;
-}
 
 bool routes_group_name_is_valid(const char *s)
 {
@@ -99,7 +85,9 @@ static void routes_json(struct http_response *response, unsigned status, json_t 
         json_decref(json);
 }
 
-static void routes_healthz(struct http_response *response)
+static void routes_healthz(_unused_ const struct routes *routes,
+                           _unused_ const struct http_request *request,
+                           struct http_response *response)
 {
         routes_json(response, MHD_HTTP_OK, json_pack("{s:b}", "ok", 1));
 }
@@ -332,7 +320,7 @@ static const char *routes_parse_report(json_t *json, struct store_report *report
         v = json_object_get(json, "machine_id");
         if (!v)
                 return "missing field 'machine_id'";
-        if (!json_is_string(v) || !routes_machine_id_is_valid(json_string_value(v)))
+        if (!json_is_string(v) || !machine_id_is_canonical(json_string_value(v)))
                 return "field 'machine_id' must be 32 lowercase hexadecimal digits";
         report->machine_id = json_string_value(v);
 
@@ -642,7 +630,9 @@ out:
         json_decref(json);
 }
 
-static void routes_list_machines(const struct routes *routes, struct http_response *response)
+static void routes_list_machines(const struct routes *routes,
+                                 _unused_ const struct http_request *request,
+                                 struct http_response *response)
 {
         json_t *machines;
         int r;
@@ -678,7 +668,8 @@ static void routes_get_machine(const struct routes *routes, struct http_response
         routes_json(response, MHD_HTTP_OK, machine);
 }
 
-static void routes_metrics(const struct routes *routes, struct http_response *response)
+static void routes_metrics(const struct routes *routes, _unused_ const struct http_request *request,
+                           struct http_response *response)
 {
         struct buf text = BUF_INIT(1024 * 1024);
         json_t *stats, *by_status, *count;
@@ -753,7 +744,7 @@ static void routes_machine(const struct routes *routes, const struct http_reques
         }
         memcpy(machine_id, rest, 32);
         machine_id[32] = '\0';
-        if (!routes_machine_id_is_valid(machine_id)) {
+        if (!machine_id_is_canonical(machine_id)) {
                 http_response_set_error(response, MHD_HTTP_BAD_REQUEST,
                                         "invalid machine id: expected 32 lowercase "
                                         "hexadecimal digits");
@@ -772,64 +763,40 @@ static void routes_machine(const struct routes *routes, const struct http_reques
                 routes_profile(routes, request, response, machine_id, ROUTES_FILE_SIGNATURE);
 }
 
+/* The endpoints with a fixed path; /v1/machines/{id}... is routes_machine()'s. */
+static const struct {
+        const char *path;
+        const char *method; /* GET also answers HEAD */
+        void (*handle)(const struct routes *routes, const struct http_request *request,
+                       struct http_response *response);
+} routes_fixed[] = {
+        {"/healthz", "GET", routes_healthz},
+        {"/metrics", "GET", routes_metrics},
+        {"/v1/reports", "POST", routes_post_report},
+        {"/v1/enroll", "POST", routes_post_enroll},
+        {"/v1/machines", "GET", routes_list_machines},
+};
+
 void routes_handle(void *userdata, const struct http_request *request,
                    struct http_response *response)
 {
         const struct routes *routes = userdata;
         const char *path = request->path;
-        const char *rest;
 
-        if (streq(path, "/healthz")) {
-                if (!routes_method_is(request, "GET")) {
-                        routes_method_not_allowed(request, response, "GET, HEAD");
-                        return;
-                }
-                {
-                        routes_healthz(response);
-                        return;
-                }
-        }
-        if (streq(path, "/metrics")) {
-                if (!routes_method_is(request, "GET")) {
-                        routes_method_not_allowed(request, response, "GET, HEAD");
-                        return;
-                }
-                {
-                        routes_metrics(routes, response);
-                        return;
-                }
-        }
-        if (streq(path, "/v1/reports")) {
-                if (!routes_method_is(request, "POST")) {
-                        routes_method_not_allowed(request, response, "POST");
-                        return;
-                }
-                {
-                        routes_post_report(routes, request, response);
-                        return;
-                }
-        }
-        if (streq(path, "/v1/enroll")) {
-                if (!routes_method_is(request, "POST")) {
-                        routes_method_not_allowed(request, response, "POST");
-                        return;
-                }
-                routes_post_enroll(routes, request, response);
+        for (size_t i = 0; i < ELEMENTSOF(routes_fixed); i++) {
+                if (!streq(path, routes_fixed[i].path))
+                        continue;
+                if (!routes_method_is(request, routes_fixed[i].method))
+                        routes_method_not_allowed(request, response,
+                                                  streq(routes_fixed[i].method, "GET")
+                                                      ? "GET, HEAD"
+                                                      : routes_fixed[i].method);
+                else
+                        routes_fixed[i].handle(routes, request, response);
                 return;
         }
-        if (streq(path, "/v1/machines")) {
-                if (!routes_method_is(request, "GET")) {
-                        routes_method_not_allowed(request, response, "GET, HEAD");
-                        return;
-                }
-                {
-                        routes_list_machines(routes, response);
-                        return;
-                }
-        }
-        rest = path;
-        if (strncmp(rest, "/v1/machines/", strlen("/v1/machines/")) == 0) {
-                routes_machine(routes, request, response, rest + strlen("/v1/machines/"));
+        if (strncmp(path, "/v1/machines/", strlen("/v1/machines/")) == 0) {
+                routes_machine(routes, request, response, path + strlen("/v1/machines/"));
                 return;
         }
 

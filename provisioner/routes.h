@@ -36,8 +36,5 @@ struct routes {
 void routes_handle(void *userdata, const struct http_request *request,
                    struct http_response *response);
 
-/* True for a machine id: exactly 32 lowercase hexadecimal digits. */
-bool routes_machine_id_is_valid(const char *s);
-
 /* True for a group name: [a-z0-9][a-z0-9._-]{0,63}. */
 bool routes_group_name_is_valid(const char *s);

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "devicekey.h"
 #include "log.h"
+#include "machine_id.h"
 #include "profile.h"
 #include "routes.h"
 #include "store.h"
@@ -49,27 +50,6 @@ static void sodium_freep(void *p)
 }
 
 /* Reads all of fd into buf (max bytes); -E2BIG when there is more. */
-static int read_secret(int fd, uint8_t *buf, size_t max, size_t *ret_size)
-{
-        size_t n = 0;
-
-        for (;;) {
-                ssize_t k = read(fd, buf + n, max + 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-                if (n > max)
-                        return -E2BIG;
-        }
-        *ret_size = n;
-        return 0;
-}
-
 /* The box key an approved machine enrolled with. Logs; returns 0, -EPERM (not approved), or
  * another negative errno. */
 static int machine_box_key(const char *db, const char *machine_id,
@@ -174,7 +154,7 @@ int cmd_seal(int argc, char **argv)
                 log_error("--machine needs --db FILE, the database of nixprov serve.");
                 return EXIT_USAGE;
         }
-        if (machine_id && !routes_machine_id_is_valid(machine_id)) {
+        if (machine_id && !machine_id_is_canonical(machine_id)) {
                 log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
                           machine_id);
                 return EXIT_USAGE;
@@ -205,7 +185,7 @@ int cmd_seal(int argc, char **argv)
                 log_oom();
                 return EXIT_FAIL;
         }
-        r = read_secret(fd, secret, SEAL_MAX_SECRET, &size);
+        r = read_fd_into(fd, secret, SEAL_MAX_SECRET, &size);
         if (!file)
                 fd = -EBADF; /* stdin is not ours to close */
         if (r == -E2BIG) {

@@ -56,6 +56,66 @@ static int parse(const char *text, struct enrollment_policy **ret, struct profil
         return enrollment_policy_parse(text, strlen(text), "policy.yaml", ret, error);
 }
 
+/* enrollment_token_file_key(), which the server's policy and the agent share. */
+static char *token_path(const char *name, const char *text, mode_t mode)
+{
+        char *p = NULL;
+
+        assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+        write_token(p, text, mode);
+        return p;
+}
+
+static void test_token_file_refusals(void **state)
+{
+        uint8_t k[32];
+        char *group = token_path("group", "secret\n", 0640);
+        char *writable = token_path("writable", "secret\n", 0620);
+        char *big, *link = NULL, *missing = NULL;
+        char text[ENROLLMENT_TOKEN_MAX + 2];
+        (void)state;
+
+        memset(text, 'x', sizeof(text) - 1);
+        text[sizeof(text) - 1] = '\0';
+        big = token_path("big", text, 0600);
+        assert_true(asprintf(&link, "%s/link", dir) > 0);
+        assert_int_equal(symlink(big, link), 0);
+        assert_true(asprintf(&missing, "%s/missing", dir) > 0);
+
+        assert_int_equal(enrollment_token_file_key(token_open, k), -EPERM);
+        assert_int_equal(enrollment_token_file_key(group, k), -EPERM);
+        assert_int_equal(enrollment_token_file_key(writable, k), -EPERM);
+        assert_int_equal(enrollment_token_file_key(token_empty, k), -EINVAL);
+        assert_int_equal(enrollment_token_file_key(big, k), -E2BIG);
+        assert_int_equal(enrollment_token_file_key(link, k), -ELOOP);
+        assert_int_equal(enrollment_token_file_key(missing, k), -ENOENT);
+        assert_int_equal(enrollment_token_file_key(dir, k), -EINVAL);
+        free(group);
+        free(writable);
+        free(big);
+        free(link);
+        free(missing);
+}
+
+/* One trailing newline is not part of the token; anything else is. */
+static void test_token_file_key(void **state)
+{
+        uint8_t a[32], b[32], c[32], expected[32];
+        char *without = token_path("t-without", "s3cret", 0600);
+        char *other = token_path("t-other", "s3cret \n", 0600);
+        (void)state;
+
+        assert_int_equal(enrollment_token_file_key(token_ok, a), 0);
+        assert_int_equal(enrollment_token_file_key(without, b), 0);
+        assert_int_equal(enrollment_token_file_key(other, c), 0);
+        assert_memory_equal(a, b, sizeof(a));
+        assert_memory_not_equal(a, c, sizeof(a));
+        enrollment_token_key((const uint8_t *)"s3cret", 6, expected);
+        assert_memory_equal(a, expected, sizeof(a));
+        free(without);
+        free(other);
+}
+
 static void test_policy_refusals(void **state)
 {
         static const struct {
@@ -192,6 +252,8 @@ static void test_macs(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_token_file_refusals),
+            cmocka_unit_test(test_token_file_key),
             cmocka_unit_test(test_policy_refusals),
             cmocka_unit_test(test_policy_token_files),
             cmocka_unit_test(test_policy_match),

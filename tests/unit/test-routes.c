@@ -12,6 +12,7 @@
 
 #include "enrollment.h"
 #include "http.h"
+#include "machine_id.h"
 #include "routes.h"
 #include "signedjson.h"
 #include "util.h"
@@ -201,9 +202,9 @@ static void test_machine_ids(void **state)
         };
         (void)state;
 
-        assert_false(routes_machine_id_is_valid(NULL));
+        assert_false(machine_id_is_canonical(NULL));
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                assert_int_equal(routes_machine_id_is_valid(cases[i].id), cases[i].valid);
+                assert_int_equal(machine_id_is_canonical(cases[i].id), cases[i].valid);
 }
 
 static void test_group_names(void **state)
