@@ -15,6 +15,7 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "machine_id.h"
 #include "devicekey.h"
 #include "report.h"
 #include "signedjson.h"
@@ -163,18 +164,6 @@ static json_t *json_u64(uint64_t v)
         return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
-static bool machine_id_is_valid(const char *s)
-{
-        size_t n = 0;
-
-        if (!s)
-                return false;
-        for (; s[n]; n++)
-                if (n >= 32 || !((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-                        return false;
-        return n == 32;
-}
-
 /* jansson.h defines json_decrefp() for its json_auto_t. */
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
@@ -195,7 +184,7 @@ int report_to_json(const struct report *r, const char *machine_id, uint64_t seq,
         size_t size;
         int k;
 
-        if (!r || !ret_json || !machine_id_is_valid(machine_id) || time < 0)
+        if (!r || !ret_json || !machine_id_is_canonical(machine_id) || time < 0)
                 return -EINVAL;
         phase = report_phase_to_string(r->phase);
         status = report_status_to_string(r->status);
@@ -514,7 +503,7 @@ int report_open(const char *spool_dir, const char *machine_id,
         size_t n;
         int r;
 
-        if (!spool_dir || !*spool_dir || !machine_id_is_valid(machine_id) || !ret)
+        if (!spool_dir || !*spool_dir || !machine_id_is_canonical(machine_id) || !ret)
                 return -EINVAL;
         if (!report_path)
                 report_path = REPORT_PATH_DEFAULT;
