@@ -75,6 +75,16 @@ free_port() {
 }
 
 # wait_http URL: up to 5 s for URL to answer.
+# wait_for_file FILE: waits (up to 30 s) until FILE exists, e.g. a helper's "listening" mark.
+wait_for_file() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [ -e "$1" ] && return 0
+    sleep 0.1
+  done
+  die "$1 did not appear within 30 s"
+}
+
 wait_http() {
   local _
   for _ in $(seq 50); do

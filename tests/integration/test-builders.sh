@@ -191,10 +191,10 @@ ok "sshd stopped: unreachable in $ms ms (deadline 3 s)"
 python3 -c '
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(60)' "$SSH_PORT" &
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); open("silent.ready", "w").close(); time.sleep(60)' "$SSH_PORT" &
 SILENT=$!
 at_exit "kill $SILENT 2>/dev/null"
-sleep 0.3
+wait_for_file silent.ready
 start=$(date +%s%N)
 expect_exit probe-silent 6 probe --json --deadline 2
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
@@ -354,10 +354,11 @@ ss = []
 for p in sys.argv[1:]:
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", int(p))); s.listen(8); ss.append(s)
+open("silent-two.ready", "w").close()
 time.sleep(60)' "$SSH_PORT" "$PORT_B" &
 SILENT=$!
 at_exit "kill $SILENT 2>/dev/null"
-sleep 0.3
+wait_for_file silent-two.ready
 start=$(date +%s%N)
 expect_exit probe-two-silent 6 probe --json --deadline 2
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
