@@ -6,6 +6,9 @@ BIN=${NIXPROV_BIN:?"set NIXPROV_BIN to the build's bin directory"}
 SRC=${NIXPROV_SRC:?set NIXPROV_SRC to the source tree}
 KEYS=$SRC/tests/data/keys
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy NO_PROXY
+# The Debian programs scripts/setup.sh installs come first: a version manager's shims (pyenv's
+# python3 is a chain of shell scripts) cost seconds per call on a loaded machine.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
 TMP=$(mktemp -d "/tmp/nixprov-$(basename "$0" .sh).XXXXXX")
 _cleanups=()
