@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "json_schema.h"
 #include "machine_id.h"
 #include "macro.h"
 #include "report_body.h"
@@ -10,7 +13,7 @@
  * must not be lost for naming a phase this server does not know yet. */
 static bool report_body_phase_is_valid(const char *s)
 {
-        if (!s || !(s[0] >= 'a' && s[0] <= 'z'))
+        if (!(s[0] >= 'a' && s[0] <= 'z'))
                 return false;
         for (size_t n = 1; s[n]; n++) {
                 if (n >= REPORT_BODY_PHASE_MAX)
@@ -32,38 +35,38 @@ static bool report_body_status_is_valid(const char *s)
         return false;
 }
 
-/* Checks an optional member; returns NULL when fine, else what is wrong with it. */
-static const char *report_body_check_counts(json_t *counts)
+static const char *report_body_check_counts(json_t *counts, _unused_ void *field)
 {
         static const char *const keys[] = {"substituted", "built", "built_remote",
                                            "downloaded_bytes"};
 
         if (!json_is_object(counts))
-                return "field 'counts' must be an object";
+                return "must be an object";
         for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                 json_t *v = json_object_get(counts, keys[i]);
 
                 if (v && (!json_is_integer(v) || json_integer_value(v) < 0))
-                        return "fields of 'counts' must be non-negative integers";
+                        return "must hold non-negative integers";
         }
         return NULL;
 }
 
-static const char *report_body_check_timings(json_t *timings)
+static const char *report_body_check_timings(json_t *timings, _unused_ void *field)
 {
         const char *key;
         json_t *v;
 
         if (!json_is_object(timings))
-                return "field 'timings' must be an object";
-        json_object_foreach(timings, key,
-                            v) if (!json_is_number(v) ||
-                                   json_number_value(v) <
-                                       0) return "fields of 'timings' must be non-negative numbers";
+                return "must be an object";
+        json_object_foreach(timings, key, v)
+        {
+                if (!json_is_number(v) || json_number_value(v) < 0)
+                        return "must hold non-negative numbers";
+        }
         return NULL;
 }
 
-static const char *report_body_check_log_tail(json_t *log_tail)
+static const char *report_body_check_log_tail(json_t *log_tail, _unused_ void *field)
 {
         size_t i;
         json_t *v;
@@ -71,95 +74,91 @@ static const char *report_body_check_log_tail(json_t *log_tail)
         if (json_is_string(log_tail))
                 return NULL;
         if (!json_is_array(log_tail))
-                return "field 'log_tail' must be a string or an array of strings";
-        json_array_foreach(log_tail, i, v) if (
-            !json_is_string(v)) return "field 'log_tail' must be a string or an array of strings";
-        return NULL;
-}
-
-/* Validates a report's members and fills report from them (borrowing json's strings). Returns
- * NULL, or a message for the client. */
-static const char *report_body_check(json_t *json, struct report_body *report)
-{
-        json_t *v;
-        const char *problem;
-
-        if (!json_is_object(json))
-                return "a report must be a JSON object";
-
-        v = json_object_get(json, "machine_id");
-        if (!v)
-                return "missing field 'machine_id'";
-        if (!json_is_string(v) || !machine_id_is_canonical(json_string_value(v)))
-                return "field 'machine_id' must be 32 lowercase hexadecimal digits";
-        report->machine_id = json_string_value(v);
-
-        v = json_object_get(json, "seq");
-        if (!v)
-                return "missing field 'seq'";
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return "field 'seq' must be a non-negative integer";
-        report->seq = (uint64_t)json_integer_value(v);
-
-        v = json_object_get(json, "phase");
-        if (!v)
-                return "missing field 'phase'";
-        if (!json_is_string(v) || !report_body_phase_is_valid(json_string_value(v)))
-                return "field 'phase' must be a phase name like 'fetch' ([a-z][a-z0-9_-]{0,31})";
-        report->phase = json_string_value(v);
-
-        v = json_object_get(json, "status");
-        if (!v)
-                return "missing field 'status'";
-        if (!json_is_string(v) || !report_body_status_is_valid(json_string_value(v)))
-                return "field 'status' must be one of started, progress, ok, failed";
-        report->status = json_string_value(v);
-
-        v = json_object_get(json, "time");
-        if (!v)
-                return "missing field 'time'";
-        if (!json_is_integer(v) || json_integer_value(v) < 0)
-                return "field 'time' must be a non-negative integer (seconds since the epoch)";
-        report->time = json_integer_value(v);
-
-        v = json_object_get(json, "serial");
-        if (v) {
-                if (!json_is_integer(v) || json_integer_value(v) < 0)
-                        return "field 'serial' must be a non-negative integer";
-                report->has_serial = true;
-                report->serial = (uint64_t)json_integer_value(v);
+                return "must be a string or an array of strings";
+        json_array_foreach(log_tail, i, v)
+        {
+                if (!json_is_string(v))
+                        return "must be a string or an array of strings";
         }
-
-        v = json_object_get(json, "message");
-        if (v && !json_is_string(v))
-                return "field 'message' must be a string";
-        v = json_object_get(json, "error");
-        if (v && !json_is_string(v))
-                return "field 'error' must be a string";
-        v = json_object_get(json, "counts");
-        if (v && (problem = report_body_check_counts(v)))
-                return problem;
-        v = json_object_get(json, "timings");
-        if (v && (problem = report_body_check_timings(v)))
-                return problem;
-        v = json_object_get(json, "log_tail");
-        if (v && (problem = report_body_check_log_tail(v)))
-                return problem;
         return NULL;
 }
 
-int report_body_parse(json_t *json, struct report_body *ret, const char **ret_problem)
-{
-        struct report_body report = {};
-        const char *problem;
+/* Optional strings the server does not keep apart from the body: checked for their type. */
+struct report_body_unused {
+        const char *message;
+        const char *error;
+};
 
-        if (!ret || !ret_problem)
+struct report_body_fields {
+        struct report_body report;
+        struct report_body_unused unused;
+};
+
+#define RB(field) offsetof(struct report_body_fields, report.field)
+
+static const struct json_schema_field report_body_fields[] = {
+    {.key = "machine_id",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .offset = RB(machine_id),
+     .valid = machine_id_is_canonical,
+     .expected = "32 lowercase hexadecimal digits"},
+    {.key = "seq",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .max = INT64_MAX,
+     .offset = RB(seq)},
+    {.key = "phase",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .offset = RB(phase),
+     .valid = report_body_phase_is_valid,
+     .expected = "a phase name like 'fetch' ([a-z][a-z0-9_-]{0,31})"},
+    {.key = "status",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .offset = RB(status),
+     .valid = report_body_status_is_valid,
+     .expected = "one of started, progress, ok, failed"},
+    {.key = "time",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .max = INT64_MAX,
+     .offset = RB(time)},
+    {.key = "serial",
+     .type = JSON_SCHEMA_INTEGER,
+     .max = INT64_MAX,
+     .offset = RB(serial),
+     .has_present = true,
+     .present_offset = RB(has_serial)},
+    {.key = "message",
+     .type = JSON_SCHEMA_STRING,
+     .offset = offsetof(struct report_body_fields, unused.message)},
+    {.key = "error",
+     .type = JSON_SCHEMA_STRING,
+     .offset = offsetof(struct report_body_fields, unused.error)},
+    {.key = "counts", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_counts},
+    {.key = "timings", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_timings},
+    {.key = "log_tail", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_log_tail},
+};
+
+int report_body_parse(json_t *json, struct report_body *ret,
+                      char problem[static REPORT_BODY_PROBLEM_MAX])
+{
+        struct report_body_fields fields;
+        int r;
+
+        if (!ret || !problem)
                 return -EINVAL;
-        problem = report_body_check(json, &report);
-        if (problem) {
-                *ret_problem = problem;
+        if (!json_is_object(json)) {
+                (void)snprintf(problem, REPORT_BODY_PROBLEM_MAX, "a report must be a JSON object");
                 return -EBADMSG;
         }
-        *ret = report;
+        /* Members it does not name are a newer agent's: kept in the body, not refused. */
+        r = json_schema_parse(json, report_body_fields, ELEMENTSOF(report_body_fields),
+                              JSON_SCHEMA_ALLOW_UNKNOWN, &fields, sizeof(fields), problem);
+        if (r < 0)
+                return r;
+        *ret = fields.report;
         return 0;
 }

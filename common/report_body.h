@@ -10,8 +10,8 @@
  *    "timings": {NAME: number >= 0, ...}, "log_tail": string or [string, ...],
  *    "signature": ... (signedjson.h; not checked here)}
  *
- * Members not named here are kept (the body is stored as received) but not checked. No
- * printing; reachable by a fuzzer. */
+ * Members not named here are kept (the body is stored as received) but not checked; nesting
+ * is bounded by JSON_SCHEMA_DEPTH_MAX. No printing; reachable by a fuzzer (fuzz-report). */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,19 +19,21 @@
 #include <jansson.h>
 
 #define REPORT_BODY_PHASE_MAX 32
+#define REPORT_BODY_PROBLEM_MAX 256 /* JSON_SCHEMA_PROBLEM_MAX */
 
 /* A validated report; the strings are borrowed from the JSON object it was parsed from. */
 struct report_body {
         const char *machine_id;
-        uint64_t seq;
+        int64_t seq; /* >= 0 */
         int64_t time;
         const char *phase;
         const char *status;
         bool has_serial;
-        uint64_t serial;
+        int64_t serial; /* >= 0 */
 };
 
-/* Validates json (an object parsed with JSON_REJECT_DUPLICATES) into *ret. Returns 0, or
- * -EBADMSG with *ret_problem a message for the client naming the member. ret is set only on
- * success. */
-int report_body_parse(json_t *json, struct report_body *ret, const char **ret_problem);
+/* Validates json (an object parsed with JSON_REJECT_DUPLICATES) into *ret (json_schema.h).
+ * Returns 0, or -EBADMSG with problem[] a message for the client naming the member, or -ENOMEM.
+ * ret is set only on success. */
+int report_body_parse(json_t *json, struct report_body *ret,
+                      char problem[static REPORT_BODY_PROBLEM_MAX]);

@@ -49,12 +49,12 @@ static int service_store_report(struct store *store, const struct report_body *p
         struct store_report report = {
             .machine_id = parsed->machine_id,
             .sign_key = sign_key,
-            .seq = parsed->seq,
+            .seq = (uint64_t)parsed->seq,
             .time = parsed->time,
             .phase = parsed->phase,
             .status = parsed->status,
             .has_serial = parsed->has_serial,
-            .serial = parsed->serial,
+            .serial = (uint64_t)parsed->serial,
             .body = body,
             .body_size = body_size,
         };
@@ -83,16 +83,16 @@ int service_add_report(struct store *store, const char *body, size_t body_size, 
         uint8_t sign_key[crypto_sign_PUBLICKEYBYTES];
         struct report_body report;
         struct store_trust trust;
-        const char *problem;
+        char problem[REPORT_BODY_PROBLEM_MAX];
         json_t *json = NULL;
         int r;
 
         r = service_parse_signed(body, body_size, "reports", &json, reason);
         if (r < 0)
                 return r;
-        r = report_body_parse(json, &report, &problem);
+        r = report_body_parse(json, &report, problem);
         if (r < 0) {
-                r = service_fail(reason, -EBADMSG, "%s", problem);
+                r = service_fail(reason, r, "%s", r == -EBADMSG ? problem : "out of memory");
                 goto out;
         }
         r = service_report_key(store, report.machine_id, &trust, sign_key, reason);
