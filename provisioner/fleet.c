@@ -15,7 +15,7 @@
 #include "commands.h"
 #include "log.h"
 #include "machine_id.h"
-#include "routes.h"
+#include "store.h"
 #include "store.h"
 #include "util.h"
 

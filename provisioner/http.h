@@ -28,6 +28,23 @@ struct MHD_Connection;
 #define HTTP_MAX_BODY_LIMIT (64 * 1024 * 1024) /* the largest --max-body accepted */
 #define HTTP_MAX_EXTRA_HEADERS 4
 
+/* The statuses and headers the handlers answer with, so that they need not include
+ * <microhttpd.h>. */
+enum {
+        HTTP_STATUS_OK = 200,
+        HTTP_STATUS_BAD_REQUEST = 400,
+        HTTP_STATUS_UNAUTHORIZED = 401,
+        HTTP_STATUS_FORBIDDEN = 403,
+        HTTP_STATUS_NOT_FOUND = 404,
+        HTTP_STATUS_METHOD_NOT_ALLOWED = 405,
+        HTTP_STATUS_CONFLICT = 409,
+        HTTP_STATUS_CONTENT_TOO_LARGE = 413,
+        HTTP_STATUS_INTERNAL_SERVER_ERROR = 500,
+        HTTP_STATUS_SERVICE_UNAVAILABLE = 503,
+};
+#define HTTP_HEADER_ALLOW "Allow"
+#define HTTP_HEADER_CACHE_CONTROL "Cache-Control"
+
 /* Where to listen: "127.0.0.1:8470", "[::1]:8470"; port 0 lets the kernel choose. */
 struct http_listen {
         struct sockaddr_storage address;

@@ -14,17 +14,15 @@
  *   GET  /metrics                           Prometheus text
  *   GET  /healthz                           {"ok": true}
  *
- * Every error is answered as JSON {"error": "..."} with a 4xx or 5xx status. */
+ * Every error is answered as JSON {"error": "..."} with a 4xx or 5xx status. The routes only
+ * map a method and path to a service (service.h) and its result to a status; they know neither
+ * libmicrohttpd (http.h's) nor the database (store.h's). */
 
 #include <stdbool.h>
 
 #include "enrollment.h"
 #include "http.h"
 #include "store.h"
-
-#define ROUTES_PROFILE_MAX (1024 * 1024)
-#define ROUTES_SIGNATURE_MAX (8 * 1024)
-#define ROUTES_GROUPS_MAX 32 /* names in ?groups= */
 
 struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
@@ -35,6 +33,3 @@ struct routes {
 /* An http_handler_fn; userdata is a struct routes. */
 void routes_handle(void *userdata, const struct http_request *request,
                    struct http_response *response);
-
-/* True for a group name: [a-z0-9][a-z0-9._-]{0,63}. */
-bool routes_group_name_is_valid(const char *s);

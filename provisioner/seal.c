@@ -14,7 +14,7 @@
 #include "log.h"
 #include "machine_id.h"
 #include "profile.h"
-#include "routes.h"
+#include "store.h"
 #include "store.h"
 #include "util.h"
 

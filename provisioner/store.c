@@ -1,334 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
+#include "store-sqlite.h"
 #include "store.h"
 #include "util.h"
-
-struct store {
-        sqlite3 *db;
-        /* One connection for every thread: a transaction spans several statements. */
-        pthread_mutex_t lock;
-};
-
-/* Version 1, as it was: a new database is made at version 1 and migrated, so that every
- * database goes through the same steps. */
-static const char store_schema_v1[] =
-    "CREATE TABLE machines (\n"
-    "        machine_id TEXT PRIMARY KEY NOT NULL,\n"
-    "        state TEXT NOT NULL DEFAULT 'unenrolled',\n"
-    "        first_seen INTEGER NOT NULL,\n"
-    "        last_seen INTEGER NOT NULL\n"
-    ");\n"
-    "CREATE TABLE reports (\n"
-    "        machine_id TEXT NOT NULL REFERENCES machines (machine_id),\n"
-    "        seq INTEGER NOT NULL CHECK (seq >= 0),\n"
-    "        time INTEGER NOT NULL,\n"
-    "        received INTEGER NOT NULL,\n"
-    "        phase TEXT NOT NULL,\n"
-    "        status TEXT NOT NULL,\n"
-    "        serial INTEGER,\n"
-    "        body TEXT NOT NULL,\n"
-    "        PRIMARY KEY (machine_id, seq)\n"
-    ");\n";
-
-/* Version 2: device identity (keys, facts, the operator's decision) on the machines; reports
- * keyed by (machine_id, sign_key, seq), so that a device that enrolled again with new keys
- * starts at seq 1, and ordered by an id in the order they were stored. Reports of version 1
- * had no key: they keep sign_key '' and their seq order. */
-static const char store_migrate_v2[] =
-    "ALTER TABLE machines ADD COLUMN hostname TEXT;\n"
-    "ALTER TABLE machines ADD COLUMN facts TEXT;\n"
-    "ALTER TABLE machines ADD COLUMN sign_key TEXT;\n"
-    "ALTER TABLE machines ADD COLUMN box_key TEXT;\n"
-    "ALTER TABLE machines ADD COLUMN enrolled_at INTEGER;\n"
-    "ALTER TABLE machines ADD COLUMN decided_at INTEGER;\n"
-    "ALTER TABLE machines ADD COLUMN decided_by TEXT;\n"
-    "ALTER TABLE machines ADD COLUMN conflict_at INTEGER;\n"
-    "CREATE TABLE reports_v2 (\n"
-    "        id INTEGER PRIMARY KEY,\n"
-    "        machine_id TEXT NOT NULL REFERENCES machines (machine_id),\n"
-    "        sign_key TEXT NOT NULL,\n"
-    "        seq INTEGER NOT NULL CHECK (seq >= 0),\n"
-    "        time INTEGER NOT NULL,\n"
-    "        received INTEGER NOT NULL,\n"
-    "        phase TEXT NOT NULL,\n"
-    "        status TEXT NOT NULL,\n"
-    "        serial INTEGER,\n"
-    "        body TEXT NOT NULL,\n"
-    "        UNIQUE (machine_id, sign_key, seq)\n"
-    ");\n"
-    "INSERT INTO reports_v2 (machine_id, sign_key, seq, time, received, phase, status, serial, "
-    "body) SELECT machine_id, '', seq, time, received, phase, status, serial, body FROM reports "
-    "ORDER BY machine_id, seq;\n"
-    "DROP TABLE reports;\n"
-    "ALTER TABLE reports_v2 RENAME TO reports;\n"
-    "CREATE INDEX reports_by_machine ON reports (machine_id, id);\n";
-
-/* The latest report's phase and status, the latest serial reported, and the count; the
- * machines' columns first. Used with a WHERE or ORDER BY appended. */
-#define STORE_MACHINE_SELECT                                                                       \
-        "SELECT m.machine_id, m.state, m.first_seen, m.last_seen, "                                \
-        "  (SELECT phase FROM reports r WHERE r.machine_id = m.machine_id "                        \
-        "    ORDER BY id DESC LIMIT 1), "                                                          \
-        "  (SELECT status FROM reports r WHERE r.machine_id = m.machine_id "                       \
-        "    ORDER BY id DESC LIMIT 1), "                                                          \
-        "  (SELECT serial FROM reports r WHERE r.machine_id = m.machine_id "                       \
-        "    AND serial IS NOT NULL ORDER BY id DESC LIMIT 1), "                                   \
-        "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id), "                   \
-        "  m.hostname, m.sign_key, m.box_key, m.enrolled_at, m.decided_at, m.decided_by, "         \
-        "  m.conflict_at, m.facts "                                                                \
-        "FROM machines m "
-
-static int store_errno(int code)
-{
-        switch (code & 0xff) {
-        case SQLITE_OK:
-        case SQLITE_ROW:
-        case SQLITE_DONE:
-                return 0;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_READONLY:
-                return -EROFS;
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        case SQLITE_MISMATCH:
-        case SQLITE_RANGE:
-                return -EINVAL;
-        default:
-                return -EIO;
-        }
-}
-
-static void sqlite3_finalizep(sqlite3_stmt **stmt)
-{
-        if (*stmt)
-                (void)sqlite3_finalize(*stmt);
-}
-#define _cleanup_finalize_ _cleanup_(sqlite3_finalizep)
-
-static struct store *store_lock(struct store *store)
-{
-        (void)pthread_mutex_lock(&store->lock);
-        return store;
-}
-
-static void store_unlockp(struct store **store)
-{
-        if (*store)
-                (void)pthread_mutex_unlock(&(*store)->lock);
-}
-#define _cleanup_unlock_ _cleanup_(store_unlockp)
-
-static int store_exec(struct store *store, const char *sql)
-{
-        return store_errno(sqlite3_exec(store->db, sql, NULL, NULL, NULL));
-}
-
-static int store_prepare(struct store *store, const char *sql, sqlite3_stmt **ret_stmt)
-{
-        return store_errno(sqlite3_prepare_v2(store->db, sql, -1, ret_stmt, NULL));
-}
-
-/* Steps a statement that returns no rows. */
-static int store_step_done(sqlite3_stmt *stmt)
-{
-        int code = sqlite3_step(stmt);
-
-        if (code == SQLITE_DONE)
-                return 0;
-        if (code == SQLITE_ROW)
-                return -EIO;
-        return store_errno(code);
-}
-
-static void store_rollback(struct store *store)
-{
-        if (!sqlite3_get_autocommit(store->db))
-                (void)sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-/* Ends the transaction begun with BEGIN IMMEDIATE: COMMIT when r says the work succeeded, else
- * ROLLBACK. Returns r, or COMMIT's error. */
-static int store_finish(struct store *store, int r)
-{
-        if (r >= 0)
-                r = store_exec(store, "COMMIT");
-        if (r < 0)
-                store_rollback(store);
-        return r;
-}
-
-static int store_pragma_text(struct store *store, const char *sql, const char *expected)
-{
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        const unsigned char *value;
-        int r;
-
-        r = store_prepare(store, sql, &stmt);
-        if (r < 0)
-                return r;
-        if (sqlite3_step(stmt) != SQLITE_ROW)
-                return store_errno(sqlite3_errcode(store->db)) ?: -EIO;
-        value = sqlite3_column_text(stmt, 0);
-        if (!value || strcasecmp((const char *)value, expected) != 0)
-                return -EOPNOTSUPP;
-        return 0;
-}
-
-static int store_user_version(struct store *store, int64_t *ret_version)
-{
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        int r;
-
-        r = store_prepare(store, "PRAGMA user_version", &stmt);
-        if (r < 0)
-                return r;
-        if (sqlite3_step(stmt) != SQLITE_ROW)
-                return store_errno(sqlite3_errcode(store->db)) ?: -EIO;
-        *ret_version = sqlite3_column_int64(stmt, 0);
-        return 0;
-}
-
-static int store_migrate(struct store *store)
-{
-        int64_t version = 0;
-        char sql[64];
-        int r;
-
-        r = store_exec(store, "BEGIN IMMEDIATE");
-        if (r < 0)
-                return r;
-        r = store_user_version(store, &version);
-        if (r < 0)
-                goto fail;
-        if (version == STORE_SCHEMA_VERSION) {
-                store_rollback(store);
-                return 0;
-        }
-        if (version > STORE_SCHEMA_VERSION || version < 0) {
-                r = -EPROTO; /* written by a newer nixprov: do not touch it */
-                goto fail;
-        }
-        /* Each step takes the database one version up, in the same transaction. */
-        if (version == 0) {
-                r = store_exec(store, store_schema_v1);
-                if (r < 0)
-                        goto fail;
-                version = 1;
-        }
-        if (version == 1) {
-                r = store_exec(store, store_migrate_v2);
-                if (r < 0)
-                        goto fail;
-                version = 2;
-        }
-        (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
-        r = store_exec(store, sql);
-        if (r < 0)
-                goto fail;
-        r = store_exec(store, "COMMIT");
-        if (r < 0)
-                goto fail;
-        return 0;
-fail:
-        store_rollback(store);
-        return r;
-}
-
-int store_open(const char *path, struct store **ret_store)
-{
-        _cleanup_(store_freep) struct store *store = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        int r;
-
-        if (!path || !*path)
-                return -EINVAL;
-
-        /* SQLite would create it 0644; reports are nobody else's business. The -wal and -shm
-         * files take the database's mode. */
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        if (fd < 0)
-                return -errno;
-        fd = safe_close(fd);
-
-        store = calloc(1, sizeof(*store));
-        if (!store)
-                return -ENOMEM;
-        if (pthread_mutex_init(&store->lock, NULL) != 0) {
-                free(TAKE_PTR(store));
-                return -ENOMEM;
-        }
-
-        r = sqlite3_open_v2(path, &store->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX | SQLITE_OPEN_NOFOLLOW,
-                            NULL);
-        if (r != SQLITE_OK)
-                return store_errno(r) ?: -EIO;
-        (void)sqlite3_extended_result_codes(store->db, 1);
-        (void)sqlite3_busy_timeout(store->db, STORE_BUSY_TIMEOUT_MS);
-
-        /* Reading the schema first tells a file that is not a database from one that is. */
-        r = store_pragma_text(store, "PRAGMA journal_mode = WAL", "wal");
-        if (r < 0)
-                return r;
-        r = store_exec(store, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
-        if (r < 0)
-                return r;
-        r = store_migrate(store);
-        if (r < 0)
-                return r;
-
-        *ret_store = TAKE_PTR(store);
-        return 0;
-}
-
-struct store *store_close(struct store *store)
-{
-        if (!store)
-                return NULL;
-        if (store->db)
-                (void)sqlite3_close_v2(store->db);
-        (void)pthread_mutex_destroy(&store->lock);
-        free(store);
-        return NULL;
-}
-
-static int store_bind_text(sqlite3_stmt *stmt, int index, const char *s)
-{
-        return store_errno(sqlite3_bind_text(stmt, index, s, -1, SQLITE_STATIC));
-}
-
-static int store_bind_int64(sqlite3_stmt *stmt, int index, int64_t v)
-{
-        return store_errno(sqlite3_bind_int64(stmt, index, v));
-}
-
-static int store_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *s)
-{
-        return s ? store_bind_text(stmt, index, s) : store_errno(sqlite3_bind_null(stmt, index));
-}
 
 const char *store_state_to_string(enum store_state state)
 {
@@ -344,643 +21,118 @@ const char *store_state_to_string(enum store_state state)
         return names[state];
 }
 
-static int store_state_from_string(const char *s, enum store_state *ret)
+int store_state_from_string(const char *s, enum store_state *ret_state)
 {
         for (enum store_state i = 0; i <= STORE_STATE_REVOKED; i++)
                 if (s && streq(s, store_state_to_string(i))) {
-                        *ret = i;
+                        *ret_state = i;
                         return 0;
                 }
         return -EBADMSG;
 }
 
-/* Reads a machine's state and keys; -ENOENT when unknown. */
-static int store_read_trust(struct store *store, const char *machine_id,
-                            struct store_trust *ret_trust)
+void store_machine_done(struct store_machine *machine)
 {
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        struct store_trust trust = {};
-        const unsigned char *state, *sign_key, *box_key;
-        int code, r;
+        if (!machine)
+                return;
+        free(machine->phase);
+        free(machine->status);
+        free(machine->hostname);
+        free(machine->sign_key);
+        free(machine->box_key);
+        free(machine->decided_by);
+        free(machine->facts);
+        *machine = (struct store_machine){};
+}
 
-        r = store_prepare(
-            store, "SELECT state, sign_key, box_key FROM machines WHERE machine_id = ?1", &stmt);
-        if (r < 0)
-                return r;
-        r = store_bind_text(stmt, 1, machine_id);
-        if (r < 0)
-                return r;
-        code = sqlite3_step(stmt);
-        if (code == SQLITE_DONE)
-                return -ENOENT;
-        if (code != SQLITE_ROW)
-                return store_errno(code) ?: -EIO;
-        state = sqlite3_column_text(stmt, 0);
-        sign_key = sqlite3_column_text(stmt, 1);
-        box_key = sqlite3_column_text(stmt, 2);
-        r = store_state_from_string((const char *)state, &trust.state);
-        if (r < 0)
-                return r;
-        if (sign_key && box_key) {
-                if (strlen((const char *)sign_key) >= sizeof(trust.sign_key) ||
-                    strlen((const char *)box_key) >= sizeof(trust.box_key))
-                        return -EBADMSG;
-                strcpy(trust.sign_key, (const char *)sign_key);
-                strcpy(trust.box_key, (const char *)box_key);
-                trust.has_keys = true;
-        }
-        /* A state other than unenrolled without keys would be a broken row. */
-        if (trust.has_keys == (trust.state == STORE_STATE_UNENROLLED))
-                return -EBADMSG;
-        *ret_trust = trust;
-        return 0;
+void store_machine_list_done(struct store_machine_list *list)
+{
+        if (!list)
+                return;
+        for (size_t i = 0; i < list->n_machines; i++)
+                store_machine_done(&list->machines[i]);
+        free(list->machines);
+        *list = (struct store_machine_list){};
+}
+
+void store_history_done(struct store_history *history)
+{
+        if (!history)
+                return;
+        for (size_t i = 0; i < history->n_entries; i++)
+                free(history->entries[i].body);
+        free(history->entries);
+        *history = (struct store_history){};
+}
+
+int store_open(const char *location, struct store **ret_store)
+{
+        if (!location || !*location || !ret_store)
+                return -EINVAL;
+        /* The only implementation today; a URL scheme will choose another. */
+        return store_sqlite_open(location, ret_store);
+}
+
+struct store *store_close(struct store *store)
+{
+        if (store)
+                store->ops->close(store);
+        return NULL;
 }
 
 int store_get_trust(struct store *store, const char *machine_id, struct store_trust *ret_trust)
 {
-        _cleanup_unlock_ struct store *locked = NULL;
-
         if (!store || !machine_id || !ret_trust)
                 return -EINVAL;
-        locked = store_lock(store);
-        return store_read_trust(store, machine_id, ret_trust);
-}
-
-static int store_enroll_locked(struct store *store, const struct store_enrollment *e, int64_t now,
-                               enum store_state *ret_state)
-{
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        struct store_trust trust;
-        enum store_state state;
-        int r;
-
-        r = store_read_trust(store, e->machine_id, &trust);
-        if (r < 0 && r != -ENOENT)
-                return r;
-
-        if (r == -ENOENT || !trust.has_keys) {
-                /* New, or known only from reports of old or a reset: take the keys. */
-                state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
-                r = store_prepare(
-                    store,
-                    "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
-                    "facts, sign_key, box_key, enrolled_at, decided_at, decided_by, conflict_at) "
-                    "VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?3, ?8, ?9, NULL) "
-                    "ON CONFLICT (machine_id) DO UPDATE SET state = excluded.state, "
-                    "last_seen = max(last_seen, excluded.last_seen), hostname = excluded.hostname, "
-                    "facts = excluded.facts, sign_key = excluded.sign_key, "
-                    "box_key = excluded.box_key, enrolled_at = excluded.enrolled_at, "
-                    "decided_at = excluded.decided_at, decided_by = excluded.decided_by, "
-                    "conflict_at = NULL",
-                    &stmt);
-                if (r < 0)
-                        return r;
-                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
-                    (r = store_bind_text(stmt, 2, store_state_to_string(state))) < 0 ||
-                    (r = store_bind_int64(stmt, 3, now)) < 0 ||
-                    (r = store_bind_text(stmt, 4, e->hostname)) < 0 ||
-                    (r = store_bind_text(stmt, 5, e->facts)) < 0 ||
-                    (r = store_bind_text(stmt, 6, e->sign_key)) < 0 ||
-                    (r = store_bind_text(stmt, 7, e->box_key)) < 0 ||
-                    (r = store_errno(e->decided_by ? sqlite3_bind_int64(stmt, 8, now)
-                                                   : sqlite3_bind_null(stmt, 8))) < 0 ||
-                    (r = store_bind_text_or_null(stmt, 9, e->decided_by)) < 0)
-                        return r;
-                r = store_step_done(stmt);
-                if (r < 0)
-                        return r;
-                *ret_state = state;
-                return 0;
-        }
-
-        if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key)) {
-                /* Another device (or a reinstall) under the same id: only an operator may let
-                 * the new key in. Noted, so that the fleet listing shows it. */
-                r = store_prepare(
-                    store, "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1", &stmt);
-                if (r < 0)
-                        return r;
-                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
-                    (r = store_bind_int64(stmt, 2, now)) < 0)
-                        return r;
-                r = store_step_done(stmt);
-                if (r < 0)
-                        return r;
-                return -EKEYREJECTED;
-        }
-
-        /* The same device again: fresh facts, and the policy may approve it now. */
-        state = trust.state;
-        if (state == STORE_STATE_PENDING && e->decided_by)
-                state = STORE_STATE_APPROVED;
-        r = store_prepare(store,
-                          "UPDATE machines SET hostname = ?2, facts = ?3, "
-                          "last_seen = max(last_seen, ?4), state = ?5, "
-                          "decided_at = CASE WHEN ?6 IS NULL THEN decided_at ELSE ?4 END, "
-                          "decided_by = IFNULL(?6, decided_by) WHERE machine_id = ?1",
-                          &stmt);
-        if (r < 0)
-                return r;
-        if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
-            (r = store_bind_text(stmt, 2, e->hostname)) < 0 ||
-            (r = store_bind_text(stmt, 3, e->facts)) < 0 ||
-            (r = store_bind_int64(stmt, 4, now)) < 0 ||
-            (r = store_bind_text(stmt, 5, store_state_to_string(state))) < 0 ||
-            (r = store_bind_text_or_null(stmt, 6, state != trust.state ? e->decided_by : NULL)) < 0)
-                return r;
-        r = store_step_done(stmt);
-        if (r < 0)
-                return r;
-        *ret_state = state;
-        return 0;
+        return store->ops->get_trust(store, machine_id, ret_trust);
 }
 
 int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                  enum store_state *ret_state)
 {
-        _cleanup_unlock_ struct store *locked = NULL;
-        enum store_state state = STORE_STATE_UNENROLLED;
-        int r, k;
-
         if (!store || !enrollment || !enrollment->machine_id || !enrollment->hostname ||
             !enrollment->facts || !enrollment->sign_key || !enrollment->box_key ||
             !*enrollment->sign_key || !*enrollment->box_key)
                 return -EINVAL;
-
-        locked = store_lock(store);
-        r = store_exec(store, "BEGIN IMMEDIATE");
-        if (r < 0)
-                return r;
-        k = store_enroll_locked(store, enrollment, now, &state);
-        if (k < 0 && k != -EKEYREJECTED) {
-                store_rollback(store);
-                return k;
-        }
-        /* A conflict is committed too: conflict_at is the operator's clue. */
-        r = store_exec(store, "COMMIT");
-        if (r < 0) {
-                store_rollback(store);
-                return r;
-        }
-        if (k < 0)
-                return k;
-        if (ret_state)
-                *ret_state = state;
-        return 0;
-}
-
-static int store_insert_report(struct store *store, const struct store_report *report,
-                               int64_t received, bool *ret_duplicate)
-{
-        _cleanup_finalize_ sqlite3_stmt *machine = NULL, *insert = NULL, *stored = NULL;
-        struct store_trust trust;
-        const void *body;
-        int r, code;
-
-        /* Checked again inside the transaction: an operator may have revoked or reset the
-         * machine since the route looked. */
-        r = store_read_trust(store, report->machine_id, &trust);
-        if (r == -ENOENT)
-                return -EPERM;
-        if (r < 0)
-                return r;
-        if (!trust.has_keys || !streq(trust.sign_key, report->sign_key) ||
-            !(trust.state == STORE_STATE_PENDING || trust.state == STORE_STATE_APPROVED))
-                return -EPERM;
-
-        r = store_prepare(
-            store, "UPDATE machines SET last_seen = max(last_seen, ?2) WHERE machine_id = ?1",
-            &machine);
-        if (r < 0)
-                return r;
-        if ((r = store_bind_text(machine, 1, report->machine_id)) < 0 ||
-            (r = store_bind_int64(machine, 2, received)) < 0)
-                return r;
-        r = store_step_done(machine);
-        if (r < 0)
-                return r;
-
-        r = store_prepare(
-            store,
-            "INSERT INTO reports "
-            "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
-            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-            "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
-            &insert);
-        if (r < 0)
-                return r;
-        if ((r = store_bind_text(insert, 1, report->machine_id)) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(insert, 2, (sqlite3_int64)report->seq))) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(insert, 3, report->time))) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(insert, 4, received))) < 0 ||
-            (r = store_bind_text(insert, 5, report->phase)) < 0 ||
-            (r = store_bind_text(insert, 6, report->status)) < 0 ||
-            (r = store_errno(report->has_serial
-                                 ? sqlite3_bind_int64(insert, 7, (sqlite3_int64)report->serial)
-                                 : sqlite3_bind_null(insert, 7))) < 0 ||
-            (r = store_errno(sqlite3_bind_text64(insert, 8, report->body, report->body_size,
-                                                 SQLITE_STATIC, SQLITE_UTF8))) < 0 ||
-            (r = store_bind_text(insert, 9, report->sign_key)) < 0)
-                return r;
-        r = store_step_done(insert);
-        if (r < 0)
-                return r;
-        if (sqlite3_changes(store->db) == 1) {
-                *ret_duplicate = false;
-                return 0;
-        }
-
-        /* Already stored: a resend of the same bytes, or another report under the same seq. */
-        r = store_prepare(store,
-                          "SELECT body FROM reports WHERE machine_id = ?1 AND sign_key = ?2 "
-                          "AND seq = ?3",
-                          &stored);
-        if (r < 0)
-                return r;
-        if ((r = store_bind_text(stored, 1, report->machine_id)) < 0 ||
-            (r = store_bind_text(stored, 2, report->sign_key)) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(stored, 3, (sqlite3_int64)report->seq))) < 0)
-                return r;
-        code = sqlite3_step(stored);
-        if (code != SQLITE_ROW)
-                return store_errno(code) ?: -EIO;
-        body = sqlite3_column_blob(stored, 0);
-        if ((size_t)sqlite3_column_bytes(stored, 0) != report->body_size ||
-            (report->body_size > 0 && (!body || memcmp(body, report->body, report->body_size))))
-                return -EEXIST;
-        *ret_duplicate = true;
-        return 0;
+        return store->ops->enroll(store, enrollment, now, ret_state);
 }
 
 int store_add_report(struct store *store, const struct store_report *report, int64_t received,
                      bool *ret_duplicate)
 {
-        _cleanup_unlock_ struct store *locked = NULL;
-        bool duplicate = false;
-        int r;
-
         if (!store || !report || !report->machine_id || !report->phase || !report->status ||
             !report->body || !report->sign_key || !*report->sign_key || report->seq > INT64_MAX ||
             (report->has_serial && report->serial > INT64_MAX))
                 return -EINVAL;
-
-        locked = store_lock(store);
-        r = store_exec(store, "BEGIN IMMEDIATE");
-        if (r < 0)
-                return r;
-        r = store_insert_report(store, report, received, &duplicate);
-        /* With synchronous=FULL the WAL is fsynced before COMMIT returns. */
-        r = store_finish(store, r);
-        if (r < 0)
-                return r;
-        if (ret_duplicate)
-                *ret_duplicate = duplicate;
-        return 0;
-}
-
-static int store_decide_locked(struct store *store, const char *machine_id,
-                               enum store_decision decision, int64_t now,
-                               enum store_state *ret_previous)
-{
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        struct store_trust trust;
-        const char *sql;
-        int r;
-
-        r = store_read_trust(store, machine_id, &trust);
-        if (r < 0)
-                return r;
-
-        switch (decision) {
-        case STORE_DECISION_APPROVE:
-                if (!trust.has_keys)
-                        return -ENOKEY;
-                if (trust.state == STORE_STATE_APPROVED)
-                        goto done;
-                sql = "UPDATE machines SET state = 'approved', decided_at = ?2, "
-                      "decided_by = 'operator' WHERE machine_id = ?1";
-                break;
-        case STORE_DECISION_REVOKE:
-                if (!trust.has_keys)
-                        return -ENOKEY;
-                if (trust.state == STORE_STATE_REVOKED)
-                        goto done;
-                sql = "UPDATE machines SET state = 'revoked', decided_at = ?2, "
-                      "decided_by = 'operator' WHERE machine_id = ?1";
-                break;
-        case STORE_DECISION_RESET:
-                sql = "UPDATE machines SET state = 'unenrolled', sign_key = NULL, box_key = NULL, "
-                      "enrolled_at = NULL, decided_at = NULL, decided_by = NULL, "
-                      "conflict_at = NULL WHERE machine_id = ?1";
-                break;
-        default:
-                return -EINVAL;
-        }
-        r = store_prepare(store, sql, &stmt);
-        if (r < 0)
-                return r;
-        r = store_bind_text(stmt, 1, machine_id);
-        if (r >= 0 && sqlite3_bind_parameter_count(stmt) >= 2)
-                r = store_bind_int64(stmt, 2, now);
-        if (r < 0)
-                return r;
-        r = store_step_done(stmt);
-        if (r < 0)
-                return r;
-done:
-        *ret_previous = trust.state;
-        return 0;
+        return store->ops->add_report(store, report, received, ret_duplicate);
 }
 
 int store_decide(struct store *store, const char *machine_id, enum store_decision decision,
                  int64_t now, enum store_state *ret_previous)
 {
-        _cleanup_unlock_ struct store *locked = NULL;
-        enum store_state previous = STORE_STATE_UNENROLLED;
-        int r;
-
-        if (!store || !machine_id)
+        if (!store || !machine_id || (unsigned)decision > STORE_DECISION_RESET)
                 return -EINVAL;
-        locked = store_lock(store);
-        r = store_exec(store, "BEGIN IMMEDIATE");
-        if (r < 0)
-                return r;
-        r = store_decide_locked(store, machine_id, decision, now, &previous);
-        r = store_finish(store, r);
-        if (r < 0)
-                return r;
-        if (ret_previous)
-                *ret_previous = previous;
-        return 0;
+        return store->ops->decide(store, machine_id, decision, now, ret_previous);
 }
 
-static json_t *store_column_json_text(sqlite3_stmt *stmt, int column)
+int store_list_machines(struct store *store, struct store_machine_list *ret_list)
 {
-        const unsigned char *s = sqlite3_column_text(stmt, column);
-
-        return s ? json_string((const char *)s) : json_null();
-}
-
-static json_t *store_column_json_integer(sqlite3_stmt *stmt, int column)
-{
-        if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-                return json_null();
-        return json_integer(sqlite3_column_int64(stmt, column));
-}
-
-static json_t *store_column_json_object(sqlite3_stmt *stmt, int column)
-{
-        const unsigned char *s = sqlite3_column_text(stmt, column);
-        json_t *v;
-
-        if (!s)
-                return json_null();
-        /* Written by store_enroll() from validated facts; anything else shows as null. */
-        v = json_loads((const char *)s, JSON_REJECT_DUPLICATES, NULL);
-        return v ?: json_null();
-}
-
-/* Builds a machine object from a row of STORE_MACHINE_SELECT. */
-static int store_machine_from_row(sqlite3_stmt *stmt, json_t **ret_machine)
-{
-        json_t *machine;
-
-        machine = json_pack(
-            "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-            "machine_id", store_column_json_text(stmt, 0), "state", store_column_json_text(stmt, 1),
-            "first_seen", store_column_json_integer(stmt, 2), "last_seen",
-            store_column_json_integer(stmt, 3), "phase", store_column_json_text(stmt, 4), "status",
-            store_column_json_text(stmt, 5), "serial", store_column_json_integer(stmt, 6),
-            "reports", store_column_json_integer(stmt, 7), "hostname",
-            store_column_json_text(stmt, 8), "sign_key", store_column_json_text(stmt, 9), "box_key",
-            store_column_json_text(stmt, 10), "enrolled_at", store_column_json_integer(stmt, 11),
-            "decided_at", store_column_json_integer(stmt, 12), "decided_by",
-            store_column_json_text(stmt, 13), "conflict_at", store_column_json_integer(stmt, 14),
-            "facts", store_column_json_object(stmt, 15));
-        if (!machine)
-                return -ENOMEM;
-        *ret_machine = machine;
-        return 0;
-}
-
-int store_list_machines(struct store *store, json_t **ret_machines)
-{
-        _cleanup_unlock_ struct store *locked = NULL;
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        json_t *machines;
-        int code, r;
-
-        locked = store_lock(store);
-        r = store_prepare(store, STORE_MACHINE_SELECT "ORDER BY m.machine_id LIMIT ?1", &stmt);
-        if (r < 0)
-                return r;
-        r = store_errno(sqlite3_bind_int64(stmt, 1, STORE_FLEET_MAX));
-        if (r < 0)
-                return r;
-
-        machines = json_array();
-        if (!machines)
-                return -ENOMEM;
-        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
-                json_t *machine;
-
-                r = store_machine_from_row(stmt, &machine);
-                if (r < 0 || json_array_append_new(machines, machine) < 0) {
-                        json_decref(machines);
-                        return r < 0 ? r : -ENOMEM;
-                }
-        }
-        if (code != SQLITE_DONE) {
-                json_decref(machines);
-                return store_errno(code) ?: -EIO;
-        }
-        *ret_machines = machines;
-        return 0;
-}
-
-static int store_history(struct store *store, const char *machine_id, json_t *reports)
-{
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        int code, r;
-
-        /* The latest STORE_HISTORY_MAX, in seq order. */
-        r = store_prepare(store,
-                          "SELECT body FROM (SELECT id, body FROM reports WHERE machine_id = ?1 "
-                          "ORDER BY id DESC LIMIT ?2) ORDER BY id",
-                          &stmt);
-        if (r < 0)
-                return r;
-        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(stmt, 2, STORE_HISTORY_MAX))) < 0)
-                return r;
-
-        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
-                const void *body = sqlite3_column_blob(stmt, 0);
-                int size = sqlite3_column_bytes(stmt, 0);
-                json_t *report;
-
-                if (!body || size <= 0)
-                        return -EBADMSG;
-                report = json_loadb(body, (size_t)size, JSON_REJECT_DUPLICATES, NULL);
-                if (!report)
-                        return -EBADMSG;
-                if (json_array_append_new(reports, report) < 0)
-                        return -ENOMEM;
-        }
-        if (code != SQLITE_DONE)
-                return store_errno(code) ?: -EIO;
-        return 0;
-}
-
-int store_get_machine(struct store *store, const char *machine_id, json_t **ret_machine)
-{
-        _cleanup_unlock_ struct store *locked = NULL;
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        json_t *machine = NULL, *reports = NULL;
-        json_int_t total;
-        int code, r;
-
-        if (!machine_id)
+        if (!store || !ret_list)
                 return -EINVAL;
-
-        locked = store_lock(store);
-        /* One read transaction, so the summary and the history agree. */
-        r = store_exec(store, "BEGIN");
-        if (r < 0)
-                return r;
-
-        r = store_prepare(store, STORE_MACHINE_SELECT "WHERE m.machine_id = ?1", &stmt);
-        if (r < 0)
-                goto out;
-        r = store_bind_text(stmt, 1, machine_id);
-        if (r < 0)
-                goto out;
-        code = sqlite3_step(stmt);
-        if (code == SQLITE_DONE) {
-                r = -ENOENT;
-                goto out;
-        }
-        if (code != SQLITE_ROW) {
-                r = store_errno(code) ?: -EIO;
-                goto out;
-        }
-        r = store_machine_from_row(stmt, &machine);
-        if (r < 0)
-                goto out;
-        total = json_integer_value(json_object_get(machine, "reports"));
-
-        reports = json_array();
-        if (!reports) {
-                r = -ENOMEM;
-                goto out;
-        }
-        r = store_history(store, machine_id, reports);
-        if (r < 0)
-                goto out;
-        if (json_object_set_new(machine, "reports_total", json_integer(total)) < 0 ||
-            json_object_set_new(machine, "truncated",
-                                json_boolean(total > (json_int_t)json_array_size(reports))) < 0 ||
-            json_object_set(machine, "reports", reports) < 0) {
-                r = -ENOMEM;
-                goto out;
-        }
-        *ret_machine = TAKE_PTR(machine);
-        r = 0;
-out:
-        json_decref(reports);
-        json_decref(machine);
-        sqlite3_finalize(TAKE_PTR(stmt));
-        store_rollback(store);
-        return r;
+        return store->ops->list_machines(store, ret_list);
 }
 
-int store_stats(struct store *store, json_t **ret_stats)
+int store_get_machine(struct store *store, const char *machine_id,
+                      struct store_machine *ret_machine, struct store_history *ret_history)
 {
-        _cleanup_unlock_ struct store *locked = NULL;
-        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        json_t *stats = NULL, *by_status, *by_state;
-        json_int_t machines = 0;
-        int code, r;
+        if (!store || !machine_id || !ret_machine || !ret_history)
+                return -EINVAL;
+        return store->ops->get_machine(store, machine_id, ret_machine, ret_history);
+}
 
-        locked = store_lock(store);
-        r = store_exec(store, "BEGIN");
-        if (r < 0)
-                return r;
-
-        r = store_prepare(store,
-                          "SELECT IFNULL((SELECT status FROM reports r "
-                          "  WHERE r.machine_id = m.machine_id ORDER BY id DESC LIMIT 1), 'none') "
-                          "  AS last_status, COUNT(*) FROM machines m GROUP BY last_status "
-                          "ORDER BY last_status",
-                          &stmt);
-        if (r < 0)
-                goto out;
-        by_status = json_object();
-        stats = json_pack("{s:o}", "by_status", by_status);
-        if (!stats) {
-                r = -ENOMEM;
-                goto out;
-        }
-        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
-                const unsigned char *status = sqlite3_column_text(stmt, 0);
-                json_int_t n = sqlite3_column_int64(stmt, 1);
-
-                if (!status ||
-                    json_object_set_new(by_status, (const char *)status, json_integer(n)) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                machines += n;
-        }
-        if (code != SQLITE_DONE) {
-                r = store_errno(code) ?: -EIO;
-                goto out;
-        }
-        sqlite3_finalize(TAKE_PTR(stmt));
-
-        r = store_prepare(
-            store, "SELECT state, COUNT(*) FROM machines GROUP BY state ORDER BY state", &stmt);
-        if (r < 0)
-                goto out;
-        by_state = json_object();
-        if (!by_state || json_object_set_new(stats, "by_state", by_state) < 0) {
-                r = -ENOMEM;
-                goto out;
-        }
-        while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
-                const unsigned char *state = sqlite3_column_text(stmt, 0);
-
-                if (!state ||
-                    json_object_set_new(by_state, (const char *)state,
-                                        json_integer(sqlite3_column_int64(stmt, 1))) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-        if (code != SQLITE_DONE) {
-                r = store_errno(code) ?: -EIO;
-                goto out;
-        }
-        sqlite3_finalize(TAKE_PTR(stmt));
-
-        r = store_prepare(store, "SELECT COUNT(*) FROM reports", &stmt);
-        if (r < 0)
-                goto out;
-        if (sqlite3_step(stmt) != SQLITE_ROW) {
-                r = store_errno(sqlite3_errcode(store->db)) ?: -EIO;
-                goto out;
-        }
-        if (json_object_set_new(stats, "machines", json_integer(machines)) < 0 ||
-            json_object_set_new(stats, "reports", json_integer(sqlite3_column_int64(stmt, 0))) <
-                0) {
-                r = -ENOMEM;
-                goto out;
-        }
-        *ret_stats = TAKE_PTR(stats);
-        r = 0;
-out:
-        json_decref(stats);
-        sqlite3_finalize(TAKE_PTR(stmt));
-        store_rollback(store);
-        return r;
+int store_stats(struct store *store, struct store_stats *ret_stats)
+{
+        if (!store || !ret_stats)
+                return -EINVAL;
+        return store->ops->stats(store, ret_stats);
 }

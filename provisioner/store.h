@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The server's store: an SQLite database (WAL, synchronous=FULL) of machines, their enrolled
- * device keys and the operator's decision, and the reports they sent. A report is committed to
- * disk before store_add_report() returns, and each is kept once per (machine_id, sign_key, seq):
- * seq is the device's, and a device that enrolled again with new keys starts over. Safe to call
- * from several threads, and from another process (nixprov fleet approve) at the same time.
- * Nothing here prints; SQLite's errors are mapped to negative errnos.
+/* The server's store, as an interface: a struct of operations over typed structs (no SQL and no
+ * JSON objects cross it), so that each database is one implementation of store_ops. SQLite is
+ * the one today (store-sqlite.h). The store keeps machines, their enrolled device keys and the
+ * operator's decision, and the reports they sent. A report is committed to disk before
+ * store_add_report() returns, and each is kept once per (machine_id, sign_key, seq): seq is the
+ * device's, and a device that enrolled again with new keys starts over. Safe to call from
+ * several threads, and from another process (nixprov fleet approve) at the same time. Nothing
+ * here prints; a database's errors are mapped to negative errnos, -EBUSY for a database that is
+ * busy or locked.
  *
  * A machine's state: "unenrolled" (known without keys: from reports of schema 1, or reset by an
  * operator), "pending" (enrolled, waiting for an operator or the policy), "approved",
@@ -17,14 +20,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "macro.h"
 
 #define STORE_SCHEMA_VERSION 2
 #define STORE_FLEET_MAX 100000 /* machines listed by store_list_machines() */
 #define STORE_HISTORY_MAX 1000 /* reports of one machine returned (the latest ones) */
 #define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_COUNTS_MAX 16 /* distinct statuses or states counted by store_stats() */
+#define STORE_NAME_MAX 64   /* a phase, status or state name, with its NUL */
+#define STORE_MACHINE_ID_MAX 33
 
 /* The base64 text of a 32-byte key, with its NUL. */
 #define STORE_KEY_BASE64_MAX 45
@@ -38,6 +42,9 @@ enum store_state {
 
 /* "unenrolled", "pending", "approved", "revoked"; NULL out of range. */
 const char *store_state_to_string(enum store_state state);
+
+/* The state named s; -EBADMSG for anything else. */
+int store_state_from_string(const char *s, enum store_state *ret_state);
 
 /* What the server trusts of a machine. */
 struct store_trust {
@@ -71,14 +78,113 @@ struct store_report {
         size_t body_size;
 };
 
-struct store;
+enum store_decision {
+        STORE_DECISION_APPROVE, /* pending or revoked -> approved (decided_by "operator") */
+        STORE_DECISION_REVOKE,  /* pending or approved -> revoked */
+        STORE_DECISION_RESET,   /* any -> unenrolled: keys, decision and conflict forgotten */
+};
 
-/* Opens (creating when missing, mode 0600) the database at path and brings its schema to
- * STORE_SCHEMA_VERSION. Returns 0, -EPROTO for a database of a newer schema, -EBADMSG for a file
- * that is not a database, or another negative errno. */
-int store_open(const char *path, struct store **ret_store);
+/* A number a row may not have. */
+struct store_optional {
+        bool is_set;
+        int64_t value;
+};
 
-/* Closes the database. Accepts NULL; returns NULL. */
+/* One machine as listed: strings are owned by the struct (NULL: unknown), freed by
+ * store_machine_done(). */
+struct store_machine {
+        char machine_id[STORE_MACHINE_ID_MAX];
+        enum store_state state;
+        int64_t first_seen;
+        int64_t last_seen;
+        char *phase;                  /* of the latest report stored (insertion order) */
+        char *status;                 /* of the latest report stored */
+        struct store_optional serial; /* the latest one reported */
+        int64_t reports;              /* the number stored */
+        char *hostname;
+        char *sign_key;
+        char *box_key;
+        struct store_optional enrolled_at;
+        struct store_optional decided_at;
+        char *decided_by;
+        struct store_optional conflict_at;
+        char *facts; /* JSON text, as store_enroll() was given it */
+};
+
+void store_machine_done(struct store_machine *machine);
+
+/* Every machine, by machine_id (at most STORE_FLEET_MAX). */
+struct store_machine_list {
+        struct store_machine *machines;
+        size_t n_machines;
+};
+
+void store_machine_list_done(struct store_machine_list *list);
+
+/* One stored report: the body as received. */
+struct store_history_entry {
+        char *body;
+        size_t body_size;
+};
+
+/* A machine's latest reports (at most STORE_HISTORY_MAX), in the order they were stored. */
+struct store_history {
+        struct store_history_entry *entries;
+        size_t n_entries;
+        int64_t total; /* all reports stored for the machine; more than n_entries: truncated */
+};
+
+void store_history_done(struct store_history *history);
+
+struct store_count {
+        char name[STORE_NAME_MAX];
+        int64_t count;
+};
+
+/* Machines counted by the status of their latest report ("none" for no report) and by their
+ * enrollment state, each sorted by name, and the reports stored. */
+struct store_stats {
+        int64_t machines;
+        int64_t reports;
+        struct store_count by_status[STORE_COUNTS_MAX];
+        size_t n_by_status;
+        struct store_count by_state[STORE_COUNTS_MAX];
+        size_t n_by_state;
+};
+
+struct store_ops;
+
+/* The base of every implementation: embedded as the first member of its own struct. */
+struct store {
+        const struct store_ops *ops;
+};
+
+/* What an implementation provides; the store_*() functions below check their arguments and
+ * call these, with the same contracts. */
+struct store_ops {
+        const char *name;
+        void (*close)(struct store *store);
+        int (*get_trust)(struct store *store, const char *machine_id,
+                         struct store_trust *ret_trust);
+        int (*enroll)(struct store *store, const struct store_enrollment *enrollment, int64_t now,
+                      enum store_state *ret_state);
+        int (*add_report)(struct store *store, const struct store_report *report,
+                          int64_t received, bool *ret_duplicate);
+        int (*decide)(struct store *store, const char *machine_id,
+                      enum store_decision decision, int64_t now,
+                      enum store_state *ret_previous);
+        int (*list_machines)(struct store *store, struct store_machine_list *ret_list);
+        int (*get_machine)(struct store *store, const char *machine_id,
+                           struct store_machine *ret_machine, struct store_history *ret_history);
+        int (*stats)(struct store *store, struct store_stats *ret_stats);
+};
+
+/* Opens the store at location: today the path of an SQLite database (store-sqlite.h), created
+ * when missing. Returns 0, -EPROTO for a database of a newer schema, -EBADMSG for a file that
+ * is not a database, or another negative errno. */
+int store_open(const char *location, struct store **ret_store);
+
+/* Closes the store. Accepts NULL; returns NULL. */
 struct store *store_close(struct store *store);
 DEFINE_POINTER_CLEANUP(store, store_close)
 
@@ -106,12 +212,6 @@ int store_enroll(struct store *store, const struct store_enrollment *enrollment,
 int store_add_report(struct store *store, const struct store_report *report, int64_t received,
                      bool *ret_duplicate);
 
-enum store_decision {
-        STORE_DECISION_APPROVE, /* pending or revoked -> approved (decided_by "operator") */
-        STORE_DECISION_REVOKE,  /* pending or approved -> revoked */
-        STORE_DECISION_RESET,   /* any -> unenrolled: keys, decision and conflict forgotten */
-};
-
 /* An operator's decision about one machine, at time now. Approving an approved machine or
  * revoking a revoked one changes nothing. Returns 0 with *ret_previous (may be NULL) the state
  * before, -ENOENT for an unknown machine, -ENOKEY to approve or revoke an unenrolled one, or a
@@ -119,20 +219,15 @@ enum store_decision {
 int store_decide(struct store *store, const char *machine_id, enum store_decision decision,
                  int64_t now, enum store_state *ret_previous);
 
-/* Returns a new JSON array of every machine (at most STORE_FLEET_MAX, by machine_id):
- * {"machine_id", "state", "first_seen", "last_seen", "phase", "status", "serial", "reports",
- * "hostname", "sign_key", "box_key", "enrolled_at", "decided_at", "decided_by", "conflict_at",
- * "facts"}, with phase and status of the latest report stored (insertion order), serial the
- * latest one reported (or null), reports the number stored, and null for what is unknown. */
-int store_list_machines(struct store *store, json_t **ret_machines);
+/* Lists every machine (at most STORE_FLEET_MAX, by machine_id) into *ret_list, which the caller
+ * frees with store_machine_list_done(). Returns 0 or a negative errno. */
+int store_list_machines(struct store *store, struct store_machine_list *ret_list);
 
-/* Returns a new JSON object for one machine: the fields of store_list_machines() and "reports",
- * the stored report objects in the order they were stored (the latest STORE_HISTORY_MAX of them;
- * "truncated" says whether older ones were left out). Returns 0, -ENOENT for an unknown machine, or
- * a negative errno. */
-int store_get_machine(struct store *store, const char *machine_id, json_t **ret_machine);
+/* Reads one machine and its latest reports, from one consistent view; the caller frees both
+ * with store_machine_done() and store_history_done(). Returns 0, -ENOENT for an unknown
+ * machine, or a negative errno. */
+int store_get_machine(struct store *store, const char *machine_id,
+                      struct store_machine *ret_machine, struct store_history *ret_history);
 
-/* Returns a new JSON object {"machines": N, "reports": N, "by_status": {STATUS: N, ...},
- * "by_state": {STATE: N, ...}}, where by_status counts machines by the status of their latest
- * report ("none" for no report) and by_state by their enrollment state. */
-int store_stats(struct store *store, json_t **ret_stats);
+/* Counts machines and reports. Returns 0 or a negative errno. */
+int store_stats(struct store *store, struct store_stats *ret_stats);

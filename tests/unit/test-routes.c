@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "enrollment.h"
 #include "http.h"
 #include "machine_id.h"
+#include "profile.h"
 #include "routes.h"
 #include "signedjson.h"
 #include "util.h"
@@ -231,9 +233,9 @@ static void test_group_names(void **state)
         };
         (void)state;
 
-        assert_false(routes_group_name_is_valid(NULL));
+        assert_false(profile_group_name_valid(NULL));
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
-                assert_int_equal(routes_group_name_is_valid(cases[i].name), cases[i].valid);
+                assert_int_equal(profile_group_name_valid(cases[i].name), cases[i].valid);
 }
 
 static void test_listen_addresses(void **state)
@@ -626,6 +628,145 @@ static void test_profile_by_state(void **state)
         fixture_free(f);
 }
 
+/* A store whose every operation fails with one error, as a database that is down would. */
+struct failing_store {
+        struct store base;
+        int error;
+};
+
+static int failing_error(struct store *store)
+{
+        return ((struct failing_store *)store)->error;
+}
+
+static void failing_close(_unused_ struct store *store)
+{
+}
+
+static int failing_get_trust(struct store *s, _unused_ const char *id,
+                             _unused_ struct store_trust *ret)
+{
+        return failing_error(s);
+}
+
+static int failing_enroll(struct store *s, _unused_ const struct store_enrollment *e,
+                          _unused_ int64_t now, _unused_ enum store_state *ret)
+{
+        return failing_error(s);
+}
+
+static int failing_add_report(struct store *s, _unused_ const struct store_report *r,
+                              _unused_ int64_t received, _unused_ bool *ret)
+{
+        return failing_error(s);
+}
+
+static int failing_decide(struct store *s, _unused_ const char *id,
+                          _unused_ enum store_decision d, _unused_ int64_t now,
+                          _unused_ enum store_state *ret)
+{
+        return failing_error(s);
+}
+
+static int failing_list(struct store *s, _unused_ struct store_machine_list *ret)
+{
+        return failing_error(s);
+}
+
+static int failing_get_machine(struct store *s, _unused_ const char *id,
+                               _unused_ struct store_machine *m, _unused_ struct store_history *h)
+{
+        return failing_error(s);
+}
+
+static int failing_stats(struct store *s, _unused_ struct store_stats *ret)
+{
+        return failing_error(s);
+}
+
+static const struct store_ops failing_ops = {
+    .name = "failing",
+    .close = failing_close,
+    .get_trust = failing_get_trust,
+    .enroll = failing_enroll,
+    .add_report = failing_add_report,
+    .decide = failing_decide,
+    .list_machines = failing_list,
+    .get_machine = failing_get_machine,
+    .stats = failing_stats,
+};
+
+/* A database that cannot answer is never "not enrolled" or "unknown": 503 when it is busy, 500
+ * when it failed, for every endpoint that reads it. */
+static void test_database_errors(void **state)
+{
+        static const struct {
+                int error;
+                unsigned status;
+        } errors[] = {{-EBUSY, 503}, {-EIO, 500}, {-EBADMSG, 500}, {-ENOMEM, 500}};
+        struct fixture *f = fixture_new();
+        struct store *real = f->store;
+        struct failing_store failing = {.base.ops = &failing_ops};
+        struct device d;
+        (void)state;
+
+        device_init(&d);
+        f->routes.store = &failing.base;
+        for (size_t i = 0; i < ELEMENTSOF(errors); i++) {
+                failing.error = errors[i].error;
+                assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0),
+                                 errors[i].status);
+                assert_string_equal(error_of(f), "failed to read the machine's state");
+                assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile.minisig", NULL, 0),
+                                 errors[i].status);
+                assert_int_equal(enroll(f, M1, &d, ""), errors[i].status);
+                assert_string_equal(error_of(f), "failed to read the machine's state");
+                assert_int_equal(report(f, M1, &d, 1, "ok"), errors[i].status);
+                assert_string_equal(error_of(f), "failed to store the report");
+                assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), errors[i].status);
+                assert_string_equal(error_of(f), "failed to list machines");
+                assert_int_equal(request(f, "GET", "/v1/machines/" M1, NULL, 0), errors[i].status);
+                assert_string_equal(error_of(f), "failed to read the machine");
+                assert_int_equal(request(f, "GET", "/metrics", NULL, 0), errors[i].status);
+                assert_string_equal(error_of(f), "failed to read the metrics");
+        }
+        /* Nothing reached the real database. */
+        f->routes.store = real;
+        assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 200);
+        assert_int_equal(json_array_size(f->answer), 0);
+        fixture_free(f);
+}
+
+/* An enrolled device whose report meets a database locked by another process (nixprov fleet
+ * approve, a backup) is told to come back (503), not that it is unknown. */
+static void test_locked_database(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d;
+        sqlite3 *db;
+        char *path;
+        (void)state;
+
+        device_init(&d);
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_true(asprintf(&path, "%s/nixprov.db", f->dir) > 0);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        free(path);
+        assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+        assert_int_equal(report(f, M1, &d, 1, "ok"), 503);
+        assert_string_equal(error_of(f), "failed to store the report");
+        assert_int_equal(enroll(f, M1, &d, ""), 503);
+        assert_string_equal(error_of(f), "failed to store the enrollment");
+
+        assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        /* Nothing was stored while locked; the same report is new now. */
+        assert_int_equal(report(f, M1, &d, 1, "ok"), 200);
+        assert_false(json_is_true(json_object_get(f->answer, "duplicate")));
+        fixture_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -633,6 +774,7 @@ int main(void)
             cmocka_unit_test(test_enroll_policy),    cmocka_unit_test(test_reports),
             cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
             cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
+            cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
         };
         if (sodium_init() < 0)
                 return 1;

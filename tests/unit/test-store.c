@@ -159,7 +159,10 @@ static void test_reports_stored_once_and_kept(void **state)
         _cleanup_free_ char *path = in_dir("reports.db");
         struct store *store = NULL;
         struct store_report report;
-        json_t *machines, *machine, *m;
+        struct store_machine_list list = {};
+        struct store_machine machine = {}, *m;
+        struct store_history history = {};
+        struct store_stats stats;
         char body[256];
         bool duplicate = true;
         (void)state;
@@ -184,35 +187,33 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(store_add_report(store, &report, 103, &duplicate), 0);
         assert_false(duplicate);
 
-        assert_int_equal(store_list_machines(store, &machines), 0);
-        assert_int_equal(json_array_size(machines), 2);
-        m = json_array_get(machines, 0);
-        assert_string_equal(json_string_value(json_object_get(m, "machine_id")), M1);
-        assert_string_equal(json_string_value(json_object_get(m, "state")), "pending");
-        assert_string_equal(json_string_value(json_object_get(m, "status")), "failed");
-        assert_int_equal(json_integer_value(json_object_get(m, "serial")), 7);
-        assert_int_equal(json_integer_value(json_object_get(m, "reports")), 2);
-        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 50);
-        assert_int_equal(json_integer_value(json_object_get(m, "last_seen")), 102);
-        m = json_array_get(machines, 1);
-        assert_true(json_is_null(json_object_get(m, "serial")));
-        json_decref(machines);
+        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(list.n_machines, 2);
+        m = &list.machines[0];
+        assert_string_equal(m->machine_id, M1);
+        assert_int_equal(m->state, STORE_STATE_PENDING);
+        assert_string_equal(m->status, "failed");
+        assert_true(m->serial.is_set);
+        assert_int_equal(m->serial.value, 7);
+        assert_int_equal(m->reports, 2);
+        assert_int_equal(m->first_seen, 50);
+        assert_int_equal(m->last_seen, 102);
+        m = &list.machines[1];
+        assert_false(m->serial.is_set);
+        store_machine_list_done(&list);
 
         store = store_close(store);
         assert_null(store);
 
         /* Reopened: everything is still there, in the order stored. */
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_get_machine(store, M1, &machine), 0);
-        assert_int_equal(json_array_size(json_object_get(machine, "reports")), 2);
-        assert_int_equal(json_integer_value(json_object_get(
-                             json_array_get(json_object_get(machine, "reports"), 0), "seq")),
-                         2);
-        assert_int_equal(json_integer_value(json_object_get(
-                             json_array_get(json_object_get(machine, "reports"), 1), "seq")),
-                         1);
-        assert_false(json_is_true(json_object_get(machine, "truncated")));
-        json_decref(machine);
+        assert_int_equal(store_get_machine(store, M1, &machine, &history), 0);
+        assert_int_equal(history.n_entries, 2);
+        assert_non_null(strstr(history.entries[0].body, "\"seq\":2,"));
+        assert_non_null(strstr(history.entries[1].body, "\"seq\":1,"));
+        assert_int_equal(history.total, 2); /* nothing left out */
+        store_machine_done(&machine);
+        store_history_done(&history);
 
         report = make_report(M1, 2, "started", body);
         report.has_serial = true;
@@ -223,26 +224,26 @@ static void test_reports_stored_once_and_kept(void **state)
         report = make_report(M1, 2, "ok", body);
         assert_int_equal(store_add_report(store, &report, 104, &duplicate), -EEXIST);
 
-        machine = NULL;
-        assert_int_equal(store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine),
+        assert_int_equal(store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine,
+                                           &history),
                          -ENOENT);
-        assert_null(machine);
+        assert_int_equal(history.n_entries, 0);
+        assert_null(machine.phase);
 
-        assert_int_equal(store_stats(store, &machines), 0);
-        assert_int_equal(json_integer_value(json_object_get(machines, "machines")), 2);
-        assert_int_equal(json_integer_value(json_object_get(machines, "reports")), 3);
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(machines, "by_status"), "ok")), 1);
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(machines, "by_status"), "failed")),
-            1);
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "pending")),
-            1);
-        assert_int_equal(
-            json_integer_value(json_object_get(json_object_get(machines, "by_state"), "approved")),
-            1);
-        json_decref(machines);
+        assert_int_equal(store_stats(store, &stats), 0);
+        assert_int_equal(stats.machines, 2);
+        assert_int_equal(stats.reports, 3);
+        /* Sorted by name. */
+        assert_int_equal(stats.n_by_status, 2);
+        assert_string_equal(stats.by_status[0].name, "failed");
+        assert_int_equal(stats.by_status[0].count, 1);
+        assert_string_equal(stats.by_status[1].name, "ok");
+        assert_int_equal(stats.by_status[1].count, 1);
+        assert_int_equal(stats.n_by_state, 2);
+        assert_string_equal(stats.by_state[0].name, "approved");
+        assert_int_equal(stats.by_state[0].count, 1);
+        assert_string_equal(stats.by_state[1].name, "pending");
+        assert_int_equal(stats.by_state[1].count, 1);
         store_close(store);
 }
 
@@ -255,7 +256,8 @@ static void test_enroll_and_decide(void **state)
         enum store_state previous;
         char body[256];
         bool duplicate;
-        json_t *m;
+        struct store_machine m;
+        struct store_history history;
         (void)state;
 
         assert_int_equal(store_open(path, &store), 0);
@@ -276,10 +278,12 @@ static void test_enroll_and_decide(void **state)
         enroll_with(store, M1, KEY_B, "policy:machine-id", -EKEYREJECTED, 0);
         assert_int_equal(store_get_trust(store, M1, &trust), 0);
         assert_string_equal(trust.sign_key, KEY_A);
-        assert_int_equal(store_get_machine(store, M1, &m), 0);
-        assert_int_equal(json_integer_value(json_object_get(m, "conflict_at")), 50);
-        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "policy:token");
-        json_decref(m);
+        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_true(m.conflict_at.is_set);
+        assert_int_equal(m.conflict_at.value, 50);
+        assert_string_equal(m.decided_by, "policy:token");
+        store_machine_done(&m);
+        store_history_done(&history);
 
         assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 60, &previous), 0);
         assert_int_equal(previous, STORE_STATE_APPROVED);
@@ -289,10 +293,12 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(previous, STORE_STATE_REVOKED);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 62, &previous), 0);
         assert_int_equal(previous, STORE_STATE_REVOKED);
-        assert_int_equal(store_get_machine(store, M1, &m), 0);
-        assert_string_equal(json_string_value(json_object_get(m, "decided_by")), "operator");
-        assert_int_equal(json_integer_value(json_object_get(m, "decided_at")), 62);
-        json_decref(m);
+        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_string_equal(m.decided_by, "operator");
+        assert_true(m.decided_at.is_set);
+        assert_int_equal(m.decided_at.value, 62);
+        store_machine_done(&m);
+        store_history_done(&history);
 
         report = make_report(M1, 1, "ok", body);
         assert_int_equal(store_add_report(store, &report, 70, &duplicate), 0);
@@ -306,11 +312,12 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 81, NULL), -ENOKEY);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 81, NULL), -ENOKEY);
         assert_int_equal(store_add_report(store, &report, 82, &duplicate), -EPERM);
-        assert_int_equal(store_get_machine(store, M1, &m), 0);
-        assert_true(json_is_null(json_object_get(m, "conflict_at")));
-        assert_true(json_is_null(json_object_get(m, "sign_key")));
-        assert_int_equal(json_integer_value(json_object_get(m, "reports_total")), 1);
-        json_decref(m);
+        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_false(m.conflict_at.is_set);
+        assert_null(m.sign_key);
+        assert_int_equal(history.total, 1);
+        store_machine_done(&m);
+        store_history_done(&history);
 
         /* Re-enrolled with a new key: seq 1 again is a new report, not a duplicate. */
         enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
@@ -329,7 +336,9 @@ static void test_migrates_schema_1(void **state)
 {
         _cleanup_free_ char *path = in_dir("v1.db");
         _cleanup_(store_freep) struct store *store = NULL;
-        json_t *machines, *m, *reports;
+        struct store_machine_list list;
+        struct store_machine m, *listed;
+        struct store_history history;
         sqlite3 *db;
         (void)state;
 
@@ -358,34 +367,35 @@ static void test_migrates_schema_1(void **state)
         sqlite3_close(db);
 
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_list_machines(store, &machines), 0);
-        assert_int_equal(json_array_size(machines), 2);
-        m = json_array_get(machines, 0);
-        assert_string_equal(json_string_value(json_object_get(m, "machine_id")), M1);
-        assert_string_equal(json_string_value(json_object_get(m, "state")), "unenrolled");
-        assert_string_equal(json_string_value(json_object_get(m, "status")), "ok");
-        assert_int_equal(json_integer_value(json_object_get(m, "serial")), 7);
-        assert_int_equal(json_integer_value(json_object_get(m, "reports")), 2);
-        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 10);
-        assert_true(json_is_null(json_object_get(m, "sign_key")));
-        assert_true(json_is_null(json_object_get(m, "hostname")));
-        m = json_array_get(machines, 1);
-        assert_string_equal(json_string_value(json_object_get(m, "status")), "failed");
-        json_decref(machines);
+        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(list.n_machines, 2);
+        listed = &list.machines[0];
+        assert_string_equal(listed->machine_id, M1);
+        assert_int_equal(listed->state, STORE_STATE_UNENROLLED);
+        assert_string_equal(listed->status, "ok");
+        assert_true(listed->serial.is_set);
+        assert_int_equal(listed->serial.value, 7);
+        assert_int_equal(listed->reports, 2);
+        assert_int_equal(listed->first_seen, 10);
+        assert_null(listed->sign_key);
+        assert_null(listed->hostname);
+        assert_string_equal(list.machines[1].status, "failed");
+        store_machine_list_done(&list);
 
-        assert_int_equal(store_get_machine(store, M1, &m), 0);
-        reports = json_object_get(m, "reports");
-        assert_int_equal(json_array_size(reports), 2);
-        assert_int_equal(json_integer_value(json_object_get(json_array_get(reports, 0), "seq")), 1);
-        assert_int_equal(json_integer_value(json_object_get(json_array_get(reports, 1), "seq")), 2);
-        json_decref(m);
+        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(history.n_entries, 2);
+        assert_string_equal(history.entries[0].body, "{\"machine_id\":\"" M1 "\",\"seq\":1}");
+        assert_string_equal(history.entries[1].body, "{\"machine_id\":\"" M1 "\",\"seq\":2}");
+        store_machine_done(&m);
+        store_history_done(&history);
 
         /* An old machine enrolls as a new one, and its reports are kept. */
         enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
-        assert_int_equal(store_get_machine(store, M1, &m), 0);
-        assert_int_equal(json_integer_value(json_object_get(m, "reports_total")), 2);
-        assert_int_equal(json_integer_value(json_object_get(m, "first_seen")), 10);
-        json_decref(m);
+        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(history.total, 2);
+        assert_int_equal(m.first_seen, 10);
+        store_machine_done(&m);
+        store_history_done(&history);
         store = store_close(store);
 
         /* At version 2 now, and opened again without another migration. */

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+
+#include "log.h"
+#include "service.h"
+#include "util.h"
+
+static int service_metrics_counts(struct buf *text, const char *metric, const char *label,
+                                  const struct store_count *counts, size_t n_counts)
+{
+        int r = 0;
+
+        /* Names come from the store: statuses validated at insertion, states its own set;
+         * nothing to escape. */
+        for (size_t i = 0; i < n_counts && r >= 0; i++)
+                r = buf_printf(text, "%s{%s=\"%s\"} %lld\n", metric, label, counts[i].name,
+                               (long long)counts[i].count);
+        return r;
+}
+
+static int service_metrics_format(const struct store_stats *stats, struct buf *text)
+{
+        int r;
+
+        r = buf_puts(text, "# HELP nixprov_machines Machines known to the server, by the status "
+                           "of their latest report.\n# TYPE nixprov_machines gauge\n");
+        if (r >= 0)
+                r = service_metrics_counts(text, "nixprov_machines", "status", stats->by_status,
+                                           stats->n_by_status);
+        if (r >= 0)
+                r = buf_puts(text, "# HELP nixprov_machines_enrollment Machines known to the "
+                                   "server, by enrollment state.\n"
+                                   "# TYPE nixprov_machines_enrollment gauge\n");
+        if (r >= 0)
+                r = service_metrics_counts(text, "nixprov_machines_enrollment", "state",
+                                           stats->by_state, stats->n_by_state);
+        if (r >= 0)
+                r = buf_printf(text,
+                               "# HELP nixprov_reports_total Reports stored.\n"
+                               "# TYPE nixprov_reports_total counter\n"
+                               "nixprov_reports_total %lld\n",
+                               (long long)stats->reports);
+        return r;
+}
+
+int service_metrics(struct store *store, char **ret_text, size_t *ret_size,
+                    char reason[static SERVICE_REASON_MAX])
+{
+        struct buf text = BUF_INIT(SERVICE_METRICS_MAX);
+        struct store_stats stats;
+        char *data;
+        size_t size;
+        int r;
+
+        r = store_stats(store, &stats);
+        if (r < 0) {
+                log_error_errno(r, "Failed to count machines and reports: %m");
+                return service_fail(reason, service_store_errno(r), "failed to read the metrics");
+        }
+        r = service_metrics_format(&stats, &text);
+        if (r < 0) {
+                buf_free(&text);
+                return service_fail(reason, -EIO, "failed to format the metrics");
+        }
+        data = buf_steal(&text, &size);
+        if (!data)
+                return service_fail(reason, -ENOMEM, "out of memory");
+        *ret_text = data;
+        *ret_size = size;
+        return 0;
+}

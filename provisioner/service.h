@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The services of nixprov serve: the rules behind each endpoint, between the routes (which
+ * know HTTP) and the store (which knows the database). A service returns 0, or a negative errno
+ * with reason[] set to a message for the client; the routes map the errno to a status:
+ *
+ *   -EINVAL, -EBADMSG  the request is malformed            400
+ *   -ENOMSG            it is not signed                    401
+ *   -EKEYREJECTED      its signature does not verify       401
+ *   -EPERM             the machine may not do this         403
+ *   -ENOENT            no such machine or profile          404
+ *   -EEXIST            it conflicts with what is stored    409
+ *   -E2BIG             it is too large                     413
+ *   -EBUSY             the database is busy                503
+ *   anything else      the server failed                   500
+ *
+ * A database error is never -ENOENT or -EPERM: what the store could not read is not known to
+ * be absent. The services log what an operator should see (an enrollment, a conflict, a failed
+ * database); nothing here knows libmicrohttpd. */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "enrollment.h"
+#include "macro.h"
+#include "store.h"
+
+#define SERVICE_REASON_MAX 512
+#define SERVICE_PROFILE_MAX (1024 * 1024)
+#define SERVICE_SIGNATURE_MAX (8 * 1024)
+#define SERVICE_GROUPS_MAX 32 /* names in ?groups= */
+#define SERVICE_METRICS_MAX (1024 * 1024)
+
+/* Formats reason and returns r (negative). */
+int service_fail(char reason[static SERVICE_REASON_MAX], int r, const char *format, ...)
+    _printf_(3, 4);
+
+/* The errno of a failed store operation as a service answers it: -EBUSY stays (503), the rest
+ * becomes -EIO (500), so that no database error reads as "not found" or "forbidden". */
+int service_store_errno(int r);
+
+/* A signed body (signedjson.h) parsed as JSON, the signature not checked yet (the key depends on
+ * what the body says); what ("enrollment", "reports") names it in the refusal of an unsigned
+ * one. Returns 0 with a new reference, -ENOMSG (unsigned), -E2BIG, or -EBADMSG. */
+int service_parse_signed(const char *body, size_t body_size, const char *what, json_t **ret_json,
+                         char reason[static SERVICE_REASON_MAX]);
+
+/* POST /v1/enroll: validates the signed body, checks the signature with the key it carries,
+ * applies the policy (NULL: every enrollment waits for an operator) and records it at time
+ * now. Returns 0 with the machine's id (33 bytes) and state, or a negative errno and reason. */
+int service_enroll(struct store *store, const struct enrollment_policy *policy, const char *body,
+                   size_t body_size, int64_t now, char ret_machine_id[static STORE_MACHINE_ID_MAX],
+                   enum store_state *ret_state, char reason[static SERVICE_REASON_MAX]);
+
+/* POST /v1/reports: validates the signed report, checks it against the key the machine
+ * enrolled, and stores it as received at time now. Returns 0 with *ret_duplicate, or a negative
+ * errno and reason. */
+int service_add_report(struct store *store, const char *body, size_t body_size, int64_t now,
+                       bool *ret_duplicate, char reason[static SERVICE_REASON_MAX]);
+
+enum service_profile_file {
+        SERVICE_PROFILE_YAML,
+        SERVICE_PROFILE_SIGNATURE,
+};
+
+/* GET /v1/machines/ID/profile[.minisig]: for an approved machine only, the file chosen from
+ * data_dir (its own, else its first group's from groups, a comma-separated list or NULL, else
+ * the default). Returns 0 with the malloc'd file, its size and where it came from ("machine",
+ * "group", "default"), or a negative errno and reason. */
+int service_get_profile(struct store *store, const char *data_dir, const char *machine_id,
+                        const char *groups, enum service_profile_file file, char **ret_data,
+                        size_t *ret_size, const char **ret_source,
+                        char reason[static SERVICE_REASON_MAX]);
+
+/* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
+ * and reason. */
+int service_metrics(struct store *store, char **ret_text, size_t *ret_size,
+                    char reason[static SERVICE_REASON_MAX]);
+
+/* GET /v1/machines and /v1/machines/ID: the store's answers, with its errors mapped as above. */
+int service_list_machines(struct store *store, struct store_machine_list *ret_list,
+                          char reason[static SERVICE_REASON_MAX]);
+int service_get_machine(struct store *store, const char *machine_id,
+                        struct store_machine *ret_machine, struct store_history *ret_history,
+                        char reason[static SERVICE_REASON_MAX]);
