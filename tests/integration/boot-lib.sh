@@ -10,7 +10,7 @@ BOOT_KVER=""
 BOOT_KERNEL=""
 GUEST_IP="ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off"
 GUEST_URL=http://10.0.2.100:8470
-BOOT_TIMEOUT=${BOOT_TIMEOUT:-150}
+BOOT_TIMEOUT=${BOOT_TIMEOUT:-240}
 
 # boot_require: the real parts, or exit 77 (skipped) saying which one is missing.
 boot_require() {
@@ -44,7 +44,7 @@ boot_setup() {
   mkdir -p etc-nixprov/offline/v1/machines/$M_OFFLINE
   boot_publish $M_OFFLINE etc-nixprov/offline/v1/machines/$M_OFFLINE/profile
   cat > etc-nixprov/agent.yaml <<YAML
-server: {urls: [$GUEST_URL], connect-timeout: 3, deadline: 8}
+server: {urls: [$GUEST_URL], connect-timeout: 3, deadline: 4}
 trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]
 enroll: {wait: 20}
 YAML
