@@ -64,6 +64,8 @@ boot_disk() {
   mkdir -p "$tree"/{bin,sbin,etc,proc,sys,dev,run,tmp,var}
   cp "$busybox" "$tree/bin/busybox"
   echo "$1" > "$tree/etc/machine-id"
+  # systemd switches only into a root with an os-release.
+  printf 'ID=nixprov-test\nNAME="nixprov boot test"\n' > "$tree/etc/os-release"
   cat > "$tree/sbin/init" <<'INIT'
 #!/bin/busybox sh
 echo "nixprov-test: stage 2 reached" > /dev/console
