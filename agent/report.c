@@ -81,40 +81,6 @@ int report_status_from_string(const char *s)
         return -EINVAL;
 }
 
-/* The length of the valid UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF) at s[0..n), or 0 when there is none. */
-static size_t utf8_sequence_length(const unsigned char *s, size_t n)
-{
-        unsigned char c = s[0];
-        size_t len;
-        uint32_t cp;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
-                len = 2;
-                cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                len = 3;
-                cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                len = 4;
-                cp = c & 0x07;
-        } else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (s[i] & 0x3f);
-        }
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return len;
-}
-
 /* A JSON string of at most max bytes of s: its start, or with keep_end its end (beginning at a
  * character). Invalid UTF-8 becomes U+FFFD, so a cut or a binary byte never loses the report. */
 static json_t *json_text(const char *s, size_t max, bool keep_end)
@@ -139,7 +105,7 @@ static json_t *json_text(const char *s, size_t max, bool keep_end)
                 }
         }
         for (size_t i = 0; i < n;) {
-                size_t len = utf8_sequence_length(p + i, n - i);
+                size_t len = utf8_next((const char *)p + i, n - i, NULL);
 
                 if (len == 0) {
                         if (buf_append(&b, "\xef\xbf\xbd", 3) < 0)
