@@ -20,6 +20,7 @@
 #include "fetch.h"
 #include "fileio.h"
 #include "macro.h"
+#include "delivery.h"
 #include "report.h"
 #include "util.h"
 
