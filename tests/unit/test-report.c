@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for agent/report.c: the JSON of a report, and the spool without a server (a
+/* Unit tests for agent/report.c, spool.c and delivery.c: the JSON of a report, and the spool without a server (a
  * file:// mirror, to which nothing can be POSTed, stands in for an unreachable one; delivery to
  * the real server is in tests/integration/test-report.sh). */
 #include <dirent.h>
