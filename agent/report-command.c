@@ -13,6 +13,7 @@
 #include "log.h"
 #include "machine_id.h"
 #include "report.h"
+#include "report-log.h"
 #include "util.h"
 
 /* More servers than any fleet needs; keeps the argument list bounded. */
@@ -359,6 +360,7 @@ int cmd_report(int argc, char **argv)
         report_set_signer(spool, report_sign_device, c.key);
 
         r = report_emit(spool, &report, &seq);
+        report_log_events(spool);
         if (r < 0) {
                 log_error_errno(r, "Failed to spool the report in %s: %m", c.spool_dir);
                 r = AGENT_EXIT_REPORT;
@@ -473,6 +475,7 @@ int cmd_flush(int argc, char **argv)
         elapsed_ms = monotonic_ms() - started_ms;
         r = report_flush(spool, elapsed_ms < c.deadline_ms ? c.deadline_ms - elapsed_ms : 1, &sent,
                          &pending);
+        report_log_events(spool);
         stats = report_stats(spool);
         e = report_last_error(spool);
         printf("Sent %u report%s (%u already known to the server); %u pending in %s.\n", sent,

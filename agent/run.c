@@ -29,6 +29,7 @@
 #include "rebuild.h"
 #include "render.h"
 #include "report.h"
+#include "report-log.h"
 #include "secrets.h"
 #include "state.h"
 #include "trust.h"
@@ -119,6 +120,7 @@ static void emit(struct run *r, enum report_status status, const char *message, 
         if (!r->spool)
                 return;
         k = report_emit(r->spool, &rep, NULL);
+        report_log_events(r->spool);
         if (k < 0) {
                 log_error_errno(k, "Failed to spool the %s report: %m", report_phase_to_string(r->phase));
                 r->spool_failed = true;
@@ -720,6 +722,7 @@ static int run_rebuild(struct run *r)
 
         /* Before the long phase, the server learns how the quick ones went. */
         (void)report_flush(r->spool, REBUILD_REPORT_FLUSH_MS, NULL, NULL);
+        report_log_events(r->spool);
         report_set_send_on_emit(r->spool, true);
         phase_start(r, REPORT_PHASE_REBUILD);
         k = render_nix_config_env(r->plan, &nix_config);
@@ -867,6 +870,7 @@ static void finish(struct run *r)
                          report_stats(r->spool)->send_failures > 0 ? RUN_RETRY_FLUSH_MS
                                                                    : RUN_FINAL_FLUSH_MS,
                          &sent, &pending);
+        report_log_events(r->spool);
         if (k < 0 && pending > 0)
                 log_warning("%u report%s kept in the spool: the server cannot be reached (%s). "
                             "They are sent on the next run or by 'nixprov-agent flush'.",

@@ -40,6 +40,12 @@ int write_all(int fd, const void *data, size_t size);
 /* True when s is non-empty, at most max bytes, and every byte is in [a-zA-Z0-9] or in extra. */
 bool string_is_safe(const char *s, size_t max, const char *extra);
 
+/* The one UTF-8 decoder of the tree: the length (1 to 4) of the valid UTF-8 sequence at s, of
+ * which n bytes may be read, or 0 when there is none (n == 0, a stray or missing continuation
+ * byte, an overlong form, a surrogate, above U+10FFFF: RFC 3629). The code point goes to
+ * *ret_codepoint (may be NULL) when the length is not 0. */
+size_t utf8_next(const char *s, size_t n, uint32_t *ret_codepoint);
+
 /* The value of one hexadecimal digit (either case), or -1. */
 int hex_digit_value(char c);
 

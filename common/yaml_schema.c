@@ -87,38 +87,6 @@ static int fail_yaml(struct yaml_schema_parser *p)
 
 /* ---- text -------------------------------------------------------------------------------- */
 
-/* The length of the UTF-8 sequence at s (n bytes left), or 0 when it is not valid UTF-8. */
-static size_t utf8_decode(const char *s, size_t n, uint32_t *ret_cp)
-{
-        const unsigned char *u = (const unsigned char *)s;
-        uint32_t cp, min;
-        size_t len;
-
-        if (u[0] < 0x80) {
-                *ret_cp = u[0];
-                return 1;
-        }
-        if ((u[0] & 0xe0) == 0xc0) {
-                len = 2, cp = u[0] & 0x1f, min = 0x80;
-        } else if ((u[0] & 0xf0) == 0xe0) {
-                len = 3, cp = u[0] & 0x0f, min = 0x800;
-        } else if ((u[0] & 0xf8) == 0xf0) {
-                len = 4, cp = u[0] & 0x07, min = 0x10000;
-        } else
-                return 0;
-        if (len > n)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((u[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = (cp << 6) | (u[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        *ret_cp = cp;
-        return len;
-}
-
 /* Control characters (C0, DEL, C1) and the Unicode line separators: none belongs in a value
  * that ends up in nix.conf, a machines file or a terminal. */
 static bool codepoint_forbidden(uint32_t cp)
@@ -134,7 +102,7 @@ const char *yaml_schema_quote(const char *s, char buf[static YAML_SCHEMA_QUOTE_M
                 return s;
         while (i < YAML_SCHEMA_QUOTE_MAX) {
                 uint32_t cp;
-                size_t len = utf8_decode(s + i, n - i, &cp);
+                size_t len = utf8_next(s + i, n - i, &cp);
 
                 if (len == 0 || i + len > YAML_SCHEMA_QUOTE_MAX)
                         break;
@@ -181,7 +149,7 @@ static void path_append(struct yaml_schema_parser *p, const char *s, size_t n)
 {
         for (size_t i = 0; i < n;) {
                 uint32_t cp;
-                size_t len = utf8_decode(s + i, n - i, &cp);
+                size_t len = utf8_next(s + i, n - i, &cp);
                 bool replace = len == 0 || codepoint_forbidden(cp);
                 size_t out_len = replace ? 1 : len;
 
@@ -288,7 +256,7 @@ static int check_bytes(struct yaml_schema_parser *p)
                 if (c == '\0')
                         return yaml_schema_fail_at(p, -EBADMSG, line, column,
                                                    "NUL bytes are not allowed");
-                len = utf8_decode(p->data + i, p->size - i, &cp);
+                len = utf8_next(p->data + i, p->size - i, &cp);
                 if (len == 0)
                         return yaml_schema_fail_at(p, -EBADMSG, line, column, "invalid UTF-8");
                 if (codepoint_forbidden(cp) && cp != '\t' && cp != '\n' && cp != '\r')
@@ -316,7 +284,7 @@ static int check_scalar(struct yaml_schema_parser *p)
         /* Escapes in quoted scalars ("\n", "\0", "\x1b") make what the raw bytes did not have. */
         for (size_t i = 0; i < n;) {
                 uint32_t cp;
-                size_t len = utf8_decode(s + i, n - i, &cp);
+                size_t len = utf8_next(s + i, n - i, &cp);
 
                 if (len == 0)
                         return yaml_schema_fail_event(p, -EBADMSG, "invalid UTF-8");

@@ -9,10 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "commands.h"
+#include "fetch.h"
 #include "log.h"
 #include "machine_id.h"
 #include "store.h"
@@ -21,9 +21,10 @@
 
 #define FLEET_SERVER_DEFAULT "http://127.0.0.1:8470"
 #define FLEET_RESPONSE_MAX (64 * 1024 * 1024)
-#define FLEET_CONNECT_TIMEOUT 10 /* seconds */
-#define FLEET_TIMEOUT 60         /* seconds, for the whole transfer */
-#define FLEET_URL_MAX 4096
+#define FLEET_CONNECT_TIMEOUT_MS UINT64_C(10000)
+#define FLEET_TIMEOUT_MS UINT64_C(60000) /* for the whole transfer */
+/* The server's URL, leaving room for the path under FETCH_URL_MAX. */
+#define FLEET_URL_MAX (FETCH_URL_MAX - 64)
 
 static void fleet_help(void)
 {
@@ -50,85 +51,49 @@ static void fleet_help(void)
                FLEET_SERVER_DEFAULT);
 }
 
-static size_t fleet_write(char *data, size_t size, size_t nmemb, void *userdata)
+/* Says what the server answered when it did not answer 2xx: its "error" member, when the
+ * start of the answer holds one. */
+static int fleet_log_answer(const struct fetch_error *e, const char *url)
 {
-        struct buf *response = userdata;
+        json_t *json = json_loads(e->answer, 0, NULL);
+        const char *message = json_string_value(json_object_get(json, "error"));
 
-        /* Returning less than given makes libcurl fail with CURLE_WRITE_ERROR. */
-        if (nmemb != 0 && size > SIZE_MAX / nmemb)
-                return 0;
-        if (buf_append(response, data, size * nmemb) < 0)
-                return 0;
-        return size * nmemb;
+        log_error("The server answered %ld for %s: %s", e->http_status, url,
+                  message ?: "(no error message)");
+        json_decref(json);
+        return -EPROTO;
 }
 
-static void fleet_curl_cleanupp(CURL **curl)
+/* GETs path from server (url is the two joined, for messages) with the shared HTTP client: one
+ * attempt, no redirects, a bounded answer. Returns 0 with the body of a 2xx answer; logs and
+ * returns a negative errno otherwise. */
+static int fleet_get(const char *server, const char *path, const char *url, char **ret_body,
+                     size_t *ret_size)
 {
-        if (*curl)
-                curl_easy_cleanup(*curl);
-}
+        char *mirrors[] = {(char *)server};
+        struct fetch_options o;
+        struct fetch_error e;
+        int r;
 
-/* GETs url into a bounded buffer. Returns 0 with the body of a 2xx answer; logs and returns a
- * negative errno otherwise. */
-static int fleet_get(const char *url, char **ret_body, size_t *ret_size)
-{
-        _cleanup_(fleet_curl_cleanupp) CURL *curl = NULL;
-        struct buf response = BUF_INIT(FLEET_RESPONSE_MAX);
-        char error[CURL_ERROR_SIZE] = "";
-        long status = 0;
-        CURLcode code;
-        char *body;
-
-        curl = curl_easy_init();
-        if (!curl)
-                return log_error_errno(-ENOMEM, "Failed to set up libcurl.");
-        if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)FLEET_CONNECT_TIMEOUT) !=
-                CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_TIMEOUT, (long)FLEET_TIMEOUT) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FLEET_RESPONSE_MAX) !=
-                CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_USERAGENT, "nixprov/" NIXPROV_VERSION) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, fleet_write) != CURLE_OK ||
-            curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response) != CURLE_OK)
-                return log_error_errno(-EINVAL, "Failed to set up libcurl for %s.", url);
-
-        code = curl_easy_perform(curl);
-        if (code != CURLE_OK) {
-                int r = code == CURLE_WRITE_ERROR || code == CURLE_FILESIZE_EXCEEDED ? -E2BIG
-                        : code == CURLE_OPERATION_TIMEDOUT                           ? -ETIMEDOUT
-                                                           : -EHOSTUNREACH;
-
-                buf_free(&response);
-                if (r == -E2BIG)
-                        return log_error_errno(r,
-                                               "Failed to fetch %s: the answer is larger than "
-                                               "%d bytes.",
-                                               url, FLEET_RESPONSE_MAX);
-                return log_error_errno(r, "Failed to reach the server at %s: %s", url,
-                                       error[0] ? error : curl_easy_strerror(code));
-        }
-        (void)curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        if (status < 200 || status > 299) {
-                json_t *json = json_loadb(response.data ?: "", response.size, 0, NULL);
-                const char *message = json_string_value(json_object_get(json, "error"));
-
-                log_error("The server answered %ld for %s: %s", status, url,
-                          message ?: "(no error message)");
-                json_decref(json);
-                buf_free(&response);
-                return -EPROTO;
-        }
-
-        body = buf_steal(&response, ret_size);
-        if (!body)
-                return log_error_errno(-ENOMEM, "Out of memory.");
-        *ret_body = body;
-        return 0;
+        fetch_options_init(&o);
+        o.mirrors = mirrors;
+        o.n_mirrors = 1;
+        o.connect_timeout_ms = FLEET_CONNECT_TIMEOUT_MS;
+        o.deadline_ms = FLEET_TIMEOUT_MS;
+        o.max_size = FLEET_RESPONSE_MAX;
+        o.max_attempts = 1;
+        o.no_redirects = true;
+        o.user_agent = "nixprov/" NIXPROV_VERSION;
+        r = fetch_get(&o, path, ret_body, ret_size, &e);
+        if (r >= 0)
+                return 0;
+        if (e.http_status != 0 && (e.http_status < 200 || e.http_status > 299))
+                return fleet_log_answer(&e, url);
+        if (r == -E2BIG && e.attempts > 0)
+                return log_error_errno(r,
+                                       "Failed to fetch %s: the answer is larger than %d bytes.",
+                                       url, FLEET_RESPONSE_MAX);
+        return log_error_errno(r, "Failed to reach the server at %s: %s", url, e.message);
 }
 
 /* Prints a string from the server with control characters replaced: whatever a device put in
@@ -475,12 +440,12 @@ int cmd_fleet(int argc, char **argv)
                 return EXIT_FAIL;
         }
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        if (fetch_global_init() < 0) {
                 log_error("Failed to initialize libcurl.");
                 return EXIT_FAIL;
         }
-        r = fleet_get(url, &body, &size);
-        curl_global_cleanup();
+        r = fleet_get(server, url + server_size, url, &body, &size);
+        fetch_global_cleanup();
         if (r < 0)
                 return EXIT_FAIL;
 

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for agent/fetch.c: what can be checked without a server (file:// stands in for
- * one; the network cases are in tests/integration/test-fetch.sh). */
+/* Unit tests for net/fetch.c: what can be checked without a real server (file:// and a canned
+ * answer on 127.0.0.1 stand in for one; the network cases are in
+ * tests/integration/test-fetch.sh). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,12 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "fetch.h"
 #include "fileio.h"
 #include "macro.h"
+#include "util.h"
 
 static char tmpdir[] = "/tmp/test-fetch-XXXXXX";
 static char mirror_url[sizeof(tmpdir) + 16];
@@ -310,6 +317,190 @@ static void test_post_json_refusals(void **state)
         assert_int_equal(e.attempts, 0);
 }
 
+/* A one-thread HTTP server on 127.0.0.1 (a port the kernel picks) that answers every request
+ * with one canned response and keeps the last request it got, for the client's own options. */
+#define CANNED_REQUEST_MAX 8192
+
+struct canned_server {
+        int listen_fd;
+        unsigned port;
+        const char *response;
+        unsigned max_connections;
+        unsigned connections;
+        char request[CANNED_REQUEST_MAX];
+        pthread_t thread;
+};
+
+static void *canned_serve(void *userdata)
+{
+        struct canned_server *c = userdata;
+
+        while (c->connections < c->max_connections) {
+                size_t n = 0;
+                int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+                if (fd < 0)
+                        break;
+                while (n + 1 < sizeof(c->request)) {
+                        ssize_t k = read(fd, c->request + n, sizeof(c->request) - 1 - n);
+
+                        if (k <= 0)
+                                break;
+                        n += (size_t)k;
+                        c->request[n] = '\0';
+                        if (strstr(c->request, "\r\n\r\n"))
+                                break;
+                }
+                c->connections++;
+                (void)write_all(fd, c->response, strlen(c->response));
+                close(fd);
+        }
+        return NULL;
+}
+
+static void canned_start(struct canned_server *c, const char *response, unsigned max_connections)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+
+        *c = (struct canned_server){.response = response, .max_connections = max_connections};
+        c->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(c->listen_fd >= 0);
+        assert_int_equal(bind(c->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(c->listen_fd, 8), 0);
+        assert_int_equal(getsockname(c->listen_fd, (struct sockaddr *)&a, &len), 0);
+        c->port = ntohs(a.sin_port);
+        assert_int_equal(pthread_create(&c->thread, NULL, canned_serve, c), 0);
+}
+
+/* Stops the server (shutdown() wakes its accept()) and returns how many requests it answered. */
+static unsigned canned_stop(struct canned_server *c)
+{
+        (void)shutdown(c->listen_fd, SHUT_RDWR);
+        assert_int_equal(pthread_join(c->thread, NULL), 0);
+        close(c->listen_fd);
+        return c->connections;
+}
+
+static void test_headers_and_error_answer(void **state)
+{
+        static const char *const headers[] = {"Authorization: Bearer s3cret-token",
+                                              "X-Nixprov-Proof: abc", NULL};
+        struct canned_server c;
+        char base[64], *mirrors[] = {base};
+        struct fetch_options o;
+        struct fetch_error e;
+        char *data = NULL;
+
+        (void)state;
+        canned_start(&c,
+                     "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 27\r\nConnection: close\r\n\r\n"
+                     "{\"error\":\"unknown machine\"}",
+                     4);
+        (void)snprintf(base, sizeof(base), "http://127.0.0.1:%u/", c.port);
+        fetch_options_init(&o);
+        o.mirrors = mirrors;
+        o.n_mirrors = 1;
+        o.deadline_ms = 5000;
+        o.backoff_initial_ms = 10;
+        o.headers = headers;
+        o.user_agent = "nixprov/test";
+        o.max_attempts = 1; /* a 404 is retried otherwise */
+        assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -ENOENT);
+        assert_null(data);
+        assert_int_equal(canned_stop(&c), 1);
+        assert_int_equal(e.attempts, 1);
+        assert_int_equal(e.http_status, 404);
+        assert_false(e.deadline_reached);
+        assert_string_equal(e.answer, "{\"error\":\"unknown machine\"}");
+        assert_non_null(strstr(c.request, "GET /v1/machines HTTP/1.1\r\n"));
+        assert_non_null(strstr(c.request, "\r\nAuthorization: Bearer s3cret-token\r\n"));
+        assert_non_null(strstr(c.request, "\r\nX-Nixprov-Proof: abc\r\n"));
+        assert_non_null(strstr(c.request, "\r\nUser-Agent: nixprov/test\r\n"));
+        /* The secret header never reaches the error a caller logs. */
+        assert_null(strstr(e.url, "s3cret"));
+        assert_null(strstr(e.message, "s3cret"));
+        assert_null(strstr(e.answer, "s3cret"));
+}
+
+static void test_redirect_not_followed(void **state)
+{
+        struct canned_server c;
+        char base[64], *mirrors[] = {base};
+        struct fetch_options o;
+        struct fetch_error e;
+        char *data = NULL;
+
+        (void)state;
+        canned_start(&c,
+                     "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n",
+                     4);
+        (void)snprintf(base, sizeof(base), "http://127.0.0.1:%u", c.port);
+        fetch_options_init(&o);
+        o.mirrors = mirrors;
+        o.n_mirrors = 1;
+        o.deadline_ms = 5000;
+        o.no_redirects = true;
+        o.max_attempts = 1;
+        assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -EPROTO);
+        assert_null(data);
+        assert_int_equal(canned_stop(&c), 1);
+        assert_int_equal(e.http_status, 302);
+        assert_int_equal(e.attempts, 1);
+}
+
+static void test_headers_refused(void **state)
+{
+        static const char *const smuggled[] = {"X-A: b\r\nX-Injected: 1", NULL};
+        static const char *const no_colon[] = {"Authorization", NULL};
+        static const char *const empty_name[] = {": value", NULL};
+        static const char *const space_in_name[] = {"X A: b", NULL};
+        static const char *const non_ascii[] = {"X-A: \xc3\xa9", NULL};
+        static const char *const empty[] = {"", NULL};
+        static const char *const too_many[FETCH_HEADERS_MAX + 2] = {
+                "A: 1", "A: 2", "A: 3", "A: 4", "A: 5", "A: 6", "A: 7", "A: 8", "A: 9", NULL};
+        static const char *const *const cases[] = {smuggled,  no_colon,  empty_name, space_in_name,
+                                                   non_ascii, empty,     too_many};
+        char long_header[FETCH_HEADER_MAX + 2];
+        const char *too_long[] = {long_header, NULL};
+        /* Nothing listens there: a request that went out would fail with -ECONNREFUSED. */
+        char *mirrors[] = {"http://127.0.0.1:1/"};
+        struct fetch_options o;
+        struct fetch_error e;
+        char *data = NULL;
+
+        (void)state;
+        fetch_options_init(&o);
+        o.mirrors = mirrors;
+        o.n_mirrors = 1;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                o.headers = cases[i];
+                assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -EINVAL);
+                assert_int_equal(e.attempts, 0);
+                assert_null(data);
+                assert_int_equal(fetch_post_json(&o, "/v1/reports", "{}", 2, NULL, NULL, &e),
+                                 -EINVAL);
+                assert_int_equal(e.attempts, 0);
+        }
+        memset(long_header, 'a', sizeof(long_header) - 1);
+        long_header[0] = 'X', long_header[1] = ':';
+        long_header[sizeof(long_header) - 1] = '\0';
+        o.headers = too_long;
+        assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -EINVAL);
+        assert_int_equal(e.attempts, 0);
+        long_header[FETCH_HEADER_MAX] = '\0'; /* exactly at the limit: sent */
+        o.deadline_ms = 200;
+        o.max_attempts = 1;
+        assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -ECONNREFUSED);
+        assert_int_equal(e.attempts, 1);
+        o.headers = NULL;
+        o.user_agent = "bad agent\r\nX: 1";
+        assert_int_equal(fetch_get(&o, "/v1/machines", &data, NULL, &e), -EINVAL);
+        assert_int_equal(e.attempts, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -322,6 +513,9 @@ int main(void)
                 cmocka_unit_test(test_get_file),
                 cmocka_unit_test(test_get_missing_file_until_deadline),
                 cmocka_unit_test(test_post_json_refusals),
+                cmocka_unit_test(test_headers_and_error_answer),
+                cmocka_unit_test(test_redirect_not_followed),
+                cmocka_unit_test(test_headers_refused),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for agent/report.c: the JSON of a report, and the spool without a server (a
+/* Unit tests for agent/report.c, spool.c and delivery.c: the JSON of a report, and the spool without a server (a
  * file:// mirror, to which nothing can be POSTed, stands in for an unreachable one; delivery to
  * the real server is in tests/integration/test-report.sh). */
 #include <dirent.h>
@@ -20,6 +20,7 @@
 #include "fetch.h"
 #include "fileio.h"
 #include "macro.h"
+#include "delivery.h"
 #include "report.h"
 #include "util.h"
 
@@ -421,15 +422,16 @@ static void test_corrupt_file_moved_aside(void **state)
         const struct report r = {.phase = REPORT_PHASE_WRITE, .status = REPORT_STATUS_OK};
         /* file:// cannot take a POST: a send that fails at once, without a network. */
         char mirror[] = "file:///nonexistent", *mirrors[] = {mirror};
-        struct fetch_options o;
+        const struct report_outcome *o;
+        struct fetch_options fo;
         unsigned sent, pending;
         uint64_t seq;
 
         (void)state;
-        fetch_options_init(&o);
-        o.mirrors = mirrors;
-        o.n_mirrors = 1;
-        assert_int_equal(report_open(dir, MACHINE, &o, NULL, &s), 0);
+        fetch_options_init(&fo);
+        fo.mirrors = mirrors;
+        fo.n_mirrors = 1;
+        assert_int_equal(report_open(dir, MACHINE, &fo, NULL, &s), 0);
         for (int i = 0; i < 3; i++)
                 assert_int_equal(report_emit(s, &r, &seq), 0);
         /* Truncated, and another seq's report under this name. */
@@ -442,6 +444,19 @@ static void test_corrupt_file_moved_aside(void **state)
         assert_int_equal(report_flush(s, 1000, &sent, &pending), -EPROTONOSUPPORT);
         assert_int_equal(sent, 0);
         assert_int_equal(pending, 1);
+        assert_int_equal(report_stats(s)->bad, 2);
+        /* Recorded for the caller to log, each with why, and cleared on request. */
+        o = report_outcome(s);
+        assert_int_equal(o->n_events, 2);
+        assert_int_equal(o->events_lost, 0);
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(o->events[i].kind, REPORT_EVENT_MOVED_ASIDE);
+                assert_int_equal(o->events[i].seq, i + 1);
+                assert_string_equal(o->events[i].why, "is not a report of its sequence number "
+                                                      "(truncated or corrupt)");
+        }
+        report_clear_events(s);
+        assert_int_equal(report_outcome(s)->n_events, 0);
         assert_int_equal(report_stats(s)->bad, 2);
         bad = spool_file(dir, "bad/00000000000000000001.json");
         assert_int_equal(access(bad, F_OK), 0);
@@ -516,6 +531,7 @@ static void test_spool_bound(void **state)
         const struct report progress = {.phase = REPORT_PHASE_REBUILD,
                                         .status = REPORT_STATUS_PROGRESS};
         const struct report final = {.phase = REPORT_PHASE_REBUILD, .status = REPORT_STATUS_OK};
+        const struct report_outcome *o;
         uint64_t seq;
 
         (void)state;
@@ -534,6 +550,13 @@ static void test_spool_bound(void **state)
         assert_false(spooled(dir, 5));
         assert_int_equal(report_stats(s)->dropped, 2);
         assert_int_equal(count_reports(dir), REPORT_SPOOL_MAX);
+        o = report_outcome(s);
+        assert_int_equal(o->n_events, 2);
+        assert_int_equal(o->events[0].kind, REPORT_EVENT_DROPPED);
+        assert_int_equal(o->events[0].seq, 4);
+        assert_string_equal(o->events[0].why, "progress");
+        assert_int_equal(o->events[1].kind, REPORT_EVENT_DROPPED);
+        assert_int_equal(o->events[1].seq, 5);
         s = report_close(s);
 
         /* Only finals and one "started": the "started" goes; then nothing can. */
@@ -545,8 +568,13 @@ static void test_spool_bound(void **state)
         assert_int_equal(report_emit(s, &final, &seq), 0);
         assert_false(spooled(dir, 2));
         assert_true(spooled(dir, seq));
+        report_clear_events(s);
         assert_int_equal(report_emit(s, &final, &seq), -ENOSPC);
         assert_int_equal(count_reports(dir), REPORT_SPOOL_MAX);
+        o = report_outcome(s);
+        assert_int_equal(o->n_events, 1);
+        assert_int_equal(o->events[0].kind, REPORT_EVENT_NOT_SPOOLED);
+        assert_int_equal(o->events[0].seq, REPORT_SPOOL_MAX + 2);
         /* A new progress report is the one dropped: spooled and gone, but no error. */
         assert_int_equal(report_emit(s, &progress, &seq), 0);
         assert_false(spooled(dir, seq));
@@ -556,10 +584,45 @@ static void test_spool_bound(void **state)
         assert_int_equal(seq, REPORT_SPOOL_MAX + 4);
 }
 
+static void test_delivery_verdict(void **state)
+{
+        static const struct {
+                int r;
+                long http_status;
+                enum delivery_verdict verdict;
+        } cases[] = {
+                /* Refused for good: to bad/. */
+                {-EACCES, 400, DELIVERY_REFUSED},
+                {-EACCES, 401, DELIVERY_REFUSED},
+                {-EACCES, 409, DELIVERY_REFUSED},
+                {-E2BIG, 413, DELIVERY_REFUSED},
+                {-E2BIG, 0, DELIVERY_REFUSED},
+                /* Kept: not enrolled yet or revoked, or the server is not there now. */
+                {-EACCES, 403, DELIVERY_STOP},
+                {-EACCES, 422, DELIVERY_STOP},
+                {-ENOENT, 404, DELIVERY_STOP},
+                {-EREMOTEIO, 503, DELIVERY_STOP},
+                {-EAGAIN, 429, DELIVERY_STOP},
+                {-ECONNREFUSED, 0, DELIVERY_STOP},
+                {-ETIMEDOUT, 0, DELIVERY_STOP},
+                {-EPROTONOSUPPORT, 0, DELIVERY_STOP},
+                {0, 200, DELIVERY_DELIVERED},
+                {0, 201, DELIVERY_DELIVERED},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct fetch_error e = {.http_status = cases[i].http_status};
+
+                assert_int_equal(delivery_verdict(cases[i].r, &e), cases[i].verdict);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_delivery_verdict),
                 cmocka_unit_test(test_json_refusals),
                 cmocka_unit_test(test_json_shape),
                 cmocka_unit_test(test_json_minimal),

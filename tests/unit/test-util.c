@@ -162,12 +162,54 @@ static void test_string_is_safe(void **state)
         assert_true(string_is_safe("edge-1.x_y", 64, "._-"));
 }
 
+static void test_utf8_next(void **state)
+{
+        static const struct {
+                const char *bytes;
+                size_t n;
+                size_t len;
+                uint32_t codepoint;
+        } cases[] = {
+                /* Hostile first: none of these is a character. */
+                {"", 0, 0, 0},
+                {"\x80", 1, 0, 0},             /* a continuation byte alone */
+                {"\xc0\xaf", 2, 0, 0},         /* overlong '/' */
+                {"\xc1\xbf", 2, 0, 0},         /* overlong */
+                {"\xe0\x80\xaf", 3, 0, 0},     /* overlong '/' in three bytes */
+                {"\xf0\x80\x80\xaf", 4, 0, 0}, /* overlong '/' in four bytes */
+                {"\xed\xa0\x80", 3, 0, 0},     /* a surrogate, U+D800 */
+                {"\xf4\x90\x80\x80", 4, 0, 0}, /* above U+10FFFF */
+                {"\xf8\x88\x80\x80\x80", 5, 0, 0},
+                {"\xc3", 1, 0, 0},             /* cut short */
+                {"\xe2\x82", 2, 0, 0},         /* cut short */
+                {"\xc3(", 2, 0, 0},            /* not a continuation */
+                {"\xc3\xa9", 1, 0, 0},         /* n bounds the read */
+                /* Valid. */
+                {"A", 1, 1, 'A'},
+                {"\x7f", 1, 1, 0x7f},
+                {"\xc3\xa9", 2, 2, 0xe9},
+                {"\xe2\x82\xac!", 4, 3, 0x20ac},
+                {"\xef\xbf\xbd", 3, 3, 0xfffd},
+                {"\xf0\x9f\x98\x80", 4, 4, 0x1f600},
+                {"\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint32_t cp = UINT32_MAX;
+
+                assert_int_equal(utf8_next(cases[i].bytes, cases[i].n, &cp), cases[i].len);
+                assert_int_equal(cp, cases[i].len ? cases[i].codepoint : UINT32_MAX);
+                assert_int_equal(utf8_next(cases[i].bytes, cases[i].n, NULL), cases[i].len);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_u64),        cmocka_unit_test(test_parse_rfc3339),
                 cmocka_unit_test(test_read_file_bounded), cmocka_unit_test(test_buf_limit),
-                cmocka_unit_test(test_string_is_safe),
+                cmocka_unit_test(test_string_is_safe),    cmocka_unit_test(test_utf8_next),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

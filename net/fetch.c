@@ -20,6 +20,7 @@
 #endif
 
 #define STATUS_LINE_MAX 128
+#define USER_AGENT_DEFAULT "nixprov-agent/" NIXPROV_VERSION
 
 enum mirror_kind {
         MIRROR_HTTP,
@@ -37,6 +38,8 @@ struct transfer {
         CURL *curl;
         struct buf body;
         char status_line[STATUS_LINE_MAX];
+        char answer[FETCH_ANSWER_MAX]; /* the start of an error answer's body */
+        size_t answer_size;
         bool over_cap;       /* the body reached the cap: aborted */
         bool http_error;     /* a non-2xx status: aborted before reading its body */
         bool out_of_memory;
@@ -200,11 +203,16 @@ static size_t write_cb(char *data, size_t size, size_t n_items, void *userdata)
         long status = 0;
         int r;
 
-        /* An error's body is of no use and must not count against the cap of a good one. */
+        /* An error's body must not count against the cap of a good one: only its start is
+         * kept (a server says there why it refused), then the transfer is cut short. */
         (void)curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
         if (status != 0 && (status < 200 || status >= 300)) {
+                size_t room = sizeof(t->answer) - 1 - t->answer_size;
+
                 t->http_error = true;
-                return 0;
+                memcpy(t->answer + t->answer_size, data, MIN(n, room));
+                t->answer_size += MIN(n, room);
+                return n <= room ? n : 0;
         }
 
         r = buf_append(&t->body, data, n);
@@ -341,7 +349,7 @@ static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct
         SET(CURLOPT_PROTOCOLS_STR, kind == MIRROR_FILE ? "file" : "http,https");
         SET(CURLOPT_REDIR_PROTOCOLS_STR,
             strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https");
-        SET(CURLOPT_FOLLOWLOCATION, kind == MIRROR_HTTP ? 1L : 0L);
+        SET(CURLOPT_FOLLOWLOCATION, kind == MIRROR_HTTP && !o->no_redirects ? 1L : 0L);
         SET(CURLOPT_MAXREDIRS, (long)FETCH_MAX_REDIRECTS);
         SET(CURLOPT_SSL_VERIFYPEER, 1L);
         SET(CURLOPT_SSL_VERIFYHOST, 2L);
@@ -358,7 +366,7 @@ static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct
         SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MIN(o->max_size, (size_t)INT64_MAX));
         /* No CURLOPT_ACCEPT_ENCODING: the cap applies to the bytes as they arrive, and no
          * compressed bomb can expand behind it. */
-        SET(CURLOPT_USERAGENT, "nixprov-agent/" NIXPROV_VERSION);
+        SET(CURLOPT_USERAGENT, o->user_agent ? o->user_agent : USER_AGENT_DEFAULT);
         SET(CURLOPT_WRITEFUNCTION, write_cb);
         SET(CURLOPT_WRITEDATA, t);
         SET(CURLOPT_HEADERFUNCTION, header_cb);
@@ -367,12 +375,79 @@ static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct
                 SET(CURLOPT_POST, 1L);
                 SET(CURLOPT_POSTFIELDS, req->body ? req->body : ""); /* never stdin */
                 SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_size);
-                SET(CURLOPT_HTTPHEADER, headers);
                 SET(CURLOPT_POSTREDIR, (long)(CURL_REDIR_POST_301 | CURL_REDIR_POST_302));
         }
+        if (headers)
+                SET(CURLOPT_HTTPHEADER, headers);
 #undef SET
 
         return c == CURLE_OK ? 0 : errno_from_curl(c, 0);
+}
+
+/* Frees a header list, wiping the client's copies first: a header may carry a bearer token. */
+static void headers_free(struct curl_slist *headers)
+{
+        for (struct curl_slist *h = headers; h; h = h->next)
+                explicit_bzero(h->data, strlen(h->data));
+        curl_slist_free_all(headers);
+}
+
+/* The request's headers: a POST's content type, then the caller's (checked by options_check()).
+ * *ret_headers is NULL when there are none. */
+static int headers_build(const struct fetch_options *o, const struct request *req,
+                         struct curl_slist **ret_headers)
+{
+        struct curl_slist *headers = NULL, *next;
+
+        if (req->post) {
+                headers = curl_slist_append(NULL, "Content-Type: application/json");
+                /* No "Expect: 100-continue" round trip. */
+                if (!headers || !curl_slist_append(headers, "Expect:"))
+                        goto fail;
+        }
+        for (const char *const *h = o->headers; h && *h; h++) {
+                next = curl_slist_append(headers, *h);
+                if (!next)
+                        goto fail;
+                headers = next;
+        }
+        *ret_headers = headers;
+        return 0;
+fail:
+        headers_free(headers);
+        return -ENOMEM;
+}
+
+/* What the finished transfer t (libcurl's code, with the mirror's kind) comes to: 0, or the
+ * error, with e's message saying why. */
+static int attempt_outcome(const struct fetch_options *o, const struct transfer *t,
+                           CURLcode code, enum mirror_kind kind, long os_errno,
+                           const char *errbuf, struct fetch_error *e)
+{
+        int r;
+
+        if (t->over_cap || code == CURLE_FILESIZE_EXCEEDED) {
+                (void)snprintf(e->message, sizeof(e->message),
+                               "the body is larger than the cap of %zu bytes", o->max_size);
+                return -E2BIG;
+        }
+        if (t->out_of_memory) {
+                (void)snprintf(e->message, sizeof(e->message), "out of memory");
+                return -ENOMEM;
+        }
+        if (t->http_error || (code == CURLE_OK && kind == MIRROR_HTTP)) {
+                r = errno_from_http_status(e->http_status);
+                if (r < 0) {
+                        set_http_message(e, t);
+                        copy_printable(e->answer, sizeof(e->answer), t->answer, t->answer_size);
+                }
+                return r;
+        }
+        r = errno_from_curl(code, os_errno);
+        if (r < 0)
+                copy_printable(e->message, sizeof(e->message),
+                               errbuf[0] ? errbuf : curl_easy_strerror(code), CURL_ERROR_SIZE);
+        return r;
 }
 
 /* One attempt at one URL. On success hands the body over in *ret_body. Fills e with what
@@ -391,6 +466,7 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
         e->attempts++;
         e->http_status = 0;
         e->message[0] = '\0';
+        e->answer[0] = '\0';
         copy_printable(e->url, sizeof(e->url), url, strlen(url));
 
         t.curl = curl_easy_init();
@@ -398,15 +474,9 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
                 r = -ENOMEM;
                 goto out;
         }
-        if (req->post) {
-                headers = curl_slist_append(NULL, "Content-Type: application/json");
-                /* No "Expect: 100-continue" round trip. */
-                if (!headers || !curl_slist_append(headers, "Expect:")) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-        }
-
+        r = headers_build(o, req, &headers);
+        if (r < 0)
+                goto out;
         r = attempt_setup(t.curl, o, req, url, kind, remaining_ms, headers, &t, errbuf);
         if (r < 0) {
                 (void)snprintf(e->message, sizeof(e->message), "cannot set up libcurl");
@@ -416,29 +486,7 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
         code = curl_easy_perform(t.curl);
         (void)curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &e->http_status);
         (void)curl_easy_getinfo(t.curl, CURLINFO_OS_ERRNO, &os_errno);
-
-        if (t.over_cap || code == CURLE_FILESIZE_EXCEEDED) {
-                r = -E2BIG;
-                (void)snprintf(e->message, sizeof(e->message),
-                               "the body is larger than the cap of %zu bytes", o->max_size);
-        } else if (t.out_of_memory) {
-                r = -ENOMEM;
-                (void)snprintf(e->message, sizeof(e->message), "out of memory");
-        } else if (t.http_error || (code == CURLE_OK && kind == MIRROR_HTTP)) {
-                r = errno_from_http_status(e->http_status);
-                if (r < 0)
-                        set_http_message(e, &t);
-        } else {
-                r = errno_from_curl(code, os_errno);
-                if (r < 0) {
-                        if (errbuf[0])
-                                copy_printable(e->message, sizeof(e->message), errbuf,
-                                               sizeof(errbuf));
-                        else
-                                copy_printable(e->message, sizeof(e->message),
-                                               curl_easy_strerror(code), SIZE_MAX);
-                }
-        }
+        r = attempt_outcome(o, &t, code, kind, os_errno, errbuf, e);
         if (r >= 0) {
                 *ret_body = t.body;
                 t.body = BUF_INIT(o->max_size);
@@ -446,29 +494,187 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
 
 out:
         buf_free(&t.body);
-        curl_slist_free_all(headers);
+        headers_free(headers);
         if (t.curl)
                 curl_easy_cleanup(t.curl);
         return r;
 }
 
+static bool header_name_char(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* A header the caller adds: "Name: value" in printable ASCII (no CR or LF that would start
+ * another one), with a name of token characters. */
+static bool header_valid(const char *h)
+{
+        size_t n = strnlen(h, FETCH_HEADER_MAX + 1), name;
+
+        if (n == 0 || n > FETCH_HEADER_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)h[i] < ' ' || (unsigned char)h[i] >= 0x7f)
+                        return false;
+        name = strcspn(h, ":");
+        if (name == 0 || name == n)
+                return false;
+        for (size_t i = 0; i < name; i++)
+                if (!header_name_char(h[i]))
+                        return false;
+        return true;
+}
+
 static int options_check(const struct fetch_options *o)
 {
+        size_t n = 0;
+
         if (!o || !o->mirrors || o->n_mirrors == 0 || o->deadline_ms == 0 || o->max_size == 0 ||
             o->stall_timeout_ms == 0 || o->connect_timeout_ms == 0)
+                return -EINVAL;
+        for (const char *const *h = o->headers; h && *h; h++)
+                if (++n > FETCH_HEADERS_MAX || !header_valid(*h))
+                        return -EINVAL;
+        if (o->user_agent && !string_is_safe(o->user_agent, FETCH_HEADER_MAX, "/._-+"))
                 return -EINVAL;
         if (o->ca_file && access(o->ca_file, R_OK) < 0)
                 return negative_errno();
         return 0;
 }
 
-static void free_urls(char **urls, size_t n)
+/* The mirrors of one call: each one's URL, and whether it is ruled out for the rest of it. */
+struct mirrors {
+        char **urls;
+        bool *ruled_out;
+        size_t n;
+};
+
+static void mirrors_done(struct mirrors *m)
 {
-        if (!urls)
-                return;
-        for (size_t i = 0; i < n; i++)
-                free(urls[i]);
-        free(urls);
+        for (size_t i = 0; m->urls && i < m->n; i++)
+                free(m->urls[i]);
+        free(m->urls);
+        free(m->ruled_out);
+        *m = (struct mirrors){};
+}
+
+/* Checks the options and builds every URL before anything goes on the network. */
+static int mirrors_prepare(const struct fetch_options *o, const char *path,
+                           const struct request *req, struct mirrors *m, struct fetch_error *e)
+{
+        int r;
+
+        r = options_check(o);
+        if (r < 0) {
+                (void)snprintf(e->message, sizeof(e->message), "invalid fetch options");
+                return r;
+        }
+        if (req->post && req->body_size > o->max_size) {
+                (void)snprintf(e->message, sizeof(e->message),
+                               "the request body is larger than the cap of %zu bytes",
+                               o->max_size);
+                return -E2BIG;
+        }
+        m->n = o->n_mirrors;
+        m->urls = calloc(m->n, sizeof(char *));
+        m->ruled_out = calloc(m->n, sizeof(bool));
+        if (!m->urls || !m->ruled_out)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n; i++) {
+                r = fetch_url_join(o->mirrors[i], path, &m->urls[i]);
+                if (r < 0) {
+                        copy_printable(e->url, sizeof(e->url), o->mirrors[i] ? o->mirrors[i] : "",
+                                       SIZE_MAX);
+                        (void)snprintf(e->message, sizeof(e->message), "%s",
+                                       r == -EPROTONOSUPPORT
+                                               ? "not an http://, https:// or file:// URL"
+                                               : "invalid mirror URL or path");
+                        return r;
+                }
+                if (req->post && mirror_kind(m->urls[i]) == MIRROR_FILE)
+                        m->ruled_out[i] = true;
+        }
+        return 0;
+}
+
+static bool attempts_used_up(const struct fetch_options *o, const struct fetch_error *e)
+{
+        return o->max_attempts > 0 && e->attempts >= o->max_attempts;
+}
+
+/* One round: every mirror not ruled out, once, in order. Returns 0 with *ret_body, 1 when a
+ * later round may still succeed, or the error to give up with (*last_error, the last
+ * attempt's). */
+static int request_round(const struct fetch_options *o, const struct request *req,
+                         struct mirrors *m, uint64_t deadline, int *last_error,
+                         struct buf *ret_body, struct fetch_error *e)
+{
+        bool any_left = false;
+
+        for (size_t i = 0; i < m->n; i++) {
+                uint64_t now;
+                int r;
+
+                if (m->ruled_out[i])
+                        continue;
+                if (attempts_used_up(o, e))
+                        return *last_error;
+                now = monotonic_ms();
+                if (now >= deadline) {
+                        e->deadline_reached = true;
+                        return *last_error;
+                }
+                r = attempt(o, req, m->urls[i], (enum mirror_kind)mirror_kind(m->urls[i]),
+                            deadline - now, ret_body, e);
+                if (r >= 0)
+                        return 0;
+                *last_error = r;
+                if (o->on_attempt)
+                        o->on_attempt(e, r, o->userdata);
+                if (r == -ENOMEM)
+                        return r;
+                if (error_rules_out_mirror(r) ||
+                    (o->endpoint_optional && endpoint_missing(e->http_status)))
+                        m->ruled_out[i] = true;
+                else
+                        any_left = true;
+        }
+        if (!any_left && e->attempts == 0) {
+                (void)snprintf(e->message, sizeof(e->message),
+                               "no http:// or https:// mirror to send to");
+                return -EPROTONOSUPPORT;
+        }
+        return any_left ? 1 : *last_error;
+}
+
+/* Rounds over the mirrors, with backoff sleeps between them, until a body arrives, the
+ * attempts are used up or the deadline would be passed. */
+static int request_rounds(const struct fetch_options *o, const struct request *req,
+                          struct mirrors *m, struct buf *ret_body, struct fetch_error *e)
+{
+        uint64_t start = monotonic_ms();
+        uint64_t deadline = start + MIN(o->deadline_ms, UINT64_MAX - start);
+        int last_error = -ETIMEDOUT;
+
+        for (unsigned round = 0;; round++) {
+                uint64_t now, sleep_ms;
+                int r;
+
+                r = request_round(o, req, m, deadline, &last_error, ret_body, e);
+                if (r <= 0)
+                        return r;
+                if (attempts_used_up(o, e))
+                        return last_error;
+                /* Sleeping past the deadline only to give up then would waste the time. */
+                now = monotonic_ms();
+                sleep_ms = fetch_backoff_ms(o, round, randombytes_random());
+                if (now >= deadline || sleep_ms >= deadline - now) {
+                        e->deadline_reached = true;
+                        return last_error;
+                }
+                sleep_until_monotonic_ms(now + sleep_ms);
+        }
 }
 
 static int fetch_request(const struct fetch_options *o, const char *path,
@@ -476,112 +682,23 @@ static int fetch_request(const struct fetch_options *o, const char *path,
                          struct fetch_error *ret_error)
 {
         struct fetch_error e = {};
-        _cleanup_free_ bool *ruled_out = NULL;
-        char **urls = NULL;
-        uint64_t start, deadline;
-        int r, last_error = -ETIMEDOUT;
+        struct mirrors m = {};
+        struct buf body;
+        int r;
 
-        r = options_check(o);
-        if (r < 0) {
-                (void)snprintf(e.message, sizeof(e.message), "invalid fetch options");
-                goto out;
+        r = mirrors_prepare(o, path, req, &m, &e);
+        if (r >= 0)
+                r = request_rounds(o, req, &m, &body, &e);
+        if (r >= 0) {
+                r = 0;
+                if (ret_data) {
+                        *ret_data = buf_steal(&body, ret_size);
+                        if (!*ret_data)
+                                r = -ENOMEM;
+                } else
+                        buf_free(&body);
         }
-        if (req->post && req->body_size > o->max_size) {
-                r = -E2BIG;
-                (void)snprintf(e.message, sizeof(e.message),
-                               "the request body is larger than the cap of %zu bytes",
-                               o->max_size);
-                goto out;
-        }
-
-        /* Every URL is checked before anything goes on the network. */
-        urls = calloc(o->n_mirrors, sizeof(char *));
-        ruled_out = calloc(o->n_mirrors, sizeof(bool));
-        if (!urls || !ruled_out) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0; i < o->n_mirrors; i++) {
-                r = fetch_url_join(o->mirrors[i], path, &urls[i]);
-                if (r < 0) {
-                        copy_printable(e.url, sizeof(e.url), o->mirrors[i] ? o->mirrors[i] : "",
-                                       SIZE_MAX);
-                        (void)snprintf(e.message, sizeof(e.message), "%s",
-                                       r == -EPROTONOSUPPORT
-                                               ? "not an http://, https:// or file:// URL"
-                                               : "invalid mirror URL or path");
-                        goto out;
-                }
-                if (req->post && mirror_kind(urls[i]) == MIRROR_FILE)
-                        ruled_out[i] = true;
-        }
-
-        start = monotonic_ms();
-        deadline = start + MIN(o->deadline_ms, UINT64_MAX - start);
-        for (unsigned round = 0;; round++) {
-                bool any_left = false;
-                uint64_t now, sleep_ms;
-
-                for (size_t i = 0; i < o->n_mirrors; i++) {
-                        struct buf body;
-
-                        if (ruled_out[i])
-                                continue;
-                        now = monotonic_ms();
-                        if (now >= deadline) {
-                                e.deadline_reached = true;
-                                goto give_up;
-                        }
-
-                        r = attempt(o, req, urls[i], (enum mirror_kind)mirror_kind(urls[i]),
-                                    deadline - now, &body, &e);
-                        if (r >= 0) {
-                                if (ret_data)
-                                        *ret_data = buf_steal(&body, ret_size);
-                                else
-                                        buf_free(&body);
-                                if (ret_data && !*ret_data) {
-                                        r = -ENOMEM;
-                                        goto out;
-                                }
-                                r = 0;
-                                goto out;
-                        }
-
-                        last_error = r;
-                        if (o->on_attempt)
-                                o->on_attempt(&e, r, o->userdata);
-                        if (r == -ENOMEM)
-                                goto give_up;
-                        if (error_rules_out_mirror(r) ||
-                            (o->endpoint_optional && endpoint_missing(e.http_status)))
-                                ruled_out[i] = true;
-                        else
-                                any_left = true;
-                }
-                if (!any_left) {
-                        if (e.attempts == 0) {
-                                last_error = -EPROTONOSUPPORT;
-                                (void)snprintf(e.message, sizeof(e.message),
-                                               "no http:// or https:// mirror to send to");
-                        }
-                        goto give_up;
-                }
-
-                /* Sleeping past the deadline only to give up then would waste the time. */
-                now = monotonic_ms();
-                sleep_ms = fetch_backoff_ms(o, round, randombytes_random());
-                if (now >= deadline || sleep_ms >= deadline - now) {
-                        e.deadline_reached = true;
-                        goto give_up;
-                }
-                sleep_until_monotonic_ms(now + sleep_ms);
-        }
-
-give_up:
-        r = last_error;
-out:
-        free_urls(urls, o && urls ? o->n_mirrors : 0);
+        mirrors_done(&m);
         if (ret_error)
                 *ret_error = e;
         return r;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The fetch phase: downloads a file from an ordered list of mirrors (http://, https:// or
- * file://) with retries, exponential backoff with full jitter, an overall deadline and a hard
- * size cap. libcurl stays inside fetch.c: callers see negative errnos and a struct fetch_error. */
+/* The HTTP client of both programs (libcurl): downloads a file from, or POSTs a body to, an
+ * ordered list of mirrors (http://, https:// or file://) with retries, exponential backoff with
+ * full jitter, an overall deadline and a hard size cap. libcurl stays inside fetch.c: callers
+ * see negative errnos and a struct fetch_error. It never logs (on_attempt lets a caller). */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -20,6 +21,11 @@
 #define FETCH_MAX_REDIRECTS 3
 /* The longest URL built from a mirror and a path. */
 #define FETCH_URL_MAX 2048
+/* Extra request headers: at most this many, each at most FETCH_HEADER_MAX bytes. */
+#define FETCH_HEADERS_MAX 8
+#define FETCH_HEADER_MAX 1024
+/* The start of an HTTP error answer's body kept in struct fetch_error (NUL included). */
+#define FETCH_ANSWER_MAX 512
 
 struct fetch_error;
 
@@ -42,6 +48,15 @@ struct fetch_options {
         bool endpoint_optional;      /* HTTP 404, 405, 410 and 501 rule the mirror out
                                         instead of being retried: an endpoint a static
                                         mirror does not have */
+        unsigned max_attempts;       /* 0: retry until the deadline; else at most this many
+                                        attempts in all */
+        bool no_redirects;           /* a redirect is not followed: an error (-EPROTO) */
+        /* Extra request headers, "Name: value", NULL-terminated (NULL: none): at most
+         * FETCH_HEADERS_MAX, each at most FETCH_HEADER_MAX bytes, printable ASCII with a ':'.
+         * Borrowed; they may hold a secret (a bearer token): they never reach a struct
+         * fetch_error, and the client's copies are wiped. */
+        const char *const *headers;
+        const char *user_agent; /* NULL: "nixprov-agent/VERSION" */
         fetch_attempt_fn on_attempt; /* optional */
         void *userdata;
 };
@@ -50,6 +65,8 @@ struct fetch_error {
         char url[FETCH_URL_MAX]; /* the URL of the last attempt ("" when none was made) */
         long http_status;        /* of the last attempt; 0 when there was no HTTP answer */
         char message[256];       /* what went wrong: "HTTP 503", curl's message, ... */
+        char answer[FETCH_ANSWER_MAX]; /* the start of the body of the last HTTP error answer,
+                                          control bytes and non-ASCII as '?' ("" when none) */
         unsigned attempts;       /* attempts made, over all mirrors and rounds */
         bool deadline_reached;   /* gave up because the overall deadline was reached */
 };
@@ -89,8 +106,8 @@ int fetch_url_join(const char *mirror, const char *path, char **ret_url);
  * answer), -EREMOTEIO (HTTP 5xx), -EAGAIN (HTTP 429), -ENOENT (HTTP 404/410, or a missing
  * file:// file), -EACCES (other HTTP 4xx), -E2BIG (body over the cap), -EKEYREJECTED (TLS
  * verification), -EHOSTUNREACH (name resolution), -ELOOP (too many redirects); or before any
- * network use -EPROTONOSUPPORT (a mirror of another protocol) or -EINVAL (bad options or
- * path). ret_error, when not NULL, is always filled in (on success it describes the attempt
+ * network use -EPROTONOSUPPORT (a mirror of another protocol) or -EINVAL (bad options,
+ * headers or path). ret_error, when not NULL, is always filled in (on success it describes the attempt
  * that succeeded). */
 int fetch_get(const struct fetch_options *o, const char *path, char **ret_data, size_t *ret_size,
               struct fetch_error *ret_error);
