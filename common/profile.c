@@ -968,7 +968,7 @@ const struct profile_setting *profile_find_setting(const struct profile *p, cons
         if (!p || !name)
                 return NULL;
         for (size_t i = 0; i < p->n_settings; i++)
-                if (streq(p->settings[i].name, name))
+                if (p->settings[i].name && streq(p->settings[i].name, name))
                         return &p->settings[i];
         return NULL;
 }
