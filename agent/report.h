@@ -112,7 +112,7 @@ struct report {
 int report_to_json(const struct report *r, const char *machine_id, uint64_t seq, int64_t time,
                    char **ret_json, size_t *ret_size);
 
-/* The hook for signed reports (DESIGN.md: reports are signed with the device's Ed25519 key).
+/* The hook for signed reports (docs/design.md: reports are signed with the device's Ed25519 key).
  * Called by report_emit() with the compact JSON body before it is spooled, so a report is signed
  * once and resent byte for byte; returns 0 with the body to spool and send instead (malloc'd, at
  * most REPORT_BODY_MAX bytes), or a negative errno, which fails the emit. */
