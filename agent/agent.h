@@ -4,7 +4,7 @@
 /* nixprov-agent: one file per phase or command, each exporting its entry point; main.c lists
  * the commands. */
 
-/* Exit codes of nixprov-agent (DESIGN.md, README.md). */
+/* Exit codes of nixprov-agent (docs/design.md, README.md). */
 #define AGENT_EXIT_OK 0        /* done, or nothing to do */
 #define AGENT_EXIT_USAGE 2     /* usage or config error */
 #define AGENT_EXIT_FETCH 3     /* fetch failed */

@@ -2,7 +2,7 @@
 #pragma once
 
 /* The sealed values of a verified profile, opened with the device's box key, and the 0600 files
- * that carry them (DESIGN.md, "Files on the device"):
+ * that carry them (docs/design.md, "Files on the device"):
  *
  *   /etc/nix/nixprov-netrc          "machine HOST password TOKEN\n" per cache with a token, HOST
  *                                   the cache's host (default NAME.cachix.org)

@@ -64,11 +64,48 @@ static const char *enrollment_get_integer(json_t *json, const char *key, int64_t
         return NULL;
 }
 
+static const char *enrollment_check_macs(json_t *json, struct enrollment_request *r)
+{
+        json_t *v = json_object_get(json, "macs"), *mac;
+        size_t i;
+
+        if (!v)
+                return "missing field 'macs'";
+        if (!json_is_array(v) || json_array_size(v) > ENROLLMENT_MACS_MAX)
+                return "field 'macs' must be a list of at most 64 MAC addresses";
+        json_array_foreach(v, i, mac)
+                if (!enrollment_mac_is_valid(json_string_value(mac)))
+                        return "field 'macs' must hold MAC addresses like "
+                               "\"aa:bb:cc:dd:ee:ff\" (lowercase)";
+        r->macs = v;
+        return NULL;
+}
+
+/* The device's two public keys. */
+static const char *enrollment_check_keys(json_t *json, struct enrollment_request *r)
+{
+        json_t *v;
+
+        v = json_object_get(json, "sign_key");
+        if (!v)
+                return "missing field 'sign_key'";
+        if (!enrollment_key_decode(v, r->sign_key))
+                return "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)";
+        r->sign_key_base64 = json_string_value(v);
+
+        v = json_object_get(json, "box_key");
+        if (!v)
+                return "missing field 'box_key'";
+        if (!enrollment_key_decode(v, r->box_key))
+                return "field 'box_key' must be the base64 of 32 bytes (an X25519 public key)";
+        r->box_key_base64 = json_string_value(v);
+        return NULL;
+}
+
 /* Returns NULL, or the problem for the client. */
 static const char *enrollment_check(json_t *json, struct enrollment_request *r)
 {
         const char *problem;
-        size_t i;
         json_t *v;
 
         if (!json_is_object(json))
@@ -90,20 +127,9 @@ static const char *enrollment_check(json_t *json, struct enrollment_request *r)
                        "characters";
         r->hostname = json_string_value(v);
 
-        v = json_object_get(json, "macs");
-        if (!v)
-                return "missing field 'macs'";
-        if (!json_is_array(v) || json_array_size(v) > ENROLLMENT_MACS_MAX)
-                return "field 'macs' must be a list of at most 64 MAC addresses";
-        {
-                json_t *mac;
-
-                json_array_foreach(v, i, mac) if (
-                    !enrollment_mac_is_valid(
-                        json_string_value(mac))) return "field 'macs' must hold MAC addresses like "
-                                                        "\"aa:bb:cc:dd:ee:ff\" (lowercase)";
-        }
-        r->macs = v;
+        problem = enrollment_check_macs(json, r);
+        if (problem)
+                return problem;
 
         v = json_object_get(json, "system");
         if (!v)
@@ -122,19 +148,9 @@ static const char *enrollment_check(json_t *json, struct enrollment_request *r)
         if (problem)
                 return problem;
 
-        v = json_object_get(json, "sign_key");
-        if (!v)
-                return "missing field 'sign_key'";
-        if (!enrollment_key_decode(v, r->sign_key))
-                return "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)";
-        r->sign_key_base64 = json_string_value(v);
-
-        v = json_object_get(json, "box_key");
-        if (!v)
-                return "missing field 'box_key'";
-        if (!enrollment_key_decode(v, r->box_key))
-                return "field 'box_key' must be the base64 of 32 bytes (an X25519 public key)";
-        r->box_key_base64 = json_string_value(v);
+        problem = enrollment_check_keys(json, r);
+        if (problem)
+                return problem;
 
         problem = enrollment_get_integer(
             json, "time", 0, &r->time, "missing field 'time'",

@@ -19,11 +19,6 @@ void log_set_max_level(enum log_level max_level)
         log_max_level = max_level;
 }
 
-enum log_level log_get_max_level(void)
-{
-        return log_max_level;
-}
-
 int log_full_errno(enum log_level level, int error, const char *format, ...)
 {
         static const char *const prefix[] = {

@@ -23,7 +23,6 @@ enum log_level {
 /* Sets the program name shown in every line and the most verbose level printed (default INFO). */
 void log_setup(const char *program, enum log_level max_level);
 void log_set_max_level(enum log_level max_level);
-enum log_level log_get_max_level(void);
 
 /* Logs a message at level; error is a negative errno used for "%m" (0 for none). Returns error
  * when it is negative, else -EIO, so callers can write "return log_error_errno(r, ...);". */

@@ -7,13 +7,13 @@
 
 #define MACHINE_ID_STRING_MAX 33
 
-/* Normalizes s into ret: 32 hex digits in either case, or the dashed UUID form
- * (8-4-4-4-12, as DMI's product_uuid), optionally followed by one newline. Returns 0 or -EINVAL.
- * An all-zero id is refused (-EINVAL): it is what an unconfigured image carries. */
 /* Whether s is a machine id as written everywhere after normalizing: exactly 32 lowercase hex
  * digits (what a device sends the server). */
 bool machine_id_is_canonical(const char *s);
 
+/* Normalizes s into ret: 32 hex digits in either case, or the dashed UUID form
+ * (8-4-4-4-12, as DMI's product_uuid), optionally followed by one newline. Returns 0 or -EINVAL.
+ * An all-zero id is refused (-EINVAL): it is what an unconfigured image carries. */
 int machine_id_normalize(const char *s, char ret[static MACHINE_ID_STRING_MAX]);
 
 /* Reads this machine's id under root ("/" or a test tree): ROOT/etc/machine-id, else

@@ -466,12 +466,6 @@ int minisign_secret_key_format_with_comment(const struct minisign_secret_key *ke
                                        ret_size);
 }
 
-int minisign_secret_key_format(const struct minisign_secret_key *key, const char *password,
-                               char **ret_text, size_t *ret_size)
-{
-        return minisign_secret_key_format_with_comment(key, password, NULL, ret_text, ret_size);
-}
-
 /* ---- Signatures ---- */
 
 /* What the signature covers: BLAKE2b-512(message) for "ED", the message itself for "Ed". */

@@ -95,14 +95,10 @@ int minisign_secret_key_parse(const char *text, size_t size, const char *passwor
                               struct minisign_secret_key **ret);
 
 /* Formats a secret key file, encrypted with scrypt (minisign's parameters) when password is
- * not NULL, unencrypted otherwise. The text belongs to the caller, who should wipe it. Returns
- * 0, -ENOMEM (also when scrypt cannot get its memory) or -EINVAL. */
-int minisign_secret_key_format(const struct minisign_secret_key *key, const char *password,
-                               char **ret_text, size_t *ret_size);
-
-/* The same with the file's untrusted comment (what "minisign -G -c" sets): a single line of at
- * most MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX bytes (-EINVAL, -E2BIG otherwise); NULL picks the
- * default. */
+ * not NULL, unencrypted otherwise, with the file's untrusted comment (what "minisign -G -c"
+ * sets): a single line of at most MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX bytes (-EINVAL, -E2BIG
+ * otherwise); NULL picks the default. The text belongs to the caller, who should wipe it.
+ * Returns 0, -ENOMEM (also when scrypt cannot get its memory), -EINVAL or -E2BIG. */
 int minisign_secret_key_format_with_comment(const struct minisign_secret_key *key,
                                             const char *password, const char *comment,
                                             char **ret_text, size_t *ret_size);

@@ -421,14 +421,6 @@ static int cache_copy(const struct profile_cache *src, struct plan_cache *c)
         return 0;
 }
 
-static const char *profile_value(const struct profile *p, const char *name)
-{
-        for (size_t i = 0; i < p->n_settings; i++)
-                if (p->settings[i].name && streq(p->settings[i].name, name))
-                        return p->settings[i].value;
-        return NULL;
-}
-
 /* "fit" becomes the number plan_fit() gives; "auto" and numbers stay. */
 static int plan_resolve_fit(struct plan *plan, const char *name, uint64_t fitted)
 {
@@ -441,44 +433,30 @@ static int plan_resolve_fit(struct plan *plan, const char *name, uint64_t fitted
         return plan_set(plan, name, number);
 }
 
-int plan_build(const struct profile *p, const struct plan_hardware *hw, struct plan **ret)
+/* Steps 1 and 2: the strategy's preset, then the profile's own settings, key by key. */
+static int plan_add_settings(struct plan *plan, const struct profile *p)
 {
-        _cleanup_(plan_freep) struct plan *plan = NULL;
-        const char *v;
         int r;
 
-        if (!p || !ret || (unsigned)p->strategy >= _PROFILE_STRATEGY_MAX)
-                return -EINVAL;
-        if (p->n_settings > PROFILE_MAX_SETTINGS || p->n_builders > PROFILE_MAX_BUILDERS ||
-            p->n_caches > PROFILE_MAX_CACHES)
-                return -E2BIG;
-        if (p->n_builders > 0 && profile_value(p, "builders"))
-                return -EINVAL;
-
-        plan = calloc(1, sizeof(*plan));
-        if (!plan)
-                return -ENOMEM;
-        plan->strategy = p->strategy;
-        plan->settings = calloc(PLAN_MAX_SETTINGS, sizeof(struct plan_setting));
-        if (!plan->settings)
-                return -ENOMEM;
-
-        /* 1. the preset */
         for (size_t i = 0; i < presets[p->strategy].n_settings; i++) {
                 r = plan_set(plan, presets[p->strategy].settings[i].name,
                              presets[p->strategy].settings[i].value);
                 if (r < 0)
                         return r;
         }
-
-        /* 2. the profile's own settings win, key by key */
         for (size_t i = 0; i < p->n_settings; i++) {
                 r = plan_set(plan, p->settings[i].name, p->settings[i].value);
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
-        /* 3. the caches */
+/* Step 3: the caches, with their substituters and public keys. */
+static int plan_add_caches(struct plan *plan, const struct profile *p)
+{
+        int r;
+
         if (p->n_caches > 0) {
                 plan->caches = calloc(p->n_caches, sizeof(struct plan_cache));
                 if (!plan->caches)
@@ -503,8 +481,14 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
-        /* 4. the builders */
+/* Step 4: the builders, and the builders setting that names their machines file. */
+static int plan_add_builders(struct plan *plan, const struct profile *p)
+{
+        int r;
+
         if (p->n_builders > 0) {
                 plan->builders = calloc(p->n_builders, sizeof(struct plan_builder));
                 if (!plan->builders)
@@ -516,13 +500,74 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
                 if (r < 0)
                         return r;
         }
-        if (plan->n_builders > 0) {
-                r = plan_set(plan, "builders", "@" PLAN_MACHINES_FILE);
-                if (r < 0)
-                        return r;
-        }
+        if (plan->n_builders > 0)
+                return plan_set(plan, "builders", "@" PLAN_MACHINES_FILE);
+        return 0;
+}
 
-        /* 5. fit */
+/* Step 6: where builds run, with strategy remote-builders (plan.h). */
+static int plan_decide_local_builds(struct plan *plan, const struct profile *p,
+                                    const struct plan_hardware *hw)
+{
+        const char *v;
+        char number[32];
+
+        if (plan->strategy != PROFILE_STRATEGY_REMOTE_BUILDERS || !hw || plan->n_builders == 0)
+                return 0;
+        if (hw->builders_answering > 0 && !p->local_builds) {
+                plan->local_builds = PLAN_LOCAL_BUILDS_NONE;
+                return plan_set(plan, "max-jobs", "0");
+        }
+        if (hw->builders_answering > 0) {
+                plan->local_builds = PLAN_LOCAL_BUILDS_ALSO;
+                return 0;
+        }
+        if (!p->fallback_local) {
+                plan->local_builds = PLAN_LOCAL_BUILDS_UNUSABLE;
+                return 0;
+        }
+        plan->local_builds = PLAN_LOCAL_BUILDS_FALLBACK;
+        /* max-jobs = 0 would build nothing at all: the fallback means local builds, sized to the
+         * hardware. */
+        v = plan_get(plan, "max-jobs");
+        if (!v || !streq(v, "0"))
+                return 0;
+        snprintf(number, sizeof(number), "%" PRIu64, plan->fit_jobs);
+        return plan_set(plan, "max-jobs", number);
+}
+
+int plan_build(const struct profile *p, const struct plan_hardware *hw, struct plan **ret)
+{
+        _cleanup_(plan_freep) struct plan *plan = NULL;
+        int r;
+
+        if (!p || !ret || (unsigned)p->strategy >= _PROFILE_STRATEGY_MAX)
+                return -EINVAL;
+        if (p->n_settings > PROFILE_MAX_SETTINGS || p->n_builders > PROFILE_MAX_BUILDERS ||
+            p->n_caches > PROFILE_MAX_CACHES)
+                return -E2BIG;
+        if (p->n_builders > 0 && profile_find_setting(p, "builders"))
+                return -EINVAL;
+
+        plan = calloc(1, sizeof(*plan));
+        if (!plan)
+                return -ENOMEM;
+        plan->strategy = p->strategy;
+        plan->settings = calloc(PLAN_MAX_SETTINGS, sizeof(struct plan_setting));
+        if (!plan->settings)
+                return -ENOMEM;
+
+        r = plan_add_settings(plan, p);
+        if (r < 0)
+                return r;
+        r = plan_add_caches(plan, p);
+        if (r < 0)
+                return r;
+        r = plan_add_builders(plan, p);
+        if (r < 0)
+                return r;
+
+        /* Step 5: fit */
         plan_fit(hw, &plan->fit_jobs, &plan->fit_cores);
         r = plan_resolve_fit(plan, "max-jobs", plan->fit_jobs);
         if (r < 0)
@@ -531,29 +576,9 @@ int plan_build(const struct profile *p, const struct plan_hardware *hw, struct p
         if (r < 0)
                 return r;
 
-        /* 6. where builds run, with strategy remote-builders (plan.h) */
-        if (plan->strategy == PROFILE_STRATEGY_REMOTE_BUILDERS && hw && plan->n_builders > 0) {
-                if (hw->builders_answering > 0 && !p->local_builds) {
-                        plan->local_builds = PLAN_LOCAL_BUILDS_NONE;
-                        r = plan_set(plan, "max-jobs", "0");
-                } else if (hw->builders_answering > 0) {
-                        plan->local_builds = PLAN_LOCAL_BUILDS_ALSO;
-                } else if (p->fallback_local) {
-                        plan->local_builds = PLAN_LOCAL_BUILDS_FALLBACK;
-                        /* max-jobs = 0 would build nothing at all: the fallback means local
-                         * builds, sized to the hardware. */
-                        v = plan_get(plan, "max-jobs");
-                        if (v && streq(v, "0")) {
-                                char number[32];
-
-                                snprintf(number, sizeof(number), "%" PRIu64, plan->fit_jobs);
-                                r = plan_set(plan, "max-jobs", number);
-                        }
-                } else
-                        plan->local_builds = PLAN_LOCAL_BUILDS_UNUSABLE;
-                if (r < 0)
-                        return r;
-        }
+        r = plan_decide_local_builds(plan, p, hw);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(plan);
         return 0;

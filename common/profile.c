@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <yaml.h>
 
+#include "machine_id.h"
 #include "profile.h"
 #include "util.h"
 #include "yaml_schema.h"
@@ -108,36 +109,18 @@ static int parse_flake(struct yaml_schema_parser *p, const struct yaml_schema_fi
 
 /* ---- lists of strings ---- */
 
-/* 32 hexadecimal digits, or the UUID form 8-4-4-4-12 (DMI product UUIDs); stored as 32
+/* A machine id as machine_id_normalize() takes it (the newline it allows at the end of a file
+ * never gets here: scalars with control characters are refused before), stored as 32
  * lowercase hexadecimal digits, the form of /etc/machine-id. */
 static int check_machine_id(struct yaml_schema_parser *p, char *item)
 {
-        size_t n = strlen(item), j = 0;
-        char out[33];
+        char id[MACHINE_ID_STRING_MAX];
 
-        if (n != 32 && n != 36)
-                goto invalid;
-        for (size_t i = 0; i < n; i++) {
-                char c = item[i];
-
-                if (n == 36 && (i == 8 || i == 13 || i == 18 || i == 23)) {
-                        if (c != '-')
-                                goto invalid;
-                        continue;
-                }
-                if (c >= 'A' && c <= 'F')
-                        c = (char)(c - 'A' + 'a');
-                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                        goto invalid;
-                out[j++] = c;
-        }
-        out[j] = '\0';
-        memcpy(item, out, j + 1);
+        if (machine_id_normalize(item, id) < 0)
+                return yaml_schema_fail_value(
+                    p, "invalid machine id '%s' (expected 32 hexadecimal digits)", item);
+        memcpy(item, id, sizeof(id));
         return 0;
-
-invalid:
-        return yaml_schema_fail_value(p, "invalid machine id '%s' (expected 32 hexadecimal digits)",
-                                      item);
 }
 
 static int check_group(struct yaml_schema_parser *p, char *item)
@@ -985,7 +968,7 @@ const struct profile_setting *profile_find_setting(const struct profile *p, cons
         if (!p || !name)
                 return NULL;
         for (size_t i = 0; i < p->n_settings; i++)
-                if (streq(p->settings[i].name, name))
+                if (p->settings[i].name && streq(p->settings[i].name, name))
                         return &p->settings[i];
         return NULL;
 }

@@ -13,7 +13,7 @@
  * The parser knows nothing of signatures or of the device: see trust.h for the decision to
  * apply a profile.
  *
- * How strict, in detail (DESIGN.md has the schema itself):
+ * How strict, in detail (docs/design.md has the schema itself):
  *  - Input is UTF-8 (a leading byte order mark is skipped); NUL bytes, invalid UTF-8 and raw
  *    control characters other than tab, CR and LF are refused before YAML is parsed. No scalar,
  *    key or value, may hold a control character (C0, DEL, C1) or U+2028/U+2029, whether raw or

@@ -3,7 +3,7 @@
 
 /* Renders a plan (plan.h) into the bytes of the files the agent writes, and into the NIX_CONFIG
  * text of the first build. Nothing here touches a file: the caller writes what it gets (see
- * DESIGN.md, "Files on the device", for the paths and modes).
+ * docs/design.md, "Files on the device", for the paths and modes).
  *
  * Every function returns 0 with *ret_text a NUL-terminated string that belongs to the caller,
  * -E2BIG when the text would pass RENDER_MAX_BYTES, -EINVAL when a value cannot be written

@@ -269,18 +269,6 @@ int hex_digit_value(char c)
         return -1;
 }
 
-char *hex_encode(const uint8_t *data, size_t size, char *out)
-{
-        static const char digits[] = "0123456789abcdef";
-
-        for (size_t i = 0; i < size; i++) {
-                out[2 * i] = digits[data[i] >> 4];
-                out[2 * i + 1] = digits[data[i] & 15];
-        }
-        out[2 * size] = '\0';
-        return out;
-}
-
 int buf_append(struct buf *b, const void *data, size_t size)
 {
         size_t need;

@@ -49,9 +49,6 @@ size_t utf8_next(const char *s, size_t n, uint32_t *ret_codepoint);
 /* The value of one hexadecimal digit (either case), or -1. */
 int hex_digit_value(char c);
 
-/* Lowercase hexadecimal; out must hold 2*size+1 bytes. */
-char *hex_encode(const uint8_t *data, size_t size, char *out);
-
 /* A growable byte buffer with a hard limit: appending past max fails with -E2BIG and leaves
  * the buffer as it was. data is always NUL-terminated (when not NULL). */
 struct buf {

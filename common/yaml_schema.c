@@ -363,6 +363,45 @@ static void note_version(struct yaml_schema_parser *p, struct frame *stack, size
         p->version_mark = p->event.start_mark;
 }
 
+/* A scalar inside stack[depth - 1] (none when depth is 0). */
+static int structure_scalar(struct yaml_schema_parser *p, struct frame *stack, size_t depth)
+{
+        struct frame *parent = depth > 0 ? &stack[depth - 1] : NULL;
+        int r;
+
+        node_enter(p, parent);
+        r = check_node_properties(p, p->event.data.scalar.anchor, p->event.data.scalar.tag);
+        if (r < 0)
+                return r;
+        r = check_scalar(p);
+        if (r < 0)
+                return r;
+        note_version(p, stack, depth);
+        node_leave(p, parent);
+        return 0;
+}
+
+/* A list or mapping starts inside stack[*depth - 1]: pushes its frame. */
+static int structure_collection_start(struct yaml_schema_parser *p, struct frame *stack,
+                                      size_t *depth)
+{
+        bool mapping = p->event.type == YAML_MAPPING_START_EVENT;
+        int r;
+
+        node_enter(p, *depth > 0 ? &stack[*depth - 1] : NULL);
+        r = mapping ? check_node_properties(p, p->event.data.mapping_start.anchor,
+                                            p->event.data.mapping_start.tag)
+                    : check_node_properties(p, p->event.data.sequence_start.anchor,
+                                            p->event.data.sequence_start.tag);
+        if (r < 0)
+                return r;
+        if (*depth >= p->max_depth || *depth >= YAML_SCHEMA_DEPTH_MAX)
+                return yaml_schema_fail_event(p, -E2BIG, "nesting deeper than %u levels",
+                                              p->max_depth);
+        stack[(*depth)++] = (struct frame){.mapping = mapping, .path_len = p->path_len};
+        return 0;
+}
+
 static int check_structure(struct yaml_schema_parser *p)
 {
         struct frame stack[YAML_SCHEMA_DEPTH_MAX];
@@ -399,36 +438,17 @@ static int check_structure(struct yaml_schema_parser *p)
                                                       "aliases and anchors are not allowed");
 
                 case YAML_SCALAR_EVENT:
-                        node_enter(p, parent);
-                        r = check_node_properties(p, p->event.data.scalar.anchor,
-                                                  p->event.data.scalar.tag);
+                        r = structure_scalar(p, stack, depth);
                         if (r < 0)
                                 return r;
-                        r = check_scalar(p);
-                        if (r < 0)
-                                return r;
-                        note_version(p, stack, depth);
-                        node_leave(p, parent);
                         break;
 
                 case YAML_SEQUENCE_START_EVENT:
-                case YAML_MAPPING_START_EVENT: {
-                        bool mapping = p->event.type == YAML_MAPPING_START_EVENT;
-
-                        node_enter(p, parent);
-                        r = mapping ? check_node_properties(p, p->event.data.mapping_start.anchor,
-                                                            p->event.data.mapping_start.tag)
-                                    : check_node_properties(p, p->event.data.sequence_start.anchor,
-                                                            p->event.data.sequence_start.tag);
+                case YAML_MAPPING_START_EVENT:
+                        r = structure_collection_start(p, stack, &depth);
                         if (r < 0)
                                 return r;
-                        if (depth >= p->max_depth || depth >= YAML_SCHEMA_DEPTH_MAX)
-                                return yaml_schema_fail_event(
-                                    p, -E2BIG, "nesting deeper than %u levels", p->max_depth);
-                        stack[depth++] =
-                            (struct frame){.mapping = mapping, .path_len = p->path_len};
                         break;
-                }
 
                 case YAML_SEQUENCE_END_EVENT:
                 case YAML_MAPPING_END_EVENT:

@@ -15,7 +15,7 @@
 #define FETCH_DEADLINE_MS_DEFAULT UINT64_C(300000)
 #define FETCH_BACKOFF_INITIAL_MS_DEFAULT UINT64_C(500)
 #define FETCH_BACKOFF_MAX_MS_DEFAULT UINT64_C(30000)
-/* A profile is at most 1 MiB (DESIGN.md); its signature is far smaller. */
+/* A profile is at most 1 MiB (docs/design.md); its signature is far smaller. */
 #define FETCH_MAX_SIZE_DEFAULT ((size_t)1024 * 1024)
 /* Redirects are followed to http:// and https:// only, at most this many. */
 #define FETCH_MAX_REDIRECTS 3

@@ -9,11 +9,12 @@ BUILD_DIR=${BUILD_DIR:-$NIXPROV_SRC/build}
 # Build: compiler, CMake, the libraries. Tests: cmocka, clang's libFuzzer, and the real
 # programs the tests start (minisign, Nix, OpenSSH, curl, python3 for a fault-injecting server;
 # QEMU, a Debian kernel, initramfs-tools, dracut, busybox, e2fsprogs and socat for the boot tests).
+# clang-format: scripts/check-format.sh.
 NIXPROV_PACKAGES=(
   build-essential cmake pkg-config git
   libsodium-dev libyaml-dev libcurl4-openssl-dev libssh-dev libmicrohttpd-dev libsqlite3-dev
   libjansson-dev libcmocka-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   minisign nix-bin openssh-server openssh-client curl python3 procps jq time
   qemu-system-x86 linux-image-amd64 initramfs-tools dracut-core busybox-static e2fsprogs socat
 )

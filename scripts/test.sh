@@ -9,17 +9,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 passed=0 failed=0
 
+# A skipped test (exit 77: its real parts are missing) counts as failed: CTest counts it as
+# passed ("N% tests passed, F tests failed out of T") and lists it under "The following tests
+# did not run:" as "  NUMBER - NAME (Skipped)".
 run_ctest() { # run_ctest NAME DIR
   local log
   log=$(mktemp)
   echo "==> ctest ($1)"
   if (cd "$2" && ctest --output-on-failure --timeout 900 -j"$(nproc)") 2>&1 | tee "$log"; then :; fi
-  local line
+  local line skipped
   line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -n 1 || true)
+  skipped=$(sed -nE 's/^[[:space:]]+[0-9]+ - (.+) \(Skipped\)$/\1/p' "$log")
   rm -f "$log"
   if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
-    failed=$((failed + BASH_REMATCH[1]))
-    passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+    local n_failed=${BASH_REMATCH[1]} n_total=${BASH_REMATCH[2]} n_skipped=0
+    if [ -n "$skipped" ]; then
+      n_skipped=$(printf '%s\n' "$skipped" | wc -l)
+      echo "ctest ($1): $n_skipped test(s) skipped, counted as failed:" >&2
+      printf '%s\n' "$skipped" | sed 's/^/  /' >&2
+    fi
+    failed=$((failed + n_failed + n_skipped))
+    passed=$((passed + n_total - n_failed - n_skipped))
   else
     echo "ctest ($1) did not finish" >&2
     failed=$((failed + 1))

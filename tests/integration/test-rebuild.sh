@@ -9,7 +9,8 @@
 # reach the internet.
 source "$(dirname "$0")/lib.sh"
 
-command -v nix-build >/dev/null || { echo "skipped: no nix-build"; exit 0; }
+# 77: CTest reports the test as skipped (SKIP_RETURN_CODE), and scripts/test.sh fails on a skip.
+command -v nix-build >/dev/null || { echo "skipped: no nix-build"; exit 77; }
 
 AGENT=$BIN/nixprov-agent
 STANDIN=$SRC/tests/integration/rebuild-standin.sh

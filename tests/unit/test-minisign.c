@@ -300,7 +300,8 @@ static void generate_unencrypted(struct minisign_public_key *ret_public,
         size_t size;
 
         assert_int_equal(minisign_generate(ret_public, ret_secret), 0);
-        assert_int_equal(minisign_secret_key_format(*ret_secret, NULL, &text, &size), 0);
+        assert_int_equal(
+            minisign_secret_key_format_with_comment(*ret_secret, NULL, NULL, &text, &size), 0);
         assert_int_equal(size, strlen(text));
         base64_line_decode(text, blob);
 }
@@ -545,7 +546,8 @@ static void test_secret_key_format_encrypted(void **state)
 
         (void)state;
         assert_int_equal(minisign_generate(&public, &secret), 0);
-        assert_int_equal(minisign_secret_key_format(secret, "pw", &text, &size), 0);
+        assert_int_equal(minisign_secret_key_format_with_comment(secret, "pw", NULL, &text, &size),
+                         0);
         assert_int_equal(size, strlen(text));
         assert_true(strncmp(text, "untrusted comment: minisign encrypted secret key\n", 49) == 0);
         assert_int_equal(minisign_secret_key_is_encrypted(text, size), 1);
@@ -575,7 +577,8 @@ static void test_secret_key_unencrypted_round_trip(void **state)
 
         (void)state;
         assert_int_equal(minisign_generate(&public, &secret), 0);
-        assert_int_equal(minisign_secret_key_format(secret, NULL, &text, &size), 0);
+        assert_int_equal(minisign_secret_key_format_with_comment(secret, NULL, NULL, &text, &size),
+                         0);
         assert_int_equal(minisign_secret_key_is_encrypted(text, size), 0);
         /* Password ignored for an unencrypted key. */
         assert_int_equal(minisign_secret_key_parse(text, size, "ignored", &parsed), 0);

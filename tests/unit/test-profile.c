@@ -242,6 +242,12 @@ static const struct bad_case bad_cases[] = {
          -EBADMSG, 4, 5, "machines[1]", "invalid machine id"},
         {"nixprov: 1\nmachines: [4c4c4544-004d3510-804f-b4c04f4d3732]\n", -EBADMSG, 2, 12,
          "machines[0]", "invalid machine id"},
+        /* What an unconfigured image carries: never a device's id. */
+        {"nixprov: 1\nmachines: [00000000000000000000000000000000]\n", -EBADMSG, 2, 12,
+         "machines[0]", "invalid machine id '00000000000000000000000000000000'"},
+        /* The newline a machine-id file may end with is no part of an id in a profile. */
+        {"nixprov: 1\nmachines: [\"4c4c4544004d3510804fb4c04f4d3732\\n\"]\n", -EBADMSG, 2, 12,
+         "machines[0]", "control character U+000A is not allowed"},
         {"nixprov: 1\nmachines: [[4c4c4544004d3510804fb4c04f4d3732]]\n", -EBADMSG, 2, 12,
          "machines[0]",
          "expected a machine id, got a list"},
@@ -520,7 +526,7 @@ static void test_long_lists(void **state)
                 unsigned line, column;
                 const char *key, *message;
         } cases[] = {
-            {"nixprov: 1\nmachines:\n", "  - %032zx\n", "", PROFILE_MAX_MACHINES + 1, 10003, 5,
+            {"nixprov: 1\nmachines:\n", "  - 1%031zx\n", "", PROFILE_MAX_MACHINES + 1, 10003, 5,
              "machines[10000]", "more than 10000 items"},
             {"nixprov: 1\ngroups:\n", "  - g%zu\n", "", PROFILE_MAX_GROUPS + 1, 259, 5,
              "groups[256]", "more than 256 items"},
