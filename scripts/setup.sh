@@ -15,7 +15,7 @@ NIXPROV_PACKAGES=(
   libsodium-dev libyaml-dev libcurl4-openssl-dev libssh-dev libmicrohttpd-dev libsqlite3-dev
   libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev clang-format
-  minisign nix-bin openssh-server openssh-client curl python3 procps jq time
+  minisign nix-bin openssh-server openssh-client curl openssl python3 procps jq time
   qemu-system-x86 linux-image-amd64 initramfs-tools dracut-core busybox-static e2fsprogs socat
 )
 
