@@ -14,6 +14,7 @@ NIXPROV_PACKAGES=(
   libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev
   minisign nix-bin openssh-server openssh-client curl python3 procps jq time
+  systemd # systemd-analyze verify, for the units in systemd/
 )
 
 nixprov_install_packages() {
