@@ -645,6 +645,8 @@ static int run_write(struct run *r)
                 r->ssh_config_path = root ? path_join_root(root, RENDER_SSH_CONFIG_FILE) : NULL;
                 if (!r->ssh_config_path)
                         k = -errno;
+                else if (!string_is_safe(r->ssh_config_path, 4096, "/._+@-"))
+                        k = -EINVAL; /* it goes into NIX_SSHOPTS, split on white space */
         }
         if (k < 0) {
                 snprintf(message, sizeof(message), "failed to render the Nix files: %s",

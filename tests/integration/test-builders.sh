@@ -253,6 +253,17 @@ expect_grep run-optional "(kept: not required)"
 grep -q "^$(alias "$BUILDER_URI") " "$MACHINES_FILE" || die "a builder that is not required was left out"
 ok "run: a builder that is not required is kept in the machines file though it is down"
 
+# A port that no ssh configuration can name (99999): refused in the write phase, nothing written.
+cp -a root/etc etc.before
+KEEP_URI=$BUILDER_URI
+BUILDER_URI=ssh://root@127.0.0.1:99999
+publish 6 false true
+expect_exit run-badport 5 agent_run
+expect_grep run-badport "failed to render the Nix files: Invalid argument"
+diff -r etc.before root/etc >&2 || die "a bad port changed files under /etc"
+BUILDER_URI=$KEEP_URI
+ok "run: a builder on port 99999 (kept: not required) fails the write phase (exit 5), nothing written"
+
 # --- a wrong identity: auth-failed -------------------------------------------------------------
 start_sshd host_ed25519
 publish 6 true false
