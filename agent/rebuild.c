@@ -73,7 +73,8 @@ int rebuild_default_argv(const char *action, const char *flake, char ***ret_argv
         return 0;
 }
 
-int rebuild_environment(const char *nix_config, const char *path, char ***ret_envp)
+int rebuild_environment(const char *nix_config, const char *path, const char *ssh_config,
+                        char ***ret_envp)
 {
         _cleanup_(argv_freep) char **envp = NULL;
         size_t n = 0;
@@ -84,8 +85,10 @@ int rebuild_environment(const char *nix_config, const char *path, char ***ret_en
                 return -EINVAL;
         if (nix_config && strlen(nix_config) > REBUILD_NIX_CONFIG_MAX)
                 return -E2BIG;
+        if (ssh_config && (ssh_config[0] != '/' || !string_is_safe(ssh_config, 4096, "/._+@-")))
+                return -EINVAL;
 
-        envp = calloc(5, sizeof(char *));
+        envp = calloc(6, sizeof(char *));
         if (!envp)
                 return -ENOMEM;
         if (asprintf(&envp[n++], "PATH=%s", path) < 0 ||
@@ -95,6 +98,10 @@ int rebuild_environment(const char *nix_config, const char *path, char ***ret_en
                 return -ENOMEM;
         }
         if (nix_config && asprintf(&envp[n++], "NIX_CONFIG=%s", nix_config) < 0) {
+                envp[n - 1] = NULL;
+                return -ENOMEM;
+        }
+        if (ssh_config && asprintf(&envp[n++], "NIX_SSHOPTS=-F %s", ssh_config) < 0) {
                 envp[n - 1] = NULL;
                 return -ENOMEM;
         }
@@ -400,7 +407,7 @@ int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
                 if (++n_args > REBUILD_ARGS_MAX)
                         return -E2BIG;
 
-        r = rebuild_environment(o->nix_config, o->path, &envp);
+        r = rebuild_environment(o->nix_config, o->path, o->ssh_config, &envp);
         if (r < 0)
                 return r;
         nl = nixlog_new();

@@ -39,6 +39,9 @@ typedef void rebuild_progress_fn(const struct nixlog_counts *counts, uint64_t el
 struct rebuild_options {
         char *const *argv;       /* NULL-terminated; argv[0] without a '/' is looked up in path */
         const char *nix_config;  /* NIX_CONFIG for the child; NULL: not set */
+        /* An ssh configuration for Nix's ssh (NIX_SSHOPTS="-F FILE": the builders' Host
+         * aliases); an absolute path without white space; NULL: NIX_SSHOPTS not set. */
+        const char *ssh_config;
         const char *path;        /* the child's PATH; NULL: REBUILD_PATH_DEFAULT */
         uint64_t timeout_sec;    /* 0: no timeout */
         uint64_t kill_grace_sec; /* SIGTERM to SIGKILL; 0: REBUILD_KILL_GRACE_SEC_DEFAULT */
@@ -85,9 +88,12 @@ int rebuild_default_argv(const char *action, const char *flake, char ***ret_argv
 char **rebuild_argv_free(char **argv);
 
 /* Builds the child's whole environment (see above); nix_config may be NULL; path NULL is
- * REBUILD_PATH_DEFAULT. Returns 0, -EINVAL (empty PATH), -E2BIG (NIX_CONFIG over
- * REBUILD_NIX_CONFIG_MAX) or -ENOMEM. Freed with rebuild_argv_free(). */
-int rebuild_environment(const char *nix_config, const char *path, char ***ret_envp);
+ * REBUILD_PATH_DEFAULT; ssh_config, when not NULL, adds NIX_SSHOPTS=-F SSH_CONFIG. Returns 0,
+ * -EINVAL (empty PATH, or an ssh_config not absolute or with white space: Nix splits
+ * NIX_SSHOPTS on it), -E2BIG (NIX_CONFIG over REBUILD_NIX_CONFIG_MAX) or -ENOMEM. Freed with
+ * rebuild_argv_free(). */
+int rebuild_environment(const char *nix_config, const char *path, const char *ssh_config,
+                        char ***ret_envp);
 
 /* Finds program in the colon-separated path as execvp() would (a name with a '/' is taken as
  * it is): the first executable regular file. Returns 0, -ENOENT, -EACCES (found, but none

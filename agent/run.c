@@ -67,6 +67,7 @@ struct run {
         struct plan *plan;
         struct secrets secrets; /* opened in plan, wiped right after write */
         char *netrc_path;       /* the written netrc, absolute, for the first build's NIX_CONFIG */
+        char *ssh_config_path;  /* the written ssh_config, absolute, when a builder needs an alias */
         struct write_set written;
         struct rebuild_result rebuild;
 
@@ -622,7 +623,8 @@ static int add_stale_secret_removals(struct run *r, struct write_item *items, si
 
 static int run_write(struct run *r)
 {
-        _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL;
+        _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL,
+                            *ssh_config = NULL;
         uint64_t serial = r->trust.profile->serial;
         struct write_item items[WRITE_MAX_FILES];
         char *stale[WRITE_MAX_FILES];
@@ -637,6 +639,17 @@ static int run_write(struct run *r)
         /* Always written, empty without builders: a builder of an older profile never lingers. */
         if (k >= 0)
                 k = render_machines(r->plan, &machines);
+        if (k >= 0)
+                k = render_ssh_config(r->plan, serial, &ssh_config);
+        if (k >= 0 && render_plan_has_ssh_aliases(r->plan)) {
+                _cleanup_free_ char *root = realpath(r->root, NULL);
+
+                r->ssh_config_path = root ? path_join_root(root, RENDER_SSH_CONFIG_FILE) : NULL;
+                if (!r->ssh_config_path)
+                        k = -errno;
+                else if (!string_is_safe(r->ssh_config_path, 4096, "/._+@-"))
+                        k = -EINVAL; /* it goes into NIX_SSHOPTS, split on white space */
+        }
         if (k < 0) {
                 snprintf(message, sizeof(message), "failed to render the Nix files: %s",
                          strerror(-k));
@@ -646,6 +659,7 @@ static int run_write(struct run *r)
         items[n++] = (struct write_item){RENDER_NIX_CONF_FILE, conf, strlen(conf), 0644};
         items[n++] = (struct write_item){RENDER_NIXOS_MODULE_FILE, module, strlen(module), 0644};
         items[n++] = (struct write_item){RENDER_MACHINES_FILE, machines, strlen(machines), 0644};
+        items[n++] = (struct write_item){RENDER_SSH_CONFIG_FILE, ssh_config, strlen(ssh_config), 0644};
         k = secrets_items(r->plan, &r->secrets, items, ELEMENTSOF(items), &n);
         if (k < 0) {
                 secrets_done(&r->secrets);
@@ -758,6 +772,7 @@ static int run_rebuild(struct run *r)
         struct rebuild_options o = {
                 .argv = argv,
                 .nix_config = nix_config,
+                .ssh_config = r->ssh_config_path,
                 .path = r->config->rebuild_path,
                 .timeout_sec = p->rebuild.timeout,
                 .log_path = log_path,
@@ -884,6 +899,7 @@ static void run_done(struct run *r)
         r->key = devicekey_free(r->key);
         secrets_done(&r->secrets);
         free(r->netrc_path);
+        free(r->ssh_config_path);
         write_set_done(&r->written);
         r->spool = report_close(r->spool);
         r->config = agent_config_free(r->config);

@@ -112,6 +112,122 @@ static int put_machines_list(struct buf *b, char *const *items, size_t n)
         return r;
 }
 
+/* A builder's address, taken apart from plan_builder.host ("host[:port][?query]", the host
+ * possibly a bracketed IPv6 address). */
+struct builder_address {
+        char host[RENDER_SSH_HOST_MAX + 1]; /* without brackets */
+        uint64_t port;                      /* 0: none given */
+        const char *query;                  /* into plan_builder.host: "?..." or "" */
+};
+
+static int builder_address_parse(const struct plan_builder *m, struct builder_address *ret)
+{
+        const char *h = m->host, *end, *after;
+        size_t len;
+
+        if (!h || !*h)
+                return -EINVAL;
+        if (h[0] == '[') {
+                end = strchr(h, ']');
+                if (!end)
+                        return -EINVAL;
+                h++;
+                after = end + 1;
+        } else {
+                end = h + strcspn(h, ":?");
+                after = end;
+        }
+        len = (size_t)(end - h);
+        if (len == 0 || len > RENDER_SSH_HOST_MAX)
+                return len == 0 ? -EINVAL : -E2BIG;
+        memcpy(ret->host, h, len);
+        ret->host[len] = '\0';
+        ret->port = 0;
+        if (*after == ':') {
+                char port[8];
+                size_t n = strcspn(after + 1, "?");
+
+                if (n == 0 || n >= sizeof(port))
+                        return -EINVAL;
+                memcpy(port, after + 1, n);
+                port[n] = '\0';
+                if (parse_u64(port, &ret->port) < 0 || ret->port == 0 || ret->port > 65535)
+                        return -EINVAL;
+                after += 1 + n;
+        }
+        if (*after != '\0' && *after != '?')
+                return -EINVAL;
+        ret->query = after;
+        return 0;
+}
+
+/* Whether the builder goes through a Host alias of the ssh configuration: a port other than
+ * 22, which Nix before 2.31 cannot pass to ssh from the URI. */
+static bool builder_needs_alias(const struct builder_address *a)
+{
+        return a->port != 0 && a->port != 22;
+}
+
+bool render_plan_has_ssh_aliases(const struct plan *plan)
+{
+        struct builder_address a;
+
+        for (size_t i = 0; i < plan->n_builders; i++)
+                if (builder_address_parse(&plan->builders[i], &a) >= 0 && builder_needs_alias(&a))
+                        return true;
+        return false;
+}
+
+/* The host part of the builder's URI as Nix is given it: the alias and the query for a builder
+ * behind an alias, else plan_builder.host as it is. */
+static int put_builder_host(struct buf *b, const struct plan_builder *m)
+{
+        struct builder_address a;
+        int r = builder_address_parse(m, &a);
+
+        if (r < 0)
+                return r;
+        if (!builder_needs_alias(&a))
+                return buf_puts(b, m->host);
+        return buf_printf(b, RENDER_SSH_ALIAS_FORMAT "%s", m->index, a.query);
+}
+
+/* The Host blocks of the ssh configuration, one line each, for the builders behind aliases. */
+static int put_ssh_host_blocks(struct buf *b, const struct plan *plan)
+{
+        int r = 0;
+
+        for (size_t i = 0; r >= 0 && i < plan->n_builders; i++) {
+                const struct plan_builder *m = &plan->builders[i];
+                struct builder_address a;
+
+                r = builder_address_parse(m, &a);
+                if (r < 0 || !builder_needs_alias(&a))
+                        continue;
+                if (!machines_word_is_valid(a.host) ||
+                    (m->identity_path && !machines_word_is_valid(m->identity_path)))
+                        return -EINVAL;
+                r = buf_printf(b,
+                               "Host " RENDER_SSH_ALIAS_FORMAT "\n  HostName %s\n  Port %" PRIu64
+                               "\n  HostKeyAlias " RENDER_SSH_ALIAS_FORMAT "\n",
+                               m->index, a.host, a.port, m->index);
+                if (r >= 0 && m->identity_path)
+                        r = buf_printf(b, "  IdentityFile %s\n", m->identity_path);
+        }
+        return r;
+}
+
+int render_ssh_config(const struct plan *plan, uint64_t serial, char **ret_text)
+{
+        _cleanup_(buf_free) struct buf b = BUF_INIT(RENDER_MAX_BYTES);
+        int r;
+
+        r = buf_printf(&b, HEADER_FORMAT, serial);
+        if (r >= 0)
+                r = put_ssh_host_blocks(&b, plan);
+        return finish(&b, r, ret_text);
+}
+
 int render_machines(const struct plan *plan, char **ret_text)
 {
         _cleanup_(buf_free) struct buf b = BUF_INIT(RENDER_MAX_BYTES);
@@ -120,11 +236,18 @@ int render_machines(const struct plan *plan, char **ret_text)
         for (size_t i = 0; r >= 0 && i < plan->n_builders; i++) {
                 const struct plan_builder *m = &plan->builders[i];
 
-                if (!machines_word_is_valid(m->uri) || m->n_systems == 0 ||
+                if (!machines_word_is_valid(m->uri) || !machines_word_is_valid(m->host) ||
+                    m->n_systems == 0 ||
                     (m->identity_path && !machines_word_is_valid(m->identity_path)) ||
                     !m->host_key || !*m->host_key || has_control(m->host_key))
                         return -EINVAL;
-                r = buf_printf(&b, "%s ", m->uri);
+                r = buf_printf(&b, "%s://%s%s",
+                               m->protocol == PLAN_BUILDER_SSH_NG ? "ssh-ng" : "ssh", m->user ?: "",
+                               m->user ? "@" : "");
+                if (r >= 0)
+                        r = put_builder_host(&b, m);
+                if (r >= 0)
+                        r = buf_puts(&b, " ");
                 if (r >= 0)
                         r = put_machines_list(&b, m->systems, m->n_systems);
                 if (r >= 0)
@@ -293,6 +416,7 @@ static const char *const builder_protocols[] = {
 static int put_build_machine(struct buf *b, const struct plan_builder *m)
 {
         _cleanup_(buf_free) struct buf key = BUF_INIT(RENDER_MAX_BYTES);
+        _cleanup_(buf_free) struct buf host = BUF_INIT(RENDER_MAX_BYTES);
         int r;
 
         if ((unsigned)m->protocol >= ELEMENTSOF(builder_protocols) || !m->host ||
@@ -303,9 +427,12 @@ static int put_build_machine(struct buf *b, const struct plan_builder *m)
         if (r < 0)
                 return r;
 
+        r = put_builder_host(&host, m);
+        if (r < 0)
+                return r;
         r = buf_puts(b, "    {\n      hostName = ");
         if (r >= 0)
-                r = put_nix_string(b, m->host);
+                r = put_nix_string(b, host.data);
         if (r >= 0 && m->user) {
                 r = buf_puts(b, ";\n      sshUser = ");
                 if (r >= 0)
@@ -338,6 +465,35 @@ static int put_build_machine(struct buf *b, const struct plan_builder *m)
                 r = put_nix_string(b, key.data);
         if (r >= 0)
                 r = buf_puts(b, ";\n    }\n");
+        return r;
+}
+
+/* programs.ssh.extraConfig: the Host blocks of the ssh configuration, one Nix string a line. */
+static int put_nixos_ssh_config(struct buf *b, const struct plan *plan)
+{
+        _cleanup_(buf_free) struct buf blocks = BUF_INIT(RENDER_MAX_BYTES);
+        _cleanup_free_ char *text = NULL;
+        char *line, *save = NULL;
+        int r;
+
+        r = put_ssh_host_blocks(&blocks, plan);
+        if (r >= 0)
+                r = buf_puts(&blocks, "");
+        if (r < 0)
+                return r;
+        text = buf_steal(&blocks, NULL);
+        if (!text)
+                return -ENOMEM;
+        r = buf_puts(b, "  programs.ssh.extraConfig = lib.concatMapStrings (line: line + \"\\n\") [\n");
+        for (line = strtok_r(text, "\n", &save); r >= 0 && line; line = strtok_r(NULL, "\n", &save)) {
+                r = buf_puts(b, "    ");
+                if (r >= 0)
+                        r = put_nix_string(b, line);
+                if (r >= 0)
+                        r = buf_puts(b, "\n");
+        }
+        if (r >= 0)
+                r = buf_puts(b, "  ];\n");
         return r;
 }
 
@@ -377,6 +533,8 @@ int render_nixos_module(const struct plan *plan, uint64_t serial, char **ret_tex
                 if (r >= 0)
                         r = buf_puts(&b, "  ];\n");
         }
+        if (r >= 0 && render_plan_has_ssh_aliases(plan))
+                r = put_nixos_ssh_config(&b, plan);
         if (r >= 0 && plan_needs_secrets(plan))
                 r = buf_puts(&b, "  nix.extraOptions = \"!include " RENDER_SECRETS_FILE "\";\n");
         if (r >= 0)

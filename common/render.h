@@ -9,6 +9,7 @@
  * -E2BIG when the text would pass RENDER_MAX_BYTES, -EINVAL when a value cannot be written
  * (plan_build() refuses those already), or -ENOMEM. */
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "plan.h"
@@ -19,6 +20,9 @@
 #define RENDER_SECRETS_FILE "/etc/nix/nixprov-secrets.conf"
 #define RENDER_MACHINES_FILE PLAN_MACHINES_FILE
 #define RENDER_NIXOS_MODULE_FILE "/etc/nixos/nixprov/default.nix"
+#define RENDER_SSH_CONFIG_FILE "/etc/nixprov/ssh_config"
+#define RENDER_SSH_ALIAS_FORMAT "nixprov-builder-%zu" /* plan_builder.index */
+#define RENDER_SSH_HOST_MAX 255                       /* bytes of a builder's host name */
 
 /* /etc/nix/nixprov.conf: a header comment naming the profile serial, then "name = value" for
  * each setting in plan order, then "!include /etc/nix/nixprov-secrets.conf" when a cache has an
@@ -37,6 +41,25 @@ int render_nix_config_env(const struct plan *plan, char **ret_text);
  * "-", and the base64 of the pinned host key line ("ssh-ed25519 AAAA..."), which Nix decodes
  * into the known-hosts file it gives ssh. An empty plan gives an empty file. */
 int render_machines(const struct plan *plan, char **ret_text);
+
+/* /etc/nixprov/ssh_config: an ssh configuration with one Host alias per builder on a port other
+ * than 22 (Nix before 2.31 takes no port in an ssh:// URI: it hands "host:port" to ssh as a host
+ * name). For builders[N] on host H, port P:
+ *
+ *   Host nixprov-builder-N
+ *     HostName H
+ *     Port P
+ *     HostKeyAlias nixprov-builder-N     ssh looks the pinned key up under the alias, which is
+ *     IdentityFile PATH                  the name in the known_hosts file Nix writes; when set
+ *
+ * and render_machines() and render_nixos_module() name the alias (with the URI's query) in
+ * place of "H:P". After the header comment the file is empty when no builder needs an alias.
+ * The first build reads it through NIX_SSHOPTS="-F FILE"; the NixOS module keeps the same
+ * blocks in programs.ssh.extraConfig. */
+int render_ssh_config(const struct plan *plan, uint64_t serial, char **ret_text);
+
+/* Whether some builder of plan needs a Host alias (render_ssh_config()). */
+bool render_plan_has_ssh_aliases(const struct plan *plan);
 
 /* /etc/nixos/nixprov/default.nix: a NixOS module that keeps the same settings through every
  * later rebuild:
@@ -61,5 +84,7 @@ int render_machines(const struct plan *plan, char **ret_text);
  * The builders go into nix.buildMachines (NixOS writes /etc/nix/machines, which Nix reads by
  * default), so "builders" is left out of nix.settings when the plan has builders. hostName is
  * the URI's host with its port and query, if any: NixOS joins protocol://sshUser@hostName
- * verbatim into the machines line, so the result is the URI of the profile. */
+ * verbatim into the machines line, so the result is the URI of the profile; a builder on a port
+ * other than 22 is named by its alias instead, and the Host blocks of render_ssh_config() go
+ * into programs.ssh.extraConfig (as lib.concatMapStrings over its lines). */
 int render_nixos_module(const struct plan *plan, uint64_t serial, char **ret_text);

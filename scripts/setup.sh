@@ -17,6 +17,7 @@ NIXPROV_PACKAGES=(
   clang libclang-rt-14-dev clang-format
   minisign nix-bin openssh-server openssh-client curl openssl python3 procps jq time
   qemu-system-x86 linux-image-amd64 initramfs-tools dracut-core busybox-static e2fsprogs socat
+  systemd # systemd-analyze verify, for the units in systemd/
 )
 
 nixprov_install_packages() {

@@ -112,6 +112,21 @@ probe() { timeout 60 "$AGENT" builders --config agent.yaml --root root --cmdline
 history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
 builders_report() { history; jq -c '[.reports[] | select(.phase == "builders")] | last' history.json; }
 MACHINES_FILE=root/etc/nix/nixprov-machines
+SSH_CONFIG=root/etc/nixprov/ssh_config
+# alias URI [INDEX]: the URI as the machines file names it: sshd listens on a port other than 22,
+# so the builder goes through the Host alias nixprov-builder-INDEX of the written ssh_config.
+# listening PORT...: waits (up to 10 s) until each PORT on 127.0.0.1 accepts connections.
+listening() {
+  local p _
+  for p in "$@"; do
+    for _ in $(seq 100); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2
+      sleep 0.1
+    done
+    die "nothing listens on 127.0.0.1:$p"
+  done
+}
+alias() { sed -E "s|@127\.0\.0\.1:[0-9]+|@nixprov-builder-${2:-0}|" <<<"$1"; }
 
 # --- a full run: the builders phase probes the builder, the machines file names it -------------
 publish 1 true false
@@ -123,11 +138,15 @@ f=$(builders_report)
 [ "$(jq -r .status <<<"$f")" = ok ] || die "builders report: $f"
 jq -r .message <<<"$f" | grep -q "$BUILDER_URI: ok, [0-9]* ms, nix-store (Nix) " ||
   die "builders report has no state, latency and version: $f"
-grep -q "^$BUILDER_URI x86_64-linux /etc/nixprov/builder_ed25519 2 1 - - $(printf '%s' "$HOST_KEY" | base64 -w0)\$" \
+grep -q "^ssh://root@nixprov-builder-0 x86_64-linux /etc/nixprov/builder_ed25519 2 1 - - $(printf '%s' "$HOST_KEY" | base64 -w0)\$" \
   "$MACHINES_FILE" || { cat "$MACHINES_FILE" >&2; die "the machines file does not name the builder"; }
+printf 'Host nixprov-builder-0\n  HostName 127.0.0.1\n  Port %s\n  HostKeyAlias nixprov-builder-0\n  IdentityFile /etc/nixprov/builder_ed25519\n' \
+  "$SSH_PORT" >ssh-config.expected
+tail -n +3 "$SSH_CONFIG" | diff -u ssh-config.expected - >&2 || die "the ssh_config's Host alias"
+[ "$(stat -c %a "$SSH_CONFIG")" = 644 ] || die "ssh_config is not 0644"
 [ "$(stat -c %a root/var/lib/nixprov/profile.yaml)" = 600 ] || die "the applied profile was not kept 0600"
 cmp -s root/var/lib/nixprov/profile.yaml "data/machines/$MACHINE.yaml" || die "the kept profile differs"
-ok "run: the builders report says '$(jq -r .message <<<"$f" | cut -c1-120)'; the machines file names the builder"
+ok "run: the builders report says '$(jq -r .message <<<"$f" | cut -c1-120)'; the machines file names the builder's Host alias, ssh_config (0644) defines it"
 
 # --- nixprov-agent builders: the applied profile's builders, on demand -------------------------
 expect_exit probe-ok 0 probe
@@ -231,8 +250,19 @@ ok "run: builder down, fallback-local: true: provisioned, building locally, buil
 publish 5 false true
 expect_exit run-optional 0 agent_run
 expect_grep run-optional "(kept: not required)"
-grep -q "^$BUILDER_URI " "$MACHINES_FILE" || die "a builder that is not required was left out"
+grep -q "^$(alias "$BUILDER_URI") " "$MACHINES_FILE" || die "a builder that is not required was left out"
 ok "run: a builder that is not required is kept in the machines file though it is down"
+
+# A port that no ssh configuration can name (99999): refused in the write phase, nothing written.
+cp -a root/etc etc.before
+KEEP_URI=$BUILDER_URI
+BUILDER_URI=ssh://root@127.0.0.1:99999
+publish 6 false true
+expect_exit run-badport 5 agent_run
+expect_grep run-badport "failed to render the Nix files: Invalid argument"
+diff -r etc.before root/etc >&2 || die "a bad port changed files under /etc"
+BUILDER_URI=$KEEP_URI
+ok "run: a builder on port 99999 (kept: not required) fails the write phase (exit 5), nothing written"
 
 # --- a wrong identity: auth-failed -------------------------------------------------------------
 start_sshd host_ed25519
@@ -275,14 +305,15 @@ publish 7 true false
 sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|" "data/machines/$MACHINE.yaml"
 grep -q "max-jobs: fit" "data/machines/$MACHINE.yaml" || die "the profile lost its max-jobs: fit"
 minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
-# Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name), so the
-# stand-in gives Nix the written machines file with the port moved to NIX_SSHOPTS.
+# Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name): the
+# machines file names the Host alias, and the agent gives the rebuild NIX_SSHOPTS="-F
+# ROOT/etc/nixprov/ssh_config". The stand-in only points Nix at the machines file under the root
+# (the settings name it unrooted) and keeps the environment it got, for the checks below.
 cat > nixos-rebuild <<EOF
 #!/bin/sh
-sed 's|^\(ssh://[^ ?]*\):$SSH_PORT|\1|' $TMP/root/etc/nix/nixprov-machines > $TMP/machines-nix28
-export NIX_SSHOPTS="-p $SSH_PORT"
+env > $TMP/rebuild-env
 export NIX_CONFIG="\$NIX_CONFIG
-builders = @$TMP/machines-nix28"
+builders = @$TMP/root/etc/nix/nixprov-machines"
 exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/closure.nix rb-$RUN_ID
 EOF
 expect_exit remote-build 0 agent_run
@@ -292,11 +323,26 @@ history
 f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
 [ "$(jq -r .counts.built_remote <<<"$f")" = 3 ] || die "built remotely: $f"
 [ "$(jq -r .counts.built <<<"$f")" = 0 ] || die "built locally: $f"
-grep -qF "on 'ssh://root@127.0.0.1?remote-program=$TMP/ssh/nix-store-builder'" root/var/log/nixprov/rebuild-7-*.log ||
-  die "the rebuild log does not name the builder"
+grep -qF "on 'ssh://root@nixprov-builder-0?remote-program=$TMP/ssh/nix-store-builder'" root/var/log/nixprov/rebuild-7-*.log ||
+  die "the rebuild log does not name the builder's alias"
+grep -qx "NIX_SSHOPTS=-F $TMP/root/etc/nixprov/ssh_config" rebuild-env ||
+  die "the rebuild's NIX_SSHOPTS: $(grep NIX_SSHOPTS rebuild-env)"
 ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
 grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
-ok "a real remote build: 3 derivations built on the sshd builder in its own store, 0 locally (max-jobs 0: the builder answers)"
+ok "a real remote build on port $SSH_PORT with Nix $(nix-store --version | cut -d' ' -f3), through the Host alias: 3 derivations built on the sshd builder in its own store, 0 locally"
+
+# The pinned key is looked up under the alias (HostKeyAlias), as in the known_hosts file Nix
+# writes from the machines file ("nixprov-builder-0 KEY"): a key pinned under the address is not it.
+echo "nixprov-builder-0 $HOST_KEY" >kh-alias
+echo "[127.0.0.1]:$SSH_PORT $HOST_KEY" >kh-address
+for kh in alias address; do
+  run "ssh-$kh" timeout 20 ssh -F "$TMP/root/etc/nixprov/ssh_config" -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$TMP/kh-$kh" -o GlobalKnownHostsFile=/dev/null \
+    -i "$TMP/key/id" root@nixprov-builder-0 echo pinned-ok
+done
+grep -qx pinned-ok ssh-alias.out || { cat ssh-alias.out >&2; die "ssh through the alias with the key pinned under it"; }
+expect_grep ssh-address "Host key verification failed"
+ok "ssh through the alias checks the key pinned under the alias name, not under the address"
 
 # --- a builder without Nix: nix-missing ----------------------------------------------------------
 BUILDER_URI="ssh://root@127.0.0.1:$SSH_PORT?remote-program=/nonexistent/nix-store"
@@ -341,7 +387,7 @@ EOF
 expect_exit run-two 0 agent_run
 expect_grep run-two "1 of 2 builders answer"
 expect_grep run-two "$URI_B: unreachable: Connection refused (kept: not required)"
-grep -q "^$URI_A " "$MACHINES_FILE" && grep -q "^$URI_B " "$MACHINES_FILE" ||
+grep -q "^$(alias "$URI_A" 0) " "$MACHINES_FILE" && grep -q "^$(alias "$URI_B" 1) " "$MACHINES_FILE" ||
   die "the machines file does not have both builders: $(cat "$MACHINES_FILE")"
 expect_exit probe-two 0 probe --json
 jq -e '.required_ok and .builders[0].state == "ok" and .builders[1].state == "unreachable"' \
@@ -380,7 +426,7 @@ mkdir -p root/root/.ssh
 cp root/etc/nixprov/builder_ed25519 root/root/.ssh/id_ed25519
 expect_exit run-defaultkey 0 agent_run
 expect_grep run-defaultkey "1 of 1 builder answers"
-grep -q "^$BUILDER_URI x86_64-linux - " "$MACHINES_FILE" || die "machines file: $(cat "$MACHINES_FILE")"
+grep -q "^$(alias "$BUILDER_URI") x86_64-linux - " "$MACHINES_FILE" || die "machines file: $(cat "$MACHINES_FILE")"
 ok "no identity in the profile: root's default key logs in (none there: auth-failed, exit 6)"
 
 # --- nix.local-builds: true: the device builds too, while the builder answers ------------------
@@ -391,7 +437,7 @@ expect_exit run-local 0 agent_run
 expect_grep run-local "1 of 1 builder answers: building remotely and locally (nix.local-builds: true, max-jobs = "
 grep -q "^max-jobs = [1-9][0-9]*$" root/etc/nix/nixprov.conf ||
   die "local-builds: max-jobs is not fit's number: $(grep max-jobs root/etc/nix/nixprov.conf)"
-grep -q "^$BUILDER_URI " "$MACHINES_FILE" || die "local-builds: the builder is not in the machines file"
+grep -q "^$(alias "$BUILDER_URI") " "$MACHINES_FILE" || die "local-builds: the builder is not in the machines file"
 ok "nix.local-builds: true: remotely and locally, $(grep '^max-jobs' root/etc/nix/nixprov.conf)"
 
 # --- a sealed identity: opened in plan, used by the probe from memory, then written 0600 ---------
@@ -431,7 +477,7 @@ tail -n +"$((log_before + 1))" ssh/sshd.log | grep -q "Accepted publickey for ro
   die "sshd did not let the sealed key in: $(tail -n +"$((log_before + 1))" ssh/sshd.log)"
 [ "$(stat -c '%a %u' "$SEALED_KEY_FILE")" = "600 0" ] || die "the key file is $(stat -c '%a %u' "$SEALED_KEY_FILE")"
 cmp -s "$SEALED_KEY_FILE" ssh/sealed_ed25519 || die "the written key differs from the sealed one"
-grep -q "^$BUILDER_URI x86_64-linux /etc/nix/nixprov-builder-0.key 2 1 - - " "$MACHINES_FILE" ||
+grep -q "^$(alias "$BUILDER_URI") x86_64-linux /etc/nix/nixprov-builder-0.key 2 1 - - " "$MACHINES_FILE" ||
   die "the machines file does not name the written key: $(cat "$MACHINES_FILE")"
 # nixprov-agent builders logs in with the written file, as Nix will.
 expect_exit probe-sealed 0 probe

@@ -81,24 +81,38 @@ static void test_environment(void **state)
         assert_non_null(big);
         memset(big, 'x', REBUILD_NIX_CONFIG_MAX + 1);
         big[REBUILD_NIX_CONFIG_MAX + 1] = '\0';
-        assert_int_equal(rebuild_environment(big, NULL, &envp), -E2BIG);
-        assert_int_equal(rebuild_environment(NULL, "", &envp), -EINVAL);
+        assert_int_equal(rebuild_environment(big, NULL, NULL, &envp), -E2BIG);
+        assert_int_equal(rebuild_environment(NULL, "", NULL, &envp), -EINVAL);
         assert_null(envp);
 
         big[REBUILD_NIX_CONFIG_MAX] = '\0';
-        assert_int_equal(rebuild_environment(big, NULL, &envp), 0);
+        assert_int_equal(rebuild_environment(big, NULL, NULL, &envp), 0);
         envp = rebuild_argv_free(envp);
 
         setenv("NIXPROV_SECRET_MARKER", "secret", 1);
-        assert_int_equal(rebuild_environment("substituters =\nmax-jobs = 2\n", NULL, &envp), 0);
+        assert_int_equal(rebuild_environment("substituters =\nmax-jobs = 2\n", NULL, NULL, &envp), 0);
         assert_strv_equal(
             envp, (const char *const[]){"PATH=" REBUILD_PATH_DEFAULT, "HOME=/root", "LANG=C.UTF-8",
                                         "NIX_CONFIG=substituters =\nmax-jobs = 2\n", NULL});
         envp = rebuild_argv_free(envp);
 
-        assert_int_equal(rebuild_environment(NULL, "/x/bin", &envp), 0);
+        assert_int_equal(rebuild_environment(NULL, "/x/bin", NULL, &envp), 0);
         assert_strv_equal(envp,
                           (const char *const[]){"PATH=/x/bin", "HOME=/root", "LANG=C.UTF-8", NULL});
+        envp = rebuild_argv_free(envp);
+
+        /* The builders' Host aliases: NIX_SSHOPTS, split by Nix on white space. */
+        assert_int_equal(rebuild_environment("a = 1", "/x/bin", "/r/etc/nixprov/ssh_config", &envp),
+                         0);
+        assert_strv_equal(envp, (const char *const[]){"PATH=/x/bin", "HOME=/root", "LANG=C.UTF-8",
+                                                      "NIX_CONFIG=a = 1",
+                                                      "NIX_SSHOPTS=-F /r/etc/nixprov/ssh_config",
+                                                      NULL});
+        envp = rebuild_argv_free(envp);
+        assert_int_equal(rebuild_environment(NULL, NULL, "/a b/ssh_config", &envp), -EINVAL);
+        assert_int_equal(rebuild_environment(NULL, NULL, "ssh_config", &envp), -EINVAL);
+        assert_int_equal(rebuild_environment(NULL, NULL, "/x\n-o ProxyCommand=y", &envp), -EINVAL);
+        assert_null(envp);
 }
 
 static void remove_tree(const char *dir)

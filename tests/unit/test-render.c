@@ -192,8 +192,11 @@ static void golden(const char *example, const char *file, const char *text)
 
 static void render_all(const char *example, const struct plan *plan, uint64_t serial)
 {
-        _cleanup_free_ char *conf = NULL, *env = NULL, *machines = NULL, *module = NULL;
+        _cleanup_free_ char *conf = NULL, *env = NULL, *machines = NULL, *module = NULL,
+                            *ssh_config = NULL;
 
+        assert_int_equal(render_ssh_config(plan, serial, &ssh_config), 0);
+        golden(example, "ssh_config", ssh_config);
         assert_int_equal(render_nix_conf(plan, serial, &conf), 0);
         assert_int_equal(render_nix_config_env(plan, &env), 0);
         assert_int_equal(render_machines(plan, &machines), 0);
@@ -302,6 +305,71 @@ static void test_hostile_machines(void **state)
                 h.builder.systems = (char **)&cases[i].system;
                 assert_int_equal(render_machines(plan, &text), -EINVAL);
                 assert_null(text);
+        }
+}
+
+/* Builders on other ports than 22 go through a Host alias; a host:port that does not parse is
+ * refused by every renderer that names the host. */
+static void test_ssh_aliases(void **state)
+{
+        static const struct {
+                char *host;
+                int r;
+                const char *machines_uri; /* the first field of the machines line */
+                const char *ssh_config;   /* after the header */
+        } cases[] = {
+                {"host:0", -EINVAL, NULL, NULL},
+                {"host:65536", -EINVAL, NULL, NULL},
+                {"host:22x", -EINVAL, NULL, NULL},
+                {"host:", -EINVAL, NULL, NULL},
+                {":2222", -EINVAL, NULL, NULL},
+                {"[::1", -EINVAL, NULL, NULL},
+                {"[::1]x", -EINVAL, NULL, NULL},
+                {"host", 0, "ssh://u@host", ""},
+                {"host:22", 0, "ssh://u@host:22", ""},
+                {"host?remote-program=x", 0, "ssh://u@host?remote-program=x", ""},
+                {"host:2222", 0, "ssh://u@nixprov-builder-3",
+                 "Host nixprov-builder-3\n  HostName host\n  Port 2222\n"
+                 "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
+                {"[::1]:2200?remote-program=/x/y", 0, "ssh://u@nixprov-builder-3?remote-program=/x/y",
+                 "Host nixprov-builder-3\n  HostName ::1\n  Port 2200\n"
+                 "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
+        };
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct hand_plan h;
+                struct plan *plan = hand_plan(&h, "cores", "1");
+                _cleanup_free_ char *machines = NULL, *module = NULL, *ssh_config = NULL;
+                char *header = NULL;
+
+                fprintf(stderr, "case '%s'\n", cases[i].host);
+                h.builder.host = cases[i].host;
+                h.builder.user = "u";
+                h.builder.index = 3;
+                h.builder.identity_path = "/k";
+                assert_int_equal(render_machines(plan, &machines), cases[i].r);
+                assert_int_equal(render_nixos_module(plan, 1, &module), cases[i].r);
+                assert_int_equal(render_ssh_config(plan, 1, &ssh_config), cases[i].r);
+                assert_int_equal(render_plan_has_ssh_aliases(plan),
+                                 cases[i].ssh_config && *cases[i].ssh_config);
+                if (cases[i].r < 0) {
+                        assert_null(machines);
+                        assert_null(module);
+                        assert_null(ssh_config);
+                        continue;
+                }
+                assert_true(strncmp(machines, cases[i].machines_uri, strlen(cases[i].machines_uri)) == 0);
+                assert_int_equal(machines[strlen(cases[i].machines_uri)], ' ');
+                assert_true(asprintf(&header, "# Written by nixprov-agent from profile serial 1.\n"
+                                              "# Do not edit: the next profile replaces this file.\n%s",
+                                     cases[i].ssh_config) > 0);
+                assert_string_equal(ssh_config, header);
+                free(header);
+                /* The module names the alias too, and keeps the Host blocks. */
+                assert_non_null(strstr(module, strchr(cases[i].machines_uri, '@') + 1));
+                assert_int_equal(strstr(module, "programs.ssh.extraConfig") != NULL,
+                                 *cases[i].ssh_config != '\0');
         }
 }
 
@@ -485,6 +553,7 @@ int main(void)
                 cmocka_unit_test(test_hostile),         cmocka_unit_test(test_hostile_machines),
                 cmocka_unit_test(test_golden),          cmocka_unit_test(test_example_profiles),
                 cmocka_unit_test(test_machines_format), cmocka_unit_test(test_nix_types),
+                cmocka_unit_test(test_ssh_aliases),
                 cmocka_unit_test(test_secrets_include),
         };
 
