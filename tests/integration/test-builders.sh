@@ -115,17 +115,6 @@ MACHINES_FILE=root/etc/nix/nixprov-machines
 SSH_CONFIG=root/etc/nixprov/ssh_config
 # alias URI [INDEX]: the URI as the machines file names it: sshd listens on a port other than 22,
 # so the builder goes through the Host alias nixprov-builder-INDEX of the written ssh_config.
-# listening PORT...: waits (up to 10 s) until each PORT on 127.0.0.1 accepts connections.
-listening() {
-  local p _
-  for p in "$@"; do
-    for _ in $(seq 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue 2
-      sleep 0.1
-    done
-    die "nothing listens on 127.0.0.1:$p"
-  done
-}
 alias() { sed -E "s|@127\.0\.0\.1:[0-9]+|@nixprov-builder-${2:-0}|" <<<"$1"; }
 
 # --- a full run: the builders phase probes the builder, the machines file names it -------------
