@@ -12,6 +12,7 @@
 #include "agent.h"
 #include "builders.h"
 #include "config.h"
+#include "context.h"
 #include "fileio.h"
 #include "log.h"
 #include "plan.h"
@@ -76,78 +77,73 @@ static void print_json(const struct plan *plan, const struct builder_probe *resu
         json_decref(out);
 }
 
-int cmd_builders(int argc, char **argv)
+/* Returns 1 to go on, or an exit code's negation. */
+static int parse_args(int argc, char **argv, struct agent_context *ctx, uint64_t *deadline_s,
+                      bool *json)
 {
         static const struct option options[] = {
-            {"config", required_argument, NULL, 'c'},
-            {"root", required_argument, NULL, 'r'},
-            {"deadline", required_argument, NULL, 'd'},
-            {"cmdline", required_argument, NULL, 'C'},
-            {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},
-            {},
+                CONTEXT_LONG_OPTIONS,
+                {"deadline", required_argument, NULL, 'd'},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {},
         };
-        _cleanup_(agent_config_freep) struct agent_config *config = NULL;
-        _cleanup_free_ char *state_dir = NULL, *path = NULL, *sig_path = NULL, *failed = NULL;
-        _cleanup_free_ char *profile = NULL, *signature = NULL;
-        _cleanup_(plan_freep) struct plan *plan = NULL;
-        _cleanup_free_ struct builder_probe *results = NULL;
-        struct trust_result trust = {};
-        const char *config_path = NULL, *root = "/", *cmdline_path = "/proc/cmdline";
-        size_t profile_size = 0, signature_size = 0;
-        uint64_t deadline_s = BUILDERS_DEADLINE_DEFAULT_MS / 1000;
-        bool json = false, all_ok;
-        int c, k;
+        int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "c:r:d:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS "d:h", options, NULL)) >= 0) {
+                if (context_parse_option(ctx, c, optarg))
+                        continue;
                 switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case 'r':
-                        root = optarg;
-                        break;
                 case 'd':
-                        if (parse_u64(optarg, &deadline_s) < 0 || deadline_s == 0 ||
-                            deadline_s > BUILDERS_DEADLINE_MAX_S) {
+                        if (parse_u64(optarg, deadline_s) < 0 || *deadline_s == 0 ||
+                            *deadline_s > BUILDERS_DEADLINE_MAX_S) {
                                 log_error("--deadline takes 1 to %d seconds, not '%s'.",
                                           BUILDERS_DEADLINE_MAX_S, optarg);
-                                return AGENT_EXIT_USAGE;
+                                return -AGENT_EXIT_USAGE;
                         }
                         break;
-                case 'C':
-                        cmdline_path = optarg;
-                        break;
                 case 'j':
-                        json = true;
+                        *json = true;
                         break;
                 case 'h':
                         builders_help();
-                        return AGENT_EXIT_OK;
+                        return -AGENT_EXIT_OK;
                 default:
-                        return AGENT_EXIT_USAGE;
+                        return -AGENT_EXIT_USAGE;
                 }
         }
         if (optind != argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov-agent builders --help'.",
                           argv[optind]);
-                return AGENT_EXIT_USAGE;
+                return -AGENT_EXIT_USAGE;
         }
+        return 1;
+}
+
+/* The plan of the applied profile, verified again with the trusted keys. Returns an exit code. */
+static int applied_plan(struct agent_context *ctx, struct plan **ret)
+{
+        const struct agent_config *config;
+        _cleanup_free_ char *state_dir = NULL, *path = NULL, *sig_path = NULL, *failed = NULL;
+        _cleanup_free_ char *profile = NULL, *signature = NULL;
+        struct trust_result trust = {};
+        size_t profile_size = 0, signature_size = 0;
+        int k;
+
         /* The keys the run trusts: the configuration's, or the kernel command line's. */
-        if (config_load(config_path, cmdline_path, &config) < 0)
-                return AGENT_EXIT_USAGE;
+        k = context_config(ctx, &config);
+        if (k < 0)
+                return log_error_errno(k, "%s", ctx->error), AGENT_EXIT_USAGE;
         if (config->n_keys == 0) {
                 log_error("No trusted key in the configuration: the applied profile cannot be "
                           "verified.");
                 return AGENT_EXIT_USAGE;
         }
-        state_dir = path_join_root(root, config->state_dir);
+        state_dir = path_join_root(ctx->root, config->state_dir);
         if (!state_dir || asprintf(&path, "%s/%s", state_dir, BUILDERS_APPLIED_PROFILE) < 0 ||
-            asprintf(&sig_path, "%s/%s", state_dir, BUILDERS_APPLIED_SIGNATURE) < 0) {
-                log_oom();
-                return AGENT_EXIT_USAGE;
-        }
+            asprintf(&sig_path, "%s/%s", state_dir, BUILDERS_APPLIED_SIGNATURE) < 0)
+                return log_oom(), AGENT_EXIT_USAGE;
         k = trust_read_files(path, sig_path, &profile, &profile_size, &signature, &signature_size,
                              &failed);
         if (k < 0) {
@@ -162,12 +158,31 @@ int cmd_builders(int argc, char **argv)
                 trust_result_done(&trust);
                 return AGENT_EXIT_REFUSED;
         }
-        k = plan_build(trust.profile, NULL, &plan);
+        k = plan_build(trust.profile, NULL, ret);
         trust_result_done(&trust);
         if (k < 0) {
                 log_error_errno(k, "The applied profile cannot be planned: %m");
                 return AGENT_EXIT_REFUSED;
         }
+        return AGENT_EXIT_OK;
+}
+
+int cmd_builders(int argc, char **argv)
+{
+        _cleanup_(context_done) struct agent_context ctx;
+        _cleanup_(plan_freep) struct plan *plan = NULL;
+        _cleanup_free_ struct builder_probe *results = NULL;
+        uint64_t deadline_s = BUILDERS_DEADLINE_DEFAULT_MS / 1000;
+        bool json = false, all_ok;
+        int k;
+
+        context_init(&ctx);
+        k = parse_args(argc, argv, &ctx, &deadline_s, &json);
+        if (k <= 0)
+                return -k;
+        k = applied_plan(&ctx, &plan);
+        if (k != AGENT_EXIT_OK)
+                return k;
         if (plan->n_builders == 0) {
                 if (json)
                         puts("{\"builders\":[],\"required_ok\":true}");
@@ -181,7 +196,7 @@ int cmd_builders(int argc, char **argv)
                 return AGENT_EXIT_USAGE;
         }
         /* A sealed identity: the key file the run wrote, which is what Nix uses. */
-        k = builders_probe(plan, root, NULL, deadline_s * 1000, results);
+        k = builders_probe(plan, ctx.root, NULL, deadline_s * 1000, results);
         if (k < 0) {
                 log_error_errno(k, "Failed to start the probes: %m");
                 return AGENT_EXIT_BUILDERS;

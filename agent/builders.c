@@ -40,14 +40,6 @@ const char *builder_state_to_string(enum builder_state state)
         return builder_state_names[state];
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- URIs ---- */
 
 static bool startswith(const char *s, const char *prefix)
@@ -225,7 +217,7 @@ static void set_result(struct builder_probe *result, enum builder_state state, c
  * nothing is left. */
 static bool set_remaining(ssh_session session, uint64_t deadline)
 {
-        uint64_t now = now_ms();
+        uint64_t now = monotonic_ms();
         long sec, usec;
 
         if (now >= deadline)
@@ -240,7 +232,7 @@ static bool set_remaining(ssh_session session, uint64_t deadline)
 
 static int remaining_ms(uint64_t deadline)
 {
-        uint64_t now = now_ms();
+        uint64_t now = monotonic_ms();
 
         if (now >= deadline)
                 return 0;
@@ -274,14 +266,14 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
         channel = ssh_channel_new(session);
         if (!channel || ssh_channel_open_session(channel) != SSH_OK) {
                 set_result(result,
-                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
+                           monotonic_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "cannot open a session: %s", ssh_get_error(session));
                 goto out;
         }
-        started = now_ms();
+        started = monotonic_ms();
         if (ssh_channel_request_exec(channel, command) != SSH_OK) {
                 set_result(result,
-                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_NIX_MISSING,
+                           monotonic_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_NIX_MISSING,
                            "cannot run %s: %s", uri->program, ssh_get_error(session));
                 goto out;
         }
@@ -325,7 +317,7 @@ static void probe_exec(ssh_session session, const struct builder_uri *uri, uint6
         }
         err[n_err] = '\0';
         err[strcspn(err, "\r\n")] = '\0';
-        result->latency_ms = now_ms() - started;
+        result->latency_ms = monotonic_ms() - started;
         out[n] = '\0';
         out[strcspn(out, "\r\n")] = '\0';
 
@@ -414,7 +406,7 @@ static void probe_one(const struct plan_builder *b, const char *root, const char
         }
         if (ssh_connect(session) != SSH_OK) {
                 set_result(result,
-                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
+                           monotonic_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_UNREACHABLE,
                            "%s", ssh_get_error(session));
                 goto out;
         }
@@ -485,7 +477,7 @@ static void probe_one(const struct plan_builder *b, const char *root, const char
         k = ssh_userauth_publickey(session, NULL, private_key);
         if (k != SSH_AUTH_SUCCESS) {
                 set_result(result,
-                           now_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_AUTH_FAILED,
+                           monotonic_ms() >= deadline ? BUILDER_STATE_TIMEOUT : BUILDER_STATE_AUTH_FAILED,
                            "user %s was not let in with the identity %s%s%s", uri.user,
                            identity_name, k == SSH_AUTH_ERROR ? ": " : "",
                            k == SSH_AUTH_ERROR ? ssh_get_error(session) : "");
@@ -515,7 +507,7 @@ int builders_probe(const struct plan *plan, const char *root, const char *const 
         struct probe_job jobs[PROFILE_MAX_BUILDERS];
         pthread_t threads[PROFILE_MAX_BUILDERS];
         struct builder_probe *results;
-        uint64_t deadline = now_ms() + deadline_ms;
+        uint64_t deadline = monotonic_ms() + deadline_ms;
         size_t n = plan->n_builders, started = 0;
         int k = 0;
 

@@ -4,13 +4,16 @@
 /* Loading the agent's configuration the way every command does: the file (or, when there is
  * none, the defaults), then the kernel command line over it. */
 
+#include <stddef.h>
+
 #include "agent_config.h"
 
 /* Loads config_path (AGENT_CONFIG_PATH_DEFAULT when NULL; a missing file gives the defaults) and
  * applies the kernel command line read from cmdline_path (NULL or "-": none; a missing file is
- * no command line). Logs what is wrong, with file:line:column, and returns a negative errno;
- * on success *ret belongs to the caller. */
-int config_load(const char *config_path, const char *cmdline_path, struct agent_config **ret);
+ * no command line). Returns a negative errno with what is wrong (file:line:column) in
+ * error_text; on success *ret belongs to the caller. */
+int config_load(const char *config_path, const char *cmdline_path, struct agent_config **ret,
+                char *error_text, size_t error_size);
 
 /* What the agent keeps in its state directory, besides the state module's files. */
 #define CONFIG_STATE_REPORTS "reports"        /* the report spool */

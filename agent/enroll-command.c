@@ -10,7 +10,7 @@
 #include <sodium.h>
 
 #include "agent.h"
-#include "config.h"
+#include "context.h"
 #include "enroll.h"
 #include "enrollment.h"
 #include "fileio.h"
@@ -41,147 +41,9 @@ static void enroll_help(void)
                "another key.\n");
 }
 
-int agent_enroll_request(const struct agent_config *config, const char *root,
-                         const struct identity *id, const struct devicekey *key, char **ret_body,
-                         size_t *ret_size, char *error, size_t error_size)
+/* Prints the server's answer; returns the exit code it means. */
+static int show(enum enroll_state state)
 {
-        _cleanup_free_ char *token_path = NULL;
-        uint8_t token_key[32];
-        int k;
-
-        if (config->enroll_token_file) {
-                token_path = path_join_root(root, config->enroll_token_file);
-                if (!token_path) {
-                        snprintf(error, error_size, "out of memory");
-                        return AGENT_EXIT_USAGE;
-                }
-                k = enrollment_token_file_key(token_path, token_key);
-                if (k < 0) {
-                        snprintf(error, error_size, "the enrollment token %s cannot be used: %s",
-                                 token_path,
-                                 k == -EPERM    ? "it is readable by others than its owner (it "
-                                                  "must be mode 0600)"
-                                 : k == -EINVAL ? "not a regular file, or empty"
-                                 : k == -E2BIG  ? "larger than " STRINGIFY(ENROLLMENT_TOKEN_MAX)
-                                                  " bytes"
-                                                : strerror(-k));
-                        return AGENT_EXIT_USAGE;
-                }
-        }
-        k = enroll_request(id, key, token_path ? token_key : NULL, (int64_t)time(NULL), ret_body,
-                           ret_size);
-        sodium_memzero(token_key, sizeof(token_key));
-        if (k < 0) {
-                snprintf(error, error_size, "the enrollment request cannot be made: %s",
-                         strerror(-k));
-                return AGENT_EXIT_USAGE;
-        }
-        return AGENT_EXIT_OK;
-}
-
-int agent_enroll(const struct agent_config *config, const char *root,
-                 const char *machine_id_override, const struct fetch_options *o, uint64_t wait_ms,
-                 enum enroll_state *ret_state)
-{
-        _cleanup_(devicekey_freep) struct devicekey *key = NULL;
-        _cleanup_free_ char *body = NULL;
-        struct fetch_error error = {};
-        struct identity id;
-        char message[512];
-        size_t size;
-        int k;
-
-        k = agent_identify(root, machine_id_override, &id);
-        if (k != AGENT_EXIT_OK)
-                return k;
-        k = agent_device_keys(config, root, &key);
-        if (k != AGENT_EXIT_OK)
-                return k;
-        k = agent_enroll_request(config, root, &id, key, &body, &size, message, sizeof(message));
-        if (k != AGENT_EXIT_OK) {
-                log_error("%s", message);
-                return k;
-        }
-        k = enroll_wait(o, body, size, wait_ms, NULL, NULL, ret_state, &error);
-        if (k < 0) {
-                log_error("Failed to enroll: %s: %s%s", error.url[0] ? error.url : "(no URL)",
-                          error.message[0] ? error.message : strerror(-k),
-                          error.deadline_reached ? " (deadline reached)" : "");
-                return AGENT_EXIT_FETCH;
-        }
-        return AGENT_EXIT_OK;
-}
-
-int cmd_enroll(int argc, char **argv)
-{
-        static const struct option options[] = {
-            {"config", required_argument, NULL, 'c'},
-            {"root", required_argument, NULL, 'r'},
-            {"cmdline", required_argument, NULL, 'C'},
-            {"machine-id", required_argument, NULL, 'm'},
-            {"wait", required_argument, NULL, 'w'},
-            {"help", no_argument, NULL, 'h'},
-            {},
-        };
-        _cleanup_(agent_config_freep) struct agent_config *config = NULL;
-        const char *config_path = NULL, *root = "/", *cmdline_path = "/proc/cmdline",
-                   *machine_id_override = NULL;
-        struct fetch_options o;
-        enum enroll_state state;
-        uint64_t wait_s = 0;
-        int c, k;
-
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "c:r:m:h", options, NULL)) >= 0) {
-                switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case 'r':
-                        root = optarg;
-                        break;
-                case 'C':
-                        cmdline_path = optarg;
-                        break;
-                case 'm':
-                        machine_id_override = optarg;
-                        break;
-                case 'w':
-                        if (parse_u64(optarg, &wait_s) < 0 || wait_s > AGENT_CONFIG_ENROLL_WAIT_MAX) {
-                                log_error("Invalid --wait '%s': expected seconds, at most %d.",
-                                          optarg, AGENT_CONFIG_ENROLL_WAIT_MAX);
-                                return AGENT_EXIT_USAGE;
-                        }
-                        break;
-                case 'h':
-                        enroll_help();
-                        return AGENT_EXIT_OK;
-                default:
-                        return AGENT_EXIT_USAGE;
-                }
-        }
-        if (optind != argc) {
-                log_error("Unexpected argument '%s'. Run 'nixprov-agent enroll --help'.",
-                          argv[optind]);
-                return AGENT_EXIT_USAGE;
-        }
-        if (config_load(config_path, cmdline_path, &config) < 0)
-                return AGENT_EXIT_USAGE;
-        if (config->n_urls == 0) {
-                log_error("No server: set server.urls in the agent configuration or nixprov.url= "
-                          "on the kernel command line.");
-                return AGENT_EXIT_USAGE;
-        }
-        k = fetch_global_init();
-        if (k < 0) {
-                log_error_errno(k, "Failed to initialize libcurl: %m");
-                return AGENT_EXIT_USAGE;
-        }
-        config_fetch_options(config, &o);
-        k = agent_enroll(config, root, machine_id_override, &o, wait_s * 1000, &state);
-        fetch_global_cleanup();
-        if (k != AGENT_EXIT_OK)
-                return k;
         switch (state) {
         case ENROLL_APPROVED:
                 printf("approved: the server admits this device.\n");
@@ -207,4 +69,101 @@ int cmd_enroll(int argc, char **argv)
                        "ID' to admit these keys.\n");
                 return AGENT_EXIT_ENROLL;
         }
+}
+
+/* Returns 1 to go on, or an exit code's negation. */
+static int parse_args(int argc, char **argv, struct agent_context *ctx, uint64_t *wait_s)
+{
+        static const struct option options[] = {
+                CONTEXT_LONG_OPTIONS,
+                CONTEXT_LONG_OPTION_MACHINE_ID,
+                {"wait", required_argument, NULL, 'w'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >= 0) {
+                if (context_parse_option(ctx, c, optarg))
+                        continue;
+                if (c == 'w') {
+                        if (parse_u64(optarg, wait_s) < 0 || *wait_s > AGENT_CONFIG_ENROLL_WAIT_MAX) {
+                                log_error("Invalid --wait '%s': expected seconds, at most %d.",
+                                          optarg, AGENT_CONFIG_ENROLL_WAIT_MAX);
+                                return -AGENT_EXIT_USAGE;
+                        }
+                } else if (c == 'h') {
+                        enroll_help();
+                        return -AGENT_EXIT_OK;
+                } else
+                        return -AGENT_EXIT_USAGE;
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent enroll --help'.",
+                          argv[optind]);
+                return -AGENT_EXIT_USAGE;
+        }
+        return 1;
+}
+
+/* Identifies the device, loads its keys and enrolls. Returns an exit code. */
+static int enroll(struct agent_context *ctx, const struct agent_config *config, uint64_t wait_s,
+                  enum enroll_state *ret_state)
+{
+        const struct identity *id;
+        struct fetch_options *o;
+        struct devicekey *key;
+        char error[CONTEXT_ERROR_MAX];
+        bool unreachable;
+        int k;
+
+        k = context_identity(ctx, &id);
+        if (k < 0)
+                return log_error_errno(k, "%s", ctx->error), AGENT_EXIT_USAGE;
+        k = context_keys(ctx, &key);
+        if (k < 0)
+                return log_error_errno(k, "%s", ctx->error), AGENT_EXIT_WRITE;
+        k = context_fetch_options(ctx, &o);
+        if (k < 0)
+                return log_error_errno(k, "%s", ctx->error), AGENT_EXIT_USAGE;
+        k = enroll_device(config->enroll_token_file, ctx->root, id, key, o, wait_s * 1000,
+                          ret_state, &unreachable, error, sizeof(error));
+        if (k < 0) {
+                log_error("%s", error);
+                return unreachable ? AGENT_EXIT_FETCH : AGENT_EXIT_USAGE;
+        }
+        return AGENT_EXIT_OK;
+}
+
+int cmd_enroll(int argc, char **argv)
+{
+        _cleanup_(context_done) struct agent_context ctx;
+        const struct agent_config *config;
+        enum enroll_state state;
+        uint64_t wait_s = 0;
+        int k;
+
+        context_init(&ctx);
+        k = parse_args(argc, argv, &ctx, &wait_s);
+        if (k <= 0)
+                return -k;
+        k = context_config(&ctx, &config);
+        if (k < 0) {
+                log_error_errno(k, "%s", ctx.error);
+                return AGENT_EXIT_USAGE;
+        }
+        if (config->n_urls == 0) {
+                log_error("No server: set server.urls in the agent configuration or nixprov.url= "
+                          "on the kernel command line.");
+                return AGENT_EXIT_USAGE;
+        }
+        k = fetch_global_init();
+        if (k < 0) {
+                log_error_errno(k, "Failed to initialize libcurl: %m");
+                return AGENT_EXIT_USAGE;
+        }
+        k = enroll(&ctx, config, wait_s, &state);
+        fetch_global_cleanup();
+        return k != AGENT_EXIT_OK ? k : show(state);
 }

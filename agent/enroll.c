@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <sodium.h>
 
 #include "enroll.h"
 #include "enrollment.h"
+#include "fileio.h"
 #include "macro.h"
 #include "signedjson.h"
 #include "util.h"
@@ -153,4 +156,65 @@ int enroll_wait(const struct fetch_options *o, const char *body, size_t size, ui
         }
         *ret_state = state;
         return 0;
+}
+
+int enroll_request_for(const char *token_file, const char *root, const struct identity *id,
+                       const struct devicekey *key, char **ret_body, size_t *ret_size,
+                       char *error, size_t error_size)
+{
+        _cleanup_free_ char *token_path = NULL;
+        uint8_t token_key[32];
+        int k;
+
+        if (token_file) {
+                token_path = path_join_root(root, token_file);
+                if (!token_path) {
+                        snprintf(error, error_size, "out of memory");
+                        return -ENOMEM;
+                }
+                k = enrollment_token_file_key(token_path, token_key);
+                if (k < 0) {
+                        snprintf(error, error_size, "the enrollment token %s cannot be used: %s",
+                                 token_path,
+                                 k == -EPERM    ? "it is readable by others than its owner (it "
+                                                  "must be mode 0600)"
+                                 : k == -EINVAL ? "not a regular file, or empty"
+                                 : k == -E2BIG  ? "larger than " STRINGIFY(ENROLLMENT_TOKEN_MAX)
+                                                  " bytes"
+                                                : strerror(-k));
+                        return k;
+                }
+        }
+        k = enroll_request(id, key, token_path ? token_key : NULL, (int64_t)time(NULL), ret_body,
+                           ret_size);
+        sodium_memzero(token_key, sizeof(token_key));
+        if (k < 0) {
+                snprintf(error, error_size, "the enrollment request cannot be made: %s",
+                         strerror(-k));
+                return k;
+        }
+        return 0;
+}
+
+int enroll_device(const char *token_file, const char *root, const struct identity *id,
+                  const struct devicekey *key, const struct fetch_options *o, uint64_t wait_ms,
+                  enum enroll_state *ret_state, bool *unreachable, char *error, size_t error_size)
+{
+        _cleanup_free_ char *body = NULL;
+        struct fetch_error fe = {};
+        size_t size;
+        int k;
+
+        *unreachable = false;
+        k = enroll_request_for(token_file, root, id, key, &body, &size, error, error_size);
+        if (k < 0)
+                return k;
+        k = enroll_wait(o, body, size, wait_ms, NULL, NULL, ret_state, &fe);
+        if (k < 0) {
+                *unreachable = true;
+                snprintf(error, error_size, "Failed to enroll: %s: %s%s",
+                         fe.url[0] ? fe.url : "(no URL)", fe.message[0] ? fe.message : strerror(-k),
+                         fe.deadline_reached ? " (deadline reached)" : "");
+        }
+        return k;
 }

@@ -8,7 +8,7 @@
 #include <jansson.h>
 
 #include "agent.h"
-#include "config.h"
+#include "context.h"
 #include "devicekey.h"
 #include "fileio.h"
 #include "identify.h"
@@ -16,7 +16,7 @@
 
 static void id_help(void)
 {
-        printf("Usage: nixprov-agent id [--json] [--config FILE] [--root DIR] [--machine-id ID]\n\n"
+        printf("Usage: nixprov-agent id [--json] [OPTIONS...]\n\n"
                "Prints this device's machine id and the public halves of its keys: the Ed25519\n"
                "signing key and the X25519 box key (base64), the one 'nixprov seal --to' seals\n"
                "secrets to. Makes the keys in the state directory when they do not exist yet\n"
@@ -25,6 +25,8 @@ static void id_help(void)
                "  -c, --config FILE      the agent configuration, for the state directory\n"
                "                         (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
                "  -r, --root DIR         the device's root directory (default /)\n"
+               "      --cmdline FILE     kernel command line over the configuration (default\n"
+               "                         /proc/cmdline; - for none)\n"
                "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
                "      --json             one JSON object: machine_id, sign_public_key,\n"
                "                         box_public_key\n"
@@ -33,104 +35,15 @@ static void id_help(void)
                "or written.\n");
 }
 
-int agent_identify(const char *root, const char *machine_id_override, struct identity *ret)
+/* Prints the machine id and the public keys, as text or JSON. */
+static int show(const struct identity *id, const struct devicekey *key, bool json)
 {
-        int k = identify(root, machine_id_override, ret);
-
-        if (k < 0) {
-                log_error_errno(k, "Failed to identify this machine: %s",
-                                k == -ENOENT   ? "no /etc/machine-id and no DMI product UUID"
-                                : k == -EINVAL ? "the machine id is not 32 hex digits or a UUID"
-                                               : strerror(-k));
-                return AGENT_EXIT_USAGE;
-        }
-        return AGENT_EXIT_OK;
-}
-
-int agent_device_keys(const struct agent_config *config, const char *root,
-                      struct devicekey **ret_key)
-{
-        _cleanup_free_ char *state_dir = NULL;
-        int k;
-
-        state_dir = path_join_root(root, config->state_dir);
-        if (!state_dir) {
-                log_oom();
-                return AGENT_EXIT_USAGE;
-        }
-        k = mkdir_parents(state_dir, 0700);
-        if (k < 0) {
-                log_error_errno(k, "Failed to create %s: %m", state_dir);
-                return AGENT_EXIT_WRITE;
-        }
-        k = devicekey_load_or_create(state_dir, ret_key, NULL);
-        if (k < 0) {
-                log_error_errno(k, "Failed to load or make the device keys in %s: %s", state_dir,
-                                k == -EBADMSG  ? "a key file is damaged"
-                                : k == -EEXIST ? "a public key has lost its secret key; "
-                                                 "refusing to make a new identity silently"
-                                               : strerror(-k));
-                return AGENT_EXIT_WRITE;
-        }
-        return AGENT_EXIT_OK;
-}
-
-int cmd_id(int argc, char **argv)
-{
-        static const struct option options[] = {
-            {"config", required_argument, NULL, 'c'},
-            {"root", required_argument, NULL, 'r'},
-            {"machine-id", required_argument, NULL, 'm'},
-            {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},
-            {},
-        };
-        _cleanup_(agent_config_freep) struct agent_config *config = NULL;
-        _cleanup_(devicekey_freep) struct devicekey *key = NULL;
-        const char *config_path = NULL, *root = "/", *machine_id_override = NULL;
         char sign[DEVICEKEY_PUBLIC_BASE64_MAX], box[DEVICEKEY_PUBLIC_BASE64_MAX];
-        struct identity id;
-        bool json = false;
-        int c, k;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "c:r:m:h", options, NULL)) >= 0) {
-                switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case 'r':
-                        root = optarg;
-                        break;
-                case 'm':
-                        machine_id_override = optarg;
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        id_help();
-                        return AGENT_EXIT_OK;
-                default:
-                        return AGENT_EXIT_USAGE;
-                }
-        }
-        if (optind != argc) {
-                log_error("Unexpected argument '%s'. Run 'nixprov-agent id --help'.", argv[optind]);
-                return AGENT_EXIT_USAGE;
-        }
-        if (config_load(config_path, "-", &config) < 0)
-                return AGENT_EXIT_USAGE;
-        k = agent_identify(root, machine_id_override, &id);
-        if (k != AGENT_EXIT_OK)
-                return k;
-        k = agent_device_keys(config, root, &key);
-        if (k != AGENT_EXIT_OK)
-                return k;
         devicekey_public_to_base64(key->sign_public, sign);
         devicekey_public_to_base64(key->box_public, box);
         if (json) {
-                json_t *o = json_pack("{s:s, s:s, s:s}", "machine_id", id.machine_id,
+                json_t *o = json_pack("{s:s, s:s, s:s}", "machine_id", id->machine_id,
                                       "sign_public_key", sign, "box_public_key", box);
                 _cleanup_free_ char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
 
@@ -141,7 +54,69 @@ int cmd_id(int argc, char **argv)
                 }
                 printf("%s\n", text);
         } else
-                printf("machine-id: %s\nsign-key:   %s\nbox-key:    %s\n", id.machine_id, sign,
+                printf("machine-id: %s\nsign-key:   %s\nbox-key:    %s\n", id->machine_id, sign,
                        box);
         return AGENT_EXIT_OK;
+}
+
+/* Returns 1 to go on, or an exit code's negation. */
+static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *json)
+{
+        static const struct option options[] = {
+                CONTEXT_LONG_OPTIONS,
+                CONTEXT_LONG_OPTION_MACHINE_ID,
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >= 0) {
+                if (context_parse_option(ctx, c, optarg))
+                        continue;
+                if (c == 'j')
+                        *json = true;
+                else if (c == 'h') {
+                        id_help();
+                        return -AGENT_EXIT_OK;
+                } else
+                        return -AGENT_EXIT_USAGE;
+        }
+        if (optind != argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent id --help'.", argv[optind]);
+                return -AGENT_EXIT_USAGE;
+        }
+        return 1;
+}
+
+int cmd_id(int argc, char **argv)
+{
+        _cleanup_(context_done) struct agent_context ctx;
+        const struct agent_config *config;
+        const struct identity *id;
+        struct devicekey *key;
+        bool json = false;
+        int k;
+
+        context_init(&ctx);
+        k = parse_args(argc, argv, &ctx, &json);
+        if (k <= 0)
+                return -k;
+        k = context_config(&ctx, &config);
+        if (k < 0) {
+                log_error_errno(k, "%s", ctx.error);
+                return AGENT_EXIT_USAGE;
+        }
+        k = context_identity(&ctx, &id);
+        if (k < 0) {
+                log_error_errno(k, "%s", ctx.error);
+                return AGENT_EXIT_USAGE;
+        }
+        k = context_keys(&ctx, &key);
+        if (k < 0) {
+                log_error_errno(k, "%s", ctx.error);
+                return AGENT_EXIT_WRITE;
+        }
+        return show(id, key, json);
 }

@@ -177,14 +177,6 @@ int rebuild_log_path(const char *dir, uint64_t serial, int64_t now, char **ret_p
         return -EEXIST;
 }
 
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Moves fd to a number above 2 (so that dup2() onto 0, 1, 2 in the child never meets it) with
  * O_CLOEXEC. */
 static int fd_above_stdio(int fd)
@@ -307,7 +299,7 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
         const struct rebuild_options *o = run->o;
         struct rebuild_result *result = run->result;
         _cleanup_close_ int pidfd = pidfd_open_or_not(pid);
-        uint64_t start = now_ms(), deadline = UINT64_MAX, kill_at = UINT64_MAX;
+        uint64_t start = monotonic_ms(), deadline = UINT64_MAX, kill_at = UINT64_MAX;
         uint64_t next_progress = UINT64_MAX, drain_until = UINT64_MAX;
         uint64_t grace = o->kill_grace_sec ? o->kill_grace_sec : REBUILD_KILL_GRACE_SEC_DEFAULT;
         bool exited = false;
@@ -323,7 +315,7 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
                     {.fd = out_fd, .events = POLLIN},
                     {.fd = exited ? -1 : pidfd, .events = POLLIN},
                 };
-                uint64_t now = now_ms(), wake = UINT64_MAX;
+                uint64_t now = monotonic_ms(), wake = UINT64_MAX;
                 int timeout_ms;
 
                 if (exited && (out_fd < 0 || now >= drain_until))
@@ -352,10 +344,10 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
                         /* Leftovers of its group go with it, while its zombie keeps the
                          * group id from being reused. */
                         (void)kill(-pid, SIGKILL);
-                        drain_until = now_ms() + REBUILD_DRAIN_MS;
+                        drain_until = monotonic_ms() + REBUILD_DRAIN_MS;
                 }
 
-                now = now_ms();
+                now = monotonic_ms();
                 if (!exited && now >= deadline && !result->timed_out) {
                         result->timed_out = true;
                         (void)kill(-pid, SIGTERM);
@@ -376,7 +368,7 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return -errno;
-        result->duration_ms = now_ms() - start;
+        result->duration_ms = monotonic_ms() - start;
         if (WIFEXITED(status)) {
                 result->exited = true;
                 result->exit_status = WEXITSTATUS(status);

@@ -9,6 +9,8 @@
 
 #include "agent.h"
 #include "config.h"
+#include "context.h"
+#include "enroll.h"
 #include "fetch.h"
 #include "log.h"
 #include "machine_id.h"
@@ -24,7 +26,8 @@ struct report_command {
         const char *config_path; /* NULL: AGENT_CONFIG_PATH_DEFAULT, read when no --server */
         const char *cmdline_path;
         const char *root;
-        struct agent_config *config;
+        struct agent_context ctx; /* the configuration, the identity and the device keys */
+        const struct agent_config *config;
         char *default_spool;
         const char *spool_dir;
         char *servers[REPORT_COMMAND_SERVERS_MAX];
@@ -34,7 +37,7 @@ struct report_command {
         uint64_t deadline_ms;
         char machine_id[MACHINE_ID_STRING_MAX];
         struct fetch_options send;
-        struct devicekey *key; /* signs the reports; made on first use */
+        struct devicekey *key; /* signs the reports; made on first use; the context's */
 };
 
 static const char common_help[] =
@@ -176,9 +179,14 @@ static int report_command_prepare(struct report_command *c)
                 c->root = "/";
         /* The configuration names the state directory (the device keys and the spool) and,
          * without --server, the servers. */
-        r = config_load(c->config_path, c->cmdline_path ?: "/proc/cmdline", &c->config);
+        context_init(&c->ctx);
+        c->ctx.config_path = c->config_path;
+        c->ctx.root = c->root;
+        c->ctx.cmdline_path = c->cmdline_path ?: CONTEXT_CMDLINE_DEFAULT;
+        c->ctx.machine_id = c->machine_id_arg;
+        r = context_config(&c->ctx, &c->config);
         if (r < 0)
-                return AGENT_EXIT_USAGE;
+                return log_error_errno(r, "%s", c->ctx.error), AGENT_EXIT_USAGE;
         if (c->n_servers == 0)
                 for (size_t i = 0; i < c->config->n_urls && i < ELEMENTSOF(c->servers); i++)
                         if (strncmp(c->config->urls[i], "file://", 7) != 0) /* no reports there */
@@ -206,9 +214,9 @@ static int report_command_prepare(struct report_command *c)
                 log_error_errno(negative_errno(), "Cannot read CA file %s: %m", c->ca_file);
                 return AGENT_EXIT_USAGE;
         }
-        r = agent_device_keys(c->config, c->root, &c->key);
-        if (r != AGENT_EXIT_OK)
-                return r;
+        r = context_keys(&c->ctx, &c->key);
+        if (r < 0)
+                return log_error_errno(r, "%s", c->ctx.error), AGENT_EXIT_WRITE;
 
         fetch_options_init(&c->send);
         c->send.mirrors = c->servers;
@@ -241,8 +249,9 @@ static int report_command_open(struct report_command *c, struct report_spool **r
 
 static void report_command_done(struct report_command *c)
 {
-        c->key = devicekey_free(c->key);
-        c->config = agent_config_free(c->config);
+        c->key = NULL;
+        c->config = NULL;
+        context_done(&c->ctx);
         free(c->default_spool);
         c->default_spool = NULL;
 }
@@ -398,6 +407,24 @@ out:
         return r;
 }
 
+/* Enrolls once, without waiting; logs what went wrong. */
+static int enroll(struct report_command *c, enum enroll_state *ret_state)
+{
+        const struct identity *id;
+        char error[CONTEXT_ERROR_MAX];
+        bool unreachable;
+        int r;
+
+        r = context_identity(&c->ctx, &id);
+        if (r < 0)
+                return log_error_errno(r, "%s", c->ctx.error);
+        r = enroll_device(c->config->enroll_token_file, c->root, id, c->key, &c->send, 0,
+                          ret_state, &unreachable, error, sizeof(error));
+        if (r < 0)
+                log_error("%s", error);
+        return r;
+}
+
 int cmd_flush(int argc, char **argv)
 {
         static const struct option options[] = {
@@ -466,9 +493,7 @@ int cmd_flush(int argc, char **argv)
         /* A device provisioned offline was never enrolled: the server takes the reports of an
          * enrolled device only, pending ones included. Enrolling and sending share --deadline. */
         started_ms = monotonic_ms();
-        if (agent_enroll(c.config, c.root, c.machine_id_arg, &c.send, 0, &state) ==
-                AGENT_EXIT_OK &&
-            state != ENROLL_APPROVED && state != ENROLL_NO_SERVER)
+        if (enroll(&c, &state) == 0 && state != ENROLL_APPROVED && state != ENROLL_NO_SERVER)
                 log_warning("The server answers that this device is %s%s.",
                             enroll_state_to_string(state),
                             state == ENROLL_REVOKED ? ": it keeps refusing its reports" : "");

@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "context.h"
 #include "fileio.h"
 #include "log.h"
 #include "state.h"
@@ -21,7 +22,7 @@
 
 static void status_help(void)
 {
-        printf("Usage: nixprov-agent status [--json] [--config FILE] [--root DIR]\n\n"
+        printf("Usage: nixprov-agent status [--json] [OPTIONS...]\n\n"
                "Shows where this device stands: the profile serial applied and when, how the last\n"
                "run ended (phase, exit code, what the rebuild substituted and built, the phase\n"
                "timings), and how many reports wait in the spool for the server.\n\n"
@@ -29,6 +30,8 @@ static void status_help(void)
                "  -c, --config FILE   the agent configuration, for the state directory (default\n"
                "                      " AGENT_CONFIG_PATH_DEFAULT ")\n"
                "  -r, --root DIR      the device's root directory (default /)\n"
+               "      --cmdline FILE  kernel command line over the configuration (default\n"
+               "                      /proc/cmdline; - for none)\n"
                "      --json          one JSON object instead of text\n"
                "  -h, --help          show this help\n\n"
                "Exit codes: 0 shown, 2 usage or configuration error.\n");
@@ -51,54 +54,106 @@ static unsigned count_spooled(const char *dir)
         return n;
 }
 
-int cmd_status(int argc, char **argv)
+/* The status for people: the applied serial, how the last run ended, the spool. */
+static void print_text(const struct agent_state *state, json_t *last, unsigned pending,
+                       const char *spool)
+{
+        char when[RFC3339_MAX];
+
+        if (state->have_applied)
+                printf("provisioned: serial %" PRIu64 ", applied %s\n",
+                       state->applied_serial, format_rfc3339_utc(state->applied_time, when));
+        else
+                printf("provisioned: no (no profile applied yet)\n");
+        if (last) {
+                json_t *counts = json_object_get(last, "counts");
+                json_t *timings = json_object_get(last, "timings_us");
+                const char *phase;
+                json_t *v;
+
+                printf("last run:    %s at %s, exit code %" JSON_INTEGER_FORMAT
+                       ", in phase %s\n",
+                       json_string_value(json_object_get(last, "outcome")) ?: "?",
+                       format_rfc3339_utc(json_integer_value(json_object_get(last, "time")), when),
+                       json_integer_value(json_object_get(last, "exit_code")),
+                       json_string_value(json_object_get(last, "phase")) ?: "?");
+                if (json_string_value(json_object_get(last, "error")))
+                        printf("error:       %s\n",
+                               json_string_value(json_object_get(last, "error")));
+                if (counts)
+                        printf("rebuild:     %" JSON_INTEGER_FORMAT " substituted, %" JSON_INTEGER_FORMAT
+                               " built locally, %" JSON_INTEGER_FORMAT " built remotely, %" JSON_INTEGER_FORMAT
+                               " bytes downloaded\n",
+                               json_integer_value(json_object_get(counts, "substituted")),
+                               json_integer_value(json_object_get(counts, "built")),
+                               json_integer_value(json_object_get(counts, "built_remote")),
+                               json_integer_value(json_object_get(counts, "downloaded_bytes")));
+                if (json_object_size(timings) > 0) {
+                        printf("timings:    ");
+                        json_object_foreach(timings, phase, v)
+                                printf(" %s %.1f ms", phase, json_integer_value(v) / 1000.0);
+                        printf("\n");
+                }
+        } else
+                printf("last run:    none recorded\n");
+        printf("reports:     %u waiting in %s\n", pending, spool);
+}
+
+/* Returns 1 to go on, or an exit code's negation. */
+static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *json)
 {
         static const struct option options[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"root", required_argument, NULL, 'r'},
+                CONTEXT_LONG_OPTIONS,
                 {"json", no_argument, NULL, 'j'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        _cleanup_(agent_config_freep) struct agent_config *config = NULL;
-        _cleanup_free_ char *state_dir = NULL, *last_path = NULL, *last_text = NULL;
-        _cleanup_free_ char *spool = NULL;
-        const char *config_path = NULL, *root = "/";
-        struct agent_state state;
-        json_t *last = NULL, *out;
-        bool json = false;
-        unsigned pending;
-        int c, k;
+        int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "c:r:h", options, NULL)) >= 0) {
-                switch (c) {
-                case 'c':
-                        config_path = optarg;
-                        break;
-                case 'r':
-                        root = optarg;
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS "h", options, NULL)) >= 0) {
+                if (context_parse_option(ctx, c, optarg))
+                        continue;
+                if (c == 'j')
+                        *json = true;
+                else if (c == 'h') {
                         status_help();
-                        return AGENT_EXIT_OK;
-                default:
-                        return AGENT_EXIT_USAGE;
-                }
+                        return -AGENT_EXIT_OK;
+                } else
+                        return -AGENT_EXIT_USAGE;
         }
         if (optind != argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov-agent status --help'.",
                           argv[optind]);
+                return -AGENT_EXIT_USAGE;
+        }
+        return 1;
+}
+
+int cmd_status(int argc, char **argv)
+{
+        _cleanup_(context_done) struct agent_context ctx;
+        const struct agent_config *config;
+        _cleanup_free_ char *state_dir = NULL, *last_path = NULL, *last_text = NULL;
+        _cleanup_free_ char *spool = NULL;
+        struct agent_state state;
+        json_t *last = NULL, *out;
+        bool json = false;
+        unsigned pending;
+        int k;
+
+        context_init(&ctx);
+        k = parse_args(argc, argv, &ctx, &json);
+        if (k <= 0)
+                return -k;
+        k = context_config(&ctx, &config);
+        if (k < 0) {
+                log_error_errno(k, "%s", ctx.error);
                 return AGENT_EXIT_USAGE;
         }
-        if (config_load(config_path, "-", &config) < 0)
-                return AGENT_EXIT_USAGE;
-        state_dir = path_join_root(root, config->state_dir);
-        last_path = config_state_path(config, root, CONFIG_STATE_LAST_RUN);
-        spool = config_state_path(config, root, CONFIG_STATE_REPORTS);
+        state_dir = path_join_root(ctx.root, config->state_dir);
+        last_path = config_state_path(config, ctx.root, CONFIG_STATE_LAST_RUN);
+        spool = config_state_path(config, ctx.root, CONFIG_STATE_REPORTS);
         if (!state_dir || !last_path || !spool) {
                 log_oom();
                 return AGENT_EXIT_USAGE;
@@ -128,47 +183,8 @@ int cmd_status(int argc, char **argv)
                 if (text)
                         puts(text);
                 free(text);
-        } else {
-                char when[RFC3339_MAX];
-
-                if (state.have_applied)
-                        printf("provisioned: serial %" PRIu64 ", applied %s\n",
-                               state.applied_serial, format_rfc3339_utc(state.applied_time, when));
-                else
-                        printf("provisioned: no (no profile applied yet)\n");
-                if (last) {
-                        json_t *counts = json_object_get(last, "counts");
-                        json_t *timings = json_object_get(last, "timings_us");
-                        const char *phase;
-                        json_t *v;
-
-                        printf("last run:    %s at %s, exit code %" JSON_INTEGER_FORMAT
-                               ", in phase %s\n",
-                               json_string_value(json_object_get(last, "outcome")) ?: "?",
-                               format_rfc3339_utc(json_integer_value(json_object_get(last, "time")), when),
-                               json_integer_value(json_object_get(last, "exit_code")),
-                               json_string_value(json_object_get(last, "phase")) ?: "?");
-                        if (json_string_value(json_object_get(last, "error")))
-                                printf("error:       %s\n",
-                                       json_string_value(json_object_get(last, "error")));
-                        if (counts)
-                                printf("rebuild:     %" JSON_INTEGER_FORMAT " substituted, %" JSON_INTEGER_FORMAT
-                                       " built locally, %" JSON_INTEGER_FORMAT " built remotely, %" JSON_INTEGER_FORMAT
-                                       " bytes downloaded\n",
-                                       json_integer_value(json_object_get(counts, "substituted")),
-                                       json_integer_value(json_object_get(counts, "built")),
-                                       json_integer_value(json_object_get(counts, "built_remote")),
-                                       json_integer_value(json_object_get(counts, "downloaded_bytes")));
-                        if (json_object_size(timings) > 0) {
-                                printf("timings:    ");
-                                json_object_foreach(timings, phase, v)
-                                        printf(" %s %.1f ms", phase, json_integer_value(v) / 1000.0);
-                                printf("\n");
-                        }
-                } else
-                        printf("last run:    none recorded\n");
-                printf("reports:     %u waiting in %s\n", pending, spool);
-        }
+        } else
+                print_text(&state, last, pending, spool);
         json_decref(out);
         json_decref(last);
         return AGENT_EXIT_OK;

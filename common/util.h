@@ -78,5 +78,7 @@ int base64_decode_strict(const char *s, size_t len, uint8_t *out, size_t max, si
 
 /* CLOCK_MONOTONIC in milliseconds. */
 uint64_t monotonic_ms(void);
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t monotonic_us(void);
 /* Sleeps until CLOCK_MONOTONIC reaches until_ms, through signals. */
 void sleep_until_monotonic_ms(uint64_t until_ms);
