@@ -17,7 +17,7 @@
 #include "context.h"
 #include "plan.h"
 #include "rebuild.h"
-#include "report.h"
+#include "report-log.h"
 #include "secrets.h"
 #include "trust.h"
 #include "write.h"
