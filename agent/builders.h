@@ -25,17 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "builder_uri.h" /* struct builder_uri, builders_parse_uri() */
 #include "plan.h"
 
 #define BUILDERS_DEADLINE_DEFAULT_MS (10 * 1000) /* per builder, for a run */
-#define BUILDERS_DEFAULT_USER "root"
-#define BUILDERS_DEFAULT_PORT 22
-#define BUILDERS_DEFAULT_PROGRAM "nix-store"
 #define BUILDERS_VERSION_MAX 128
 #define BUILDERS_ERROR_MAX 256
-#define BUILDERS_USER_MAX 64
-#define BUILDERS_HOST_MAX 256
-#define BUILDERS_PROGRAM_MAX 256
 
 enum builder_state {
         BUILDER_STATE_OK,
@@ -53,21 +48,6 @@ struct builder_probe {
         char nix_version[BUILDERS_VERSION_MAX]; /* "nix-store (Nix) 2.8.0"; empty unless ok */
         char error[BUILDERS_ERROR_MAX];         /* empty when ok */
 };
-
-/* What the probe takes from a builder URI: ssh://[user@]host[:port][?query] or ssh-ng://...
- * A host may be an IPv6 address in brackets ("[::1]:2222"). Of the query only remote-program
- * matters here (percent-decoded; it must be a plain command name or path). */
-struct builder_uri {
-        char user[BUILDERS_USER_MAX];       /* BUILDERS_DEFAULT_USER when the URI names none */
-        char host[BUILDERS_HOST_MAX];       /* without brackets */
-        unsigned port;                      /* BUILDERS_DEFAULT_PORT when the URI names none */
-        char program[BUILDERS_PROGRAM_MAX]; /* BUILDERS_DEFAULT_PROGRAM unless remote-program= */
-};
-
-/* Parses uri into *ret. Returns 0, or -EINVAL (another scheme, an empty host or user, a port
- * outside 1..65535, a remote-program that is not [A-Za-z0-9._/+-]+) or -E2BIG (a part longer
- * than its field). */
-int builders_parse_uri(const char *uri, struct builder_uri *ret);
 
 /* Probes every builder of plan in parallel, each within deadline_ms milliseconds from the
  * call; identity paths are taken under root ("/" when NULL). identities is NULL or has

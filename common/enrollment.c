@@ -2,11 +2,13 @@
 /* Enrollment, as the server sees it: requests, token proofs and the enrollment policy. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "enrollment.h"
+#include "json_schema.h"
 #include "machine_id.h"
 #include "util.h"
 #include "yaml_schema.h"
@@ -30,155 +32,169 @@ bool enrollment_mac_is_valid(const char *s)
         return true;
 }
 
-/* A string of min..max bytes without control characters. */
-static bool enrollment_text_is_valid(const char *s, size_t max)
+/* Not empty, no control characters (the length is the table's max_bytes). */
+static bool enrollment_text_is_valid(const char *s)
 {
-        size_t n = strlen(s);
-
-        if (n < 1 || n > max)
+        if (!s[0])
                 return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+        for (const char *c = s; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
                         return false;
         return true;
 }
 
-static bool enrollment_key_decode(json_t *v, uint8_t out[static 32])
+/* A public key or a proof: its base64 (borrowed) and its 32 bytes. */
+struct enrollment_key32 {
+        const char *base64;
+        uint8_t raw[32];
+};
+
+static bool enrollment_key_decode(json_t *v, struct enrollment_key32 *key)
 {
         const char *s = json_string_value(v);
         size_t n;
 
-        return s && base64_decode_strict(s, strlen(s), out, 32, &n) == 0 && n == 32;
+        if (!s || base64_decode_strict(s, strlen(s), key->raw, sizeof(key->raw), &n) < 0 ||
+            n != sizeof(key->raw))
+                return false;
+        key->base64 = s;
+        return true;
 }
 
-static const char *enrollment_get_integer(json_t *json, const char *key, int64_t min, int64_t *ret,
-                                          const char *problem_missing, const char *problem_invalid)
+static const char *enrollment_parse_sign_key(json_t *v, void *field)
 {
-        json_t *v = json_object_get(json, key);
-
-        if (!v)
-                return problem_missing;
-        if (!json_is_integer(v) || json_integer_value(v) < min)
-                return problem_invalid;
-        *ret = json_integer_value(v);
-        return NULL;
+        return enrollment_key_decode(v, field)
+                   ? NULL
+                   : "must be the base64 of 32 bytes (an Ed25519 public key)";
 }
 
-static const char *enrollment_check_macs(json_t *json, struct enrollment_request *r)
+static const char *enrollment_parse_box_key(json_t *v, void *field)
 {
-        json_t *v = json_object_get(json, "macs"), *mac;
-        size_t i;
-
-        if (!v)
-                return "missing field 'macs'";
-        if (!json_is_array(v) || json_array_size(v) > ENROLLMENT_MACS_MAX)
-                return "field 'macs' must be a list of at most 64 MAC addresses";
-        json_array_foreach(v, i, mac)
-                if (!enrollment_mac_is_valid(json_string_value(mac)))
-                        return "field 'macs' must hold MAC addresses like "
-                               "\"aa:bb:cc:dd:ee:ff\" (lowercase)";
-        r->macs = v;
-        return NULL;
+        return enrollment_key_decode(v, field)
+                   ? NULL
+                   : "must be the base64 of 32 bytes (an X25519 public key)";
 }
 
-/* The device's two public keys. */
-static const char *enrollment_check_keys(json_t *json, struct enrollment_request *r)
+static const char *enrollment_parse_proof(json_t *v, void *field)
 {
-        json_t *v;
-
-        v = json_object_get(json, "sign_key");
-        if (!v)
-                return "missing field 'sign_key'";
-        if (!enrollment_key_decode(v, r->sign_key))
-                return "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)";
-        r->sign_key_base64 = json_string_value(v);
-
-        v = json_object_get(json, "box_key");
-        if (!v)
-                return "missing field 'box_key'";
-        if (!enrollment_key_decode(v, r->box_key))
-                return "field 'box_key' must be the base64 of 32 bytes (an X25519 public key)";
-        r->box_key_base64 = json_string_value(v);
-        return NULL;
+        return enrollment_key_decode(v, field) ? NULL : "must be the base64 of 32 bytes";
 }
 
-/* Returns NULL, or the problem for the client. */
-static const char *enrollment_check(json_t *json, struct enrollment_request *r)
+/* What the table fills; enrollment_request_parse() copies it into struct enrollment_request. */
+struct enrollment_fields {
+        const char *machine_id;
+        const char *hostname;
+        const char *system;
+        json_t *macs;
+        int64_t cpus;
+        int64_t memory;
+        int64_t time;
+        struct enrollment_key32 sign_key;
+        struct enrollment_key32 box_key;
+        struct enrollment_key32 token_proof;
+        bool has_token_proof;
+};
+
+#define EF(field) offsetof(struct enrollment_fields, field)
+
+static const struct json_schema_field enrollment_request_fields[] = {
+    {.key = "machine_id",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .offset = EF(machine_id),
+     .valid = machine_id_is_canonical,
+     .expected = "32 lowercase hexadecimal digits"},
+    {.key = "hostname",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .max_bytes = ENROLLMENT_HOSTNAME_MAX,
+     .offset = EF(hostname),
+     .valid = enrollment_text_is_valid,
+     .expected = "a non-empty string without control characters"},
+    {.key = "macs",
+     .type = JSON_SCHEMA_STRING_ARRAY,
+     .required = true,
+     .max = ENROLLMENT_MACS_MAX,
+     .offset = EF(macs),
+     .valid = enrollment_mac_is_valid,
+     .expected = "an array of MAC addresses like \"aa:bb:cc:dd:ee:ff\" (lowercase)"},
+    {.key = "system",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .max_bytes = ENROLLMENT_SYSTEM_MAX,
+     .offset = EF(system),
+     .valid = enrollment_text_is_valid,
+     .expected = "a Nix system like \"x86_64-linux\""},
+    {.key = "cpus",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .min = 1,
+     .max = INT64_MAX,
+     .offset = EF(cpus)},
+    {.key = "memory",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .max = INT64_MAX,
+     .offset = EF(memory)},
+    {.key = "sign_key",
+     .type = JSON_SCHEMA_CUSTOM,
+     .required = true,
+     .offset = EF(sign_key),
+     .parse = enrollment_parse_sign_key},
+    {.key = "box_key",
+     .type = JSON_SCHEMA_CUSTOM,
+     .required = true,
+     .offset = EF(box_key),
+     .parse = enrollment_parse_box_key},
+    {.key = "time",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .max = INT64_MAX,
+     .offset = EF(time)},
+    {.key = "token_proof",
+     .type = JSON_SCHEMA_CUSTOM,
+     .offset = EF(token_proof),
+     .has_present = true,
+     .present_offset = EF(has_token_proof),
+     .parse = enrollment_parse_proof},
+};
+
+int enrollment_request_parse(json_t *json, struct enrollment_request *ret,
+                             char problem[static ENROLLMENT_PROBLEM_MAX])
 {
-        const char *problem;
-        json_t *v;
-
-        if (!json_is_object(json))
-                return "an enrollment must be a JSON object";
-
-        v = json_object_get(json, "machine_id");
-        if (!v)
-                return "missing field 'machine_id'";
-        if (!json_is_string(v) || !machine_id_is_canonical(json_string_value(v)))
-                return "field 'machine_id' must be 32 lowercase hexadecimal digits";
-        r->machine_id = json_string_value(v);
-
-        v = json_object_get(json, "hostname");
-        if (!v)
-                return "missing field 'hostname'";
-        if (!json_is_string(v) ||
-            !enrollment_text_is_valid(json_string_value(v), ENROLLMENT_HOSTNAME_MAX))
-                return "field 'hostname' must be a string of 1 to 253 bytes without control "
-                       "characters";
-        r->hostname = json_string_value(v);
-
-        problem = enrollment_check_macs(json, r);
-        if (problem)
-                return problem;
-
-        v = json_object_get(json, "system");
-        if (!v)
-                return "missing field 'system'";
-        if (!json_is_string(v) ||
-            !enrollment_text_is_valid(json_string_value(v), ENROLLMENT_SYSTEM_MAX))
-                return "field 'system' must be a string of 1 to 64 bytes like \"x86_64-linux\"";
-        r->system = json_string_value(v);
-
-        problem = enrollment_get_integer(json, "cpus", 1, &r->cpus, "missing field 'cpus'",
-                                         "field 'cpus' must be an integer of at least 1");
-        if (problem)
-                return problem;
-        problem = enrollment_get_integer(json, "memory", 0, &r->memory, "missing field 'memory'",
-                                         "field 'memory' must be a non-negative integer (bytes)");
-        if (problem)
-                return problem;
-
-        problem = enrollment_check_keys(json, r);
-        if (problem)
-                return problem;
-
-        problem = enrollment_get_integer(
-            json, "time", 0, &r->time, "missing field 'time'",
-            "field 'time' must be a non-negative integer (seconds since the epoch)");
-        if (problem)
-                return problem;
-
-        v = json_object_get(json, "token_proof");
-        if (v) {
-                if (!enrollment_key_decode(v, r->token_proof))
-                        return "field 'token_proof' must be the base64 of 32 bytes";
-                r->has_token_proof = true;
-        }
-        return NULL;
-}
-
-int enrollment_request_parse(json_t *json, struct enrollment_request *ret, const char **ret_problem)
-{
+        struct enrollment_fields f;
         struct enrollment_request r = {};
-        const char *problem;
+        int k;
 
-        if (!ret || !ret_problem)
+        if (!ret || !problem)
                 return -EINVAL;
-        problem = enrollment_check(json, &r);
-        if (problem) {
-                *ret_problem = problem;
+        if (!json_is_object(json)) {
+                (void)snprintf(problem, ENROLLMENT_PROBLEM_MAX,
+                               "an enrollment must be a JSON object");
                 return -EBADMSG;
         }
+        /* Members it does not name (the signature, a newer agent's facts) are ignored. */
+        k = json_schema_parse(json, enrollment_request_fields,
+                              ELEMENTSOF(enrollment_request_fields), JSON_SCHEMA_ALLOW_UNKNOWN, &f,
+                              sizeof(f), problem);
+        if (k < 0)
+                return k;
+
+        r = (struct enrollment_request){
+            .machine_id = f.machine_id,
+            .hostname = f.hostname,
+            .system = f.system,
+            .macs = f.macs,
+            .cpus = f.cpus,
+            .memory = f.memory,
+            .time = f.time,
+            .sign_key_base64 = f.sign_key.base64,
+            .box_key_base64 = f.box_key.base64,
+            .has_token_proof = f.has_token_proof,
+        };
+        memcpy(r.sign_key, f.sign_key.raw, sizeof(r.sign_key));
+        memcpy(r.box_key, f.box_key.raw, sizeof(r.box_key));
+        memcpy(r.token_proof, f.token_proof.raw, sizeof(r.token_proof));
         r.facts = json_pack("{s:O, s:s, s:I, s:I}", "macs", r.macs, "system", r.system, "cpus",
                             (json_int_t)r.cpus, "memory", (json_int_t)r.memory);
         if (!r.facts)

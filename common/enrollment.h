@@ -38,6 +38,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "json_schema.h"
 #include "macro.h"
 #include "profile.h" /* struct profile_error */
 
@@ -51,6 +52,7 @@
 #define ENROLLMENT_POLICY_MACS_MAX 10000
 #define ENROLLMENT_POLICY_TOKENS_MAX 16
 #define ENROLLMENT_TOKEN_MAX 4096 /* bytes of a token file */
+#define ENROLLMENT_PROBLEM_MAX JSON_SCHEMA_PROBLEM_MAX
 
 /* A validated enrollment request. The strings are borrowed from the JSON object it was parsed
  * from; facts is a new reference ({"macs", "system", "cpus", "memory"}) the caller releases with
@@ -72,11 +74,12 @@ struct enrollment_request {
         json_t *facts;
 };
 
-/* Validates the members of json (an object parsed with JSON_REJECT_DUPLICATES) into ret.
- * Returns 0, or -EBADMSG with *ret_problem a message for the client naming the member, or
- * -ENOMEM. ret is set only on success. */
+/* Validates the members of json (an object parsed with JSON_REJECT_DUPLICATES) into ret, with
+ * the table of json_schema.h ("missing field 'cpus'", "field 'macs' must be ..."). Returns 0, or
+ * -EBADMSG with problem[] a message for the client naming the member, or -ENOMEM, or -EINVAL
+ * for bad arguments. ret is set only on success. */
 int enrollment_request_parse(json_t *json, struct enrollment_request *ret,
-                             const char **ret_problem);
+                             char problem[static ENROLLMENT_PROBLEM_MAX]);
 
 /* Releases what enrollment_request_parse() made. */
 void enrollment_request_done(struct enrollment_request *request);

@@ -16,7 +16,6 @@
 #include "log.h"
 #include "machine_id.h"
 #include "store.h"
-#include "store.h"
 #include "util.h"
 
 #define FLEET_SERVER_DEFAULT "http://127.0.0.1:8470"
@@ -377,7 +376,16 @@ static int fleet_decide(int argc, char **argv, enum store_decision decision)
         return failed ? EXIT_FAIL : EXIT_OK;
 }
 
-int cmd_fleet(int argc, char **argv)
+struct fleet_options {
+        const char *machine_id; /* NULL: every machine */
+        bool json_output;
+        char *url;          /* SERVER/v1/machines[/ID], owned */
+        size_t server_size; /* url's first server_size bytes are the server's URL */
+};
+
+/* Returns 1 to fetch (ret->url is the caller's to free), 0 after --help, -EINVAL for a usage
+ * error or -ENOMEM (logged). */
+static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
 {
         enum { ARG_SERVER = 0x100, ARG_JSON };
         static const struct option options[] = {
@@ -386,19 +394,10 @@ int cmd_fleet(int argc, char **argv)
             {"help", no_argument, NULL, 'h'},
             {},
         };
-        _cleanup_free_ char *url = NULL, *body = NULL;
-        const char *server = FLEET_SERVER_DEFAULT, *machine_id = NULL;
-        bool json_output = false;
-        json_t *json;
-        json_error_t error;
-        size_t server_size, size;
-        int c, r;
-
-        if (argc >= 2)
-                for (size_t i = 0; i < ELEMENTSOF(fleet_decisions); i++)
-                        if (streq(argv[1], fleet_decisions[i].verb))
-                                return fleet_decide(argc - 1, argv + 1,
-                                                    fleet_decisions[i].decision);
+        const char *server = FLEET_SERVER_DEFAULT;
+        struct fleet_options o = {};
+        size_t server_size;
+        int c;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -406,24 +405,24 @@ int cmd_fleet(int argc, char **argv)
                         server = optarg;
                         break;
                 case ARG_JSON:
-                        json_output = true;
+                        o.json_output = true;
                         break;
                 case 'h':
                         fleet_help();
-                        return EXIT_OK;
+                        return 0;
                 default:
-                        return EXIT_USAGE;
+                        return -EINVAL;
                 }
         if (optind < argc)
-                machine_id = argv[optind++];
+                o.machine_id = argv[optind++];
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov fleet --help'.", argv[optind]);
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (machine_id && !machine_id_is_canonical(machine_id)) {
+        if (o.machine_id && !machine_id_is_canonical(o.machine_id)) {
                 log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
-                          machine_id);
-                return EXIT_USAGE;
+                          o.machine_id);
+                return -EINVAL;
         }
         server_size = strlen(server);
         while (server_size > 0 && server[server_size - 1] == '/')
@@ -431,39 +430,73 @@ int cmd_fleet(int argc, char **argv)
         if (server_size == 0 || server_size > FLEET_URL_MAX ||
             (strncmp(server, "http://", 7) != 0 && strncmp(server, "https://", 8) != 0)) {
                 log_error("--server must be an http:// or https:// URL, not '%s'.", server);
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (asprintf(&url, "%.*s/v1/machines%s%s", (int)server_size, server, machine_id ? "/" : "",
-                     machine_id ?: "") < 0) {
-                url = NULL;
-                log_error("Out of memory.");
-                return EXIT_FAIL;
+        if (asprintf(&o.url, "%.*s/v1/machines%s%s", (int)server_size, server,
+                     o.machine_id ? "/" : "", o.machine_id ?: "") < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        o.server_size = server_size;
+        *ret = o;
+        return 1;
+}
+
+/* Prints the server's answer: as it came (--json), or as a table. Logs; returns 0 or -errno. */
+static int fleet_show(const struct fleet_options *o, const char *body, size_t size)
+{
+        json_error_t error;
+        json_t *json;
+        int r;
+
+        if (o->json_output) {
+                fwrite(body, 1, size, stdout);
+                if (size == 0 || body[size - 1] != '\n')
+                        putchar('\n');
+                return fflush(stdout) == 0 ? 0 : -EIO;
         }
 
+        json = json_loadb(body, size, 0, &error);
+        if (!json)
+                return log_error_errno(-EBADMSG, "The server's answer from %s is not JSON: %s",
+                                       o->url, error.text);
+        r = o->machine_id ? fleet_print_machine(json) : fleet_print_machines(json);
+        json_decref(json);
+        if (r < 0)
+                return r;
+        return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+int cmd_fleet(int argc, char **argv)
+{
+        _cleanup_free_ char *url = NULL, *body = NULL, *server = NULL;
+        struct fleet_options o = {};
+        size_t size;
+        int r;
+
+        if (argc >= 2)
+                for (size_t i = 0; i < ELEMENTSOF(fleet_decisions); i++)
+                        if (streq(argv[1], fleet_decisions[i].verb))
+                                return fleet_decide(argc - 1, argv + 1,
+                                                    fleet_decisions[i].decision);
+
+        r = fleet_parse_argv(argc, argv, &o);
+        if (r <= 0)
+                return r == 0 ? EXIT_OK : r == -ENOMEM ? EXIT_FAIL : EXIT_USAGE;
+        url = o.url;
+
         if (fetch_global_init() < 0) {
-                log_error("Failed to initialize libcurl.");
+                log_error("Failed to initialize the HTTP client.");
                 return EXIT_FAIL;
         }
-        r = fleet_get(server, url + server_size, url, &body, &size);
+        server = strndup(url, o.server_size);
+        if (!server) {
+                log_error("Out of memory.");
+                fetch_global_cleanup();
+                return EXIT_FAIL;
+        }
+        r = fleet_get(server, url + o.server_size, url, &body, &size);
         fetch_global_cleanup();
         if (r < 0)
                 return EXIT_FAIL;
 
-        if (json_output) {
-                fwrite(body, 1, size, stdout);
-                if (size == 0 || body[size - 1] != '\n')
-                        putchar('\n');
-                return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
-        }
-
-        json = json_loadb(body, size, 0, &error);
-        if (!json) {
-                log_error("The server's answer from %s is not JSON: %s", url, error.text);
-                return EXIT_FAIL;
-        }
-        r = machine_id ? fleet_print_machine(json) : fleet_print_machines(json);
-        json_decref(json);
-        if (r < 0)
-                return EXIT_FAIL;
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        return fleet_show(&o, body, size) < 0 ? EXIT_FAIL : EXIT_OK;
 }

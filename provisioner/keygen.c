@@ -172,6 +172,64 @@ static void erase_and_free(char **p)
         }
 }
 
+/* Writes the secret key (0600) and then the public key (0644); without -f, neither may
+ * exist, and a secret key written without its public half is removed again. Logs. */
+static int keygen_write(const struct keygen_options *o, const char *secret_text, size_t secret_size,
+                        const char *public_text)
+{
+        enum write_file_flags flags;
+        int r;
+
+        /* Created with its final mode 0600 from the start; without -f, link() refuses to
+         * replace anything that appeared since keygen() checked. */
+        flags = o->force ? 0 : WRITE_FILE_EXCLUSIVE;
+        r = write_file_atomic(o->secret_key_path, secret_text, secret_size, 0600, flags);
+        if (r == -EEXIST)
+                return log_error_errno(r, "%s already exists. Use -f to replace the key pair.",
+                                       o->secret_key_path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", o->secret_key_path);
+
+        r = write_file_atomic(o->public_key_path, public_text, strlen(public_text), 0644, flags);
+        if (r < 0) {
+                log_error_errno(r, "Failed to write %s: %m", o->public_key_path);
+                if (!o->force) {
+                        /* Ours alone (created exclusively): leave no half of a pair behind. */
+                        (void)unlink(o->secret_key_path);
+                        log_error("Removed %s again.", o->secret_key_path);
+                } else
+                        log_error("%s was replaced already and does not match %s.",
+                                  o->secret_key_path, o->public_key_path);
+                return r;
+        }
+
+        return 0;
+}
+
+/* Where the keys are and what to do with them. */
+static void keygen_print_summary(const struct keygen_options *o,
+                                 const struct minisign_public_key *public, const char *public_text)
+{
+        char id[MINISIGN_KEY_ID_STRING_MAX];
+        const char *public_base64;
+        int public_base64_size;
+
+        public_base64 = strchr(public_text, '\n') + 1;
+        public_base64_size = (int)strcspn(public_base64, "\n");
+        printf("The secret key was saved as %s - keep it secret.\n"
+               "The public key was saved as %s - that one can be public.\n"
+               "\n"
+               "Key id:     %s\n"
+               "Public key: %.*s\n"
+               "\n"
+               "Sign a profile:      nixprov sign -s %s profile.yaml\n"
+               "Check a signature:   minisign -Vm profile.yaml -P %.*s\n"
+               "Trust it on devices: list the public key in nixprov-agent's configuration.\n",
+               o->secret_key_path, o->public_key_path,
+               minisign_key_id_to_string(public->key_id, id), public_base64_size, public_base64,
+               o->secret_key_path, public_base64_size, public_base64);
+}
+
 /* Makes and writes the key pair. Returns 0 or a negative errno, having logged why. */
 static int keygen(const struct keygen_options *o)
 {
@@ -180,11 +238,8 @@ static int keygen(const struct keygen_options *o)
         _cleanup_password_ char *password = NULL;
         _cleanup_free_ char *public_text = NULL;
         struct minisign_public_key public;
-        char id[MINISIGN_KEY_ID_STRING_MAX];
-        enum write_file_flags flags;
         size_t secret_size;
-        const char *public_base64;
-        int public_base64_size, r;
+        int r;
 
         /* Before asking for any password; checked again, race-free, when writing. */
         if (!o->force) {
@@ -220,43 +275,10 @@ static int keygen(const struct keygen_options *o)
         if (r < 0)
                 return log_error_errno(r, "Failed to format the public key: %m");
 
-        /* Created with its final mode 0600 from the start; without -f, link() refuses to
-         * replace anything that appeared since the check above. */
-        flags = o->force ? 0 : WRITE_FILE_EXCLUSIVE;
-        r = write_file_atomic(o->secret_key_path, secret_text, secret_size, 0600, flags);
-        if (r == -EEXIST)
-                return log_error_errno(r, "%s already exists. Use -f to replace the key pair.",
-                                       o->secret_key_path);
+        r = keygen_write(o, secret_text, secret_size, public_text);
         if (r < 0)
-                return log_error_errno(r, "Failed to write %s: %m", o->secret_key_path);
-
-        r = write_file_atomic(o->public_key_path, public_text, strlen(public_text), 0644, flags);
-        if (r < 0) {
-                log_error_errno(r, "Failed to write %s: %m", o->public_key_path);
-                if (!o->force) {
-                        /* Ours alone (created exclusively): leave no half of a pair behind. */
-                        (void)unlink(o->secret_key_path);
-                        log_error("Removed %s again.", o->secret_key_path);
-                } else
-                        log_error("%s was replaced already and does not match %s.",
-                                  o->secret_key_path, o->public_key_path);
                 return r;
-        }
-
-        public_base64 = strchr(public_text, '\n') + 1;
-        public_base64_size = (int)strcspn(public_base64, "\n");
-        printf("The secret key was saved as %s - keep it secret.\n"
-               "The public key was saved as %s - that one can be public.\n"
-               "\n"
-               "Key id:     %s\n"
-               "Public key: %.*s\n"
-               "\n"
-               "Sign a profile:      nixprov sign -s %s profile.yaml\n"
-               "Check a signature:   minisign -Vm profile.yaml -P %.*s\n"
-               "Trust it on devices: list the public key in nixprov-agent's configuration.\n",
-               o->secret_key_path, o->public_key_path, minisign_key_id_to_string(public.key_id, id),
-               public_base64_size, public_base64, o->secret_key_path, public_base64_size,
-               public_base64);
+        keygen_print_summary(o, &public, public_text);
         return 0;
 }
 

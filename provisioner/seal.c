@@ -49,7 +49,6 @@ static void sodium_freep(void *p)
         sodium_free(*(void **)p);
 }
 
-/* Reads all of fd into buf (max bytes); -E2BIG when there is more. */
 /* The box key an approved machine enrolled with. Logs; returns 0, -EPERM (not approved), or
  * another negative errno. */
 static int machine_box_key(const char *db, const char *machine_id,
@@ -101,124 +100,159 @@ static int parse_to(const char *spec, uint8_t key[static crypto_box_PUBLICKEYBYT
         return devicekey_box_public_parse(spec, strlen(spec), key);
 }
 
-int cmd_seal(int argc, char **argv)
+struct seal_options {
+        const char *to_spec;
+        const char *file; /* NULL: standard input */
+        const char *machine_id;
+        const char *db;
+};
+
+/* Returns 1 to seal, 0 after --help, or -EINVAL for a usage error (logged). */
+static int seal_parse_argv(int argc, char **argv, struct seal_options *ret)
 {
         static const struct option options[] = {
             {"to", required_argument, NULL, 't'},      {"file", required_argument, NULL, 'f'},
             {"machine", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
             {"help", no_argument, NULL, 'h'},          {},
         };
-        __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
-        _cleanup_free_ uint8_t *sealed = NULL;
-        _cleanup_free_ char *b64 = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        uint8_t to[crypto_box_PUBLICKEYBYTES];
-        const char *to_spec = NULL, *file = NULL, *machine_id = NULL, *db = NULL;
-        size_t size = 0, b64_size;
-        int c, r;
+        struct seal_options o = {};
+        int c;
 
         optind = 1;
         while ((c = getopt_long(argc, argv, "t:f:m:h", options, NULL)) >= 0) {
                 switch (c) {
                 case 'm':
-                        machine_id = optarg;
+                        o.machine_id = optarg;
                         break;
                 case 'd':
-                        db = optarg;
+                        o.db = optarg;
                         break;
                 case 't':
-                        to_spec = optarg;
+                        o.to_spec = optarg;
                         break;
                 case 'f':
-                        file = optarg;
+                        o.file = optarg;
                         break;
                 case 'h':
                         seal_help();
-                        return EXIT_OK;
+                        return 0;
                 default:
-                        return EXIT_USAGE;
+                        return -EINVAL;
                 }
         }
         if (optind != argc) {
                 /* A secret on the command line would be in ps, the shell history, /proc. */
                 log_error("Unexpected argument: the secret is read from standard input or --file, "
                           "never from the command line. Run 'nixprov seal --help'.");
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (!to_spec == !machine_id) {
+        if (!o.to_spec == !o.machine_id) {
                 log_error("Either --to BOXKEY (the device's box key, from 'nixprov-agent id') or "
                           "--machine ID --db FILE (its enrolled key) is required.");
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (machine_id && !db) {
+        if (o.machine_id && !o.db) {
                 log_error("--machine needs --db FILE, the database of nixprov serve.");
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (machine_id && !machine_id_is_canonical(machine_id)) {
+        if (o.machine_id && !machine_id_is_canonical(o.machine_id)) {
                 log_error("Invalid machine id '%s': expected 32 lowercase hexadecimal digits.",
-                          machine_id);
-                return EXIT_USAGE;
+                          o.machine_id);
+                return -EINVAL;
         }
-        if (sodium_init() < 0) {
-                log_error("Failed to initialize libsodium.");
-                return EXIT_FAIL;
-        }
-        if (machine_id) {
-                r = machine_box_key(db, machine_id, to);
-                if (r == -EPERM)
-                        return EXIT_REFUSED;
-                if (r < 0)
-                        return EXIT_FAIL;
-        } else if (parse_to(to_spec, to) < 0) {
-                log_error("--to: not a box public key (the base64 of 32 bytes, as "
-                          "'nixprov-agent id' prints it, or a device-box.pub file).");
-                return EXIT_USAGE;
-        }
+        *ret = o;
+        return 1;
+}
+
+/* The secret from file (NULL: standard input) into locked memory *ret (SEAL_MAX_SECRET + 1
+ * bytes, the caller's to sodium_free()), without one trailing newline. Logs; returns 0,
+ * -E2BIG (too large), -ENODATA (empty), or another negative errno. */
+static int seal_read_secret(const char *file, uint8_t **ret, size_t *ret_size)
+{
+        __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t size = 0;
+        int r;
 
         fd = file ? open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY) : STDIN_FILENO;
-        if (fd < 0) {
-                log_error_errno(-errno, "Failed to open %s: %m", file);
-                return EXIT_FAIL;
-        }
+        if (fd < 0)
+                return log_error_errno(-errno, "Failed to open %s: %m", file);
         secret = sodium_malloc(SEAL_MAX_SECRET + 1);
-        if (!secret) {
-                log_oom();
-                return EXIT_FAIL;
-        }
+        if (!secret)
+                return log_oom();
         r = read_fd_into(fd, secret, SEAL_MAX_SECRET, &size);
         if (!file)
                 fd = -EBADF; /* stdin is not ours to close */
         if (r == -E2BIG) {
                 sodium_memzero(secret, SEAL_MAX_SECRET + 1);
-                log_error("The secret is larger than %d bytes.", (int)SEAL_MAX_SECRET);
-                return EXIT_USAGE;
+                return log_error_errno(r, "The secret is larger than %d bytes.",
+                                       (int)SEAL_MAX_SECRET);
         }
-        if (r < 0) {
-                log_error_errno(r, "Failed to read the secret from %s: %m",
-                                file ?: "standard input");
-                return EXIT_FAIL;
-        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the secret from %s: %m",
+                                       file ?: "standard input");
         if (size > 0 && secret[size - 1] == '\n')
                 size--;
-        if (size == 0) {
-                log_error("The secret is empty.");
-                return EXIT_USAGE;
-        }
+        if (size == 0)
+                return log_error_errno(-ENODATA, "The secret is empty.");
+        *ret = TAKE_PTR(secret);
+        *ret_size = size;
+        return 0;
+}
+
+/* Prints {sealed: BASE64} of secret sealed to the box key to. Logs; returns 0 or -errno. */
+static int seal_print(const uint8_t *secret, size_t size,
+                      const uint8_t to[static crypto_box_PUBLICKEYBYTES])
+{
+        _cleanup_free_ uint8_t *sealed = NULL;
+        _cleanup_free_ char *b64 = NULL;
+        size_t b64_size;
 
         sealed = malloc(size + crypto_box_SEALBYTES);
         b64_size =
             sodium_base64_ENCODED_LEN(size + crypto_box_SEALBYTES, sodium_base64_VARIANT_ORIGINAL);
         b64 = malloc(b64_size);
-        if (!sealed || !b64) {
-                log_oom();
-                return EXIT_FAIL;
-        }
-        if (crypto_box_seal(sealed, secret, size, to) != 0) {
-                log_error("Failed to seal the secret.");
-                return EXIT_FAIL;
-        }
+        if (!sealed || !b64)
+                return log_oom();
+        if (crypto_box_seal(sealed, secret, size, to) != 0)
+                return log_error_errno(-EIO, "Failed to seal the secret.");
         sodium_bin2base64(b64, b64_size, sealed, size + crypto_box_SEALBYTES,
                           sodium_base64_VARIANT_ORIGINAL);
         printf("{sealed: %s}\n", b64);
-        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAIL;
+        return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+int cmd_seal(int argc, char **argv)
+{
+        __attribute__((cleanup(sodium_freep))) uint8_t *secret = NULL;
+        uint8_t to[crypto_box_PUBLICKEYBYTES];
+        struct seal_options o;
+        size_t size = 0;
+        int r;
+
+        r = seal_parse_argv(argc, argv, &o);
+        if (r <= 0)
+                return r == 0 ? EXIT_OK : EXIT_USAGE;
+        if (sodium_init() < 0) {
+                log_error("Failed to initialize libsodium.");
+                return EXIT_FAIL;
+        }
+        if (o.machine_id) {
+                r = machine_box_key(o.db, o.machine_id, to);
+                if (r == -EPERM)
+                        return EXIT_REFUSED;
+                if (r < 0)
+                        return EXIT_FAIL;
+        } else if (parse_to(o.to_spec, to) < 0) {
+                log_error("--to: not a box public key (the base64 of 32 bytes, as "
+                          "'nixprov-agent id' prints it, or a device-box.pub file).");
+                return EXIT_USAGE;
+        }
+
+        r = seal_read_secret(o.file, &secret, &size);
+        if (r == -E2BIG || r == -ENODATA)
+                return EXIT_USAGE;
+        if (r < 0)
+                return EXIT_FAIL;
+        return seal_print(secret, size, to) < 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -77,7 +77,18 @@ static int serve_write_port_file(const char *path, uint16_t port)
         return write_file_atomic(path, text, (size_t)n, 0644, 0);
 }
 
-int cmd_serve(int argc, char **argv)
+struct serve_options {
+        const char *listen_arg;
+        const char *data_dir;
+        const char *db_path; /* NULL: DATA/nixprov.db */
+        const char *port_file;
+        const char *policy_path;
+        uint64_t max_body;
+        struct http_listen listen;
+};
+
+/* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
+static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
         enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
@@ -91,95 +102,168 @@ int cmd_serve(int argc, char **argv)
             {"help", no_argument, NULL, 'h'},
             {},
         };
-        _cleanup_(http_server_freep) struct http_server *server = NULL;
-        _cleanup_(store_freep) struct store *store = NULL;
-        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
-        _cleanup_free_ char *default_db = NULL;
-        const char *listen_arg = SERVE_LISTEN_DEFAULT, *data_dir = NULL, *db_path = NULL;
-        const char *port_file = NULL, *policy_path = NULL;
-        struct http_listen listen;
-        struct routes routes;
-        uint64_t max_body = HTTP_MAX_BODY_DEFAULT;
-        struct stat st;
-        sigset_t signals;
-        int c, r, signal_number;
+        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
+                                  .max_body = HTTP_MAX_BODY_DEFAULT};
+        int c;
 
         while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
                 switch (c) {
                 case ARG_LISTEN:
-                        listen_arg = optarg;
+                        o.listen_arg = optarg;
                         break;
                 case ARG_DATA:
-                        data_dir = optarg;
+                        o.data_dir = optarg;
                         break;
                 case ARG_DB:
-                        db_path = optarg;
+                        o.db_path = optarg;
                         break;
                 case ARG_PORT_FILE:
-                        port_file = optarg;
+                        o.port_file = optarg;
                         break;
                 case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &max_body) < 0 || max_body == 0 ||
-                            max_body > HTTP_MAX_BODY_LIMIT) {
+                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
+                            o.max_body > HTTP_MAX_BODY_LIMIT) {
                                 log_error("--max-body must be a number of bytes from 1 to %d, "
                                           "not '%s'.",
                                           HTTP_MAX_BODY_LIMIT, optarg);
-                                return EXIT_USAGE;
+                                return -EINVAL;
                         }
                         break;
                 case ARG_POLICY:
-                        policy_path = optarg;
+                        o.policy_path = optarg;
                         break;
                 case 'v':
                         log_set_max_level(LOG_LEVEL_DEBUG);
                         break;
                 case 'h':
                         serve_help();
-                        return EXIT_OK;
+                        return 0;
                 default:
-                        return EXIT_USAGE;
+                        return -EINVAL;
                 }
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (!data_dir) {
+        if (!o.data_dir) {
                 log_error("--data DIR is required. Run 'nixprov serve --help'.");
-                return EXIT_USAGE;
+                return -EINVAL;
         }
-        if (http_listen_parse(listen_arg, &listen) < 0) {
+        if (http_listen_parse(o.listen_arg, &o.listen) < 0) {
                 log_error("--listen must be ADDR:PORT or [ADDR]:PORT with a numeric address, "
                           "not '%s'.",
-                          listen_arg);
-                return EXIT_USAGE;
+                          o.listen_arg);
+                return -EINVAL;
         }
-        if (stat(data_dir, &st) < 0) {
-                log_error_errno(-errno, "Cannot use data directory %s: %m", data_dir);
-                return EXIT_FAIL;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-                log_error("Data directory %s is not a directory.", data_dir);
-                return EXIT_FAIL;
-        }
-        if (policy_path) {
-                r = serve_load_policy(policy_path, &policy);
+        *ret = o;
+        return 1;
+}
+
+/* The data directory, the policy and the database's path (*ret_db_path, in *ret_default_db
+ * when it is the default one), before anything listens. Logs why it fails. */
+static int serve_prepare(const struct serve_options *o, struct enrollment_policy **ret_policy,
+                         char **ret_default_db, const char **ret_db_path)
+{
+        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
+        char *default_db = NULL;
+        struct stat st;
+        int r;
+
+        if (stat(o->data_dir, &st) < 0)
+                return log_error_errno(-errno, "Cannot use data directory %s: %m", o->data_dir);
+        if (!S_ISDIR(st.st_mode))
+                return log_error_errno(-ENOTDIR, "Data directory %s is not a directory.",
+                                       o->data_dir);
+        if (o->policy_path) {
+                r = serve_load_policy(o->policy_path, &policy);
                 if (r < 0)
-                        return EXIT_FAIL;
+                        return r;
                 log_info("Enrollment policy %s: approving %zu machine ids, %zu MAC addresses, "
                          "%zu tokens.",
-                         policy_path, policy->n_machine_ids, policy->n_macs, policy->n_token_keys);
+                         o->policy_path, policy->n_machine_ids, policy->n_macs,
+                         policy->n_token_keys);
         }
-        if (!db_path) {
-                if (asprintf(&default_db, "%s/%s", data_dir, SERVE_DB_NAME) < 0) {
-                        default_db = NULL;
-                        log_error("Out of memory.");
-                        return EXIT_FAIL;
-                }
-                db_path = default_db;
+        if (!o->db_path && asprintf(&default_db, "%s/%s", o->data_dir, SERVE_DB_NAME) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        *ret_policy = TAKE_PTR(policy);
+        *ret_default_db = default_db;
+        *ret_db_path = o->db_path ?: default_db;
+        return 0;
+}
+
+static int serve_open_store(const char *db_path, struct store **ret)
+{
+        int r;
+
+        r = store_open(db_path, ret);
+        if (r == -EPROTO)
+                return log_error_errno(r,
+                                       "Database %s was written by a newer nixprov (schema above "
+                                       "%d).",
+                                       db_path, STORE_SCHEMA_VERSION);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open database %s: %m", db_path);
+        return 0;
+}
+
+/* Says where it listens, on stdout and in the port file. */
+static int serve_announce(const struct serve_options *o, const struct http_server *server)
+{
+        int r;
+
+        if (o->listen.address.ss_family == AF_INET6)
+                printf("listening on http://[%s]:%u\n", o->listen.host,
+                       (unsigned)http_server_port(server));
+        else
+                printf("listening on http://%s:%u\n", o->listen.host,
+                       (unsigned)http_server_port(server));
+        fflush(stdout);
+
+        if (o->port_file) {
+                r = serve_write_port_file(o->port_file, http_server_port(server));
+                if (r < 0)
+                        return log_error_errno(r, "Failed to write port file %s: %m", o->port_file);
         }
+        return 0;
+}
+
+/* Until SIGTERM or SIGINT (blocked in every thread). Returns 0, or the error of sigwait(). */
+static int serve_wait(const sigset_t *signals)
+{
+        int r, signal_number;
+
+        for (;;) {
+                r = sigwait(signals, &signal_number);
+                if (r == 0)
+                        break;
+                if (r != EINTR)
+                        return log_error_errno(-r, "Failed to wait for signals: %m");
+        }
+        log_info("Received %s, stopping.", strsignal(signal_number));
+        return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+        _cleanup_(http_server_freep) struct http_server *server = NULL;
+        _cleanup_(store_freep) struct store *store = NULL;
+        _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
+        _cleanup_free_ char *default_db = NULL;
+        const char *db_path = NULL;
+        struct serve_options o;
+        struct routes routes;
+        sigset_t signals;
+        int r;
+
+        r = serve_parse_argv(argc, argv, &o);
+        if (r <= 0)
+                return r == 0 ? EXIT_OK : EXIT_USAGE;
+        r = serve_prepare(&o, &policy, &default_db, &db_path);
+        if (r < 0)
+                return EXIT_FAIL;
 
         /* Before any thread starts, so that every thread inherits the mask and only sigwait()
-         * below receives these. */
+         * in serve_wait() receives these. */
         sigemptyset(&signals);
         sigaddset(&signals, SIGTERM);
         sigaddset(&signals, SIGINT);
@@ -190,56 +274,26 @@ int cmd_serve(int argc, char **argv)
         }
         (void)signal(SIGPIPE, SIG_IGN);
 
-        r = store_open(db_path, &store);
-        if (r == -EPROTO) {
-                log_error("Database %s was written by a newer nixprov (schema above %d).", db_path,
-                          STORE_SCHEMA_VERSION);
+        r = serve_open_store(db_path, &store);
+        if (r < 0)
                 return EXIT_FAIL;
-        }
+
+        routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
+        r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
         if (r < 0) {
-                log_error_errno(r, "Failed to open database %s: %m", db_path);
+                log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);
                 return EXIT_FAIL;
         }
-
-        routes = (struct routes){.data_dir = data_dir, .store = store, .policy = policy};
-        r = http_server_start(&listen, (size_t)max_body, routes_handle, &routes, &server);
-        if (r < 0) {
-                log_error_errno(r, "Failed to listen on %s: %m", listen_arg);
+        r = serve_announce(&o, server);
+        if (r < 0)
                 return EXIT_FAIL;
-        }
 
-        if (listen.address.ss_family == AF_INET6)
-                printf("listening on http://[%s]:%u\n", listen.host,
-                       (unsigned)http_server_port(server));
-        else
-                printf("listening on http://%s:%u\n", listen.host,
-                       (unsigned)http_server_port(server));
-        fflush(stdout);
-
-        if (port_file) {
-                r = serve_write_port_file(port_file, http_server_port(server));
-                if (r < 0) {
-                        log_error_errno(r, "Failed to write port file %s: %m", port_file);
-                        return EXIT_FAIL;
-                }
-        }
-
-        for (;;) {
-                r = sigwait(&signals, &signal_number);
-                if (r == 0)
-                        break;
-                if (r != EINTR) {
-                        log_error_errno(-r, "Failed to wait for signals: %m");
-                        break;
-                }
-        }
-        if (r == 0)
-                log_info("Received %s, stopping.", strsignal(signal_number));
+        r = serve_wait(&signals);
 
         /* Finishes the requests in progress: a report being committed is answered. */
         server = http_server_stop(server);
         store = store_close(store);
-        if (port_file)
-                (void)unlink(port_file);
+        if (o.port_file)
+                (void)unlink(o.port_file);
         return r == 0 ? EXIT_OK : EXIT_FAIL;
 }

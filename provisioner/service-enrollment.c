@@ -86,7 +86,7 @@ int service_enroll(struct store *store, const struct enrollment_policy *policy, 
 {
         struct enrollment_request enrollment = {};
         _cleanup_free_ char *facts = NULL;
-        const char *problem = NULL;
+        char problem[ENROLLMENT_PROBLEM_MAX] = "";
         enum store_state state = STORE_STATE_UNENROLLED;
         json_t *json = NULL;
         int r;
@@ -95,7 +95,7 @@ int service_enroll(struct store *store, const struct enrollment_policy *policy, 
         r = service_parse_signed(body, body_size, "enrollment", &json, reason);
         if (r < 0)
                 return r;
-        r = enrollment_request_parse(json, &enrollment, &problem);
+        r = enrollment_request_parse(json, &enrollment, problem);
         if (r == -EBADMSG)
                 r = service_fail(reason, -EBADMSG, "%s", problem);
         else if (r < 0)

@@ -63,6 +63,39 @@ static bool comment_ok(const char *comment, size_t max)
         return !strpbrk(comment, "\r\n") && strlen(comment) <= max;
 }
 
+/* What the options must say together. Logs; returns 0 or -EINVAL. */
+static int sign_check_options(const struct sign_options *o)
+{
+        if (!o->secret_key_path) {
+                log_error("No secret key: give -s KEY.sec. Run 'nixprov sign --help'.");
+                return -EINVAL;
+        }
+        if (o->n_files == 0) {
+                log_error("No file to sign. Run 'nixprov sign --help'.");
+                return -EINVAL;
+        }
+        if (o->signature_path && o->n_files > 1) {
+                log_error("-x names the signature of one file; %d files were given.", o->n_files);
+                return -EINVAL;
+        }
+        if (o->signature_path && streq(o->signature_path, o->files[0])) {
+                log_error("The signature would overwrite the file it signs.");
+                return -EINVAL;
+        }
+        if (o->trusted_comment && !comment_ok(o->trusted_comment, MINISIGN_COMMENT_MAX)) {
+                log_error("The trusted comment must be one line of at most %d bytes.",
+                          MINISIGN_COMMENT_MAX);
+                return -EINVAL;
+        }
+        if (o->untrusted_comment &&
+            !comment_ok(o->untrusted_comment, MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX)) {
+                log_error("The comment must be one line of at most %d bytes.",
+                          MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int sign_parse_argv(int argc, char **argv, struct sign_options *ret)
 {
         enum { ARG_PASSWORD_FILE = 0x100 };
@@ -77,7 +110,7 @@ static int sign_parse_argv(int argc, char **argv, struct sign_options *ret)
                 {},
         };
         struct sign_options o = {};
-        int c;
+        int c, r;
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":s:t:c:lx:h", options, NULL)) >= 0)
@@ -115,33 +148,9 @@ static int sign_parse_argv(int argc, char **argv, struct sign_options *ret)
 
         o.files = argv + optind;
         o.n_files = argc - optind;
-        if (!o.secret_key_path) {
-                log_error("No secret key: give -s KEY.sec. Run 'nixprov sign --help'.");
-                return -EINVAL;
-        }
-        if (o.n_files == 0) {
-                log_error("No file to sign. Run 'nixprov sign --help'.");
-                return -EINVAL;
-        }
-        if (o.signature_path && o.n_files > 1) {
-                log_error("-x names the signature of one file; %d files were given.", o.n_files);
-                return -EINVAL;
-        }
-        if (o.signature_path && streq(o.signature_path, o.files[0])) {
-                log_error("The signature would overwrite the file it signs.");
-                return -EINVAL;
-        }
-        if (o.trusted_comment && !comment_ok(o.trusted_comment, MINISIGN_COMMENT_MAX)) {
-                log_error("The trusted comment must be one line of at most %d bytes.",
-                          MINISIGN_COMMENT_MAX);
-                return -EINVAL;
-        }
-        if (o.untrusted_comment &&
-            !comment_ok(o.untrusted_comment, MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX)) {
-                log_error("The comment must be one line of at most %d bytes.",
-                          MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX);
-                return -EINVAL;
-        }
+        r = sign_check_options(&o);
+        if (r < 0)
+                return r;
         *ret = o;
         return 1;
 }

@@ -392,71 +392,75 @@ static int store_sqlite_get_trust(struct store *base, const char *machine_id,
         return store_read_trust(store, machine_id, ret_trust);
 }
 
-static int store_enroll_locked(struct store_sqlite *store, const struct store_enrollment *e, int64_t now,
-                               enum store_state *ret_state)
+/* A new machine, or one known only from reports of old or a reset: its keys are taken. */
+static int store_enroll_new(struct store_sqlite *store, const struct store_enrollment *e,
+                            int64_t now, enum store_state *ret_state)
 {
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        struct store_trust trust;
-        enum store_state state;
+        enum store_state state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
         int r;
 
-        r = store_read_trust(store, e->machine_id, &trust);
-        if (r < 0 && r != -ENOENT)
+        r = store_prepare(
+            store,
+            "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
+            "facts, sign_key, box_key, enrolled_at, decided_at, decided_by, conflict_at) "
+            "VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?3, ?8, ?9, NULL) "
+            "ON CONFLICT (machine_id) DO UPDATE SET state = excluded.state, "
+            "last_seen = max(last_seen, excluded.last_seen), hostname = excluded.hostname, "
+            "facts = excluded.facts, sign_key = excluded.sign_key, "
+            "box_key = excluded.box_key, enrolled_at = excluded.enrolled_at, "
+            "decided_at = excluded.decided_at, decided_by = excluded.decided_by, "
+            "conflict_at = NULL",
+            &stmt);
+        if (r < 0)
                 return r;
+        if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
+            (r = store_bind_text(stmt, 2, store_state_to_string(state))) < 0 ||
+            (r = store_bind_int64(stmt, 3, now)) < 0 ||
+            (r = store_bind_text(stmt, 4, e->hostname)) < 0 ||
+            (r = store_bind_text(stmt, 5, e->facts)) < 0 ||
+            (r = store_bind_text(stmt, 6, e->sign_key)) < 0 ||
+            (r = store_bind_text(stmt, 7, e->box_key)) < 0 ||
+            (r = store_errno(e->decided_by ? sqlite3_bind_int64(stmt, 8, now)
+                                           : sqlite3_bind_null(stmt, 8))) < 0 ||
+            (r = store_bind_text_or_null(stmt, 9, e->decided_by)) < 0)
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+        *ret_state = state;
+        return 0;
+}
 
-        if (r == -ENOENT || !trust.has_keys) {
-                /* New, or known only from reports of old or a reset: take the keys. */
-                state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
-                r = store_prepare(
-                    store,
-                    "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
-                    "facts, sign_key, box_key, enrolled_at, decided_at, decided_by, conflict_at) "
-                    "VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?3, ?8, ?9, NULL) "
-                    "ON CONFLICT (machine_id) DO UPDATE SET state = excluded.state, "
-                    "last_seen = max(last_seen, excluded.last_seen), hostname = excluded.hostname, "
-                    "facts = excluded.facts, sign_key = excluded.sign_key, "
-                    "box_key = excluded.box_key, enrolled_at = excluded.enrolled_at, "
-                    "decided_at = excluded.decided_at, decided_by = excluded.decided_by, "
-                    "conflict_at = NULL",
-                    &stmt);
-                if (r < 0)
-                        return r;
-                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
-                    (r = store_bind_text(stmt, 2, store_state_to_string(state))) < 0 ||
-                    (r = store_bind_int64(stmt, 3, now)) < 0 ||
-                    (r = store_bind_text(stmt, 4, e->hostname)) < 0 ||
-                    (r = store_bind_text(stmt, 5, e->facts)) < 0 ||
-                    (r = store_bind_text(stmt, 6, e->sign_key)) < 0 ||
-                    (r = store_bind_text(stmt, 7, e->box_key)) < 0 ||
-                    (r = store_errno(e->decided_by ? sqlite3_bind_int64(stmt, 8, now)
-                                                   : sqlite3_bind_null(stmt, 8))) < 0 ||
-                    (r = store_bind_text_or_null(stmt, 9, e->decided_by)) < 0)
-                        return r;
-                r = store_step_done(stmt);
-                if (r < 0)
-                        return r;
-                *ret_state = state;
-                return 0;
-        }
+/* Another device (or a reinstall) under the same id: only an operator may let the new key in.
+ * Noted, so that the fleet listing shows it; returns -EKEYREJECTED once noted. */
+static int store_enroll_conflict(struct store_sqlite *store, const char *machine_id, int64_t now)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
 
-        if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key)) {
-                /* Another device (or a reinstall) under the same id: only an operator may let
-                 * the new key in. Noted, so that the fleet listing shows it. */
-                r = store_prepare(
-                    store, "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1", &stmt);
-                if (r < 0)
-                        return r;
-                if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
-                    (r = store_bind_int64(stmt, 2, now)) < 0)
-                        return r;
-                r = store_step_done(stmt);
-                if (r < 0)
-                        return r;
-                return -EKEYREJECTED;
-        }
+        r = store_prepare(store, "UPDATE machines SET conflict_at = ?2 WHERE machine_id = ?1",
+                          &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, now)) < 0)
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+        return -EKEYREJECTED;
+}
 
-        /* The same device again: fresh facts, and the policy may approve it now. */
-        state = trust.state;
+/* The same device again: fresh facts, and the policy may approve it now. */
+static int store_enroll_again(struct store_sqlite *store, const struct store_enrollment *e,
+                              const struct store_trust *trust, int64_t now,
+                              enum store_state *ret_state)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        enum store_state state = trust->state;
+        int r;
+
         if (state == STORE_STATE_PENDING && e->decided_by)
                 state = STORE_STATE_APPROVED;
         r = store_prepare(store,
@@ -472,13 +476,30 @@ static int store_enroll_locked(struct store_sqlite *store, const struct store_en
             (r = store_bind_text(stmt, 3, e->facts)) < 0 ||
             (r = store_bind_int64(stmt, 4, now)) < 0 ||
             (r = store_bind_text(stmt, 5, store_state_to_string(state))) < 0 ||
-            (r = store_bind_text_or_null(stmt, 6, state != trust.state ? e->decided_by : NULL)) < 0)
+            (r = store_bind_text_or_null(stmt, 6, state != trust->state ? e->decided_by : NULL)) <
+                0)
                 return r;
         r = store_step_done(stmt);
         if (r < 0)
                 return r;
         *ret_state = state;
         return 0;
+}
+
+static int store_enroll_locked(struct store_sqlite *store, const struct store_enrollment *e,
+                               int64_t now, enum store_state *ret_state)
+{
+        struct store_trust trust;
+        int r;
+
+        r = store_read_trust(store, e->machine_id, &trust);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (r == -ENOENT || !trust.has_keys)
+                return store_enroll_new(store, e, now, ret_state);
+        if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key))
+                return store_enroll_conflict(store, e->machine_id, now);
+        return store_enroll_again(store, e, &trust, now, ret_state);
 }
 
 static int store_sqlite_enroll(struct store *base, const struct store_enrollment *enrollment,
@@ -511,13 +532,40 @@ static int store_sqlite_enroll(struct store *base, const struct store_enrollment
         return 0;
 }
 
+/* The report stored under report's (machine, key, seq): 0 when it holds the same bytes,
+ * -EEXIST when another one. */
+static int store_report_compare(struct store_sqlite *store, const struct store_report *report)
+{
+        _cleanup_finalize_ sqlite3_stmt *stored = NULL;
+        const void *body;
+        int r, code;
+
+        r = store_prepare(store,
+                          "SELECT body FROM reports WHERE machine_id = ?1 AND sign_key = ?2 "
+                          "AND seq = ?3",
+                          &stored);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stored, 1, report->machine_id)) < 0 ||
+            (r = store_bind_text(stored, 2, report->sign_key)) < 0 ||
+            (r = store_errno(sqlite3_bind_int64(stored, 3, (sqlite3_int64)report->seq))) < 0)
+                return r;
+        code = sqlite3_step(stored);
+        if (code != SQLITE_ROW)
+                return store_errno(code) ?: -EIO;
+        body = sqlite3_column_blob(stored, 0);
+        if ((size_t)sqlite3_column_bytes(stored, 0) != report->body_size ||
+            (report->body_size > 0 && (!body || memcmp(body, report->body, report->body_size))))
+                return -EEXIST;
+        return 0;
+}
+
 static int store_insert_report(struct store_sqlite *store, const struct store_report *report,
                                int64_t received, bool *ret_duplicate)
 {
-        _cleanup_finalize_ sqlite3_stmt *machine = NULL, *insert = NULL, *stored = NULL;
+        _cleanup_finalize_ sqlite3_stmt *machine = NULL, *insert = NULL;
         struct store_trust trust;
-        const void *body;
-        int r, code;
+        int r;
 
         /* Checked again inside the transaction: an operator may have revoked or reset the
          * machine since the route looked. */
@@ -573,23 +621,9 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
         }
 
         /* Already stored: a resend of the same bytes, or another report under the same seq. */
-        r = store_prepare(store,
-                          "SELECT body FROM reports WHERE machine_id = ?1 AND sign_key = ?2 "
-                          "AND seq = ?3",
-                          &stored);
+        r = store_report_compare(store, report);
         if (r < 0)
                 return r;
-        if ((r = store_bind_text(stored, 1, report->machine_id)) < 0 ||
-            (r = store_bind_text(stored, 2, report->sign_key)) < 0 ||
-            (r = store_errno(sqlite3_bind_int64(stored, 3, (sqlite3_int64)report->seq))) < 0)
-                return r;
-        code = sqlite3_step(stored);
-        if (code != SQLITE_ROW)
-                return store_errno(code) ?: -EIO;
-        body = sqlite3_column_blob(stored, 0);
-        if ((size_t)sqlite3_column_bytes(stored, 0) != report->body_size ||
-            (report->body_size > 0 && (!body || memcmp(body, report->body, report->body_size))))
-                return -EEXIST;
         *ret_duplicate = true;
         return 0;
 }

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct enrollment_request request;
         struct enrollment_policy *policy = NULL;
         struct profile_error error;
-        const char *problem = NULL;
+        char problem[ENROLLMENT_PROBLEM_MAX];
         json_t *json;
         size_t n;
         int r;
@@ -49,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         json = json_loadb(body, size, JSON_REJECT_DUPLICATES, NULL);
         if (json) {
-                r = enrollment_request_parse(json, &request, &problem);
+                memset(problem, 'X', sizeof(problem));
+                r = enrollment_request_parse(json, &request, problem);
                 if (r == 0) {
                         check_request(&request);
                         (void)signedjson_verify(SIGNEDJSON_CONTEXT_ENROLL, body, size,
@@ -57,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         (void)signedjson_verify(SIGNEDJSON_CONTEXT_REPORT, body, size,
                                                 request.sign_key);
                         enrollment_request_done(&request);
-                } else if (r == -EBADMSG && (!problem || !*problem))
+                } else if (r == -EBADMSG && (!memchr(problem, 0, sizeof(problem)) || !*problem))
                         abort();
                 json_decref(json);
         }

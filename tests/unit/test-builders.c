@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "builder_uri.h"
 #include "builders.h"
 #include "plan.h"
 #include "util.h"

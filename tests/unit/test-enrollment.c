@@ -238,6 +238,215 @@ static void test_policy_match(void **state)
         enrollment_policy_free(p);
 }
 
+/* ---- the request (POST /v1/enroll) ---------------------------------------------------------- */
+
+#define KEY0 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+#define KEY1 "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+#define M1 "0123456789abcdef0123456789abcdef"
+
+/* A valid request, with key set to the JSON text value (NULL: removed). */
+static json_t *request_with(const char *key, const char *value)
+{
+        json_t *json =
+            json_pack("{s:s, s:s, s:[s], s:s, s:i, s:I, s:s, s:s, s:i, s:s}", "machine_id", M1,
+                      "hostname", "m1", "macs", "52:54:00:12:34:56", "system", "x86_64-linux",
+                      "cpus", 4, "memory", (json_int_t)8 << 30, "sign_key", KEY0, "box_key", KEY1,
+                      "time", 1700000000, "signature", "not checked here");
+
+        assert_non_null(json);
+        if (!key)
+                return json;
+        if (!value) {
+                assert_int_equal(json_object_del(json, key), 0);
+                return json;
+        }
+        assert_int_equal(json_object_set_new(
+                             json, key, json_loads(value, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)),
+                         0);
+        return json;
+}
+
+static void test_request_refusals(void **state)
+{
+        static const struct {
+                const char *key;
+                const char *value; /* JSON text; NULL: the member is missing */
+                const char *problem;
+        } cases[] = {
+            {"machine_id", NULL, "missing field 'machine_id'"},
+            {"machine_id", "32", "field 'machine_id' must be a string"},
+            {"machine_id", "\"0123\"",
+             "field 'machine_id' must be 32 lowercase hexadecimal digits"},
+            {"machine_id", "\"0123456789ABCDEF0123456789ABCDEF\"",
+             "field 'machine_id' must be 32 lowercase hexadecimal digits"},
+            {"machine_id", "\"0123456789abcdef\\u00000123456789abcde\"",
+             "field 'machine_id' must not contain NUL"},
+            {"hostname", NULL, "missing field 'hostname'"},
+            {"hostname", "\"\"",
+             "field 'hostname' must be a non-empty string without control "
+             "characters"},
+            {"hostname", "\"m1\\nx\"",
+             "field 'hostname' must be a non-empty string without "
+             "control characters"},
+            {"hostname", "\"m1\\u007f\"",
+             "field 'hostname' must be a non-empty string without "
+             "control characters"},
+            {"hostname", "[\"m1\"]", "field 'hostname' must be a string"},
+            {"macs", NULL, "missing field 'macs'"},
+            {"macs", "\"52:54:00:12:34:56\"", "field 'macs' must be an array of strings"},
+            {"macs", "[1]", "field 'macs' must be an array of strings"},
+            {"macs", "[\"52:54:00:12:34:5G\"]",
+             "field 'macs' must be an array of MAC addresses like \"aa:bb:cc:dd:ee:ff\" "
+             "(lowercase)"},
+            {"macs", "[\"52:54:00:AB:CD:EF\"]",
+             "field 'macs' must be an array of MAC addresses like \"aa:bb:cc:dd:ee:ff\" "
+             "(lowercase)"},
+            {"system", NULL, "missing field 'system'"},
+            {"system", "\"\"", "field 'system' must be a Nix system like \"x86_64-linux\""},
+            {"system", "\"x86_64\\tlinux\"",
+             "field 'system' must be a Nix system like \"x86_64-linux\""},
+            {"system", "null", "field 'system' must be a string"},
+            {"cpus", NULL, "missing field 'cpus'"},
+            {"cpus", "0", "field 'cpus' must be an integer >= 1"},
+            {"cpus", "\"4\"", "field 'cpus' must be an integer >= 1"},
+            {"cpus", "1.5", "field 'cpus' must be an integer >= 1"},
+            {"memory", NULL, "missing field 'memory'"},
+            {"memory", "-1", "field 'memory' must be an integer >= 0"},
+            {"sign_key", NULL, "missing field 'sign_key'"},
+            {"sign_key", "\"AAAA\"",
+             "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)"},
+            {"sign_key", "\"" KEY0 "AAAA\"",
+             "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)"},
+            {"sign_key", "\"!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"",
+             "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 public key)"},
+            {"sign_key", "32",
+             "field 'sign_key' must be the base64 of 32 bytes (an Ed25519 "
+             "public key)"},
+            {"box_key", NULL, "missing field 'box_key'"},
+            {"box_key", "\"AAAA\"",
+             "field 'box_key' must be the base64 of 32 bytes (an X25519 public key)"},
+            {"time", NULL, "missing field 'time'"},
+            {"time", "-1", "field 'time' must be an integer >= 0"},
+            {"time", "true", "field 'time' must be an integer >= 0"},
+            {"token_proof", "\"AAAA\"", "field 'token_proof' must be the base64 of 32 bytes"},
+            {"token_proof", "null", "field 'token_proof' must be the base64 of 32 bytes"},
+        };
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                json_t *json = request_with(cases[i].key, cases[i].value);
+                struct enrollment_request request, untouched;
+                char problem[ENROLLMENT_PROBLEM_MAX] = "";
+                int r;
+
+                memset(&request, 0x5a, sizeof(request));
+                untouched = request;
+                r = enrollment_request_parse(json, &request, problem);
+                if (r != -EBADMSG || !streq(problem, cases[i].problem))
+                        fail_msg("case %zu (%s): %d '%s', expected '%s'", i, cases[i].key, r,
+                                 problem, cases[i].problem);
+                /* Nothing is handed out on a refusal. */
+                assert_memory_equal(&request, &untouched, sizeof(request));
+                json_decref(json);
+        }
+}
+
+static void test_request_bounds(void **state)
+{
+        struct enrollment_request request;
+        char problem[ENROLLMENT_PROBLEM_MAX] = "";
+        char text[ENROLLMENT_HOSTNAME_MAX + 2];
+        json_t *json, *macs, *deep;
+        (void)state;
+
+        /* Exactly at each limit: taken. */
+        memset(text, 'h', sizeof(text) - 1);
+        text[ENROLLMENT_HOSTNAME_MAX] = '\0';
+        json = request_with(NULL, NULL);
+        assert_int_equal(json_object_set_new(json, "hostname", json_string(text)), 0);
+        macs = json_object_get(json, "macs");
+        while (json_array_size(macs) < ENROLLMENT_MACS_MAX)
+                assert_int_equal(json_array_append_new(macs, json_string("02:00:00:00:00:01")), 0);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), 0);
+        enrollment_request_done(&request);
+
+        /* One past: refused, naming the limit. */
+        text[ENROLLMENT_HOSTNAME_MAX] = 'h';
+        text[ENROLLMENT_HOSTNAME_MAX + 1] = '\0';
+        assert_int_equal(json_object_set_new(json, "hostname", json_string(text)), 0);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), -EBADMSG);
+        assert_string_equal(problem, "field 'hostname' is too long (max 253 bytes)");
+        assert_int_equal(json_object_set_new(json, "hostname", json_string("m1")), 0);
+        assert_int_equal(json_array_append_new(macs, json_string("02:00:00:00:00:01")), 0);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), -EBADMSG);
+        assert_string_equal(problem, "field 'macs' has too many elements (max 64)");
+        json_decref(json);
+
+        memset(text, 's', ENROLLMENT_SYSTEM_MAX + 1);
+        text[ENROLLMENT_SYSTEM_MAX + 1] = '\0';
+        json = request_with("system", NULL);
+        assert_int_equal(json_object_set_new(json, "system", json_string(text)), 0);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), -EBADMSG);
+        assert_string_equal(problem, "field 'system' is too long (max 64 bytes)");
+        json_decref(json);
+
+        /* Not an object; nested past the bound (in a member the server does not know). */
+        json = json_pack("[s]", M1);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), -EBADMSG);
+        assert_string_equal(problem, "an enrollment must be a JSON object");
+        json_decref(json);
+        json = request_with(NULL, NULL);
+        deep = json_array();
+        for (int i = 0; i < JSON_SCHEMA_DEPTH_MAX; i++)
+                deep = json_pack("[o]", deep);
+        assert_int_equal(json_object_set_new(json, "extra", deep), 0);
+        assert_int_equal(enrollment_request_parse(json, &request, problem), -EBADMSG);
+        assert_string_equal(problem, "nested deeper than 16");
+        assert_int_equal(enrollment_request_parse(NULL, &request, problem), -EBADMSG);
+        assert_int_equal(enrollment_request_parse(json, NULL, problem), -EINVAL);
+        json_decref(json);
+}
+
+static void test_request_ok(void **state)
+{
+        struct enrollment_request request;
+        char problem[ENROLLMENT_PROBLEM_MAX] = "";
+        json_t *json = request_with("newer_fact", "{\"gpu\": \"none\"}");
+        char *facts;
+        (void)state;
+
+        /* Members it does not know (a newer agent's, the signature) are ignored. */
+        assert_int_equal(enrollment_request_parse(json, &request, problem), 0);
+        assert_string_equal(request.machine_id, M1);
+        assert_string_equal(request.hostname, "m1");
+        assert_string_equal(request.system, "x86_64-linux");
+        assert_int_equal(request.cpus, 4);
+        assert_int_equal(request.memory, (int64_t)8 << 30);
+        assert_int_equal(request.time, 1700000000);
+        assert_string_equal(request.sign_key_base64, KEY0);
+        assert_string_equal(request.box_key_base64, KEY1);
+        for (size_t i = 0; i < ENROLLMENT_KEY_BYTES; i++) {
+                assert_int_equal(request.sign_key[i], 0);
+                assert_int_equal(request.box_key[i], 1);
+        }
+        assert_false(request.has_token_proof);
+        facts = json_dumps(request.facts, JSON_COMPACT | JSON_SORT_KEYS);
+        assert_string_equal(facts, "{\"cpus\":4,\"macs\":[\"52:54:00:12:34:56\"],\"memory\":"
+                                   "8589934592,\"system\":\"x86_64-linux\"}");
+        free(facts);
+        enrollment_request_done(&request);
+        assert_null(request.facts);
+        json_decref(json);
+
+        json = request_with("token_proof", "\"" KEY1 "\"");
+        assert_int_equal(enrollment_request_parse(json, &request, problem), 0);
+        assert_true(request.has_token_proof);
+        assert_int_equal(request.token_proof[0], 1);
+        assert_int_equal(request.token_proof[ENROLLMENT_PROOF_BYTES - 1], 1);
+        enrollment_request_done(&request);
+        json_decref(json);
+}
+
 static void test_macs(void **state)
 {
         (void)state;
@@ -252,12 +461,11 @@ static void test_macs(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_token_file_refusals),
-            cmocka_unit_test(test_token_file_key),
-            cmocka_unit_test(test_policy_refusals),
-            cmocka_unit_test(test_policy_token_files),
-            cmocka_unit_test(test_policy_match),
-            cmocka_unit_test(test_macs),
+            cmocka_unit_test(test_token_file_refusals), cmocka_unit_test(test_token_file_key),
+            cmocka_unit_test(test_policy_refusals),     cmocka_unit_test(test_policy_token_files),
+            cmocka_unit_test(test_policy_match),        cmocka_unit_test(test_macs),
+            cmocka_unit_test(test_request_refusals),    cmocka_unit_test(test_request_bounds),
+            cmocka_unit_test(test_request_ok),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
