@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every test:
-#   1. the whole CTest suite (unit, integration, fuzz corpus replay) in a normal build;
-#   2. the same suite in a build with AddressSanitizer and UndefinedBehaviorSanitizer;
+#   0. the formatting check (scripts/check-format.sh);
+#   1. the whole CTest suite (unit, integration, QEMU boots, fuzz corpus replay) in a normal build;
+#   2. the same suite but the boots (label boot) in a build with AddressSanitizer and
+#      UndefinedBehaviorSanitizer;
 #   3. each libFuzzer harness for FUZZ_SECONDS (default 60) from its seed corpus.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -12,11 +14,12 @@ passed=0 failed=0
 # A skipped test (exit 77: its real parts are missing) counts as failed: CTest counts it as
 # passed ("N% tests passed, F tests failed out of T") and lists it under "The following tests
 # did not run:" as "  NUMBER - NAME (Skipped)".
-run_ctest() { # run_ctest NAME DIR
-  local log
+run_ctest() { # run_ctest NAME DIR [CTEST OPTIONS...]
+  local log name=$1 dir=$2
+  shift 2
   log=$(mktemp)
-  echo "==> ctest ($1)"
-  if (cd "$2" && ctest --output-on-failure --timeout 900 -j"$(nproc)") 2>&1 | tee "$log"; then :; fi
+  echo "==> ctest ($name)"
+  if (cd "$dir" && ctest --output-on-failure --timeout 1200 -j"$(nproc)" "$@") 2>&1 | tee "$log"; then :; fi
   local line skipped
   line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -n 1 || true)
   skipped=$(sed -nE 's/^[[:space:]]+[0-9]+ - (.+) \(Skipped\)$/\1/p' "$log")
@@ -25,22 +28,30 @@ run_ctest() { # run_ctest NAME DIR
     local n_failed=${BASH_REMATCH[1]} n_total=${BASH_REMATCH[2]} n_skipped=0
     if [ -n "$skipped" ]; then
       n_skipped=$(printf '%s\n' "$skipped" | wc -l)
-      echo "ctest ($1): $n_skipped test(s) skipped, counted as failed:" >&2
+      echo "ctest ($name): $n_skipped test(s) skipped, counted as failed:" >&2
       printf '%s\n' "$skipped" | sed 's/^/  /' >&2
     fi
     failed=$((failed + n_failed + n_skipped))
     passed=$((passed + n_total - n_failed - n_skipped))
   else
-    echo "ctest ($1) did not finish" >&2
+    echo "ctest ($name) did not finish" >&2
     failed=$((failed + 1))
   fi
 }
+
+echo "==> formatting (scripts/check-format.sh)"
+if bash "$NIXPROV_SRC/scripts/check-format.sh"; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
 
 run_ctest "normal build" "$BUILD_DIR"
 
 nixprov_build "$NIXPROV_SRC/build-asan" -DNIXPROV_SANITIZE=ON
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-run_ctest "ASan+UBSan build" "$NIXPROV_SRC/build-asan"
+# The boots run the agent inside a guest, whatever this build is: once is enough.
+run_ctest "ASan+UBSan build" "$NIXPROV_SRC/build-asan" -LE boot
 
 CC=clang nixprov_build "$NIXPROV_SRC/build-fuzz" -DCMAKE_C_COMPILER=clang -DNIXPROV_FUZZ=ON
 for harness in "$NIXPROV_SRC"/build-fuzz/fuzz/fuzz-*; do
