@@ -17,7 +17,7 @@
 #include "devicekey.h"
 #include "fetch.h"
 #include "identify.h"
-#include "report.h"
+#include "report-log.h"
 
 #define CONTEXT_ERROR_MAX 1024
 #define CONTEXT_CMDLINE_DEFAULT "/proc/cmdline"
