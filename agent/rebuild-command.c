@@ -130,17 +130,52 @@ static void print_text(const struct rebuild_result *res, int r, const char *what
                 printf("log tail:\n%s", res->tail);
 }
 
-int cmd_rebuild(int argc, char **argv)
+enum {
+        ARG_NIX_CONFIG = 0x100,
+        ARG_TIMEOUT,
+        ARG_KILL_GRACE,
+        ARG_LOG,
+        ARG_PATH,
+        ARG_PROGRESS,
+        ARG_JSON,
+};
+
+/* One option other than --help. Returns 0, or -1 after logging why it is refused. */
+static int parse_option(struct rebuild_options *o, const char **nix_config_file, bool *json, int c,
+                        const char *arg)
 {
-        enum {
-                ARG_NIX_CONFIG = 0x100,
-                ARG_TIMEOUT,
-                ARG_KILL_GRACE,
-                ARG_LOG,
-                ARG_PATH,
-                ARG_PROGRESS,
-                ARG_JSON,
-        };
+        switch (c) {
+        case ARG_NIX_CONFIG:
+                *nix_config_file = arg;
+                return 0;
+        case ARG_TIMEOUT:
+                return parse_seconds("--timeout", arg, &o->timeout_sec) < 0 ? -1 : 0;
+        case ARG_KILL_GRACE:
+                return parse_seconds("--kill-grace", arg, &o->kill_grace_sec) < 0 ? -1 : 0;
+        case ARG_LOG:
+                o->log_path = arg;
+                return 0;
+        case ARG_PATH:
+                o->path = arg;
+                return 0;
+        case ARG_PROGRESS:
+                if (parse_seconds("--progress", arg, &o->progress_interval_sec) < 0)
+                        return -1;
+                o->on_progress = print_progress;
+                return 0;
+        case ARG_JSON:
+                *json = true;
+                return 0;
+        default:
+                show_help(stderr);
+                return -1;
+        }
+}
+
+/* Returns 1 to go on (o->argv set), or an exit code's negation. */
+static int parse_args(int argc, char **argv, struct rebuild_options *o,
+                      const char **nix_config_file, bool *json)
+{
         static const struct option options[] = {
             {"nix-config", required_argument, NULL, ARG_NIX_CONFIG},
             {"timeout", required_argument, NULL, ARG_TIMEOUT},
@@ -152,6 +187,69 @@ int cmd_rebuild(int argc, char **argv)
             {"help", no_argument, NULL, 'h'},
             {},
         };
+        int c;
+
+        optind = 0;
+        /* "+": stop at the first non-option, so COMMAND's own options stay its own. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
+                if (c == 'h') {
+                        show_help(stdout);
+                        return -AGENT_EXIT_OK;
+                }
+                if (parse_option(o, nix_config_file, json, c, optarg) < 0)
+                        return -AGENT_EXIT_USAGE;
+        }
+        if (optind >= argc) {
+                log_error("No command given: 'nixprov-agent rebuild [OPTIONS...] -- COMMAND "
+                          "[ARGS...]'.");
+                return -AGENT_EXIT_USAGE;
+        }
+        if (o->path && !*o->path) {
+                log_error("Invalid --path: empty.");
+                return -AGENT_EXIT_USAGE;
+        }
+        o->argv = argv + optind;
+        return 1;
+}
+
+/* The --nix-config file, a nix.conf text. Returns 0, or -1 after logging. */
+static int read_nix_config(const char *path, char **ret)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t size;
+        int r;
+
+        r = read_file_bounded(path, REBUILD_NIX_CONFIG_MAX, &text, &size);
+        if (r < 0) {
+                log_error_errno(r, "Failed to read %s: %m", path);
+                return -1;
+        }
+        if (strlen(text) != size) {
+                log_error("%s contains a NUL byte: not a nix.conf text.", path);
+                return -1;
+        }
+        *ret = TAKE_PTR(text);
+        return 0;
+}
+
+/* Logs why a rebuild that ran failed. */
+static void log_failure(const struct rebuild_options *o, const struct rebuild_result *res,
+                        const char *what)
+{
+        if (res->exec_failed)
+                log_error("Could not run the rebuild command %s: %s.", o->argv[0],
+                          strerror(res->exec_errno));
+        else if (res->timed_out)
+                log_error("Rebuild timed out after %llu s; its process group was "
+                          "killed%s.",
+                          (unsigned long long)o->timeout_sec,
+                          res->killed ? " (SIGKILL after the grace period)" : "");
+        else
+                log_error("Rebuild %s%s%s", what, res->last_error[0] ? ": " : ".", res->last_error);
+}
+
+int cmd_rebuild(int argc, char **argv)
+{
         struct rebuild_options o = {0};
         struct rebuild_result res;
         _cleanup_free_ char *nix_config = NULL;
@@ -159,69 +257,16 @@ int cmd_rebuild(int argc, char **argv)
         char buf[256];
         const char *what;
         bool json = false;
-        int c, r;
+        int r;
 
-        optind = 0;
-        /* "+": stop at the first non-option, so COMMAND's own options stay its own. */
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0) {
-                switch (c) {
-                case ARG_NIX_CONFIG:
-                        nix_config_file = optarg;
-                        break;
-                case ARG_TIMEOUT:
-                        if (parse_seconds("--timeout", optarg, &o.timeout_sec) < 0)
-                                return AGENT_EXIT_USAGE;
-                        break;
-                case ARG_KILL_GRACE:
-                        if (parse_seconds("--kill-grace", optarg, &o.kill_grace_sec) < 0)
-                                return AGENT_EXIT_USAGE;
-                        break;
-                case ARG_LOG:
-                        o.log_path = optarg;
-                        break;
-                case ARG_PATH:
-                        o.path = optarg;
-                        break;
-                case ARG_PROGRESS:
-                        if (parse_seconds("--progress", optarg, &o.progress_interval_sec) < 0)
-                                return AGENT_EXIT_USAGE;
-                        o.on_progress = print_progress;
-                        break;
-                case ARG_JSON:
-                        json = true;
-                        break;
-                case 'h':
-                        show_help(stdout);
-                        return AGENT_EXIT_OK;
-                default:
-                        show_help(stderr);
-                        return AGENT_EXIT_USAGE;
-                }
-        }
-        if (optind >= argc) {
-                log_error("No command given: 'nixprov-agent rebuild [OPTIONS...] -- COMMAND "
-                          "[ARGS...]'.");
-                return AGENT_EXIT_USAGE;
-        }
-        if (o.path && !*o.path) {
-                log_error("Invalid --path: empty.");
-                return AGENT_EXIT_USAGE;
-        }
+        r = parse_args(argc, argv, &o, &nix_config_file, &json);
+        if (r <= 0)
+                return -r;
         if (nix_config_file) {
-                size_t size;
-
-                r = read_file_bounded(nix_config_file, REBUILD_NIX_CONFIG_MAX, &nix_config, &size);
-                if (r < 0) {
-                        log_error_errno(r, "Failed to read %s: %m", nix_config_file);
+                if (read_nix_config(nix_config_file, &nix_config) < 0)
                         return AGENT_EXIT_USAGE;
-                }
-                if (strlen(nix_config) != size) {
-                        log_error("%s contains a NUL byte: not a nix.conf text.", nix_config_file);
-                        return AGENT_EXIT_USAGE;
-                }
                 o.nix_config = nix_config;
         }
-        o.argv = argv + optind;
 
         r = rebuild_run(&o, &res);
         if (r < 0 && !res.started && !res.exec_failed) {
@@ -242,17 +287,7 @@ int cmd_rebuild(int argc, char **argv)
         } else
                 print_text(&res, r, what);
         if (r < 0) {
-                if (res.exec_failed)
-                        log_error("Could not run the rebuild command %s: %s.", o.argv[0],
-                                  strerror(res.exec_errno));
-                else if (res.timed_out)
-                        log_error("Rebuild timed out after %llu s; its process group was "
-                                  "killed%s.",
-                                  (unsigned long long)o.timeout_sec,
-                                  res.killed ? " (SIGKILL after the grace period)" : "");
-                else
-                        log_error("Rebuild %s%s%s", what, res.last_error[0] ? ": " : ".",
-                                  res.last_error);
+                log_failure(&o, &res, what);
                 return AGENT_EXIT_REBUILD;
         }
         return AGENT_EXIT_OK;

@@ -293,6 +293,24 @@ static int pidfd_open_or_not(pid_t pid)
         return fd < 0 ? -EBADF : (int)fd;
 }
 
+/* Reaps pid and records how it ended and how long it ran since start. */
+static int reap(pid_t pid, uint64_t start, struct rebuild_result *result)
+{
+        int status;
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        result->duration_ms = monotonic_ms() - start;
+        if (WIFEXITED(status)) {
+                result->exited = true;
+                result->exit_status = WEXITSTATUS(status);
+        } else if (WIFSIGNALED(status)) {
+                result->signal = WTERMSIG(status);
+        }
+        return 0;
+}
+
 /* Waits for the command, reading its output, and enforces the timeout. Reaps it. */
 static int supervise(struct run *run, pid_t pid, int out_fd)
 {
@@ -303,7 +321,7 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
         uint64_t next_progress = UINT64_MAX, drain_until = UINT64_MAX;
         uint64_t grace = o->kill_grace_sec ? o->kill_grace_sec : REBUILD_KILL_GRACE_SEC_DEFAULT;
         bool exited = false;
-        int status, r;
+        int r;
 
         if (o->timeout_sec > 0)
                 deadline = start + o->timeout_sec * 1000;
@@ -365,17 +383,70 @@ static int supervise(struct run *run, pid_t pid, int out_fd)
                 }
         }
 
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        result->duration_ms = monotonic_ms() - start;
-        if (WIFEXITED(status)) {
-                result->exited = true;
-                result->exit_status = WEXITSTATUS(status);
-        } else if (WIFSIGNALED(status)) {
-                result->signal = WTERMSIG(status);
-        }
-        return 0;
+        return reap(pid, start, result);
+}
+
+/* A pipe, both ends above stdio and O_CLOEXEC; the caller closes them, even on failure.
+ * Returns 0, -errno, or -EMFILE when an end could not be moved. */
+static int make_pipe(int *read_fd, int *write_fd)
+{
+        int fds[2];
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        *read_fd = fd_above_stdio(fds[0]);
+        *write_fd = fd_above_stdio(fds[1]);
+        return *read_fd < 0 || *write_fd < 0 ? -EMFILE : 0;
+}
+
+/* The log of one attempt: a new file, exactly 0640 whatever the umask. Returns the descriptor
+ * or -errno. */
+static int open_log(const char *path)
+{
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_APPEND,
+                  0640);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, 0640) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/* The child reports a failed exec (or set-up) on error_fd; a clean end of it means exec worked,
+ * and also that setsid() is done, so the group can be signalled. Returns 0 then; otherwise
+ * reaps the child, records the exec failure and returns its -errno. */
+static int wait_exec(pid_t pid, int error_fd, struct rebuild_result *result)
+{
+        int child_errno, status;
+        ssize_t n;
+
+        do
+                n = read(error_fd, &child_errno, sizeof(child_errno));
+        while (n < 0 && errno == EINTR);
+        if (n != sizeof(child_errno))
+                return 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        result->exec_failed = true;
+        result->exec_errno = child_errno;
+        return child_errno > 0 ? -child_errno : -EIO;
+}
+
+/* After a supervised run: the counts from the log, the log file synced, the verdict. */
+static int finish(struct rebuild_result *result, struct nixlog *nl, int log_fd)
+{
+        (void)nixlog_finish(nl);
+        fill_result(result, nl);
+        if (log_fd >= 0 && fsync(log_fd) < 0 && result->log_errno == 0)
+                result->log_errno = errno;
+
+        if (result->timed_out)
+                return -ETIME;
+        if (result->exited && result->exit_status == 0)
+                return 0;
+        return -EPROTO;
 }
 
 int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
@@ -387,9 +458,8 @@ int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
                             out_write = -EBADF, error_read = -EBADF, error_write = -EBADF;
         struct run run;
         struct rlimit rl;
-        int pipe_fds[2], max_fd = 65535, child_errno, r;
+        int max_fd = 65535, r;
         size_t n_args = 0;
-        ssize_t n;
         pid_t pid;
 
         *result = (struct rebuild_result){0};
@@ -415,30 +485,19 @@ int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
         }
 
         if (o->log_path) {
-                log_fd =
-                    open(o->log_path,
-                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_APPEND,
-                         0640);
+                log_fd = open_log(o->log_path);
                 if (log_fd < 0)
-                        return -errno;
-                /* Exactly 0640, whatever the umask. */
-                if (fchmod(log_fd, 0640) < 0)
-                        return -errno;
+                        return log_fd;
         }
 
         null_fd = fd_above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY));
         if (null_fd < 0)
                 return null_fd == -1 ? -errno : null_fd;
-        if (pipe2(pipe_fds, O_CLOEXEC) < 0)
-                return -errno;
-        out_read = fd_above_stdio(pipe_fds[0]);
-        out_write = fd_above_stdio(pipe_fds[1]);
-        if (pipe2(pipe_fds, O_CLOEXEC) < 0)
-                return -errno;
-        error_read = fd_above_stdio(pipe_fds[0]);
-        error_write = fd_above_stdio(pipe_fds[1]);
-        if (out_read < 0 || out_write < 0 || error_read < 0 || error_write < 0)
-                return -EMFILE;
+        r = make_pipe(&out_read, &out_write);
+        if (r >= 0)
+                r = make_pipe(&error_read, &error_write);
+        if (r < 0)
+                return r;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
             rl.rlim_cur < 65536)
                 max_fd = (int)rl.rlim_cur - 1;
@@ -452,20 +511,9 @@ int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
         out_write = safe_close(out_write);
         error_write = safe_close(error_write);
 
-        /* The child reports a failed exec (or set-up) on error_fd; a clean end of it means exec
-         * worked, and also that setsid() is done, so the group can be signalled. */
-        do
-                n = read(error_read, &child_errno, sizeof(child_errno));
-        while (n < 0 && errno == EINTR);
-        if (n == sizeof(child_errno)) {
-                int status;
-
-                while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                        ;
-                result->exec_failed = true;
-                result->exec_errno = child_errno;
-                return child_errno > 0 ? -child_errno : -EIO;
-        }
+        r = wait_exec(pid, error_read, result);
+        if (r < 0)
+                return r;
         result->started = true;
 
         run = (struct run){.o = o, .result = result, .nl = nl, .log_fd = log_fd, .chunk = chunk};
@@ -478,14 +526,5 @@ int rebuild_run(const struct rebuild_options *o, struct rebuild_result *result)
                         ;
                 return r;
         }
-        (void)nixlog_finish(nl);
-        fill_result(result, nl);
-        if (log_fd >= 0 && fsync(log_fd) < 0 && result->log_errno == 0)
-                result->log_errno = errno;
-
-        if (result->timed_out)
-                return -ETIME;
-        if (result->exited && result->exit_status == 0)
-                return 0;
-        return -EPROTO;
+        return finish(result, nl, log_fd);
 }

@@ -24,7 +24,6 @@
 #define REPORT_MESSAGE_MAX 2048
 #define REPORT_ERROR_MAX 2048
 #define REPORT_LOG_TAIL_MAX 4096
-#define REPORT_TIMINGS_MAX 16
 /* A spooled file (or a signed body) larger than this is not a report. */
 #define REPORT_BODY_MAX (64 * 1024)
 
@@ -41,6 +40,9 @@ enum report_phase {
         REPORT_PHASE_DONE,
         _REPORT_PHASE_MAX,
 };
+
+/* One timing a phase at most: the one count of phases, which the engine's table uses too. */
+#define REPORT_TIMINGS_MAX ((size_t)_REPORT_PHASE_MAX)
 
 enum report_status {
         REPORT_STATUS_STARTED,

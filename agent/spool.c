@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "devicekey.h"
 #include "fileio.h"
+#include "json_schema.h"
 #include "machine_id.h"
 #include "signedjson.h"
 #include "spool.h"
@@ -289,6 +291,24 @@ int spool_remove(struct spool *s, uint64_t seq)
         return fsync_dir(s);
 }
 
+/* What the spool itself reads of a spooled report; the rest is the server's to check. */
+struct spooled_head {
+        int64_t seq;
+        const char *status;
+};
+
+static const struct json_schema_field spooled_fields[] = {
+    {.key = "seq",
+     .type = JSON_SCHEMA_INTEGER,
+     .required = true,
+     .max = INT64_MAX,
+     .offset = offsetof(struct spooled_head, seq)},
+    {.key = "status",
+     .type = JSON_SCHEMA_STRING,
+     .required = true,
+     .offset = offsetof(struct spooled_head, status)},
+};
+
 /* Reads a spooled report, parsed too when ret_json. Returns 0, -ENOENT (gone meanwhile),
  * -EBADMSG (not a report of that seq: to be moved aside, with *ret_why), or another negative
  * errno (also moved aside: an unreadable file would block the queue forever). */
@@ -296,8 +316,9 @@ static int read_report(const struct spool *s, uint64_t seq, char **ret_body, siz
                        json_t **ret_json, const char **ret_why)
 {
         _cleanup_free_ char *path = NULL, *body = NULL;
-        char name[SPOOL_NAME_MAX];
-        json_t *json, *v;
+        char name[SPOOL_NAME_MAX], problem[JSON_SCHEMA_PROBLEM_MAX];
+        struct spooled_head head;
+        json_t *json;
         size_t size;
         int r;
 
@@ -313,10 +334,10 @@ static int read_report(const struct spool *s, uint64_t seq, char **ret_body, siz
                 return r == -E2BIG ? -EBADMSG : r;
         }
         json = json_loadb(body, size, JSON_REJECT_DUPLICATES, NULL);
-        v = json_object_get(json, "seq");
-        if (!json_is_object(json) || !json_is_integer(v) || json_integer_value(v) < 0 ||
-            (uint64_t)json_integer_value(v) != seq ||
-            !json_is_string(json_object_get(json, "status"))) {
+        if (!json ||
+            json_schema_parse(json, spooled_fields, ELEMENTSOF(spooled_fields),
+                              JSON_SCHEMA_ALLOW_UNKNOWN, &head, sizeof(head), problem) < 0 ||
+            (uint64_t)head.seq != seq) {
                 json_decref(json);
                 *ret_why = "is not a report of its sequence number (truncated or corrupt)";
                 return -EBADMSG;

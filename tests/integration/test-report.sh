@@ -47,6 +47,21 @@ ok "flush without --server: usage error (exit 2)"
 expect_exit report-bad-phase 2 "$AGENT" report --root "$DEV" --cmdline - --spool "$SPOOL" --machine-id "$M" --phase deploy --status ok
 expect_grep report-bad-phase "Unknown --phase 'deploy'."
 ok "report with an unknown phase: usage error (exit 2)"
+# The shared options in their short forms, as in run: -m with a malformed id is refused before
+# anything is written; without --spool and -m, the spool is ROOT/STATE-DIR/reports and the
+# machine id ROOT/etc/machine-id.
+SHORT=$TMP/short-root
+mkdir -p "$SHORT/etc"
+echo fedcba9876543210fedcba9876543210 > "$SHORT/etc/machine-id"
+expect_exit report-bad-id 2 "$AGENT" report -c "$TMP/none.yaml" -r "$SHORT" --cmdline - -m nothex \
+  --phase done --status ok
+expect_grep report-bad-id "Failed to identify this machine: the machine id is not 32 hex digits or a UUID"
+[ -z "$(ls -A "$SHORT/var" 2>/dev/null)" ] || die "report-bad-id: wrote under $SHORT/var"
+expect_exit report-short 0 "$AGENT" report -c "$TMP/none.yaml" -r "$SHORT" --cmdline - --phase done --status ok
+expect_grep report-short "Spooled report 1 (done ok) in $SHORT/var/lib/nixprov/reports."
+grep -q '"machine_id": *"fedcba9876543210fedcba9876543210"' "$SHORT"/var/lib/nixprov/reports/*.json ||
+  die "report-short: the spooled report does not carry ROOT/etc/machine-id"
+ok "report -c -r -m: the context's options; a bad -m writes nothing; the spool and id under the root"
 
 # --- (1) server up: a report is stored at once ------------------------------------------
 start_server

@@ -432,24 +432,31 @@ static void test_corrupt_file_moved_aside(void **state)
         fo.mirrors = mirrors;
         fo.n_mirrors = 1;
         assert_int_equal(report_open(dir, MACHINE, &fo, NULL, &s), 0);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 5; i++)
                 assert_int_equal(report_emit(s, &r, &seq), 0);
-        /* Truncated, and another seq's report under this name. */
+        /* Truncated, another seq's report under this name, a status that is not a string and a
+         * negative seq. */
         path = spool_file(dir, "00000000000000000001.json");
         assert_int_equal(truncate(path, 10), 0);
         free(path);
         path = spool_file(dir, "00000000000000000002.json");
         assert_int_equal(write_file_atomic(path, "{\"seq\":7,\"status\":\"ok\"}", 24, 0600, 0), 0);
+        free(path);
+        path = spool_file(dir, "00000000000000000003.json");
+        assert_int_equal(write_file_atomic(path, "{\"seq\":3,\"status\":1}", 20, 0600, 0), 0);
+        free(path);
+        path = spool_file(dir, "00000000000000000004.json");
+        assert_int_equal(write_file_atomic(path, "{\"seq\":-4,\"status\":\"ok\"}", 24, 0600, 0), 0);
 
         assert_int_equal(report_flush(s, 1000, &sent, &pending), -EPROTONOSUPPORT);
         assert_int_equal(sent, 0);
         assert_int_equal(pending, 1);
-        assert_int_equal(report_stats(s)->bad, 2);
+        assert_int_equal(report_stats(s)->bad, 4);
         /* Recorded for the caller to log, each with why, and cleared on request. */
         o = report_outcome(s);
-        assert_int_equal(o->n_events, 2);
+        assert_int_equal(o->n_events, 4);
         assert_int_equal(o->events_lost, 0);
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < 4; i++) {
                 assert_int_equal(o->events[i].kind, REPORT_EVENT_MOVED_ASIDE);
                 assert_int_equal(o->events[i].seq, i + 1);
                 assert_string_equal(o->events[i].why, "is not a report of its sequence number "
@@ -457,12 +464,15 @@ static void test_corrupt_file_moved_aside(void **state)
         }
         report_clear_events(s);
         assert_int_equal(report_outcome(s)->n_events, 0);
-        assert_int_equal(report_stats(s)->bad, 2);
+        assert_int_equal(report_stats(s)->bad, 4);
         bad = spool_file(dir, "bad/00000000000000000001.json");
-        assert_int_equal(access(bad, F_OK), 0);
-        bad[strlen(bad) - 6] = '2';
-        assert_int_equal(access(bad, F_OK), 0);
+        for (char c = '1'; c <= '4'; c++) {
+                bad[strlen(bad) - 6] = c;
+                assert_int_equal(access(bad, F_OK), 0);
+        }
         assert_int_equal(access(path, F_OK), -1);
+        path[strlen(path) - 6] = '5'; /* the good one stays */
+        assert_int_equal(access(path, F_OK), 0);
 }
 
 static int fake_sign(const char *body, size_t size, char **ret_body, size_t *ret_size,
