@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Lists the functions longer than MAX_LINES (default 80) in the tracked *.c files under the
-# directories given (default: common agent provisioner), longest first, and exits 1 when there
+# directories given (default: common net agent provisioner), longest first, and exits 1 when there
 # is one. A function is counted from the line that starts its definition (a line beginning
 # with its type and name, not ending in ';') to its closing '}' in column 1; data tables are
 # not functions and are not counted.
@@ -11,7 +11,7 @@ cd "$NIXPROV_SRC"
 
 MAX_LINES=${MAX_LINES:-80}
 dirs=("$@")
-((${#dirs[@]} > 0)) || dirs=(common agent provisioner)
+((${#dirs[@]} > 0)) || dirs=(common net agent provisioner)
 
 mapfile -d '' files < <(git ls-files -z -- "${dirs[@]/%//*.c}")
 ((${#files[@]} > 0)) || exit 0
