@@ -82,11 +82,11 @@ static int parse_args(int argc, char **argv, struct agent_context *ctx, uint64_t
                       bool *json)
 {
         static const struct option options[] = {
-                CONTEXT_LONG_OPTIONS,
-                {"deadline", required_argument, NULL, 'd'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            CONTEXT_LONG_OPTIONS,
+            {"deadline", required_argument, NULL, 'd'},
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         int c;
 

@@ -47,7 +47,7 @@ struct probe_job {
         const struct plan_builder *builder;
         const char *root;
         const char *identity_text; /* the opened sealed key, or NULL */
-        uint64_t deadline; /* CLOCK_MONOTONIC milliseconds */
+        uint64_t deadline;         /* CLOCK_MONOTONIC milliseconds */
         struct builder_probe *result;
 };
 

@@ -11,9 +11,9 @@
 
 #include "config.h"
 #include "engine.h"
-#include "report-log.h"
 #include "fileio.h"
 #include "log.h"
+#include "report-log.h"
 #include "util.h"
 
 #define ENGINE_FINAL_FLUSH_MS (30 * 1000)

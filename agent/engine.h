@@ -53,7 +53,7 @@ struct run_state {
         struct plan *plan;
         struct secrets secrets; /* opened in plan, wiped right after write */
         char *netrc_path;       /* the written netrc, absolute, for the first build's NIX_CONFIG */
-        char *ssh_config_path;  /* the written ssh_config, absolute, when a builder needs an alias */
+        char *ssh_config_path; /* the written ssh_config, absolute, when a builder needs an alias */
         struct write_set written;
         struct rebuild_result rebuild;
 

@@ -20,25 +20,27 @@
 
 static void enroll_help(void)
 {
-        printf("Usage: nixprov-agent enroll [OPTIONS...]\n\n"
-               "Sends this device's enrollment to the server (its machine id, hostname, MACs,\n"
-               "system, CPUs, memory and public keys, signed with its device key; with\n"
-               "enroll.token-file, a proof that it holds the image's enrollment token) and\n"
-               "prints the answer: approved, pending or revoked. 'run' does this before it\n"
-               "fetches; this command is for installers and for operators checking a device.\n\n"
-               "Options:\n"
-               "  -c, --config FILE      the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
-               "  -r, --root DIR         the device's root directory (default /)\n"
-               "      --cmdline FILE     kernel command line over the configuration (default\n"
-               "                         /proc/cmdline; - for none)\n"
-               "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
-               "      --wait SECONDS     while pending, ask again with backoff for this long\n"
-               "                         (default 0: ask once)\n"
-               "  -h, --help             show this help\n\n"
-               "Exit codes: 0 approved (or no server takes enrollments), 2 usage or\n"
-               "configuration error, 3 the server cannot be reached, 5 the device keys cannot\n"
-               "be read or made, 9 pending, revoked, refused by the policy, or enrolled with\n"
-               "another key.\n");
+        printf(
+            "Usage: nixprov-agent enroll [OPTIONS...]\n\n"
+            "Sends this device's enrollment to the server (its machine id, hostname, MACs,\n"
+            "system, CPUs, memory and public keys, signed with its device key; with\n"
+            "enroll.token-file, a proof that it holds the image's enrollment token) and\n"
+            "prints the answer: approved, pending or revoked. 'run' does this before it\n"
+            "fetches; this command is for installers and for operators checking a device.\n\n"
+            "Options:\n"
+            "  -c, --config FILE      the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT
+            ")\n"
+            "  -r, --root DIR         the device's root directory (default /)\n"
+            "      --cmdline FILE     kernel command line over the configuration (default\n"
+            "                         /proc/cmdline; - for none)\n"
+            "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+            "      --wait SECONDS     while pending, ask again with backoff for this long\n"
+            "                         (default 0: ask once)\n"
+            "  -h, --help             show this help\n\n"
+            "Exit codes: 0 approved (or no server takes enrollments), 2 usage or\n"
+            "configuration error, 3 the server cannot be reached, 5 the device keys cannot\n"
+            "be read or made, 9 pending, revoked, refused by the policy, or enrolled with\n"
+            "another key.\n");
 }
 
 /* Prints the server's answer; returns the exit code it means. */
@@ -75,20 +77,22 @@ static int show(enum enroll_state state)
 static int parse_args(int argc, char **argv, struct agent_context *ctx, uint64_t *wait_s)
 {
         static const struct option options[] = {
-                CONTEXT_LONG_OPTIONS,
-                CONTEXT_LONG_OPTION_MACHINE_ID,
-                {"wait", required_argument, NULL, 'w'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            CONTEXT_LONG_OPTIONS,
+            CONTEXT_LONG_OPTION_MACHINE_ID,
+            {"wait", required_argument, NULL, 'w'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >=
+               0) {
                 if (context_parse_option(ctx, c, optarg))
                         continue;
                 if (c == 'w') {
-                        if (parse_u64(optarg, wait_s) < 0 || *wait_s > AGENT_CONFIG_ENROLL_WAIT_MAX) {
+                        if (parse_u64(optarg, wait_s) < 0 ||
+                            *wait_s > AGENT_CONFIG_ENROLL_WAIT_MAX) {
                                 log_error("Invalid --wait '%s': expected seconds, at most %d.",
                                           optarg, AGENT_CONFIG_ENROLL_WAIT_MAX);
                                 return -AGENT_EXIT_USAGE;

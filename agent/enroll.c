@@ -17,9 +17,8 @@
 #include "util.h"
 
 static const char *const enroll_states[_ENROLL_STATE_MAX] = {
-        [ENROLL_APPROVED] = "approved", [ENROLL_PENDING] = "pending",
-        [ENROLL_REVOKED] = "revoked",   [ENROLL_CONFLICT] = "conflict",
-        [ENROLL_REFUSED] = "refused",   [ENROLL_NO_SERVER] = "no-server",
+    [ENROLL_APPROVED] = "approved", [ENROLL_PENDING] = "pending", [ENROLL_REVOKED] = "revoked",
+    [ENROLL_CONFLICT] = "conflict", [ENROLL_REFUSED] = "refused", [ENROLL_NO_SERVER] = "no-server",
 };
 
 const char *enroll_state_to_string(enum enroll_state state)
@@ -27,8 +26,8 @@ const char *enroll_state_to_string(enum enroll_state state)
         return (unsigned)state < _ENROLL_STATE_MAX ? enroll_states[state] : NULL;
 }
 
-int enroll_request(const struct identity *id, const struct devicekey *key,
-                   const uint8_t *token_key, int64_t now, char **ret_body, size_t *ret_size)
+int enroll_request(const struct identity *id, const struct devicekey *key, const uint8_t *token_key,
+                   int64_t now, char **ret_body, size_t *ret_size)
 {
         char sign_key[DEVICEKEY_PUBLIC_BASE64_MAX], box_key[DEVICEKEY_PUBLIC_BASE64_MAX];
         _cleanup_free_ char *json = NULL;
@@ -41,14 +40,13 @@ int enroll_request(const struct identity *id, const struct devicekey *key,
         for (size_t i = 0; macs && i < id->n_macs; i++)
                 if (json_array_append_new(macs, json_string(id->macs[i])) < 0)
                         r = -ENOMEM;
-        o = json_pack("{s:s, s:s, s:o, s:s, s:I, s:I, s:s, s:s, s:I}", "machine_id",
-                      id->machine_id, "hostname", id->hostname[0] ? id->hostname : "(none)",
-                      "macs", macs, "system", id->system[0] ? id->system : "unknown", "cpus",
-                      (json_int_t)id->cpus, "memory",
-                      (json_int_t)(id->memory_bytes > INT64_MAX ? INT64_MAX : id->memory_bytes),
-                      "sign_key", devicekey_public_to_base64(key->sign_public, sign_key),
-                      "box_key", devicekey_public_to_base64(key->box_public, box_key), "time",
-                      (json_int_t)now);
+        o = json_pack(
+            "{s:s, s:s, s:o, s:s, s:I, s:I, s:s, s:s, s:I}", "machine_id", id->machine_id,
+            "hostname", id->hostname[0] ? id->hostname : "(none)", "macs", macs, "system",
+            id->system[0] ? id->system : "unknown", "cpus", (json_int_t)id->cpus, "memory",
+            (json_int_t)(id->memory_bytes > INT64_MAX ? INT64_MAX : id->memory_bytes), "sign_key",
+            devicekey_public_to_base64(key->sign_public, sign_key), "box_key",
+            devicekey_public_to_base64(key->box_public, box_key), "time", (json_int_t)now);
         if (!o || r < 0) {
                 json_decref(o);
                 return -ENOMEM;
@@ -58,8 +56,8 @@ int enroll_request(const struct identity *id, const struct devicekey *key,
                 char proof_base64[sodium_base64_ENCODED_LEN(ENROLLMENT_PROOF_BYTES,
                                                             sodium_base64_VARIANT_ORIGINAL)];
 
-                enrollment_token_proof(token_key, id->machine_id, key->sign_public,
-                                       key->box_public, proof);
+                enrollment_token_proof(token_key, id->machine_id, key->sign_public, key->box_public,
+                                       proof);
                 (void)sodium_bin2base64(proof_base64, sizeof(proof_base64), proof, sizeof(proof),
                                         sodium_base64_VARIANT_ORIGINAL);
                 if (json_object_set_new(o, "token_proof", json_string(proof_base64)) < 0)
@@ -93,10 +91,9 @@ int enroll_send(const struct fetch_options *o, const char *body, size_t size,
         r = fetch_post_json(&options, ENROLL_PATH, body, size, &response, &response_size, &e);
         if (ret_error)
                 *ret_error = e;
-        if (r == -EPROTONOSUPPORT ||
-            (r < 0 && !e.deadline_reached &&
-             (e.http_status == 404 || e.http_status == 405 || e.http_status == 410 ||
-              e.http_status == 501))) {
+        if (r == -EPROTONOSUPPORT || (r < 0 && !e.deadline_reached &&
+                                      (e.http_status == 404 || e.http_status == 405 ||
+                                       e.http_status == 410 || e.http_status == 501))) {
                 *ret_state = ENROLL_NO_SERVER;
                 return 0;
         }
@@ -149,9 +146,9 @@ int enroll_wait(const struct fetch_options *o, const char *body, size_t size, ui
                 /* At least half the backoff, so an approval is noticed soon but the server is
                  * not asked in a tight loop when the jitter draws a small number. */
                 pause = fetch_backoff_ms(&backoff, round, randombytes_random());
-                pause = MAX(pause, MIN(ENROLL_BACKOFF_INITIAL_MS << MIN(round, 6),
-                                       ENROLL_BACKOFF_MAX_MS) /
-                                       2);
+                pause =
+                    MAX(pause,
+                        MIN(ENROLL_BACKOFF_INITIAL_MS << MIN(round, 6), ENROLL_BACKOFF_MAX_MS) / 2);
                 sleep_until_monotonic_ms(MIN(now + pause, end));
         }
         *ret_state = state;
@@ -159,8 +156,8 @@ int enroll_wait(const struct fetch_options *o, const char *body, size_t size, ui
 }
 
 int enroll_request_for(const char *token_file, const char *root, const struct identity *id,
-                       const struct devicekey *key, char **ret_body, size_t *ret_size,
-                       char *error, size_t error_size)
+                       const struct devicekey *key, char **ret_body, size_t *ret_size, char *error,
+                       size_t error_size)
 {
         _cleanup_free_ char *token_path = NULL;
         uint8_t token_key[32];
@@ -179,9 +176,9 @@ int enroll_request_for(const char *token_file, const char *root, const struct id
                                  k == -EPERM    ? "it is readable by others than its owner (it "
                                                   "must be mode 0600)"
                                  : k == -EINVAL ? "not a regular file, or empty"
-                                 : k == -E2BIG  ? "larger than " STRINGIFY(ENROLLMENT_TOKEN_MAX)
-                                                  " bytes"
-                                                : strerror(-k));
+                                 : k == -E2BIG
+                                     ? "larger than " STRINGIFY(ENROLLMENT_TOKEN_MAX) " bytes"
+                                     : strerror(-k));
                         return k;
                 }
         }

@@ -48,22 +48,23 @@ const char *enroll_state_to_string(enum enroll_state state);
  * image's token, enrollment_token_file_key()) may be NULL.
  * Returns 0 with a malloc'd NUL-terminated body, or -ENOMEM / -E2BIG / -EINVAL. Pure, for
  * tests. */
-int enroll_request(const struct identity *id, const struct devicekey *key,
-                   const uint8_t *token_key, int64_t now, char **ret_body, size_t *ret_size);
+int enroll_request(const struct identity *id, const struct devicekey *key, const uint8_t *token_key,
+                   int64_t now, char **ret_body, size_t *ret_size);
 
 /* enroll_request() at the current time, with the proof of the enrollment token in
  * ROOT/token_file when token_file is not NULL. Returns 0 with the body, or a negative errno with
  * what went wrong (which file, why) in error: -EPERM (the token file is readable by others),
  * -EINVAL, -E2BIG, -ENOMEM. */
 int enroll_request_for(const char *token_file, const char *root, const struct identity *id,
-                       const struct devicekey *key, char **ret_body, size_t *ret_size,
-                       char *error, size_t error_size);
+                       const struct devicekey *key, char **ret_body, size_t *ret_size, char *error,
+                       size_t error_size);
 
 /* Sends the request once (with o's mirrors, retries and deadline; a mirror that answers 404,
- * 405, 410 or 501 is a web server, not a nixprov server, and is skipped) and returns 0 with the state the server answered, 409
- * (ENROLL_CONFLICT) and 403 (ENROLL_REFUSED) included, or ENROLL_NO_SERVER when no mirror takes enrollments. Returns a
- * negative errno when the server cannot be reached or answers nonsense (-EBADMSG); *ret_error,
- * when not NULL, describes the last attempt. */
+ * 405, 410 or 501 is a web server, not a nixprov server, and is skipped) and returns 0 with the
+ * state the server answered, 409 (ENROLL_CONFLICT) and 403 (ENROLL_REFUSED) included, or
+ * ENROLL_NO_SERVER when no mirror takes enrollments. Returns a negative errno when the server
+ * cannot be reached or answers nonsense (-EBADMSG); *ret_error, when not NULL, describes the last
+ * attempt. */
 int enroll_send(const struct fetch_options *o, const char *body, size_t size,
                 enum enroll_state *ret_state, struct fetch_error *ret_error);
 

@@ -55,8 +55,7 @@ static void log_attempt(const struct fetch_error *attempt, int error, void *user
 {
         (void)userdata;
         (void)error;
-        log_warning("Attempt %u failed: %s: %s", attempt->attempts, attempt->url,
-                    attempt->message);
+        log_warning("Attempt %u failed: %s: %s", attempt->attempts, attempt->url, attempt->message);
 }
 
 /* What the command line asks for. */

@@ -63,16 +63,17 @@ static int show(const struct identity *id, const struct devicekey *key, bool jso
 static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *json)
 {
         static const struct option options[] = {
-                CONTEXT_LONG_OPTIONS,
-                CONTEXT_LONG_OPTION_MACHINE_ID,
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            CONTEXT_LONG_OPTIONS,
+            CONTEXT_LONG_OPTION_MACHINE_ID,
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >=
+               0) {
                 if (context_parse_option(ctx, c, optarg))
                         continue;
                 if (c == 'j')

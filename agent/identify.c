@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <errno.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -19,9 +19,9 @@ static const struct {
         const char *machine;
         const char *system;
 } nix_systems[] = {
-        {"x86_64", "x86_64-linux"},   {"aarch64", "aarch64-linux"}, {"armv7l", "armv7l-linux"},
-        {"armv6l", "armv6l-linux"},   {"i686", "i686-linux"},       {"riscv64", "riscv64-linux"},
-        {"ppc64le", "powerpc64le-linux"},
+    {"x86_64", "x86_64-linux"},       {"aarch64", "aarch64-linux"}, {"armv7l", "armv7l-linux"},
+    {"armv6l", "armv6l-linux"},       {"i686", "i686-linux"},       {"riscv64", "riscv64-linux"},
+    {"ppc64le", "powerpc64le-linux"},
 };
 
 static void closedirp(DIR **d)

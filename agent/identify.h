@@ -29,5 +29,6 @@ struct identity {
 
 /* Fills *ret for the device under root. machine_id_override (NULL: read ROOT/etc/machine-id,
  * else DMI's product UUID) is normalized like any machine id. Returns 0, or the negative errno of
- * machine_id_read()/machine_id_normalize() (-ENOENT: no machine id anywhere, -EINVAL: malformed). */
+ * machine_id_read()/machine_id_normalize() (-ENOENT: no machine id anywhere, -EINVAL: malformed).
+ */
 int identify(const char *root, const char *machine_id_override, struct identity *ret);

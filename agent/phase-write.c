@@ -115,8 +115,7 @@ static int resolve_ssh_config(struct run_state *r, struct phase_result *res)
 
         r->ssh_config_path = root ? path_join_root(root, RENDER_SSH_CONFIG_FILE) : NULL;
         if (r->ssh_config_path && !string_is_safe(r->ssh_config_path, 4096, "/._+@-"))
-                return phase_fail(res, "failed to render the Nix files: %s",
-                                  strerror(EINVAL));
+                return phase_fail(res, "failed to render the Nix files: %s", strerror(EINVAL));
         if (!r->ssh_config_path)
                 return phase_fail(res, "failed to render the Nix files: %s", strerror(errno));
         return 0;

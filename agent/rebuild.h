@@ -37,8 +37,8 @@ typedef void rebuild_progress_fn(const struct nixlog_counts *counts, uint64_t el
                                  void *userdata);
 
 struct rebuild_options {
-        char *const *argv;       /* NULL-terminated; argv[0] without a '/' is looked up in path */
-        const char *nix_config;  /* NIX_CONFIG for the child; NULL: not set */
+        char *const *argv;      /* NULL-terminated; argv[0] without a '/' is looked up in path */
+        const char *nix_config; /* NIX_CONFIG for the child; NULL: not set */
         /* An ssh configuration for Nix's ssh (NIX_SSHOPTS="-F FILE": the builders' Host
          * aliases); an absolute path without white space; NULL: NIX_SSHOPTS not set. */
         const char *ssh_config;
@@ -100,8 +100,9 @@ int rebuild_environment(const char *nix_config, const char *path, const char *ss
  * executable) or -ENOMEM. */
 int rebuild_find_program(const char *program, const char *path, char **ret_file);
 
-/* The log file name for an attempt that does not exist yet: DIR/rebuild-SERIAL-YYYYMMDDTHHMMSSZ.log,
- * or with -2, -3 ... before ".log" for another attempt in the same second. Returns 0, -EEXIST
- * (REBUILD_LOG_SAME_SECOND_MAX attempts in one second) or -ENOMEM. */
+/* The log file name for an attempt that does not exist yet:
+ * DIR/rebuild-SERIAL-YYYYMMDDTHHMMSSZ.log, or with -2, -3 ... before ".log" for another attempt in
+ * the same second. Returns 0, -EEXIST (REBUILD_LOG_SAME_SECOND_MAX attempts in one second) or
+ * -ENOMEM. */
 #define REBUILD_LOG_SAME_SECOND_MAX 100
 int rebuild_log_path(const char *dir, uint64_t serial, int64_t now, char **ret_path);

@@ -11,23 +11,18 @@
 #include "util.h"
 
 static const char *const phase_names[_REPORT_PHASE_MAX] = {
-        [REPORT_PHASE_IDENTIFY] = "identify",
-        [REPORT_PHASE_ENROLL] = "enroll",
-        [REPORT_PHASE_FETCH] = "fetch",
-        [REPORT_PHASE_VERIFY] = "verify",
-        [REPORT_PHASE_PLAN] = "plan",
-        [REPORT_PHASE_BUILDERS] = "builders",
-        [REPORT_PHASE_WRITE] = "write",
-        [REPORT_PHASE_REBUILD] = "rebuild",
-        [REPORT_PHASE_REPORT] = "report",
-        [REPORT_PHASE_DONE] = "done",
+    [REPORT_PHASE_IDENTIFY] = "identify", [REPORT_PHASE_ENROLL] = "enroll",
+    [REPORT_PHASE_FETCH] = "fetch",       [REPORT_PHASE_VERIFY] = "verify",
+    [REPORT_PHASE_PLAN] = "plan",         [REPORT_PHASE_BUILDERS] = "builders",
+    [REPORT_PHASE_WRITE] = "write",       [REPORT_PHASE_REBUILD] = "rebuild",
+    [REPORT_PHASE_REPORT] = "report",     [REPORT_PHASE_DONE] = "done",
 };
 
 static const char *const status_names[_REPORT_STATUS_MAX] = {
-        [REPORT_STATUS_STARTED] = "started",
-        [REPORT_STATUS_PROGRESS] = "progress",
-        [REPORT_STATUS_OK] = "ok",
-        [REPORT_STATUS_FAILED] = "failed",
+    [REPORT_STATUS_STARTED] = "started",
+    [REPORT_STATUS_PROGRESS] = "progress",
+    [REPORT_STATUS_OK] = "ok",
+    [REPORT_STATUS_FAILED] = "failed",
 };
 
 const char *report_phase_to_string(enum report_phase phase)

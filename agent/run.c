@@ -14,25 +14,27 @@
 
 static void run_help(void)
 {
-        printf("Usage: nixprov-agent run [OPTIONS...]\n\n"
-               "Provisions this device: identify, fetch the profile and its signature, verify\n"
-               "them, plan the Nix settings, write them, rebuild with them in force, and report\n"
-               "every phase to the server (reports are spooled on disk first). A profile with the\n"
-               "serial already applied is nothing to do; a higher serial is an update.\n\n"
-               "Options:\n"
-               "  -c, --config FILE      the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT ")\n"
-               "  -r, --root DIR         the device's root directory (default /): every file the\n"
-               "                         agent writes, its state and logs are under it\n"
-               "      --cmdline FILE     the kernel command line to read nixprov.url=, nixprov.key=\n"
-               "                         and nixprov.group= from (default /proc/cmdline; - for none)\n"
-               "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
-               "      --no-rebuild       write the files but run no rebuild (an installer that\n"
-               "                         builds the system itself); the serial is not recorded\n"
-               "  -h, --help             show this help\n\n"
-               "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
-               "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
-               "failed, 8 a report could not be spooled, 9 not admitted by the server (revoked,\n"
-               "still pending when the configured wait ran out, or enrolled with another key).\n");
+        printf(
+            "Usage: nixprov-agent run [OPTIONS...]\n\n"
+            "Provisions this device: identify, fetch the profile and its signature, verify\n"
+            "them, plan the Nix settings, write them, rebuild with them in force, and report\n"
+            "every phase to the server (reports are spooled on disk first). A profile with the\n"
+            "serial already applied is nothing to do; a higher serial is an update.\n\n"
+            "Options:\n"
+            "  -c, --config FILE      the agent configuration (default " AGENT_CONFIG_PATH_DEFAULT
+            ")\n"
+            "  -r, --root DIR         the device's root directory (default /): every file the\n"
+            "                         agent writes, its state and logs are under it\n"
+            "      --cmdline FILE     the kernel command line to read nixprov.url=, nixprov.key=\n"
+            "                         and nixprov.group= from (default /proc/cmdline; - for none)\n"
+            "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+            "      --no-rebuild       write the files but run no rebuild (an installer that\n"
+            "                         builds the system itself); the serial is not recorded\n"
+            "  -h, --help             show this help\n\n"
+            "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
+            "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
+            "failed, 8 a report could not be spooled, 9 not admitted by the server (revoked,\n"
+            "still pending when the configured wait ran out, or enrolled with another key).\n");
 }
 
 /* The configuration, with what a run cannot do without: a server and a trusted key. */
@@ -46,12 +48,14 @@ static int load_config(struct agent_context *ctx, const struct agent_config **re
         if (k < 0)
                 return log_error_errno(k, "%s", ctx->error);
         if (config->n_urls == 0)
-                return log_error_errno(-EINVAL, "No server: set server.urls in %s or nixprov.url= "
-                                                "on the kernel command line.",
+                return log_error_errno(-EINVAL,
+                                       "No server: set server.urls in %s or nixprov.url= "
+                                       "on the kernel command line.",
                                        path);
         if (config->n_keys == 0)
-                return log_error_errno(-EINVAL, "No trusted key: set trusted-keys in %s or "
-                                                "nixprov.key= on the kernel command line.",
+                return log_error_errno(-EINVAL,
+                                       "No trusted key: set trusted-keys in %s or "
+                                       "nixprov.key= on the kernel command line.",
                                        path);
         *ret = config;
         return 0;
@@ -61,16 +65,17 @@ static int load_config(struct agent_context *ctx, const struct agent_config **re
 static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no_rebuild)
 {
         static const struct option options[] = {
-                CONTEXT_LONG_OPTIONS,
-                CONTEXT_LONG_OPTION_MACHINE_ID,
-                {"no-rebuild", no_argument, NULL, ARG_NO_REBUILD},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            CONTEXT_LONG_OPTIONS,
+            CONTEXT_LONG_OPTION_MACHINE_ID,
+            {"no-rebuild", no_argument, NULL, ARG_NO_REBUILD},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, CONTEXT_SHORT_OPTIONS_MACHINE_ID "h", options, NULL)) >=
+               0) {
                 if (context_parse_option(ctx, c, optarg))
                         continue;
                 if (c == ARG_NO_REBUILD)
@@ -82,7 +87,8 @@ static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no
                         return -AGENT_EXIT_USAGE;
         }
         if (optind != argc) {
-                log_error("Unexpected argument '%s'. Run 'nixprov-agent run --help'.", argv[optind]);
+                log_error("Unexpected argument '%s'. Run 'nixprov-agent run --help'.",
+                          argv[optind]);
                 return -AGENT_EXIT_USAGE;
         }
         return 1;

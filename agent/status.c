@@ -61,8 +61,8 @@ static void print_text(const struct agent_state *state, json_t *last, unsigned p
         char when[RFC3339_MAX];
 
         if (state->have_applied)
-                printf("provisioned: serial %" PRIu64 ", applied %s\n",
-                       state->applied_serial, format_rfc3339_utc(state->applied_time, when));
+                printf("provisioned: serial %" PRIu64 ", applied %s\n", state->applied_serial,
+                       format_rfc3339_utc(state->applied_time, when));
         else
                 printf("provisioned: no (no profile applied yet)\n");
         if (last) {
@@ -71,8 +71,7 @@ static void print_text(const struct agent_state *state, json_t *last, unsigned p
                 const char *phase;
                 json_t *v;
 
-                printf("last run:    %s at %s, exit code %" JSON_INTEGER_FORMAT
-                       ", in phase %s\n",
+                printf("last run:    %s at %s, exit code %" JSON_INTEGER_FORMAT ", in phase %s\n",
                        json_string_value(json_object_get(last, "outcome")) ?: "?",
                        format_rfc3339_utc(json_integer_value(json_object_get(last, "time")), when),
                        json_integer_value(json_object_get(last, "exit_code")),
@@ -81,9 +80,10 @@ static void print_text(const struct agent_state *state, json_t *last, unsigned p
                         printf("error:       %s\n",
                                json_string_value(json_object_get(last, "error")));
                 if (counts)
-                        printf("rebuild:     %" JSON_INTEGER_FORMAT " substituted, %" JSON_INTEGER_FORMAT
-                               " built locally, %" JSON_INTEGER_FORMAT " built remotely, %" JSON_INTEGER_FORMAT
-                               " bytes downloaded\n",
+                        printf("rebuild:     %" JSON_INTEGER_FORMAT
+                               " substituted, %" JSON_INTEGER_FORMAT
+                               " built locally, %" JSON_INTEGER_FORMAT
+                               " built remotely, %" JSON_INTEGER_FORMAT " bytes downloaded\n",
                                json_integer_value(json_object_get(counts, "substituted")),
                                json_integer_value(json_object_get(counts, "built")),
                                json_integer_value(json_object_get(counts, "built_remote")),
@@ -103,10 +103,10 @@ static void print_text(const struct agent_state *state, json_t *last, unsigned p
 static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *json)
 {
         static const struct option options[] = {
-                CONTEXT_LONG_OPTIONS,
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            CONTEXT_LONG_OPTIONS,
+            {"json", no_argument, NULL, 'j'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         int c;
 

@@ -23,31 +23,32 @@
 
 static void verify_help(void)
 {
-        printf("Usage: nixprov-agent verify --key KEY [OPTIONS...] PROFILE\n\n"
-               "Makes the agent's whole decision about PROFILE and its signature (PROFILE.minisig)\n"
-               "without applying anything: the signature over the raw bytes by a trusted key, the\n"
-               "schema, rollback against the last applied serial, expiry against the clock floor,\n"
-               "and whether the profile names this machine or one of its groups.\n\n"
-               "Options:\n"
-               "  -k, --key KEY          trusted public key: a minisign .pub file or its base64 line\n"
-               "                         (repeat for several keys, e.g. while rotating)\n"
-               "  -x, --signature FILE   the signature (default: PROFILE.minisig)\n"
-               "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
-               "  -g, --group NAME       a group this machine belongs to (repeatable)\n"
-               "  -s, --state DIR        the agent's state directory, for the last applied serial\n"
-               "                         (default: ROOT" DEFAULT_STATE_DIR ")\n"
-               "  -r, --root DIR         the device's root directory (default: /)\n"
-               "  -q, --quiet            print nothing when the profile would be applied\n"
-               "  -h, --help             show this help\n\n"
-               "Exit codes: 0 the profile would be applied (or is the one already applied),\n"
-               "2 usage or configuration error, 4 refused.\n");
+        printf(
+            "Usage: nixprov-agent verify --key KEY [OPTIONS...] PROFILE\n\n"
+            "Makes the agent's whole decision about PROFILE and its signature (PROFILE.minisig)\n"
+            "without applying anything: the signature over the raw bytes by a trusted key, the\n"
+            "schema, rollback against the last applied serial, expiry against the clock floor,\n"
+            "and whether the profile names this machine or one of its groups.\n\n"
+            "Options:\n"
+            "  -k, --key KEY          trusted public key: a minisign .pub file or its base64 line\n"
+            "                         (repeat for several keys, e.g. while rotating)\n"
+            "  -x, --signature FILE   the signature (default: PROFILE.minisig)\n"
+            "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
+            "  -g, --group NAME       a group this machine belongs to (repeatable)\n"
+            "  -s, --state DIR        the agent's state directory, for the last applied serial\n"
+            "                         (default: ROOT" DEFAULT_STATE_DIR ")\n"
+            "  -r, --root DIR         the device's root directory (default: /)\n"
+            "  -q, --quiet            print nothing when the profile would be applied\n"
+            "  -h, --help             show this help\n\n"
+            "Exit codes: 0 the profile would be applied (or is the one already applied),\n"
+            "2 usage or configuration error, 4 refused.\n");
 }
 
 /* Says what trust_decide() decided about the profile called name, in one line: on stdout for an
  * accepted profile (unless quiet), on stderr with the details of a refusal. Returns the exit
  * code. */
 static int decision_log(const char *name, const struct trust_context *ctx,
-                 const struct trust_result *result, int error, bool quiet)
+                        const struct trust_result *result, int error, bool quiet)
 {
         const struct profile *p = result->profile;
         char key_id[MINISIGN_KEY_ID_STRING_MAX], expires[RFC3339_MAX];

@@ -20,10 +20,10 @@ struct write_item {
 
 struct write_set {
         struct {
-                char *path;         /* under the root */
-                bool had_previous;  /* PATH~ holds what was there before */
-                bool secret;        /* readable by its owner only: PATH~ may hold an old secret */
-                bool removed;       /* a removal: PATH is gone, PATH~ holds it */
+                char *path;        /* under the root */
+                bool had_previous; /* PATH~ holds what was there before */
+                bool secret;       /* readable by its owner only: PATH~ may hold an old secret */
+                bool removed;      /* a removal: PATH is gone, PATH~ holds it */
         } files[WRITE_MAX_FILES];
         size_t n_files;
 };

@@ -485,10 +485,10 @@ const char *enrollment_policy_match(const struct enrollment_policy *policy,
         for (size_t k = 0; k < policy->n_machine_ids; k++)
                 if (streq(policy->machine_ids[k], request->machine_id))
                         return "policy:machine-id";
-        json_array_foreach(
-            request->macs, i,
-            mac) for (size_t k = 0; k < policy->n_macs;
-                      k++) if (streq(policy->macs[k], json_string_value(mac))) return "policy:mac";
+        json_array_foreach(request->macs, i, mac)
+                for (size_t k = 0; k < policy->n_macs; k++)
+                        if (streq(policy->macs[k], json_string_value(mac)))
+                                return "policy:mac";
         if (request->has_token_proof)
                 for (size_t k = 0; k < policy->n_token_keys; k++) {
                         uint8_t proof[ENROLLMENT_PROOF_BYTES];

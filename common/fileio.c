@@ -29,8 +29,8 @@ int fsync_directory_of(const char *path)
         return 0;
 }
 
-int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode,
-                         int *ret_fd, char **ret_tmp)
+int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode, int *ret_fd,
+                         char **ret_tmp)
 {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;

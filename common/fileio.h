@@ -28,8 +28,8 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
  * many), then calls atomic_write_commit() to put it in place (and keep the previous version, or
  * refuse to replace, as flags say), then fsyncs the directory. On failure of either the caller
  * unlinks the temporary file. Return 0 or a negative errno. */
-int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode,
-                         int *ret_fd, char **ret_tmp);
+int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode, int *ret_fd,
+                         char **ret_tmp);
 int atomic_write_commit(const char *path, const char *tmp, enum write_file_flags flags);
 
 /* fsyncs the directory that holds path. */

@@ -36,15 +36,13 @@ unsigned json_schema_depth(json_t *value, unsigned limit)
         if (limit == 0)
                 return 1;
         if (json_is_object(value)) {
-                json_object_foreach(value, key, v)
-                {
+                json_object_foreach(value, key, v) {
                         unsigned d = json_schema_depth(v, limit - 1);
 
                         deepest = d > deepest ? d : deepest;
                 }
         } else {
-                json_array_foreach(value, i, v)
-                {
+                json_array_foreach(value, i, v) {
                         unsigned d = json_schema_depth(v, limit - 1);
 
                         deepest = d > deepest ? d : deepest;
@@ -103,8 +101,7 @@ static int json_schema_array(const struct json_schema_field *f, json_t *v,
         if (json_array_size(v) > (size_t)f->max)
                 return json_schema_fail(
                     problem, "field '%s' has too many elements (max %" PRId64 ")", f->key, f->max);
-        json_array_foreach(v, i, item)
-        {
+        json_array_foreach(v, i, item) {
                 r = json_schema_string(f, item, "an array of strings", problem);
                 if (r < 0)
                         return r;
@@ -176,8 +173,7 @@ int json_schema_parse(json_t *object, const struct json_schema_field *fields, si
         if (json_schema_depth(object, JSON_SCHEMA_DEPTH_MAX) > JSON_SCHEMA_DEPTH_MAX)
                 return json_schema_fail(problem, "nested deeper than %d", JSON_SCHEMA_DEPTH_MAX);
         if (!(flags & JSON_SCHEMA_ALLOW_UNKNOWN))
-                json_object_foreach(object, key, v)
-                {
+                json_object_foreach(object, key, v) {
                         if (!json_schema_find(fields, n_fields, key))
                                 return json_schema_fail(problem, "unknown field '%s'", key);
                 }

@@ -22,11 +22,9 @@ void log_set_max_level(enum log_level max_level)
 int log_full_errno(enum log_level level, int error, const char *format, ...)
 {
         static const char *const prefix[] = {
-                [LOG_LEVEL_ERROR] = "error: ",
-                [LOG_LEVEL_WARNING] = "warning: ",
-                [LOG_LEVEL_NOTICE] = "",
-                [LOG_LEVEL_INFO] = "",
-                [LOG_LEVEL_DEBUG] = "debug: ",
+            [LOG_LEVEL_ERROR] = "error: ", [LOG_LEVEL_WARNING] = "warning: ",
+            [LOG_LEVEL_NOTICE] = "",       [LOG_LEVEL_INFO] = "",
+            [LOG_LEVEL_DEBUG] = "debug: ",
         };
         int saved_errno = errno;
         va_list ap;

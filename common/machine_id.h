@@ -18,6 +18,6 @@ int machine_id_normalize(const char *s, char ret[static MACHINE_ID_STRING_MAX]);
 
 /* Reads this machine's id under root ("/" or a test tree): ROOT/etc/machine-id, else
  * ROOT/sys/class/dmi/id/product_uuid (an empty or "uninitialized" machine-id, as
- * before systemd's first boot, falls through to DMI). Returns 0, -ENOENT when neither exists, -EINVAL when the
- * one found is malformed, or another negative errno. */
+ * before systemd's first boot, falls through to DMI). Returns 0, -ENOENT when neither exists,
+ * -EINVAL when the one found is malformed, or another negative errno. */
 int machine_id_read(const char *root, char ret[static MACHINE_ID_STRING_MAX]);

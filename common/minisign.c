@@ -432,7 +432,7 @@ int minisign_secret_key_format_with_comment(const struct minisign_secret_key *ke
                 return -EINVAL;
         if (!comment)
                 comment =
-                        password ? DEFAULT_ENCRYPTED_KEY_COMMENT : DEFAULT_UNENCRYPTED_KEY_COMMENT;
+                    password ? DEFAULT_ENCRYPTED_KEY_COMMENT : DEFAULT_UNENCRYPTED_KEY_COMMENT;
         r = check_comment(comment, MINISIGN_UNTRUSTED_COMMENT_WRITE_MAX);
         if (r < 0)
                 return r;

@@ -16,39 +16,38 @@ struct preset_setting {
 /* From the project's source document. The keys were checked against the caches' own
  * documentation; cache.nixos.org's is also Nix's built-in default. */
 static const struct preset_setting preset_binary_caches[] = {
-        {"substituters", "https://cache.nixos.org https://nix-community.cachix.org "
-                         "https://cuda-maintainers.cachix.org https://devenv.cachix.org"},
-        {"trusted-public-keys",
-         "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= "
-         "nix-community.cachix.org-1:mB9FSh9qf2dCimDSUo8Zy7bkq5CX+/rkCWyvRCYg3Fs= "
-         "cuda-maintainers.cachix.org-1:0dq3bujKpuEPMCX6U4WylrUDZ9JyUG0VpVZa7CNfq5E= "
-         "devenv.cachix.org-1:w1cLUi8dv3hnoSPGAuibQv+f9TZLr6cv/Hm9XgU50cw="},
-        {"max-jobs", "auto"},
-        {"cores", "0"},
-        {"builders-use-substitutes", "true"},
-        {"keep-outputs", "true"},
-        {"keep-derivations", "true"},
-        {"fallback", "true"},
-        {"connect-timeout", "10"},
-        {"stalled-download-timeout", "300"},
+    {"substituters", "https://cache.nixos.org https://nix-community.cachix.org "
+                     "https://cuda-maintainers.cachix.org https://devenv.cachix.org"},
+    {"trusted-public-keys",
+     "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY= "
+     "nix-community.cachix.org-1:mB9FSh9qf2dCimDSUo8Zy7bkq5CX+/rkCWyvRCYg3Fs= "
+     "cuda-maintainers.cachix.org-1:0dq3bujKpuEPMCX6U4WylrUDZ9JyUG0VpVZa7CNfq5E= "
+     "devenv.cachix.org-1:w1cLUi8dv3hnoSPGAuibQv+f9TZLr6cv/Hm9XgU50cw="},
+    {"max-jobs", "auto"},
+    {"cores", "0"},
+    {"builders-use-substitutes", "true"},
+    {"keep-outputs", "true"},
+    {"keep-derivations", "true"},
+    {"fallback", "true"},
+    {"connect-timeout", "10"},
+    {"stalled-download-timeout", "300"},
 };
 
 static const struct preset_setting preset_source[] = {
-        {"substituters", "https://cache.nixos.org"},
-        {"trusted-public-keys", "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="},
-        {"max-jobs", "auto"},
-        {"cores", "0"},
+    {"substituters", "https://cache.nixos.org"},
+    {"trusted-public-keys", "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="},
+    {"max-jobs", "auto"},
+    {"cores", "0"},
 };
 
 static const struct {
         const struct preset_setting *settings;
         size_t n_settings;
 } presets[_PROFILE_STRATEGY_MAX] = {
-        [PROFILE_STRATEGY_BINARY_CACHES] = {preset_binary_caches, ELEMENTSOF(preset_binary_caches)},
-        [PROFILE_STRATEGY_SOURCE] = {preset_source, ELEMENTSOF(preset_source)},
-        /* The builders themselves come from the profile; max-jobs = 0 is decided below. */
-        [PROFILE_STRATEGY_REMOTE_BUILDERS] = {preset_binary_caches,
-                                              ELEMENTSOF(preset_binary_caches)},
+    [PROFILE_STRATEGY_BINARY_CACHES] = {preset_binary_caches, ELEMENTSOF(preset_binary_caches)},
+    [PROFILE_STRATEGY_SOURCE] = {preset_source, ELEMENTSOF(preset_source)},
+    /* The builders themselves come from the profile; max-jobs = 0 is decided below. */
+    [PROFILE_STRATEGY_REMOTE_BUILDERS] = {preset_binary_caches, ELEMENTSOF(preset_binary_caches)},
 };
 
 static void strv_free(char **v, size_t n)
@@ -254,8 +253,8 @@ void plan_fit(const struct plan_hardware *hw, uint64_t *ret_jobs, uint64_t *ret_
         uint64_t memory_jobs, jobs;
 
         memory_jobs = memory > PLAN_FIT_MEMORY_RESERVE
-                              ? (memory - PLAN_FIT_MEMORY_RESERVE) / PLAN_FIT_MEMORY_PER_JOB
-                              : 0;
+                          ? (memory - PLAN_FIT_MEMORY_RESERVE) / PLAN_FIT_MEMORY_PER_JOB
+                          : 0;
         jobs = isqrt(cpus);
         if (memory_jobs < jobs)
                 jobs = memory_jobs;
@@ -300,8 +299,8 @@ static const struct {
         const char *prefix;
         enum plan_builder_protocol protocol;
 } builder_schemes[] = {
-        {"ssh://", PLAN_BUILDER_SSH},
-        {"ssh-ng://", PLAN_BUILDER_SSH_NG},
+    {"ssh://", PLAN_BUILDER_SSH},
+    {"ssh-ng://", PLAN_BUILDER_SSH_NG},
 };
 
 /* ssh://[user@]host[:port][?query]: the user, and the rest as the host. */

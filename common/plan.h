@@ -99,7 +99,7 @@ enum plan_builder_protocol {
 struct plan_builder {
         size_t index; /* in the profile's builders list ("builders[N]"): it stays when
                        * plan_remove_builder() moves the builder up */
-        char *uri; /* as in the profile: ssh://[user@]host[:port][?query] or ssh-ng://... */
+        char *uri;    /* as in the profile: ssh://[user@]host[:port][?query] or ssh-ng://... */
         enum plan_builder_protocol protocol;
         char *user; /* the part before '@', NULL when the URI names none */
         char *host; /* the rest of the URI after "user@": host[:port][?query] */

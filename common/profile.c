@@ -529,10 +529,10 @@ YAML_SCHEMA_DEFINE_TABLE(builder_table, builder_fields);
 static void builder_init(void *element, yaml_mark_t mark)
 {
         *(struct profile_builder *)element = (struct profile_builder){
-                .max_jobs = 1,
-                .speed_factor = 1,
-                .required = true,
-                .location = yaml_schema_location(mark),
+            .max_jobs = 1,
+            .speed_factor = 1,
+            .required = true,
+            .location = yaml_schema_location(mark),
         };
 }
 
@@ -557,12 +557,12 @@ static int parse_builders(struct yaml_schema_parser *p, const struct yaml_schema
                           void *base)
 {
         static const struct yaml_schema_list list = {
-                .what = "builders",
-                .max = PROFILE_MAX_BUILDERS,
-                .element_size = sizeof(struct profile_builder),
-                .table = &builder_table,
-                .init = builder_init,
-                .check = builder_check,
+            .what = "builders",
+            .max = PROFILE_MAX_BUILDERS,
+            .element_size = sizeof(struct profile_builder),
+            .table = &builder_table,
+            .init = builder_init,
+            .check = builder_check,
         };
         struct profile *profile = base;
 
@@ -703,12 +703,12 @@ static int cache_check(struct yaml_schema_parser *p, void *items, size_t index,
 static int parse_caches(struct yaml_schema_parser *p, const struct yaml_schema_field *f, void *base)
 {
         static const struct yaml_schema_list list = {
-                .what = "caches",
-                .max = PROFILE_MAX_CACHES,
-                .element_size = sizeof(struct profile_cache),
-                .table = &cache_table,
-                .init = cache_init,
-                .check = cache_check,
+            .what = "caches",
+            .max = PROFILE_MAX_CACHES,
+            .element_size = sizeof(struct profile_cache),
+            .table = &cache_table,
+            .init = cache_init,
+            .check = cache_check,
         };
         struct profile *profile = base;
 

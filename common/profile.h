@@ -58,10 +58,10 @@
 #define PROFILE_MAX_SETTING_ITEMS 64    /* items of one list-valued setting */
 #define PROFILE_MAX_BUILDERS 64
 #define PROFILE_MAX_CACHES 64
-#define PROFILE_MAX_NAMES 64            /* systems, supported- and mandatory-features */
-#define PROFILE_MAX_SCALAR 16384        /* bytes of one scalar (a sealed SSH key fits) */
-#define PROFILE_MAX_SEALED 8192         /* bytes of one sealed box, decoded */
-#define PROFILE_CACHE_HOST_MAX 253      /* cachix[].host: a DNS name */
+#define PROFILE_MAX_NAMES 64       /* systems, supported- and mandatory-features */
+#define PROFILE_MAX_SCALAR 16384   /* bytes of one scalar (a sealed SSH key fits) */
+#define PROFILE_MAX_SEALED 8192    /* bytes of one sealed box, decoded */
+#define PROFILE_CACHE_HOST_MAX 253 /* cachix[].host: a DNS name */
 /* Lists of strings also stop at their limit with -E2BIG: PROFILE_MAX_NAMES items for systems and
  * features, PROFILE_MAX_SETTING_ITEMS for one setting. */
 
@@ -119,15 +119,15 @@ struct profile_builder {
         size_t n_supported_features;
         char **mandatory_features;
         size_t n_mandatory_features;
-        char *host_key;                /* "ssh-ed25519 AAAA...": required */
+        char *host_key;                 /* "ssh-ed25519 AAAA...": required */
         struct profile_secret identity; /* sealed private key, or a path; optional */
-        bool required;                 /* default true */
+        bool required;                  /* default true */
         struct profile_location location;
 };
 
 struct profile_cache {
-        char *name;       /* Cachix cache name: NAME.cachix.org */
-        char *public_key; /* "NAME.cachix.org-1:BASE64" */
+        char *name;                       /* Cachix cache name: NAME.cachix.org */
+        char *public_key;                 /* "NAME.cachix.org-1:BASE64" */
         struct profile_secret auth_token; /* sealed only; optional (public caches) */
         /* The host the token is for, the "machine" of its netrc line: optional, only with an
          * auth-token; NULL means NAME.cachix.org. For a cache served elsewhere (a mirror, a
@@ -167,9 +167,9 @@ struct profile {
         size_t n_caches;
 
         struct {
-                char *flake;                       /* NULL: the local /etc/nixos configuration */
+                char *flake;                        /* NULL: the local /etc/nixos configuration */
                 enum profile_rebuild_action action; /* default switch */
-                uint64_t timeout;                  /* seconds, default 7200 */
+                uint64_t timeout;                   /* seconds, default 7200 */
         } rebuild;
 
         struct {

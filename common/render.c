@@ -293,7 +293,7 @@ static int put_nix_string(struct buf *b, const char *s)
 static bool is_nix_identifier(const char *s)
 {
         static const char *const keywords[] = {
-                "assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with",
+            "assert", "else", "if", "in", "inherit", "let", "or", "rec", "then", "with",
         };
 
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
@@ -318,22 +318,22 @@ static int put_nix_attribute_name(struct buf *b, const char *name)
 /* Settings whose nix.conf value is a white-space separated list (Nix's Strings, StringSet and
  * Paths settings). Every "extra-NAME" is a list too: only list settings take the prefix. */
 static const char *const list_settings[] = {
-        "access-tokens",
-        "allowed-impure-host-deps",
-        "allowed-uris",
-        "allowed-users",
-        "experimental-features",
-        "hashed-mirrors",
-        "nix-path",
-        "plugin-files",
-        "sandbox-paths",
-        "secret-key-files",
-        "substituters",
-        "system-features",
-        "trusted-public-keys",
-        "trusted-substituters",
-        "trusted-users",
-        "extra-platforms", /* a setting of its own, not "platforms" with the prefix */
+    "access-tokens",
+    "allowed-impure-host-deps",
+    "allowed-uris",
+    "allowed-users",
+    "experimental-features",
+    "hashed-mirrors",
+    "nix-path",
+    "plugin-files",
+    "sandbox-paths",
+    "secret-key-files",
+    "substituters",
+    "system-features",
+    "trusted-public-keys",
+    "trusted-substituters",
+    "trusted-users",
+    "extra-platforms", /* a setting of its own, not "platforms" with the prefix */
 };
 
 static bool is_list_setting(const char *name)
@@ -409,8 +409,8 @@ static int put_nix_string_list(struct buf *b, char *const *items, size_t n)
 }
 
 static const char *const builder_protocols[] = {
-        [PLAN_BUILDER_SSH] = "ssh",
-        [PLAN_BUILDER_SSH_NG] = "ssh-ng",
+    [PLAN_BUILDER_SSH] = "ssh",
+    [PLAN_BUILDER_SSH_NG] = "ssh-ng",
 };
 
 static int put_build_machine(struct buf *b, const struct plan_builder *m)
@@ -484,8 +484,10 @@ static int put_nixos_ssh_config(struct buf *b, const struct plan *plan)
         text = buf_steal(&blocks, NULL);
         if (!text)
                 return -ENOMEM;
-        r = buf_puts(b, "  programs.ssh.extraConfig = lib.concatMapStrings (line: line + \"\\n\") [\n");
-        for (line = strtok_r(text, "\n", &save); r >= 0 && line; line = strtok_r(NULL, "\n", &save)) {
+        r = buf_puts(
+            b, "  programs.ssh.extraConfig = lib.concatMapStrings (line: line + \"\\n\") [\n");
+        for (line = strtok_r(text, "\n", &save); r >= 0 && line;
+             line = strtok_r(NULL, "\n", &save)) {
                 r = buf_puts(b, "    ");
                 if (r >= 0)
                         r = put_nix_string(b, line);

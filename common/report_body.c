@@ -58,8 +58,7 @@ static const char *report_body_check_timings(json_t *timings, _unused_ void *fie
 
         if (!json_is_object(timings))
                 return "must be an object";
-        json_object_foreach(timings, key, v)
-        {
+        json_object_foreach(timings, key, v) {
                 if (!json_is_number(v) || json_number_value(v) < 0)
                         return "must hold non-negative numbers";
         }
@@ -75,8 +74,7 @@ static const char *report_body_check_log_tail(json_t *log_tail, _unused_ void *f
                 return NULL;
         if (!json_is_array(log_tail))
                 return "must be a string or an array of strings";
-        json_array_foreach(log_tail, i, v)
-        {
+        json_array_foreach(log_tail, i, v) {
                 if (!json_is_string(v))
                         return "must be a string or an array of strings";
         }

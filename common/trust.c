@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <inttypes.h>
 #include <string.h>
 
 #include "trust.h"
@@ -89,7 +89,8 @@ int trust_decide(const struct trust_context *ctx, const uint8_t *profile, size_t
         int r;
 
         *ret = (struct trust_result){};
-        ret->trusted_now = max3(ctx->now, ctx->build_time, ctx->have_applied ? ctx->applied_time : 0);
+        ret->trusted_now =
+            max3(ctx->now, ctx->build_time, ctx->have_applied ? ctx->applied_time : 0);
 
         r = trust_check_signed(ctx->keys, ctx->n_keys, profile, size, filename, signature,
                                signature_size, ret);
@@ -109,8 +110,8 @@ int trust_decide(const struct trust_context *ctx, const uint8_t *profile, size_t
                 return TRUST_REFUSED_WRONG_MACHINE;
 
         ret->decision = ctx->have_applied && ret->profile->serial == ctx->applied_serial
-                                ? TRUST_UP_TO_DATE
-                                : TRUST_APPLY;
+                            ? TRUST_UP_TO_DATE
+                            : TRUST_APPLY;
         return 0;
 }
 
@@ -229,8 +230,9 @@ char *trust_format_refusal(const struct trust_context *ctx, const struct trust_r
                                  format_rfc3339_utc(result->trusted_now, t2));
                 break;
         case TRUST_REFUSED_WRONG_MACHINE:
-                (void)buf_printf(&b, "serial %" PRIu64 " is not for this machine (it names machines: ",
-                                 p->serial);
+                (void)buf_printf(
+                    &b,
+                    "serial %" PRIu64 " is not for this machine (it names machines: ", p->serial);
                 format_names(&b, p->machines, p->n_machines);
                 (void)buf_puts(&b, "; groups: ");
                 format_names(&b, p->groups, p->n_groups);

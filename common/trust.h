@@ -20,14 +20,14 @@ enum trust_decision {
 };
 
 /* The refusals, each with its own negative errno returned by trust_decide(). */
-#define TRUST_REFUSED_TOO_LARGE (-E2BIG)              /* profile over PROFILE_MAX_BYTES */
-#define TRUST_REFUSED_SIGNATURE_MALFORMED (-EBADMSG)  /* not a minisign signature */
-#define TRUST_REFUSED_UNKNOWN_KEY (-ENOKEY)           /* signed by no trusted key */
-#define TRUST_REFUSED_BAD_SIGNATURE (-EKEYREJECTED)   /* forged, or profile or comment changed */
-#define TRUST_REFUSED_INVALID (-EINVAL)               /* signed, but not a valid schema 1 profile */
-#define TRUST_REFUSED_ROLLBACK (-ESTALE)              /* serial lower than the last applied */
-#define TRUST_REFUSED_EXPIRED (-ETIME)                /* expires at or before the trusted now */
-#define TRUST_REFUSED_WRONG_MACHINE (-EPERM)          /* names neither this machine nor its groups */
+#define TRUST_REFUSED_TOO_LARGE (-E2BIG)             /* profile over PROFILE_MAX_BYTES */
+#define TRUST_REFUSED_SIGNATURE_MALFORMED (-EBADMSG) /* not a minisign signature */
+#define TRUST_REFUSED_UNKNOWN_KEY (-ENOKEY)          /* signed by no trusted key */
+#define TRUST_REFUSED_BAD_SIGNATURE (-EKEYREJECTED)  /* forged, or profile or comment changed */
+#define TRUST_REFUSED_INVALID (-EINVAL)              /* signed, but not a valid schema 1 profile */
+#define TRUST_REFUSED_ROLLBACK (-ESTALE)             /* serial lower than the last applied */
+#define TRUST_REFUSED_EXPIRED (-ETIME)               /* expires at or before the trusted now */
+#define TRUST_REFUSED_WRONG_MACHINE (-EPERM)         /* names neither this machine nor its groups */
 
 struct trust_context {
         const struct minisign_public_key *keys; /* trusted keys, any of which may sign */
@@ -47,12 +47,12 @@ struct trust_context {
 
 struct trust_result {
         enum trust_decision decision;
-        struct profile *profile;                /* owned; set when the profile parsed */
-        const struct minisign_public_key *key;  /* the trusted key that signed it */
-        bool have_signature_key_id;             /* the signature parsed: */
+        struct profile *profile;                         /* owned; set when the profile parsed */
+        const struct minisign_public_key *key;           /* the trusted key that signed it */
+        bool have_signature_key_id;                      /* the signature parsed: */
         uint8_t signature_key_id[MINISIGN_KEY_ID_BYTES]; /* the key id it names */
-        int64_t trusted_now;                    /* max(now, build_time, applied_time) */
-        struct profile_error error;             /* TRUST_REFUSED_INVALID: where and why */
+        int64_t trusted_now;                             /* max(now, build_time, applied_time) */
+        struct profile_error error;                      /* TRUST_REFUSED_INVALID: where and why */
 };
 
 /* Decides about profile (size bytes, exactly as downloaded) and its .minisig text.

@@ -378,8 +378,8 @@ uint64_t monotonic_us(void)
 void sleep_until_monotonic_ms(uint64_t until_ms)
 {
         struct timespec ts = {
-                .tv_sec = (time_t)(until_ms / 1000),
-                .tv_nsec = (long)(until_ms % 1000) * 1000000,
+            .tv_sec = (time_t)(until_ms / 1000),
+            .tv_nsec = (long)(until_ms % 1000) * 1000000,
         };
 
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)

@@ -203,11 +203,13 @@ int yaml_schema_parse_mapping(struct yaml_schema_parser *p, const struct yaml_sc
 
 /* A list of mappings, each parsed with table into a new element of a growing array. */
 struct yaml_schema_list {
-        const char *what; /* plural noun for errors: "a list of builders", "more than 64 builders" */
-        size_t max;       /* elements at most (-E2BIG past it) */
+        const char
+            *what;  /* plural noun for errors: "a list of builders", "more than 64 builders" */
+        size_t max; /* elements at most (-E2BIG past it) */
         size_t element_size;
         const struct yaml_schema_table *table;
-        /* Sets an element's defaults (it is zeroed first) before its keys are parsed; may be NULL. */
+        /* Sets an element's defaults (it is zeroed first) before its keys are parsed; may be NULL.
+         */
         void (*init)(void *element, yaml_mark_t mark);
         /* Checks element index (items holds it and the ones before) after its keys are parsed,
          * with where each key's value started (table order); returns 0 or fails through p. May be

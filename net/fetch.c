@@ -40,20 +40,20 @@ struct transfer {
         char status_line[STATUS_LINE_MAX];
         char answer[FETCH_ANSWER_MAX]; /* the start of an error answer's body */
         size_t answer_size;
-        bool over_cap;       /* the body reached the cap: aborted */
-        bool http_error;     /* a non-2xx status: aborted before reading its body */
+        bool over_cap;   /* the body reached the cap: aborted */
+        bool http_error; /* a non-2xx status: aborted before reading its body */
         bool out_of_memory;
 };
 
 void fetch_options_init(struct fetch_options *o)
 {
         *o = (struct fetch_options){
-                .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS_DEFAULT,
-                .stall_timeout_ms = FETCH_STALL_TIMEOUT_MS_DEFAULT,
-                .deadline_ms = FETCH_DEADLINE_MS_DEFAULT,
-                .backoff_initial_ms = FETCH_BACKOFF_INITIAL_MS_DEFAULT,
-                .backoff_max_ms = FETCH_BACKOFF_MAX_MS_DEFAULT,
-                .max_size = FETCH_MAX_SIZE_DEFAULT,
+            .connect_timeout_ms = FETCH_CONNECT_TIMEOUT_MS_DEFAULT,
+            .stall_timeout_ms = FETCH_STALL_TIMEOUT_MS_DEFAULT,
+            .deadline_ms = FETCH_DEADLINE_MS_DEFAULT,
+            .backoff_initial_ms = FETCH_BACKOFF_INITIAL_MS_DEFAULT,
+            .backoff_max_ms = FETCH_BACKOFF_MAX_MS_DEFAULT,
+            .max_size = FETCH_MAX_SIZE_DEFAULT,
         };
 }
 
@@ -143,8 +143,7 @@ int fetch_url_join(const char *mirror, const char *path, char **ret_url)
                 path++;
         if (strnlen(path, FETCH_URL_MAX) >= FETCH_URL_MAX)
                 return -E2BIG;
-        if (!string_is_safe(path, FETCH_URL_MAX, "/._~%?=&+:@-") ||
-            path_has_dotdot_segment(path))
+        if (!string_is_safe(path, FETCH_URL_MAX, "/._~%?=&+:@-") || path_has_dotdot_segment(path))
                 return -EINVAL;
 
         /* Drop the mirror's trailing slashes, but not those of "file://" itself: "file:///" is
@@ -299,8 +298,7 @@ static int errno_from_http_status(long status)
 /* What a web server that is not a nixprov server answers a request for a nixprov endpoint. */
 static bool endpoint_missing(long http_status)
 {
-        return http_status == 404 || http_status == 405 || http_status == 410 ||
-               http_status == 501;
+        return http_status == 404 || http_status == 405 || http_status == 410 || http_status == 501;
 }
 
 /* Errors after which a mirror is not asked again during this call: retrying cannot help. */
@@ -420,9 +418,9 @@ fail:
 
 /* What the finished transfer t (libcurl's code, with the mirror's kind) comes to: 0, or the
  * error, with e's message saying why. */
-static int attempt_outcome(const struct fetch_options *o, const struct transfer *t,
-                           CURLcode code, enum mirror_kind kind, long os_errno,
-                           const char *errbuf, struct fetch_error *e)
+static int attempt_outcome(const struct fetch_options *o, const struct transfer *t, CURLcode code,
+                           enum mirror_kind kind, long os_errno, const char *errbuf,
+                           struct fetch_error *e)
 {
         int r;
 
@@ -572,8 +570,7 @@ static int mirrors_prepare(const struct fetch_options *o, const char *path,
         }
         if (req->post && req->body_size > o->max_size) {
                 (void)snprintf(e->message, sizeof(e->message),
-                               "the request body is larger than the cap of %zu bytes",
-                               o->max_size);
+                               "the request body is larger than the cap of %zu bytes", o->max_size);
                 return -E2BIG;
         }
         m->n = o->n_mirrors;
@@ -588,8 +585,8 @@ static int mirrors_prepare(const struct fetch_options *o, const char *path,
                                        SIZE_MAX);
                         (void)snprintf(e->message, sizeof(e->message), "%s",
                                        r == -EPROTONOSUPPORT
-                                               ? "not an http://, https:// or file:// URL"
-                                               : "invalid mirror URL or path");
+                                           ? "not an http://, https:// or file:// URL"
+                                           : "invalid mirror URL or path");
                         return r;
                 }
                 if (req->post && mirror_kind(m->urls[i]) == MIRROR_FILE)
@@ -677,9 +674,8 @@ static int request_rounds(const struct fetch_options *o, const struct request *r
         }
 }
 
-static int fetch_request(const struct fetch_options *o, const char *path,
-                         const struct request *req, char **ret_data, size_t *ret_size,
-                         struct fetch_error *ret_error)
+static int fetch_request(const struct fetch_options *o, const char *path, const struct request *req,
+                         char **ret_data, size_t *ret_size, struct fetch_error *ret_error)
 {
         struct fetch_error e = {};
         struct mirrors m = {};

@@ -44,31 +44,31 @@ struct fetch_options {
         uint64_t deadline_ms;        /* overall, across all attempts and sleeps */
         uint64_t backoff_initial_ms; /* doubled per round, full jitter */
         uint64_t backoff_max_ms;
-        size_t max_size;             /* hard cap on a body (received, and sent by a POST) */
-        bool endpoint_optional;      /* HTTP 404, 405, 410 and 501 rule the mirror out
-                                        instead of being retried: an endpoint a static
-                                        mirror does not have */
-        unsigned max_attempts;       /* 0: retry until the deadline; else at most this many
-                                        attempts in all */
-        bool no_redirects;           /* a redirect is not followed: an error (-EPROTO) */
+        size_t max_size;        /* hard cap on a body (received, and sent by a POST) */
+        bool endpoint_optional; /* HTTP 404, 405, 410 and 501 rule the mirror out
+                                   instead of being retried: an endpoint a static
+                                   mirror does not have */
+        unsigned max_attempts;  /* 0: retry until the deadline; else at most this many
+                                   attempts in all */
+        bool no_redirects;      /* a redirect is not followed: an error (-EPROTO) */
         /* Extra request headers, "Name: value", NULL-terminated (NULL: none): at most
          * FETCH_HEADERS_MAX, each at most FETCH_HEADER_MAX bytes, printable ASCII with a ':'.
          * Borrowed; they may hold a secret (a bearer token): they never reach a struct
          * fetch_error, and the client's copies are wiped. */
         const char *const *headers;
-        const char *user_agent; /* NULL: "nixprov-agent/VERSION" */
+        const char *user_agent;      /* NULL: "nixprov-agent/VERSION" */
         fetch_attempt_fn on_attempt; /* optional */
         void *userdata;
 };
 
 struct fetch_error {
-        char url[FETCH_URL_MAX]; /* the URL of the last attempt ("" when none was made) */
-        long http_status;        /* of the last attempt; 0 when there was no HTTP answer */
-        char message[256];       /* what went wrong: "HTTP 503", curl's message, ... */
+        char url[FETCH_URL_MAX];       /* the URL of the last attempt ("" when none was made) */
+        long http_status;              /* of the last attempt; 0 when there was no HTTP answer */
+        char message[256];             /* what went wrong: "HTTP 503", curl's message, ... */
         char answer[FETCH_ANSWER_MAX]; /* the start of the body of the last HTTP error answer,
                                           control bytes and non-ASCII as '?' ("" when none) */
-        unsigned attempts;       /* attempts made, over all mirrors and rounds */
-        bool deadline_reached;   /* gave up because the overall deadline was reached */
+        unsigned attempts;             /* attempts made, over all mirrors and rounds */
+        bool deadline_reached;         /* gave up because the overall deadline was reached */
 };
 
 /* Sets every field of o to its default: no mirrors, the system CA store, the timeouts above,
@@ -107,8 +107,8 @@ int fetch_url_join(const char *mirror, const char *path, char **ret_url);
  * file:// file), -EACCES (other HTTP 4xx), -E2BIG (body over the cap), -EKEYREJECTED (TLS
  * verification), -EHOSTUNREACH (name resolution), -ELOOP (too many redirects); or before any
  * network use -EPROTONOSUPPORT (a mirror of another protocol) or -EINVAL (bad options,
- * headers or path). ret_error, when not NULL, is always filled in (on success it describes the attempt
- * that succeeded). */
+ * headers or path). ret_error, when not NULL, is always filled in (on success it describes the
+ * attempt that succeeded). */
 int fetch_get(const struct fetch_options *o, const char *path, char **ret_data, size_t *ret_size,
               struct fetch_error *ret_error);
 

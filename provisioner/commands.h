@@ -5,9 +5,9 @@
 
 /* Exit codes of nixprov (documented in README.md). */
 #define EXIT_OK 0
-#define EXIT_FAIL 1     /* an operation failed (I/O, a file that cannot be read or written) */
-#define EXIT_USAGE 2    /* bad command line */
-#define EXIT_REFUSED 4  /* a signature or profile was refused (verify, check) */
+#define EXIT_FAIL 1    /* an operation failed (I/O, a file that cannot be read or written) */
+#define EXIT_USAGE 2   /* bad command line */
+#define EXIT_REFUSED 4 /* a signature or profile was refused (verify, check) */
 
 int cmd_keygen(int argc, char **argv);
 int cmd_sign(int argc, char **argv);

@@ -89,8 +89,7 @@ static int fleet_get(const char *server, const char *path, const char *url, char
         if (e.http_status != 0 && (e.http_status < 200 || e.http_status > 299))
                 return fleet_log_answer(&e, url);
         if (r == -E2BIG && e.attempts > 0)
-                return log_error_errno(r,
-                                       "Failed to fetch %s: the answer is larger than %d bytes.",
+                return log_error_errno(r, "Failed to fetch %s: the answer is larger than %d bytes.",
                                        url, FLEET_RESPONSE_MAX);
         return log_error_errno(r, "Failed to reach the server at %s: %s", url, e.message);
 }
@@ -150,8 +149,7 @@ static int fleet_print_machines(json_t *machines)
         }
         printf("%-32s  %-11s %-20s %-8s %-10s %-9s %-8s %s\n", "MACHINE", "STATE", "HOSTNAME",
                "SERIAL", "PHASE", "STATUS", "REPORTS", "LAST SEEN");
-        json_array_foreach(machines, i, m)
-        {
+        json_array_foreach(machines, i, m) {
                 char serial[32], reports[32], seen[RFC3339_MAX], state[32];
                 const char *s = json_string_value(json_object_get(m, "state"));
                 bool conflict = json_is_integer(json_object_get(m, "conflict_at"));
@@ -216,8 +214,7 @@ static int fleet_print_machine(json_t *machine)
                 printf("(only the latest %zu reports are shown)\n", json_array_size(reports));
 
         printf("%-8s %-20s %-10s %-9s %s\n", "SEQ", "TIME", "PHASE", "STATUS", "MESSAGE");
-        json_array_foreach(reports, i, r)
-        {
+        json_array_foreach(reports, i, r) {
                 char seq[32], when[RFC3339_MAX];
                 const char *message = json_string_value(json_object_get(r, "error"));
 

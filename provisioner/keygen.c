@@ -54,14 +54,14 @@ static int keygen_parse_argv(int argc, char **argv, struct keygen_options *ret)
 {
         enum { ARG_PASSWORD_FILE = 0x100 };
         static const struct option options[] = {
-                {"public-key", required_argument, NULL, 'p'},
-                {"secret-key", required_argument, NULL, 's'},
-                {"unencrypted", no_argument, NULL, 'W'},
-                {"force", no_argument, NULL, 'f'},
-                {"comment", required_argument, NULL, 'c'},
-                {"password-file", required_argument, NULL, ARG_PASSWORD_FILE},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"public-key", required_argument, NULL, 'p'},
+            {"secret-key", required_argument, NULL, 's'},
+            {"unencrypted", no_argument, NULL, 'W'},
+            {"force", no_argument, NULL, 'f'},
+            {"comment", required_argument, NULL, 'c'},
+            {"password-file", required_argument, NULL, ARG_PASSWORD_FILE},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         struct keygen_options o = {};
         int c;

@@ -15,7 +15,6 @@
 #include "machine_id.h"
 #include "profile.h"
 #include "store.h"
-#include "store.h"
 #include "util.h"
 
 /* The largest secret whose sealed box a profile accepts. */

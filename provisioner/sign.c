@@ -100,14 +100,14 @@ static int sign_parse_argv(int argc, char **argv, struct sign_options *ret)
 {
         enum { ARG_PASSWORD_FILE = 0x100 };
         static const struct option options[] = {
-                {"secret-key", required_argument, NULL, 's'},
-                {"trusted-comment", required_argument, NULL, 't'},
-                {"comment", required_argument, NULL, 'c'},
-                {"legacy", no_argument, NULL, 'l'},
-                {"signature", required_argument, NULL, 'x'},
-                {"password-file", required_argument, NULL, ARG_PASSWORD_FILE},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"secret-key", required_argument, NULL, 's'},
+            {"trusted-comment", required_argument, NULL, 't'},
+            {"comment", required_argument, NULL, 'c'},
+            {"legacy", no_argument, NULL, 'l'},
+            {"signature", required_argument, NULL, 'x'},
+            {"password-file", required_argument, NULL, ARG_PASSWORD_FILE},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         struct sign_options o = {};
         int c, r;

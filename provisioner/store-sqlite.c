@@ -726,7 +726,6 @@ static int store_sqlite_decide(struct store *base, const char *machine_id,
         return 0;
 }
 
-
 /* A text column as a new string, NULL for NULL. */
 static int store_column_text(sqlite3_stmt *stmt, int column, char **ret_text)
 {

@@ -168,11 +168,10 @@ struct store_ops {
                          struct store_trust *ret_trust);
         int (*enroll)(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                       enum store_state *ret_state);
-        int (*add_report)(struct store *store, const struct store_report *report,
-                          int64_t received, bool *ret_duplicate);
-        int (*decide)(struct store *store, const char *machine_id,
-                      enum store_decision decision, int64_t now,
-                      enum store_state *ret_previous);
+        int (*add_report)(struct store *store, const struct store_report *report, int64_t received,
+                          bool *ret_duplicate);
+        int (*decide)(struct store *store, const char *machine_id, enum store_decision decision,
+                      int64_t now, enum store_state *ret_previous);
         int (*list_machines)(struct store *store, struct store_machine_list *ret_list);
         int (*get_machine)(struct store *store, const char *machine_id,
                            struct store_machine *ret_machine, struct store_history *ret_history);

@@ -72,11 +72,11 @@ static int verify_one(const struct trust_context *ctx, const char *path, const c
 int cmd_verify(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"public-key", required_argument, NULL, 'p'},
-                {"signature", required_argument, NULL, 'x'},
-                {"quiet", no_argument, NULL, 'q'},
-                {"help", no_argument, NULL, 'h'},
-                {},
+            {"public-key", required_argument, NULL, 'p'},
+            {"signature", required_argument, NULL, 'x'},
+            {"quiet", no_argument, NULL, 'q'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         struct minisign_public_key keys[VERIFY_MAX_KEYS];
         const char *signature_path = NULL;
@@ -96,7 +96,7 @@ int cmd_verify(int argc, char **argv)
                         r = keyfile_load_public(optarg, &keys[n_keys]);
                         if (r < 0) {
                                 log_error_errno(r, "Failed to load public key '%s': %s", optarg,
-                                                r == -EBADMSG ? "not a minisign public key"
+                                                r == -EBADMSG  ? "not a minisign public key"
                                                 : r == -ENOENT ? "no such file, and not a key"
                                                                : strerror(-r));
                                 return EXIT_USAGE;
@@ -117,7 +117,8 @@ int cmd_verify(int argc, char **argv)
                 }
         }
         if (n_keys == 0 || optind >= argc) {
-                log_error("Expected -p KEY.pub and at least one profile. Run 'nixprov verify --help'.");
+                log_error(
+                    "Expected -p KEY.pub and at least one profile. Run 'nixprov verify --help'.");
                 return EXIT_USAGE;
         }
         if (signature_path && argc - optind != 1) {

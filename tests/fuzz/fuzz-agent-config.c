@@ -21,9 +21,8 @@ static void check_config(const struct agent_config *c)
 {
         if (c->n_urls > AGENT_CONFIG_MAX_URLS || c->n_keys > AGENT_CONFIG_MAX_KEYS ||
             c->n_groups > AGENT_CONFIG_MAX_GROUPS || !c->state_dir || c->state_dir[0] != '/' ||
-            !c->log_dir || c->log_dir[0] != '/' || !c->rebuild_command ||
-            c->connect_timeout < 1 || c->connect_timeout > 600 || c->deadline < 1 ||
-            c->deadline > 86400)
+            !c->log_dir || c->log_dir[0] != '/' || !c->rebuild_command || c->connect_timeout < 1 ||
+            c->connect_timeout > 600 || c->deadline < 1 || c->deadline > 86400)
                 abort();
         for (size_t i = 0; i < c->n_urls; i++)
                 if (!url_ok(c->urls[i]) || strpbrk(c->urls[i], " \t\r\n"))

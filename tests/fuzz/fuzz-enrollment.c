@@ -24,8 +24,9 @@ static void check_request(const struct enrollment_request *r)
             r->time < 0 || json_array_size(r->macs) > ENROLLMENT_MACS_MAX ||
             !json_is_object(r->facts))
                 abort();
-        json_array_foreach(r->macs, i, mac) if (!enrollment_mac_is_valid(json_string_value(mac)))
-            abort();
+        json_array_foreach(r->macs, i, mac)
+                if (!enrollment_mac_is_valid(json_string_value(mac)))
+                        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

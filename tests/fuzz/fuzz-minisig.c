@@ -21,12 +21,12 @@ static const char fuzz_public_key[] = "untrusted comment: minisign public key 87
 
 /* minisign -S -t "fuzz seed" of fuzz_message with that key. */
 static const char fuzz_signature[] =
-        "untrusted comment: signature from minisign secret key\n"
-        "RUSho5GZyulqh69zSX/Wd3BR7NNy2Tw/72NwOsUkijXgmGaeymB2FPvbs5bV+h9obD26J7NLA+K+EZMF8yQcZkyzHE"
-        "xOR2wntwc=\n"
-        "trusted comment: fuzz seed\n"
-        "qoDnM4SRGEmVFe2uXt31P2TqkQMUabQHNCUTcsWFMs0WySKr8vS8Ce4ouOHh9KmiWLWBvpjjoTERaHM+RvFPDg=="
-        "\n";
+    "untrusted comment: signature from minisign secret key\n"
+    "RUSho5GZyulqh69zSX/Wd3BR7NNy2Tw/72NwOsUkijXgmGaeymB2FPvbs5bV+h9obD26J7NLA+K+EZMF8yQcZkyzHE"
+    "xOR2wntwc=\n"
+    "trusted comment: fuzz seed\n"
+    "qoDnM4SRGEmVFe2uXt31P2TqkQMUabQHNCUTcsWFMs0WySKr8vS8Ce4ouOHh9KmiWLWBvpjjoTERaHM+RvFPDg=="
+    "\n";
 
 #define CHECK(x)                                                                                   \
         do {                                                                                       \

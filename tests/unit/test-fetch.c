@@ -78,8 +78,8 @@ static void test_backoff(void **state)
         static const struct {
                 uint64_t initial, max;
         } configs[] = {
-                {500, 30000}, {1, 1}, {0, 30000}, {1000, 500}, {UINT64_MAX / 3, UINT64_MAX},
-                {1, UINT64_MAX},
+            {500, 30000},    {1, 1}, {0, 30000}, {1000, 500}, {UINT64_MAX / 3, UINT64_MAX},
+            {1, UINT64_MAX},
         };
         struct fetch_options o;
 
@@ -121,42 +121,42 @@ static void test_url_join(void **state)
                 int error;
                 const char *url;
         } cases[] = {
-                /* Hostile and invalid first. */
-                {"ftp://127.0.0.1/m", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"gopher://127.0.0.1/", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"/srv/mirror", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"127.0.0.1/mirror", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"http:/127.0.0.1", "/v1/p", -EPROTONOSUPPORT, NULL},
-                {"http://127.0.0.1/a b", "/v1/p", -EINVAL, NULL},
-                {"http://127.0.0.1/\n", "/v1/p", -EINVAL, NULL},
-                {"http://127.0.0.1/?q", "/v1/p", -EINVAL, NULL},
-                {"http://127.0.0.1/#f", "/v1/p", -EINVAL, NULL},
-                {"http://127.0.0.1", "", -EINVAL, NULL},
-                {"http://127.0.0.1", "/", -EINVAL, NULL},
-                {"http://127.0.0.1", "..", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/../../etc/shadow", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/..", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/..?x", -EINVAL, NULL},
-                {"file:///srv", "../etc/shadow", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/a b", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/a\r\nX: y", -EINVAL, NULL},
-                {"http://127.0.0.1", "/v1/#frag", -EINVAL, NULL},
-                /* Good ones. */
-                {"http://127.0.0.1:8080", "/v1/machines/ID/profile", 0,
-                 "http://127.0.0.1:8080/v1/machines/ID/profile"},
-                {"http://127.0.0.1:8080/", "/v1/p", 0, "http://127.0.0.1:8080/v1/p"},
-                {"http://127.0.0.1:8080/base", "v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
-                {"http://127.0.0.1:8080/base/", "v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
-                {"http://127.0.0.1:8080/base//", "//v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
-                {"HTTPS://127.0.0.1/base", "/v1/p.minisig", 0, "HTTPS://127.0.0.1/base/v1/p.minisig"},
-                {"https://127.0.0.1", "/v1/p?serial=7", 0, "https://127.0.0.1/v1/p?serial=7"},
-                {"file:///srv/mirror", "/v1/p", 0, "file:///srv/mirror/v1/p"},
-                {"file:///srv/mirror/", "/v1/p", 0, "file:///srv/mirror/v1/p"},
-                {"file:///", "/v1/p", 0, "file:///v1/p"},
-                {"file://", "/v1/p", 0, "file:///v1/p"},
-                {"http://127.0.0.1//", "/v1/p", 0, "http://127.0.0.1/v1/p"},
-                {"http://127.0.0.1", "/v1/a..b/.../c", 0, "http://127.0.0.1/v1/a..b/.../c"},
+            /* Hostile and invalid first. */
+            {"ftp://127.0.0.1/m", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"gopher://127.0.0.1/", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"/srv/mirror", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"127.0.0.1/mirror", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"http:/127.0.0.1", "/v1/p", -EPROTONOSUPPORT, NULL},
+            {"http://127.0.0.1/a b", "/v1/p", -EINVAL, NULL},
+            {"http://127.0.0.1/\n", "/v1/p", -EINVAL, NULL},
+            {"http://127.0.0.1/?q", "/v1/p", -EINVAL, NULL},
+            {"http://127.0.0.1/#f", "/v1/p", -EINVAL, NULL},
+            {"http://127.0.0.1", "", -EINVAL, NULL},
+            {"http://127.0.0.1", "/", -EINVAL, NULL},
+            {"http://127.0.0.1", "..", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/../../etc/shadow", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/..", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/..?x", -EINVAL, NULL},
+            {"file:///srv", "../etc/shadow", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/a b", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/a\r\nX: y", -EINVAL, NULL},
+            {"http://127.0.0.1", "/v1/#frag", -EINVAL, NULL},
+            /* Good ones. */
+            {"http://127.0.0.1:8080", "/v1/machines/ID/profile", 0,
+             "http://127.0.0.1:8080/v1/machines/ID/profile"},
+            {"http://127.0.0.1:8080/", "/v1/p", 0, "http://127.0.0.1:8080/v1/p"},
+            {"http://127.0.0.1:8080/base", "v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
+            {"http://127.0.0.1:8080/base/", "v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
+            {"http://127.0.0.1:8080/base//", "//v1/p", 0, "http://127.0.0.1:8080/base/v1/p"},
+            {"HTTPS://127.0.0.1/base", "/v1/p.minisig", 0, "HTTPS://127.0.0.1/base/v1/p.minisig"},
+            {"https://127.0.0.1", "/v1/p?serial=7", 0, "https://127.0.0.1/v1/p?serial=7"},
+            {"file:///srv/mirror", "/v1/p", 0, "file:///srv/mirror/v1/p"},
+            {"file:///srv/mirror/", "/v1/p", 0, "file:///srv/mirror/v1/p"},
+            {"file:///", "/v1/p", 0, "file:///v1/p"},
+            {"file://", "/v1/p", 0, "file:///v1/p"},
+            {"http://127.0.0.1//", "/v1/p", 0, "http://127.0.0.1/v1/p"},
+            {"http://127.0.0.1", "/v1/a..b/.../c", 0, "http://127.0.0.1/v1/a..b/.../c"},
         };
 
         (void)state;
@@ -166,8 +166,8 @@ static void test_url_join(void **state)
 
                 r = fetch_url_join(cases[i].mirror, cases[i].path, &url);
                 if (r != cases[i].error)
-                        fail_msg("case %zu: '%s' + '%s': got %d, expected %d", i,
-                                 cases[i].mirror, cases[i].path, r, cases[i].error);
+                        fail_msg("case %zu: '%s' + '%s': got %d, expected %d", i, cases[i].mirror,
+                                 cases[i].path, r, cases[i].error);
                 if (r < 0) {
                         assert_ptr_equal(url, (char *)0x1); /* untouched */
                         continue;
@@ -196,8 +196,8 @@ static void test_url_join_too_long(void **state)
 static void test_get_refuses_protocols(void **state)
 {
         static const char *const bad[] = {
-                "ftp://127.0.0.1:1/",  "gopher://127.0.0.1:1/", "/srv/mirror",
-                "scp://127.0.0.1:1/", "ldap://127.0.0.1:1/",   "dict://127.0.0.1:1/",
+            "ftp://127.0.0.1:1/", "gopher://127.0.0.1:1/", "/srv/mirror",
+            "scp://127.0.0.1:1/", "ldap://127.0.0.1:1/",   "dict://127.0.0.1:1/",
         };
 
         (void)state;
@@ -460,9 +460,9 @@ static void test_headers_refused(void **state)
         static const char *const non_ascii[] = {"X-A: \xc3\xa9", NULL};
         static const char *const empty[] = {"", NULL};
         static const char *const too_many[FETCH_HEADERS_MAX + 2] = {
-                "A: 1", "A: 2", "A: 3", "A: 4", "A: 5", "A: 6", "A: 7", "A: 8", "A: 9", NULL};
-        static const char *const *const cases[] = {smuggled,  no_colon,  empty_name, space_in_name,
-                                                   non_ascii, empty,     too_many};
+            "A: 1", "A: 2", "A: 3", "A: 4", "A: 5", "A: 6", "A: 7", "A: 8", "A: 9", NULL};
+        static const char *const *const cases[] = {smuggled,  no_colon, empty_name, space_in_name,
+                                                   non_ascii, empty,    too_many};
         char long_header[FETCH_HEADER_MAX + 2];
         const char *too_long[] = {long_header, NULL};
         /* Nothing listens there: a request that went out would fail with -ECONNREFUSED. */
@@ -504,18 +504,18 @@ static void test_headers_refused(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_options_defaults),
-                cmocka_unit_test(test_backoff),
-                cmocka_unit_test(test_url_join),
-                cmocka_unit_test(test_url_join_too_long),
-                cmocka_unit_test(test_get_refuses_protocols),
-                cmocka_unit_test(test_get_invalid_options),
-                cmocka_unit_test(test_get_file),
-                cmocka_unit_test(test_get_missing_file_until_deadline),
-                cmocka_unit_test(test_post_json_refusals),
-                cmocka_unit_test(test_headers_and_error_answer),
-                cmocka_unit_test(test_redirect_not_followed),
-                cmocka_unit_test(test_headers_refused),
+            cmocka_unit_test(test_options_defaults),
+            cmocka_unit_test(test_backoff),
+            cmocka_unit_test(test_url_join),
+            cmocka_unit_test(test_url_join_too_long),
+            cmocka_unit_test(test_get_refuses_protocols),
+            cmocka_unit_test(test_get_invalid_options),
+            cmocka_unit_test(test_get_file),
+            cmocka_unit_test(test_get_missing_file_until_deadline),
+            cmocka_unit_test(test_post_json_refusals),
+            cmocka_unit_test(test_headers_and_error_answer),
+            cmocka_unit_test(test_redirect_not_followed),
+            cmocka_unit_test(test_headers_refused),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

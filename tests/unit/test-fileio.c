@@ -168,17 +168,17 @@ static void test_machine_id(void **state)
                 int error;
                 const char *id;
         } cases[] = {
-                {"", -EINVAL, NULL},
-                {"00000000000000000000000000000000", -EINVAL, NULL},
-                {"4c4c4544004d3510804fb4c04f4d373", -EINVAL, NULL},   /* 31 digits */
-                {"4c4c4544004d3510804fb4c04f4d37322", -EINVAL, NULL}, /* 33 */
-                {"4c4c4544004d3510804fb4c04f4d373g", -EINVAL, NULL},
-                {"4c4c4544-004d-3510-804f-b4c04f4d3732x", -EINVAL, NULL},
-                {"4c4c4544x004d-3510-804f-b4c04f4d373", -EINVAL, NULL},
-                {"4c4c4544004d3510804fb4c04f4d3732\n\n", -EINVAL, NULL},
-                {"4c4c4544004d3510804fb4c04f4d3732", 0, "4c4c4544004d3510804fb4c04f4d3732"},
-                {"4C4C4544004D3510804FB4C04F4D3732\n", 0, "4c4c4544004d3510804fb4c04f4d3732"},
-                {"4C4C4544-004D-3510-804F-B4C04F4D3732", 0, "4c4c4544004d3510804fb4c04f4d3732"},
+            {"", -EINVAL, NULL},
+            {"00000000000000000000000000000000", -EINVAL, NULL},
+            {"4c4c4544004d3510804fb4c04f4d373", -EINVAL, NULL},   /* 31 digits */
+            {"4c4c4544004d3510804fb4c04f4d37322", -EINVAL, NULL}, /* 33 */
+            {"4c4c4544004d3510804fb4c04f4d373g", -EINVAL, NULL},
+            {"4c4c4544-004d-3510-804f-b4c04f4d3732x", -EINVAL, NULL},
+            {"4c4c4544x004d-3510-804f-b4c04f4d373", -EINVAL, NULL},
+            {"4c4c4544004d3510804fb4c04f4d3732\n\n", -EINVAL, NULL},
+            {"4c4c4544004d3510804fb4c04f4d3732", 0, "4c4c4544004d3510804fb4c04f4d3732"},
+            {"4C4C4544004D3510804FB4C04F4D3732\n", 0, "4c4c4544004d3510804fb4c04f4d3732"},
+            {"4C4C4544-004D-3510-804F-B4C04F4D3732", 0, "4c4c4544004d3510804fb4c04f4d3732"},
         };
         (void)state;
 
@@ -206,11 +206,13 @@ static void test_machine_id_read(void **state)
         assert_int_equal(write_file_atomic(mid, "uninitialized\n", 14, 0444, 0), 0);
         assert_int_equal(machine_id_read(root, id), -ENOENT);
         assert_int_equal(mkdir_parents(dmi, 0755), 0);
-        assert_int_equal(write_file_atomic(uuid, "4C4C4544-004D-3510-804F-B4C04F4D3732\n", 37, 0444, 0), 0);
+        assert_int_equal(
+            write_file_atomic(uuid, "4C4C4544-004D-3510-804F-B4C04F4D3732\n", 37, 0444, 0), 0);
         assert_int_equal(machine_id_read(root, id), 0);
         assert_string_equal(id, "4c4c4544004d3510804fb4c04f4d3732");
 
-        assert_int_equal(write_file_atomic(mid, "0123456789abcdef0123456789abcdef\n", 33, 0444, 0), 0);
+        assert_int_equal(write_file_atomic(mid, "0123456789abcdef0123456789abcdef\n", 33, 0444, 0),
+                         0);
         assert_int_equal(machine_id_read(root, id), 0);
         assert_string_equal(id, "0123456789abcdef0123456789abcdef");
 
@@ -221,14 +223,14 @@ static void test_machine_id_read(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_mode_is_exact_whatever_the_umask),
-                cmocka_unit_test(test_exclusive_refuses_to_replace),
-                cmocka_unit_test(test_keep_previous),
-                cmocka_unit_test(test_symlink_is_not_followed),
-                cmocka_unit_test(test_failure_leaves_nothing),
-                cmocka_unit_test(test_mkdir_parents_and_root_join),
-                cmocka_unit_test(test_machine_id),
-                cmocka_unit_test(test_machine_id_read),
+            cmocka_unit_test(test_mode_is_exact_whatever_the_umask),
+            cmocka_unit_test(test_exclusive_refuses_to_replace),
+            cmocka_unit_test(test_keep_previous),
+            cmocka_unit_test(test_symlink_is_not_followed),
+            cmocka_unit_test(test_failure_leaves_nothing),
+            cmocka_unit_test(test_mkdir_parents_and_root_join),
+            cmocka_unit_test(test_machine_id),
+            cmocka_unit_test(test_machine_id_read),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -86,92 +86,90 @@ struct parse_case {
 };
 
 static const struct parse_case public_key_cases[] = {
-        {"empty", "", 0, -EBADMSG},
-        {"only a newline", "\n", 0, -EBADMSG},
-        {"comment only", PUB_COMMENT, 0, -EBADMSG},
-        {"comment without prefix", "comment: minisign public key\n" PUB_BASE64 "\n", 0, -EBADMSG},
-        {"prefix in capitals", "Untrusted comment: x\n" PUB_BASE64 "\n", 0, -EBADMSG},
-        {"trusted comment prefix", "trusted comment: x\n" PUB_BASE64 "\n", 0, -EBADMSG},
-        {"key before comment", PUB_BASE64 "\n" PUB_COMMENT, 0, -EBADMSG},
-        {"one byte short", PUB_COMMENT PUB_BASE64_41 "\n", 0, -EBADMSG},
-        {"one byte long", PUB_COMMENT PUB_BASE64_43 "\n", 0, -EBADMSG},
-        {"wrong algorithm ED", PUB_COMMENT PUB_BASE64_ED "\n", 0, -EBADMSG},
-        {"bad base64 character",
-         PUB_COMMENT "RWSho5GZyulqh0sVN+JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197Vh*\n", 0, -EBADMSG},
-        {"url-safe base64",
-         PUB_COMMENT "RWSho5GZyulqh0sVN-JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197VhD\n", 0, -EBADMSG},
-        {"truncated base64",
-         PUB_COMMENT "RWSho5GZyulqh0sVN+JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197Vh\n", 0, -EBADMSG},
-        {"space before key", PUB_COMMENT " " PUB_BASE64 "\n", 0, -EBADMSG},
-        {"space after key", PUB_COMMENT PUB_BASE64 " \n", 0, -EBADMSG},
-        {"tab after key", PUB_COMMENT PUB_BASE64 "\t\n", 0, -EBADMSG},
-        {"trailing garbage line", PUB_COMMENT PUB_BASE64 "\ngarbage\n", 0, -EBADMSG},
-        {"trailing empty line", PUB_COMMENT PUB_BASE64 "\n\n", 0, -EBADMSG},
-        {"two keys", PUB_BASE64 "\n" PUB_BASE64 "\n", 0, -EBADMSG},
-        {"leading empty line", "\n" PUB_COMMENT PUB_BASE64 "\n", 0, -EBADMSG},
-        {"bare CR line ends", "untrusted comment: x\r" PUB_BASE64 "\r", 0, -EBADMSG},
-        {"CR inside the comment", "untrusted comment: a\rb\n" PUB_BASE64 "\n", 0, -EBADMSG},
-        {"CR CR LF", PUB_COMMENT PUB_BASE64 "\r\r\n", 0, -EBADMSG},
-        {"trailing CR without LF", PUB_COMMENT PUB_BASE64 "\r", 0, -EBADMSG},
-        {"NUL in the comment", "untrusted comment: a\0b\n" PUB_BASE64 "\n",
-         sizeof("untrusted comment: a\0b\n" PUB_BASE64 "\n") - 1, -EBADMSG},
-        {"NUL after the key", PUB_COMMENT PUB_BASE64 "\n\0", sizeof(PUB_COMMENT PUB_BASE64) + 1,
-         -EBADMSG},
-        {"NUL instead of newline", PUB_COMMENT PUB_BASE64 "\0", sizeof(PUB_COMMENT PUB_BASE64),
-         -EBADMSG},
-        /* What must work. */
-        {"as minisign writes it", PUB_COMMENT PUB_BASE64 "\n", 0, 0},
-        {"no final newline", PUB_COMMENT PUB_BASE64, 0, 0},
-        {"CRLF", "untrusted comment: minisign public key\r\n" PUB_BASE64 "\r\n", 0, 0},
-        {"bare key (minisign -P)", PUB_BASE64, 0, 0},
-        {"bare key and newline", PUB_BASE64 "\n", 0, 0},
-        {"empty comment", "untrusted comment: \n" PUB_BASE64 "\n", 0, 0},
+    {"empty", "", 0, -EBADMSG},
+    {"only a newline", "\n", 0, -EBADMSG},
+    {"comment only", PUB_COMMENT, 0, -EBADMSG},
+    {"comment without prefix", "comment: minisign public key\n" PUB_BASE64 "\n", 0, -EBADMSG},
+    {"prefix in capitals", "Untrusted comment: x\n" PUB_BASE64 "\n", 0, -EBADMSG},
+    {"trusted comment prefix", "trusted comment: x\n" PUB_BASE64 "\n", 0, -EBADMSG},
+    {"key before comment", PUB_BASE64 "\n" PUB_COMMENT, 0, -EBADMSG},
+    {"one byte short", PUB_COMMENT PUB_BASE64_41 "\n", 0, -EBADMSG},
+    {"one byte long", PUB_COMMENT PUB_BASE64_43 "\n", 0, -EBADMSG},
+    {"wrong algorithm ED", PUB_COMMENT PUB_BASE64_ED "\n", 0, -EBADMSG},
+    {"bad base64 character",
+     PUB_COMMENT "RWSho5GZyulqh0sVN+JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197Vh*\n", 0, -EBADMSG},
+    {"url-safe base64", PUB_COMMENT "RWSho5GZyulqh0sVN-JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197VhD\n", 0,
+     -EBADMSG},
+    {"truncated base64", PUB_COMMENT "RWSho5GZyulqh0sVN+JzCOoE1M7TMDDVl6cjLEF25k1FHTWUPU197Vh\n", 0,
+     -EBADMSG},
+    {"space before key", PUB_COMMENT " " PUB_BASE64 "\n", 0, -EBADMSG},
+    {"space after key", PUB_COMMENT PUB_BASE64 " \n", 0, -EBADMSG},
+    {"tab after key", PUB_COMMENT PUB_BASE64 "\t\n", 0, -EBADMSG},
+    {"trailing garbage line", PUB_COMMENT PUB_BASE64 "\ngarbage\n", 0, -EBADMSG},
+    {"trailing empty line", PUB_COMMENT PUB_BASE64 "\n\n", 0, -EBADMSG},
+    {"two keys", PUB_BASE64 "\n" PUB_BASE64 "\n", 0, -EBADMSG},
+    {"leading empty line", "\n" PUB_COMMENT PUB_BASE64 "\n", 0, -EBADMSG},
+    {"bare CR line ends", "untrusted comment: x\r" PUB_BASE64 "\r", 0, -EBADMSG},
+    {"CR inside the comment", "untrusted comment: a\rb\n" PUB_BASE64 "\n", 0, -EBADMSG},
+    {"CR CR LF", PUB_COMMENT PUB_BASE64 "\r\r\n", 0, -EBADMSG},
+    {"trailing CR without LF", PUB_COMMENT PUB_BASE64 "\r", 0, -EBADMSG},
+    {"NUL in the comment", "untrusted comment: a\0b\n" PUB_BASE64 "\n",
+     sizeof("untrusted comment: a\0b\n" PUB_BASE64 "\n") - 1, -EBADMSG},
+    {"NUL after the key", PUB_COMMENT PUB_BASE64 "\n\0", sizeof(PUB_COMMENT PUB_BASE64) + 1,
+     -EBADMSG},
+    {"NUL instead of newline", PUB_COMMENT PUB_BASE64 "\0", sizeof(PUB_COMMENT PUB_BASE64),
+     -EBADMSG},
+    /* What must work. */
+    {"as minisign writes it", PUB_COMMENT PUB_BASE64 "\n", 0, 0},
+    {"no final newline", PUB_COMMENT PUB_BASE64, 0, 0},
+    {"CRLF", "untrusted comment: minisign public key\r\n" PUB_BASE64 "\r\n", 0, 0},
+    {"bare key (minisign -P)", PUB_BASE64, 0, 0},
+    {"bare key and newline", PUB_BASE64 "\n", 0, 0},
+    {"empty comment", "untrusted comment: \n" PUB_BASE64 "\n", 0, 0},
 };
 
 static const struct parse_case signature_cases[] = {
-        {"empty", "", 0, -EBADMSG},
-        {"untrusted comment only", SIG_L1, 0, -EBADMSG},
-        {"no trusted comment", SIG_L1 SIG_L2, 0, -EBADMSG},
-        {"no global signature", SIG_L1 SIG_L2 SIG_L3, 0, -EBADMSG},
-        {"no untrusted comment", SIG_L2 SIG_L3 SIG_L4, 0, -EBADMSG},
-        {"lines swapped", SIG_L1 SIG_L3 SIG_L2 SIG_L4, 0, -EBADMSG},
-        {"untrusted comment without prefix", "signature\n" SIG_L2 SIG_L3 SIG_L4, 0, -EBADMSG},
-        {"trusted comment without prefix", SIG_L1 SIG_L2 "timestamp:1\n" SIG_L4, 0, -EBADMSG},
-        {"trusted prefix capitalised", SIG_L1 SIG_L2 "Trusted comment: x\n" SIG_L4, 0, -EBADMSG},
-        {"trusted prefix without space", SIG_L1 SIG_L2 "trusted comment:x\n" SIG_L4, 0, -EBADMSG},
-        {"untrusted prefix on line 3", SIG_L1 SIG_L2 "untrusted comment: x\n" SIG_L4, 0, -EBADMSG},
-        {"signature one byte short", SIG_L1 SIG_L2_73 SIG_L3 SIG_L4, 0, -EBADMSG},
-        {"global signature one byte short", SIG_L1 SIG_L2 SIG_L3 SIG_L4_63, 0, -EBADMSG},
-        {"global signature in place of signature", SIG_L1 SIG_L4 SIG_L3 SIG_L4, 0, -EBADMSG},
-        {"non-canonical base64 padding bits",
-         SIG_L1 SIG_L2 SIG_L3 "1lC2mYJ6Zp7DMteVx8ZrohI9EzwQiKTyKDrVcPMwZU5V7UN+iK5XsXtRT4cOe/"
-                              "1ZdTG4S88rQYNKMLc6lIiJCx==\n",
-         0, -EBADMSG},
-        {"missing padding",
-         SIG_L1 SIG_L2 SIG_L3
-         "1lC2mYJ6Zp7DMteVx8ZrohI9EzwQiKTyKDrVcPMwZU5V7UN+iK5XsXtRT4cOe/1ZdTG4S88rQYNKMLc6lIiJCw\n",
-         0, -EBADMSG},
-        {"space inside base64",
-         SIG_L1
-         "RUSho5GZyulqh5hB4RNGlJUPLvsDnuZ9/tNNGop+T9IvBcqPPqA/ bfJxdeCe4se0o9bi98AsmCySYA5+d588KP05"
-         "baJGVnZ0Sg4=\n" SIG_L3 SIG_L4,
-         0, -EBADMSG},
-        {"trailing garbage line", SIG_VALID "garbage\n", 0, -EBADMSG},
-        {"trailing empty line", SIG_VALID "\n", 0, -EBADMSG},
-        {"two signatures", SIG_VALID SIG_VALID, 0, -EBADMSG},
-        {"NUL in trusted comment", SIG_L1 SIG_L2 "trusted comment: a\0b\n" SIG_L4,
-         sizeof(SIG_L1 SIG_L2 "trusted comment: a\0b\n" SIG_L4) - 1, -EBADMSG},
-        {"NUL at the end", SIG_VALID "\0", sizeof(SIG_VALID), -EBADMSG},
-        {"CR inside the trusted comment", SIG_L1 SIG_L2 "trusted comment: a\rb\n" SIG_L4, 0,
-         -EBADMSG},
-        {"unknown algorithm Ex", SIG_L1 SIG_L2_EX SIG_L3 SIG_L4, 0, -EOPNOTSUPP},
-        /* What must work. */
-        {"as minisign writes it", SIG_VALID, 0, 0},
-        {"no final newline", SIG_L1 SIG_L2 SIG_L3 SIG_L4_B64, 0, 0},
-        {"CRLF",
-         "untrusted comment: x\r\n" SIG_L2_B64 "\r\ntrusted comment: y\r\n" SIG_L4_B64 "\r\n", 0,
-         0},
-        {"empty comments", "untrusted comment: \n" SIG_L2 "trusted comment: \n" SIG_L4, 0, 0},
+    {"empty", "", 0, -EBADMSG},
+    {"untrusted comment only", SIG_L1, 0, -EBADMSG},
+    {"no trusted comment", SIG_L1 SIG_L2, 0, -EBADMSG},
+    {"no global signature", SIG_L1 SIG_L2 SIG_L3, 0, -EBADMSG},
+    {"no untrusted comment", SIG_L2 SIG_L3 SIG_L4, 0, -EBADMSG},
+    {"lines swapped", SIG_L1 SIG_L3 SIG_L2 SIG_L4, 0, -EBADMSG},
+    {"untrusted comment without prefix", "signature\n" SIG_L2 SIG_L3 SIG_L4, 0, -EBADMSG},
+    {"trusted comment without prefix", SIG_L1 SIG_L2 "timestamp:1\n" SIG_L4, 0, -EBADMSG},
+    {"trusted prefix capitalised", SIG_L1 SIG_L2 "Trusted comment: x\n" SIG_L4, 0, -EBADMSG},
+    {"trusted prefix without space", SIG_L1 SIG_L2 "trusted comment:x\n" SIG_L4, 0, -EBADMSG},
+    {"untrusted prefix on line 3", SIG_L1 SIG_L2 "untrusted comment: x\n" SIG_L4, 0, -EBADMSG},
+    {"signature one byte short", SIG_L1 SIG_L2_73 SIG_L3 SIG_L4, 0, -EBADMSG},
+    {"global signature one byte short", SIG_L1 SIG_L2 SIG_L3 SIG_L4_63, 0, -EBADMSG},
+    {"global signature in place of signature", SIG_L1 SIG_L4 SIG_L3 SIG_L4, 0, -EBADMSG},
+    {"non-canonical base64 padding bits",
+     SIG_L1 SIG_L2 SIG_L3 "1lC2mYJ6Zp7DMteVx8ZrohI9EzwQiKTyKDrVcPMwZU5V7UN+iK5XsXtRT4cOe/"
+                          "1ZdTG4S88rQYNKMLc6lIiJCx==\n",
+     0, -EBADMSG},
+    {"missing padding",
+     SIG_L1 SIG_L2 SIG_L3
+     "1lC2mYJ6Zp7DMteVx8ZrohI9EzwQiKTyKDrVcPMwZU5V7UN+iK5XsXtRT4cOe/1ZdTG4S88rQYNKMLc6lIiJCw\n",
+     0, -EBADMSG},
+    {"space inside base64",
+     SIG_L1
+     "RUSho5GZyulqh5hB4RNGlJUPLvsDnuZ9/tNNGop+T9IvBcqPPqA/ bfJxdeCe4se0o9bi98AsmCySYA5+d588KP05"
+     "baJGVnZ0Sg4=\n" SIG_L3 SIG_L4,
+     0, -EBADMSG},
+    {"trailing garbage line", SIG_VALID "garbage\n", 0, -EBADMSG},
+    {"trailing empty line", SIG_VALID "\n", 0, -EBADMSG},
+    {"two signatures", SIG_VALID SIG_VALID, 0, -EBADMSG},
+    {"NUL in trusted comment", SIG_L1 SIG_L2 "trusted comment: a\0b\n" SIG_L4,
+     sizeof(SIG_L1 SIG_L2 "trusted comment: a\0b\n" SIG_L4) - 1, -EBADMSG},
+    {"NUL at the end", SIG_VALID "\0", sizeof(SIG_VALID), -EBADMSG},
+    {"CR inside the trusted comment", SIG_L1 SIG_L2 "trusted comment: a\rb\n" SIG_L4, 0, -EBADMSG},
+    {"unknown algorithm Ex", SIG_L1 SIG_L2_EX SIG_L3 SIG_L4, 0, -EOPNOTSUPP},
+    /* What must work. */
+    {"as minisign writes it", SIG_VALID, 0, 0},
+    {"no final newline", SIG_L1 SIG_L2 SIG_L3 SIG_L4_B64, 0, 0},
+    {"CRLF", "untrusted comment: x\r\n" SIG_L2_B64 "\r\ntrusted comment: y\r\n" SIG_L4_B64 "\r\n",
+     0, 0},
+    {"empty comments", "untrusted comment: \n" SIG_L2 "trusted comment: \n" SIG_L4, 0, 0},
 };
 
 static void test_public_key_parse_hostile(void **state)
@@ -312,18 +310,18 @@ static const struct {
         uint8_t xor ; /* 0: zero the 32 bytes at offset instead */
         int expected;
 } secret_key_mutations[] = {
-        {"signature algorithm", 0, 0x20, -EOPNOTSUPP},   /* "ed" */
-        {"kdf algorithm", SK_KDF_ALG, 'X', -EOPNOTSUPP}, /* "X\0" */
-        {"checksum algorithm", SK_CHK_ALG + 1, 0x01, -EOPNOTSUPP},
-        {"key id", SK_KEYNUM_SK, 0x01, -EKEYREJECTED}, /* covered by the checksum */
-        {"seed", SK_KEY, 0x01, -EKEYREJECTED},
-        {"public half", SK_KEY + 63, 0x01, -EKEYREJECTED},
-        {"checksum", SK_CHECKSUM + 5, 0x80, -EKEYREJECTED},
-        /* What "minisign -G -W" writes: no checksum. */
-        {"checksum zeroed", SK_CHECKSUM, 0, 0},
-        /* Unused by an unencrypted key: salt and scrypt parameters. */
-        {"salt", SK_SALT, 0x01, 0},
-        {"opslimit", SK_OPSLIMIT + 7, 0xff, 0},
+    {"signature algorithm", 0, 0x20, -EOPNOTSUPP},   /* "ed" */
+    {"kdf algorithm", SK_KDF_ALG, 'X', -EOPNOTSUPP}, /* "X\0" */
+    {"checksum algorithm", SK_CHK_ALG + 1, 0x01, -EOPNOTSUPP},
+    {"key id", SK_KEYNUM_SK, 0x01, -EKEYREJECTED}, /* covered by the checksum */
+    {"seed", SK_KEY, 0x01, -EKEYREJECTED},
+    {"public half", SK_KEY + 63, 0x01, -EKEYREJECTED},
+    {"checksum", SK_CHECKSUM + 5, 0x80, -EKEYREJECTED},
+    /* What "minisign -G -W" writes: no checksum. */
+    {"checksum zeroed", SK_CHECKSUM, 0, 0},
+    /* Unused by an unencrypted key: salt and scrypt parameters. */
+    {"salt", SK_SALT, 0x01, 0},
+    {"opslimit", SK_OPSLIMIT + 7, 0xff, 0},
 };
 
 static void test_secret_key_hostile(void **state)
@@ -332,11 +330,11 @@ static void test_secret_key_hostile(void **state)
         struct minisign_public_key public;
         uint8_t blob[SK_BYTES];
         static const char *const bad_texts[] = {
-                "",
-                "untrusted comment: x\n",
-                "untrusted comment: x\nRWQAAEIy\n",
-                "untrusted comment: x\n" PUB_BASE64 "\n",
-                SIG_VALID,
+            "",
+            "untrusted comment: x\n",
+            "untrusted comment: x\nRWQAAEIy\n",
+            "untrusted comment: x\n" PUB_BASE64 "\n",
+            SIG_VALID,
         };
 
         (void)state;
@@ -344,9 +342,9 @@ static void test_secret_key_hostile(void **state)
                 struct minisign_secret_key *key = NULL;
 
                 check_result(
-                        bad_texts[i],
-                        minisign_secret_key_parse(bad_texts[i], strlen(bad_texts[i]), NULL, &key),
-                        -EBADMSG);
+                    bad_texts[i],
+                    minisign_secret_key_parse(bad_texts[i], strlen(bad_texts[i]), NULL, &key),
+                    -EBADMSG);
                 check_result(bad_texts[i],
                              minisign_secret_key_is_encrypted(bad_texts[i], strlen(bad_texts[i])),
                              -EBADMSG);
@@ -421,12 +419,12 @@ static void test_secret_key_encrypted_cheap(void **state)
                 const char *password;
                 int expected;
         } attempts[] = {
-                {NULL, -ENOKEY},
-                {"", -EKEYREJECTED},
-                {"correct horse battery stapl", -EKEYREJECTED},
-                {"correct horse battery staple ", -EKEYREJECTED},
-                {"Correct horse battery staple", -EKEYREJECTED},
-                {"correct horse battery staple", 0},
+            {NULL, -ENOKEY},
+            {"", -EKEYREJECTED},
+            {"correct horse battery stapl", -EKEYREJECTED},
+            {"correct horse battery staple ", -EKEYREJECTED},
+            {"Correct horse battery staple", -EKEYREJECTED},
+            {"correct horse battery staple", 0},
         };
 
         (void)state;
@@ -438,9 +436,9 @@ static void test_secret_key_encrypted_cheap(void **state)
         for (size_t i = 0; i < ELEMENTSOF(attempts); i++) {
                 key = minisign_secret_key_free(key);
                 check_result(
-                        attempts[i].password ?: "(null)",
-                        minisign_secret_key_parse(text, strlen(text), attempts[i].password, &key),
-                        attempts[i].expected);
+                    attempts[i].password ?: "(null)",
+                    minisign_secret_key_parse(text, strlen(text), attempts[i].password, &key),
+                    attempts[i].expected);
         }
         assert_non_null(key);
         assert_memory_equal(key->key_id, secret->key_id, MINISIGN_KEY_ID_BYTES);
@@ -586,8 +584,7 @@ static void test_secret_key_unencrypted_round_trip(void **state)
         assert_memory_equal(parsed->key, secret->key, MINISIGN_SECRET_KEY_BYTES);
 
         assert_int_equal(
-                minisign_secret_key_format_with_comment(secret, NULL, "ci key", &commented, &size),
-                0);
+            minisign_secret_key_format_with_comment(secret, NULL, "ci key", &commented, &size), 0);
         assert_true(strncmp(commented, "untrusted comment: ci key\n", 26) == 0);
         check_result("comment with LF",
                      minisign_secret_key_format_with_comment(secret, NULL, "a\nb", &text, &size),
@@ -595,9 +592,9 @@ static void test_secret_key_unencrypted_round_trip(void **state)
         memset(long_comment, 'x', sizeof(long_comment) - 1);
         long_comment[sizeof(long_comment) - 1] = '\0';
         check_result(
-                "comment too long",
-                minisign_secret_key_format_with_comment(secret, NULL, long_comment, &text, &size),
-                -E2BIG);
+            "comment too long",
+            minisign_secret_key_format_with_comment(secret, NULL, long_comment, &text, &size),
+            -E2BIG);
 
         assert_int_equal(minisign_public_key_format(&public, &pub_text), 0);
         assert_int_equal(minisign_public_key_parse(pub_text, strlen(pub_text), &public_parsed), 0);
@@ -615,11 +612,11 @@ static void test_sign_verify_round_trip(void **state)
                 const char *trusted;
                 const char *untrusted;
         } cases[] = {
-                {true, NULL, NULL},
-                {false, NULL, NULL},
-                {true, "", ""},
-                {false, "serial:7\tmachine:x", "nixprov profile"},
-                {true, "timestamp:1\tfile:profile.yaml\thashed", "signed by CI"},
+            {true, NULL, NULL},
+            {false, NULL, NULL},
+            {true, "", ""},
+            {false, "serial:7\tmachine:x", "nixprov profile"},
+            {true, "timestamp:1\tfile:profile.yaml\thashed", "signed by CI"},
         };
 
         (void)state;
@@ -636,7 +633,7 @@ static void test_sign_verify_round_trip(void **state)
                 assert_int_equal(sig.prehashed, cases[i].prehashed);
                 assert_memory_equal(sig.key_id, public.key_id, MINISIGN_KEY_ID_BYTES);
                 assert_int_equal(
-                        minisign_verify(&public, &sig, test_message, sizeof(test_message) - 1), 0);
+                    minisign_verify(&public, &sig, test_message, sizeof(test_message) - 1), 0);
                 if (cases[i].trusted)
                         assert_string_equal(sig.trusted_comment, cases[i].trusted);
                 else {
@@ -823,28 +820,28 @@ static void test_wrong_key_and_changed_comment(void **state)
                 assert_int_equal(minisign_signature_parse(text2, strlen(text2), &sig2), 0);
                 memcpy(sig2.global_signature, sig.global_signature, MINISIGN_SIGNATURE_BYTES);
                 check_result(
-                        "global signature swapped",
-                        minisign_verify(&public, &sig2, test_message, sizeof(test_message) - 1),
-                        -EKEYREJECTED);
+                    "global signature swapped",
+                    minisign_verify(&public, &sig2, test_message, sizeof(test_message) - 1),
+                    -EKEYREJECTED);
         }
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_public_key_parse_hostile),
-                cmocka_unit_test(test_signature_parse_hostile),
-                cmocka_unit_test(test_parse_limits),
-                cmocka_unit_test(test_secret_key_hostile),
-                cmocka_unit_test(test_secret_key_encrypted_cheap),
-                cmocka_unit_test(test_minisign_fixtures),
-                cmocka_unit_test(test_minisign_encrypted_fixture),
-                cmocka_unit_test(test_secret_key_format_encrypted),
-                cmocka_unit_test(test_secret_key_unencrypted_round_trip),
-                cmocka_unit_test(test_sign_verify_round_trip),
-                cmocka_unit_test(test_sign_refuses_bad_comments),
-                cmocka_unit_test(test_tampering),
-                cmocka_unit_test(test_wrong_key_and_changed_comment),
+            cmocka_unit_test(test_public_key_parse_hostile),
+            cmocka_unit_test(test_signature_parse_hostile),
+            cmocka_unit_test(test_parse_limits),
+            cmocka_unit_test(test_secret_key_hostile),
+            cmocka_unit_test(test_secret_key_encrypted_cheap),
+            cmocka_unit_test(test_minisign_fixtures),
+            cmocka_unit_test(test_minisign_encrypted_fixture),
+            cmocka_unit_test(test_secret_key_format_encrypted),
+            cmocka_unit_test(test_secret_key_unencrypted_round_trip),
+            cmocka_unit_test(test_sign_verify_round_trip),
+            cmocka_unit_test(test_sign_refuses_bad_comments),
+            cmocka_unit_test(test_tampering),
+            cmocka_unit_test(test_wrong_key_and_changed_comment),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,7 +65,7 @@ static void add_setting(struct test_profile *t, char *name, char *value)
 {
         assert_true(t->profile.n_settings < ELEMENTSOF(t->settings));
         t->settings[t->profile.n_settings++] =
-                (struct profile_setting){.name = name, .value = value};
+            (struct profile_setting){.name = name, .value = value};
 }
 
 static struct profile_builder *add_builder(struct test_profile *t, char *uri)
@@ -75,13 +75,13 @@ static struct profile_builder *add_builder(struct test_profile *t, char *uri)
         assert_true(t->profile.n_builders < ELEMENTSOF(t->builders));
         b = &t->builders[t->profile.n_builders++];
         *b = (struct profile_builder){
-                .uri = uri,
-                .systems = systems_x86,
-                .n_systems = 1,
-                .max_jobs = 1,
-                .speed_factor = 1,
-                .host_key = HOST_KEY,
-                .required = true,
+            .uri = uri,
+            .systems = systems_x86,
+            .n_systems = 1,
+            .max_jobs = 1,
+            .speed_factor = 1,
+            .host_key = HOST_KEY,
+            .required = true,
         };
         return b;
 }
@@ -102,9 +102,9 @@ static char *settings_text(const struct plan *plan)
         struct buf b = BUF_INIT(1024 * 1024);
 
         for (size_t i = 0; i < plan->n_settings; i++)
-                assert_int_equal(buf_printf(&b, "%s = %s\n", plan->settings[i].name,
-                                            plan->settings[i].value),
-                                 0);
+                assert_int_equal(
+                    buf_printf(&b, "%s = %s\n", plan->settings[i].name, plan->settings[i].value),
+                    0);
         return buf_steal(&b, NULL);
 }
 
@@ -131,33 +131,32 @@ static void test_hostile(void **state)
                 char *value;
                 int error;
         } cases[] = {
-                {"newline in a value", SETTING, "connect-timeout", "10\nbuilders = @/tmp/x",
-                 -EINVAL},
-                {"tab in a value", SETTING, "connect-timeout", "1\t0", -EINVAL},
-                {"escape in a value", SETTING, "connect-timeout", "\x1b[2J", -EINVAL},
-                {"DEL in a value", SETTING, "connect-timeout", "1\x7f", -EINVAL},
-                {"# in a value", SETTING, "post-build-hook", "/bin/true # comment", -EINVAL},
-                {"name include", SETTING, "include", "/etc/shadow", -EINVAL},
-                {"name !include", SETTING, "!include", "/etc/shadow", -EINVAL},
-                {"name with a space", SETTING, "max jobs", "1", -EINVAL},
-                {"name with =", SETTING, "a=b", "1", -EINVAL},
-                {"empty name", SETTING, "", "1", -EINVAL},
-                {"value past the limit", SETTING, "post-build-hook", long_value, -E2BIG},
-                {"http builder", BUILDER_URI, NULL, "http://builder.example.org", -EINVAL},
-                {"builder without host", BUILDER_URI, NULL, "ssh://", -EINVAL},
-                {"builder with empty user", BUILDER_URI, NULL, "ssh://@host", -EINVAL},
-                {"builder with only a user", BUILDER_URI, NULL, "ssh://nix@", -EINVAL},
-                {"builder with two users", BUILDER_URI, NULL, "ssh://a@b@host", -EINVAL},
-                {"builder with a space", BUILDER_URI, NULL, "ssh://host extra", -EINVAL},
-                {"builder with ;", BUILDER_URI, NULL, "ssh://host;ssh://evil", -EINVAL},
-                {"builder with #", BUILDER_URI, NULL, "ssh://host#x", -EINVAL},
-                {"system with a comma", BUILDER_SYSTEM, NULL, "x86_64-linux,i686-linux", -EINVAL},
-                {"system with a space", BUILDER_SYSTEM, NULL, "x86_64-linux i686-linux", -EINVAL},
-                {"identity with a space", BUILDER_PATH, NULL, "/root/my key", -EINVAL},
-                {"relative identity", BUILDER_PATH, NULL, "root/key", -EINVAL},
-                {"cache name with a slash", CACHE, "evil/x", "evil.cachix.org-1:AAAA", -EINVAL},
-                {"cache key with a space", CACHE, "ok", "ok.cachix.org-1:AA AA", -EINVAL},
-                {"unknown strategy", STRATEGY, NULL, NULL, -EINVAL},
+            {"newline in a value", SETTING, "connect-timeout", "10\nbuilders = @/tmp/x", -EINVAL},
+            {"tab in a value", SETTING, "connect-timeout", "1\t0", -EINVAL},
+            {"escape in a value", SETTING, "connect-timeout", "\x1b[2J", -EINVAL},
+            {"DEL in a value", SETTING, "connect-timeout", "1\x7f", -EINVAL},
+            {"# in a value", SETTING, "post-build-hook", "/bin/true # comment", -EINVAL},
+            {"name include", SETTING, "include", "/etc/shadow", -EINVAL},
+            {"name !include", SETTING, "!include", "/etc/shadow", -EINVAL},
+            {"name with a space", SETTING, "max jobs", "1", -EINVAL},
+            {"name with =", SETTING, "a=b", "1", -EINVAL},
+            {"empty name", SETTING, "", "1", -EINVAL},
+            {"value past the limit", SETTING, "post-build-hook", long_value, -E2BIG},
+            {"http builder", BUILDER_URI, NULL, "http://builder.example.org", -EINVAL},
+            {"builder without host", BUILDER_URI, NULL, "ssh://", -EINVAL},
+            {"builder with empty user", BUILDER_URI, NULL, "ssh://@host", -EINVAL},
+            {"builder with only a user", BUILDER_URI, NULL, "ssh://nix@", -EINVAL},
+            {"builder with two users", BUILDER_URI, NULL, "ssh://a@b@host", -EINVAL},
+            {"builder with a space", BUILDER_URI, NULL, "ssh://host extra", -EINVAL},
+            {"builder with ;", BUILDER_URI, NULL, "ssh://host;ssh://evil", -EINVAL},
+            {"builder with #", BUILDER_URI, NULL, "ssh://host#x", -EINVAL},
+            {"system with a comma", BUILDER_SYSTEM, NULL, "x86_64-linux,i686-linux", -EINVAL},
+            {"system with a space", BUILDER_SYSTEM, NULL, "x86_64-linux i686-linux", -EINVAL},
+            {"identity with a space", BUILDER_PATH, NULL, "/root/my key", -EINVAL},
+            {"relative identity", BUILDER_PATH, NULL, "root/key", -EINVAL},
+            {"cache name with a slash", CACHE, "evil/x", "evil.cachix.org-1:AAAA", -EINVAL},
+            {"cache key with a space", CACHE, "ok", "ok.cachix.org-1:AA AA", -EINVAL},
+            {"unknown strategy", STRATEGY, NULL, NULL, -EINVAL},
         };
         (void)state;
 
@@ -236,13 +235,13 @@ static void test_presets(void **state)
                 enum profile_strategy strategy;
                 const char *expected;
         } cases[] = {
-                {PROFILE_STRATEGY_BINARY_CACHES, BINARY_CACHES_PRESET},
-                {PROFILE_STRATEGY_SOURCE, "substituters = https://cache.nixos.org\n"
-                                          "trusted-public-keys = " NIXOS_KEY "\n"
-                                          "max-jobs = auto\n"
-                                          "cores = 0\n"},
-                /* Without builders it is the binary-caches preset. */
-                {PROFILE_STRATEGY_REMOTE_BUILDERS, BINARY_CACHES_PRESET},
+            {PROFILE_STRATEGY_BINARY_CACHES, BINARY_CACHES_PRESET},
+            {PROFILE_STRATEGY_SOURCE, "substituters = https://cache.nixos.org\n"
+                                      "trusted-public-keys = " NIXOS_KEY "\n"
+                                      "max-jobs = auto\n"
+                                      "cores = 0\n"},
+            /* Without builders it is the binary-caches preset. */
+            {PROFILE_STRATEGY_REMOTE_BUILDERS, BINARY_CACHES_PRESET},
         };
         (void)state;
 
@@ -289,20 +288,20 @@ static void test_fit_rule(void **state)
                 uint64_t memory;
                 uint64_t jobs, cores;
         } cases[] = {
-                /* unknown and absurd first */
-                {0, 0, 1, 1},
-                {64, 0, 1, 64},
-                {0, 64 * GiB, 1, 1},
-                {1, 100 * MiB, 1, 1},
-                {UINT32_MAX, UINT64_MAX, 65535, 65537},
-                {1, 1 * GiB, 1, 1},
-                {2, 4 * GiB, 1, 2},
-                {4, 8 * GiB, 2, 2},
-                {8, 16 * GiB, 2, 4},
-                {16, 64 * GiB, 4, 4},
-                {16, 2 * GiB, 1, 16},
-                {16, 3 * GiB, 2, 8},
-                {64, 256 * GiB, 8, 8},
+            /* unknown and absurd first */
+            {0, 0, 1, 1},
+            {64, 0, 1, 64},
+            {0, 64 * GiB, 1, 1},
+            {1, 100 * MiB, 1, 1},
+            {UINT32_MAX, UINT64_MAX, 65535, 65537},
+            {1, 1 * GiB, 1, 1},
+            {2, 4 * GiB, 1, 2},
+            {4, 8 * GiB, 2, 2},
+            {8, 16 * GiB, 2, 4},
+            {16, 64 * GiB, 4, 4},
+            {16, 2 * GiB, 1, 16},
+            {16, 3 * GiB, 2, 8},
+            {64, 256 * GiB, 8, 8},
         };
         (void)state;
 
@@ -327,12 +326,12 @@ static void test_fit_in_plan(void **state)
                 const char *max_jobs, *cores;
                 const char *expected_jobs, *expected_cores;
         } cases[] = {
-                {{.cpus = 1, .memory_bytes = 1 * GiB}, "fit", "fit", "1", "1"},
-                {{.cpus = 2, .memory_bytes = 4 * GiB}, "fit", "fit", "1", "2"},
-                {{.cpus = 16, .memory_bytes = 64 * GiB}, "fit", "fit", "4", "4"},
-                {{.cpus = 16, .memory_bytes = 64 * GiB}, "auto", "fit", "auto", "4"},
-                {{.cpus = 16, .memory_bytes = 64 * GiB}, "3", "0", "3", "0"},
-                {{.cpus = 16, .memory_bytes = 64 * GiB}, NULL, NULL, "auto", "0"},
+            {{.cpus = 1, .memory_bytes = 1 * GiB}, "fit", "fit", "1", "1"},
+            {{.cpus = 2, .memory_bytes = 4 * GiB}, "fit", "fit", "1", "2"},
+            {{.cpus = 16, .memory_bytes = 64 * GiB}, "fit", "fit", "4", "4"},
+            {{.cpus = 16, .memory_bytes = 64 * GiB}, "auto", "fit", "auto", "4"},
+            {{.cpus = 16, .memory_bytes = 64 * GiB}, "3", "0", "3", "0"},
+            {{.cpus = 16, .memory_bytes = 64 * GiB}, NULL, NULL, "auto", "0"},
         };
         (void)state;
 
@@ -359,21 +358,21 @@ static void test_caches(void **state)
                 char *keys;
                 const char *expected_substituters, *expected_keys;
         } cases[] = {
-                {PROFILE_STRATEGY_BINARY_CACHES, NULL, NULL,
-                 BINARY_CACHES_SUBSTITUTERS " https://fleet.cachix.org",
-                 BINARY_CACHES_KEYS " fleet.cachix.org-1:AAAA"},
-                {PROFILE_STRATEGY_SOURCE, NULL, NULL,
-                 "https://cache.nixos.org https://fleet.cachix.org",
-                 NIXOS_KEY " fleet.cachix.org-1:AAAA"},
-                /* The profile's own lists are used as they are, plus the caches'. */
-                {PROFILE_STRATEGY_BINARY_CACHES, "https://mirror.example.org", "mirror-1:BBBB",
-                 "https://mirror.example.org https://fleet.cachix.org",
-                 "mirror-1:BBBB fleet.cachix.org-1:AAAA"},
-                {PROFILE_STRATEGY_BINARY_CACHES, "", "", "https://fleet.cachix.org",
-                 "fleet.cachix.org-1:AAAA"},
-                /* Already there: not repeated. */
-                {PROFILE_STRATEGY_SOURCE, "https://fleet.cachix.org", "fleet.cachix.org-1:AAAA",
-                 "https://fleet.cachix.org", "fleet.cachix.org-1:AAAA"},
+            {PROFILE_STRATEGY_BINARY_CACHES, NULL, NULL,
+             BINARY_CACHES_SUBSTITUTERS " https://fleet.cachix.org",
+             BINARY_CACHES_KEYS " fleet.cachix.org-1:AAAA"},
+            {PROFILE_STRATEGY_SOURCE, NULL, NULL,
+             "https://cache.nixos.org https://fleet.cachix.org",
+             NIXOS_KEY " fleet.cachix.org-1:AAAA"},
+            /* The profile's own lists are used as they are, plus the caches'. */
+            {PROFILE_STRATEGY_BINARY_CACHES, "https://mirror.example.org", "mirror-1:BBBB",
+             "https://mirror.example.org https://fleet.cachix.org",
+             "mirror-1:BBBB fleet.cachix.org-1:AAAA"},
+            {PROFILE_STRATEGY_BINARY_CACHES, "", "", "https://fleet.cachix.org",
+             "fleet.cachix.org-1:AAAA"},
+            /* Already there: not repeated. */
+            {PROFILE_STRATEGY_SOURCE, "https://fleet.cachix.org", "fleet.cachix.org-1:AAAA",
+             "https://fleet.cachix.org", "fleet.cachix.org-1:AAAA"},
         };
         (void)state;
 
@@ -408,7 +407,7 @@ static void test_cache_with_token(void **state)
         add_cache(&t, "public", "public.cachix.org-1:AAAA");
         c = add_cache(&t, "private", "private.cachix.org-1:BBBB");
         c->auth_token = (struct profile_secret){
-                .kind = PROFILE_SECRET_SEALED, .sealed = sealed, .sealed_size = sizeof(sealed)};
+            .kind = PROFILE_SECRET_SEALED, .sealed = sealed, .sealed_size = sizeof(sealed)};
         assert_int_equal(plan_build(p, &big, &plan), 0);
         assert_true(plan_needs_secrets(plan));
         assert_false(plan->caches[0].has_auth_token);
@@ -440,13 +439,13 @@ static void test_builders(void **state)
                 enum plan_builder_protocol protocol;
                 const char *user, *host;
         } cases[] = {
-                {"ssh://nix@builder.example.org", PLAN_BUILDER_SSH, "nix", "builder.example.org"},
-                {"ssh-ng://builder.example.org", PLAN_BUILDER_SSH_NG, NULL, "builder.example.org"},
-                {"ssh://nix@builder.example.org:2222", PLAN_BUILDER_SSH, "nix",
-                 "builder.example.org:2222"},
-                {"ssh-ng://b@10.0.0.1?compress=true", PLAN_BUILDER_SSH_NG, "b",
-                 "10.0.0.1?compress=true"},
-                {"ssh://[::1]:22", PLAN_BUILDER_SSH, NULL, "[::1]:22"},
+            {"ssh://nix@builder.example.org", PLAN_BUILDER_SSH, "nix", "builder.example.org"},
+            {"ssh-ng://builder.example.org", PLAN_BUILDER_SSH_NG, NULL, "builder.example.org"},
+            {"ssh://nix@builder.example.org:2222", PLAN_BUILDER_SSH, "nix",
+             "builder.example.org:2222"},
+            {"ssh-ng://b@10.0.0.1?compress=true", PLAN_BUILDER_SSH_NG, "b",
+             "10.0.0.1?compress=true"},
+            {"ssh://[::1]:22", PLAN_BUILDER_SSH, NULL, "[::1]:22"},
         };
         (void)state;
 
@@ -462,7 +461,7 @@ static void test_builders(void **state)
                                                       .path = "/etc/nixprov/first_ed25519"};
                 b = add_builder(&t, cases[i].uri);
                 b->identity = (struct profile_secret){
-                        .kind = PROFILE_SECRET_SEALED, .sealed = sealed, .sealed_size = 64};
+                    .kind = PROFILE_SECRET_SEALED, .sealed = sealed, .sealed_size = 64};
                 b->max_jobs = 6;
                 b->speed_factor = 2;
                 b->required = false;
@@ -497,11 +496,11 @@ static void test_builders(void **state)
 static void test_local_builds(void **state)
 {
         static const struct plan_hardware one_answers = {
-                .cpus = 16, .memory_bytes = 64 * GiB, .builders_answering = 1};
+            .cpus = 16, .memory_bytes = 64 * GiB, .builders_answering = 1};
         static const struct plan_hardware small_two_answer = {
-                .cpus = 1, .memory_bytes = 1 * GiB, .builders_answering = 2};
+            .cpus = 1, .memory_bytes = 1 * GiB, .builders_answering = 2};
         static const struct plan_hardware none_answers = {
-                .cpus = 4, .memory_bytes = 8 * GiB, .builders_answering = 0};
+            .cpus = 4, .memory_bytes = 8 * GiB, .builders_answering = 0};
         static const struct {
                 const char *what;
                 enum profile_strategy strategy;
@@ -511,42 +510,42 @@ static void test_local_builds(void **state)
                 const char *expected;
                 enum plan_local_builds decision;
         } cases[] = {
-                {"a builder answers: remotely only, on a large device too",
-                 PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false, false, NULL, "0",
-                 PLAN_LOCAL_BUILDS_NONE},
-                {"small device", PROFILE_STRATEGY_REMOTE_BUILDERS, &small_two_answer, true, false,
-                 false, NULL, "0", PLAN_LOCAL_BUILDS_NONE},
-                {"fit becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false,
-                 true, "fit", "0", PLAN_LOCAL_BUILDS_NONE},
-                {"auto becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false,
-                 false, "auto", "0", PLAN_LOCAL_BUILDS_NONE},
-                {"the profile's number only sizes a fallback", PROFILE_STRATEGY_REMOTE_BUILDERS,
-                 &one_answers, true, false, true, "3", "0", PLAN_LOCAL_BUILDS_NONE},
-                {"local-builds: the preset's auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
-                 true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_ALSO},
-                {"local-builds: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, true,
-                 false, "fit", "4", PLAN_LOCAL_BUILDS_ALSO},
-                {"local-builds: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS,
-                 &one_answers, true, true, false, "3", "3", PLAN_LOCAL_BUILDS_ALSO},
-                {"local-builds: the profile's 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
-                 true, true, true, "0", "0", PLAN_LOCAL_BUILDS_ALSO},
-                {"none answers, fallback: auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers,
-                 true, false, true, NULL, "auto", PLAN_LOCAL_BUILDS_FALLBACK},
-                {"none answers, fallback: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers,
-                 true, false, true, "fit", "2", PLAN_LOCAL_BUILDS_FALLBACK},
-                {"none answers, fallback: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS,
-                 &none_answers, true, false, true, "3", "3", PLAN_LOCAL_BUILDS_FALLBACK},
-                {"none answers, fallback: 0 would build nothing, fit instead",
-                 PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true, false, true, "0", "2",
-                 PLAN_LOCAL_BUILDS_FALLBACK},
-                {"none answers, no fallback: unusable", PROFILE_STRATEGY_REMOTE_BUILDERS,
-                 &none_answers, true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_UNUSABLE},
-                {"no builder listed", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, false, false,
-                 false, NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
-                {"other strategy", PROFILE_STRATEGY_BINARY_CACHES, &one_answers, true, false,
-                 false, NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
-                {"unknown answers", PROFILE_STRATEGY_REMOTE_BUILDERS, NULL, true, false, false,
-                 "fit", "1", PLAN_LOCAL_BUILDS_AS_SET},
+            {"a builder answers: remotely only, on a large device too",
+             PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false, false, NULL, "0",
+             PLAN_LOCAL_BUILDS_NONE},
+            {"small device", PROFILE_STRATEGY_REMOTE_BUILDERS, &small_two_answer, true, false,
+             false, NULL, "0", PLAN_LOCAL_BUILDS_NONE},
+            {"fit becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false, true,
+             "fit", "0", PLAN_LOCAL_BUILDS_NONE},
+            {"auto becomes 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, false, false,
+             "auto", "0", PLAN_LOCAL_BUILDS_NONE},
+            {"the profile's number only sizes a fallback", PROFILE_STRATEGY_REMOTE_BUILDERS,
+             &one_answers, true, false, true, "3", "0", PLAN_LOCAL_BUILDS_NONE},
+            {"local-builds: the preset's auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
+             true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_ALSO},
+            {"local-builds: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true, true, false,
+             "fit", "4", PLAN_LOCAL_BUILDS_ALSO},
+            {"local-builds: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers,
+             true, true, false, "3", "3", PLAN_LOCAL_BUILDS_ALSO},
+            {"local-builds: the profile's 0", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, true,
+             true, true, "0", "0", PLAN_LOCAL_BUILDS_ALSO},
+            {"none answers, fallback: auto", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true,
+             false, true, NULL, "auto", PLAN_LOCAL_BUILDS_FALLBACK},
+            {"none answers, fallback: fit", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true,
+             false, true, "fit", "2", PLAN_LOCAL_BUILDS_FALLBACK},
+            {"none answers, fallback: the profile's number", PROFILE_STRATEGY_REMOTE_BUILDERS,
+             &none_answers, true, false, true, "3", "3", PLAN_LOCAL_BUILDS_FALLBACK},
+            {"none answers, fallback: 0 would build nothing, fit instead",
+             PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers, true, false, true, "0", "2",
+             PLAN_LOCAL_BUILDS_FALLBACK},
+            {"none answers, no fallback: unusable", PROFILE_STRATEGY_REMOTE_BUILDERS, &none_answers,
+             true, true, false, NULL, "auto", PLAN_LOCAL_BUILDS_UNUSABLE},
+            {"no builder listed", PROFILE_STRATEGY_REMOTE_BUILDERS, &one_answers, false, false,
+             false, NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
+            {"other strategy", PROFILE_STRATEGY_BINARY_CACHES, &one_answers, true, false, false,
+             NULL, "auto", PLAN_LOCAL_BUILDS_AS_SET},
+            {"unknown answers", PROFILE_STRATEGY_REMOTE_BUILDERS, NULL, true, false, false, "fit",
+             "1", PLAN_LOCAL_BUILDS_AS_SET},
         };
         (void)state;
 
@@ -596,12 +595,12 @@ static void test_remove_builder(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_remove_builder),
-                cmocka_unit_test(test_hostile),  cmocka_unit_test(test_hostile_shapes),
-                cmocka_unit_test(test_presets),  cmocka_unit_test(test_overrides),
-                cmocka_unit_test(test_fit_rule), cmocka_unit_test(test_fit_in_plan),
-                cmocka_unit_test(test_caches),   cmocka_unit_test(test_cache_with_token),
-                cmocka_unit_test(test_builders), cmocka_unit_test(test_local_builds),
+            cmocka_unit_test(test_remove_builder),   cmocka_unit_test(test_hostile),
+            cmocka_unit_test(test_hostile_shapes),   cmocka_unit_test(test_presets),
+            cmocka_unit_test(test_overrides),        cmocka_unit_test(test_fit_rule),
+            cmocka_unit_test(test_fit_in_plan),      cmocka_unit_test(test_caches),
+            cmocka_unit_test(test_cache_with_token), cmocka_unit_test(test_builders),
+            cmocka_unit_test(test_local_builds),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -90,7 +90,8 @@ static void test_environment(void **state)
         envp = rebuild_argv_free(envp);
 
         setenv("NIXPROV_SECRET_MARKER", "secret", 1);
-        assert_int_equal(rebuild_environment("substituters =\nmax-jobs = 2\n", NULL, NULL, &envp), 0);
+        assert_int_equal(rebuild_environment("substituters =\nmax-jobs = 2\n", NULL, NULL, &envp),
+                         0);
         assert_strv_equal(
             envp, (const char *const[]){"PATH=" REBUILD_PATH_DEFAULT, "HOME=/root", "LANG=C.UTF-8",
                                         "NIX_CONFIG=substituters =\nmax-jobs = 2\n", NULL});
@@ -104,10 +105,9 @@ static void test_environment(void **state)
         /* The builders' Host aliases: NIX_SSHOPTS, split by Nix on white space. */
         assert_int_equal(rebuild_environment("a = 1", "/x/bin", "/r/etc/nixprov/ssh_config", &envp),
                          0);
-        assert_strv_equal(envp, (const char *const[]){"PATH=/x/bin", "HOME=/root", "LANG=C.UTF-8",
-                                                      "NIX_CONFIG=a = 1",
-                                                      "NIX_SSHOPTS=-F /r/etc/nixprov/ssh_config",
-                                                      NULL});
+        assert_strv_equal(envp, (const char *const[]){
+                                    "PATH=/x/bin", "HOME=/root", "LANG=C.UTF-8", "NIX_CONFIG=a = 1",
+                                    "NIX_SSHOPTS=-F /r/etc/nixprov/ssh_config", NULL});
         envp = rebuild_argv_free(envp);
         assert_int_equal(rebuild_environment(NULL, NULL, "/a b/ssh_config", &envp), -EINVAL);
         assert_int_equal(rebuild_environment(NULL, NULL, "ssh_config", &envp), -EINVAL);
@@ -192,7 +192,8 @@ static void test_log_path(void **state)
 
                 assert_int_equal(rebuild_log_path(dir, 7, 1700000000, &p), 0);
                 if (n == 1)
-                        assert_true(asprintf(&expected, "%s/rebuild-7-20231114T221320Z.log", dir) > 0);
+                        assert_true(asprintf(&expected, "%s/rebuild-7-20231114T221320Z.log", dir) >
+                                    0);
                 else
                         assert_true(asprintf(&expected, "%s/rebuild-7-20231114T221320Z-%u.log", dir,
                                              n) > 0);

@@ -52,62 +52,61 @@ static int full_plan(struct plan **ret)
         static char *features_1[] = {"big-parallel", "kvm", "nixos-test", "benchmark"};
         static char *mandatory_2[] = {"big-parallel"};
         static struct profile_setting settings[] = {
-                {.name = "builders-use-substitutes", .value = "true"},
-                {.name = "connect-timeout", .value = "5"},
-                {.name = "cores", .value = "fit"},
-                {.name = "extra-experimental-features", .value = "nix-command flakes"},
-                {.name = "trusted-users", .value = "root @wheel"},
+            {.name = "builders-use-substitutes", .value = "true"},
+            {.name = "connect-timeout", .value = "5"},
+            {.name = "cores", .value = "fit"},
+            {.name = "extra-experimental-features", .value = "nix-command flakes"},
+            {.name = "trusted-users", .value = "root @wheel"},
         };
         static struct profile_builder builders[] = {
-                {
-                        .uri = "ssh-ng://nix-builder@builder1.example.org",
-                        .systems = systems_1,
-                        .n_systems = 2,
-                        .max_jobs = 8,
-                        .speed_factor = 4,
-                        .supported_features = features_1,
-                        .n_supported_features = 4,
-                        .host_key = HOST_KEY_1,
-                        .identity = {.kind = PROFILE_SECRET_SEALED,
-                                     .sealed = sealed_dummy,
-                                     .sealed_size = sizeof(sealed_dummy)},
-                        .required = true,
-                },
-                {
-                        .uri = "ssh://nix@builder2.example.org:2222",
-                        .systems = systems_2,
-                        .n_systems = 1,
-                        .max_jobs = 1,
-                        .speed_factor = 1,
-                        .mandatory_features = mandatory_2,
-                        .n_mandatory_features = 1,
-                        .host_key = HOST_KEY_2,
-                        .identity = {.kind = PROFILE_SECRET_PATH,
-                                     .path = "/etc/nixprov/builder2_ed25519"},
-                        .required = false,
-                },
+            {
+                .uri = "ssh-ng://nix-builder@builder1.example.org",
+                .systems = systems_1,
+                .n_systems = 2,
+                .max_jobs = 8,
+                .speed_factor = 4,
+                .supported_features = features_1,
+                .n_supported_features = 4,
+                .host_key = HOST_KEY_1,
+                .identity = {.kind = PROFILE_SECRET_SEALED,
+                             .sealed = sealed_dummy,
+                             .sealed_size = sizeof(sealed_dummy)},
+                .required = true,
+            },
+            {
+                .uri = "ssh://nix@builder2.example.org:2222",
+                .systems = systems_2,
+                .n_systems = 1,
+                .max_jobs = 1,
+                .speed_factor = 1,
+                .mandatory_features = mandatory_2,
+                .n_mandatory_features = 1,
+                .host_key = HOST_KEY_2,
+                .identity = {.kind = PROFILE_SECRET_PATH, .path = "/etc/nixprov/builder2_ed25519"},
+                .required = false,
+            },
         };
         static struct profile_cache caches[] = {
-                {.name = "example-fleet",
-                 .public_key = "example-fleet.cachix.org-1:"
-                               "mkQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAY=",
-                 .auth_token = {.kind = PROFILE_SECRET_SEALED,
-                                .sealed = sealed_dummy,
-                                .sealed_size = sizeof(sealed_dummy)}},
-                {.name = "public-extras",
-                 .public_key = "public-extras.cachix.org-1:"
-                               "kQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAYm="},
+            {.name = "example-fleet",
+             .public_key = "example-fleet.cachix.org-1:"
+                           "mkQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAY=",
+             .auth_token = {.kind = PROFILE_SECRET_SEALED,
+                            .sealed = sealed_dummy,
+                            .sealed_size = sizeof(sealed_dummy)}},
+            {.name = "public-extras",
+             .public_key = "public-extras.cachix.org-1:"
+                           "kQTZVUETc8QvXkUbaj9tSjoR2g5Uq6XKfACl/G0tAYm="},
         };
         struct profile p = {
-                .schema = PROFILE_SCHEMA,
-                .serial = 42,
-                .strategy = PROFILE_STRATEGY_REMOTE_BUILDERS,
-                .settings = settings,
-                .n_settings = ELEMENTSOF(settings),
-                .builders = builders,
-                .n_builders = ELEMENTSOF(builders),
-                .caches = caches,
-                .n_caches = ELEMENTSOF(caches),
+            .schema = PROFILE_SCHEMA,
+            .serial = 42,
+            .strategy = PROFILE_STRATEGY_REMOTE_BUILDERS,
+            .settings = settings,
+            .n_settings = ELEMENTSOF(settings),
+            .builders = builders,
+            .n_builders = ELEMENTSOF(builders),
+            .caches = caches,
+            .n_caches = ELEMENTSOF(caches),
         };
         /* A Raspberry Pi: 4 CPUs, 1 GiB, both builders answered. */
         struct plan_hardware hw = {.cpus = 4, .memory_bytes = 1 * GiB, .builders_answering = 2};
@@ -119,18 +118,18 @@ static int full_plan(struct plan **ret)
 static int source_plan(struct plan **ret)
 {
         static struct profile_setting settings[] = {
-                {.name = "keep-outputs", .value = "true"},
-                {.name = "keep-derivations", .value = "true"},
-                {.name = "max-jobs", .value = "fit"},
-                {.name = "cores", .value = "fit"},
-                {.name = "max-silent-time", .value = "3600"},
+            {.name = "keep-outputs", .value = "true"},
+            {.name = "keep-derivations", .value = "true"},
+            {.name = "max-jobs", .value = "fit"},
+            {.name = "cores", .value = "fit"},
+            {.name = "max-silent-time", .value = "3600"},
         };
         struct profile p = {
-                .schema = PROFILE_SCHEMA,
-                .serial = 17,
-                .strategy = PROFILE_STRATEGY_SOURCE,
-                .settings = settings,
-                .n_settings = ELEMENTSOF(settings),
+            .schema = PROFILE_SCHEMA,
+            .serial = 17,
+            .strategy = PROFILE_STRATEGY_SOURCE,
+            .settings = settings,
+            .n_settings = ELEMENTSOF(settings),
         };
         struct plan_hardware hw = {.cpus = 16, .memory_bytes = 64 * GiB};
 
@@ -141,14 +140,14 @@ static int source_plan(struct plan **ret)
 static int escape_plan(struct plan **ret)
 {
         static struct profile_setting settings[] = {
-                {.name = "post-build-hook", .value = HOSTILE_VALUE},
+            {.name = "post-build-hook", .value = HOSTILE_VALUE},
         };
         struct profile p = {
-                .schema = PROFILE_SCHEMA,
-                .serial = 1,
-                .strategy = PROFILE_STRATEGY_SOURCE,
-                .settings = settings,
-                .n_settings = ELEMENTSOF(settings),
+            .schema = PROFILE_SCHEMA,
+            .serial = 1,
+            .strategy = PROFILE_STRATEGY_SOURCE,
+            .settings = settings,
+            .n_settings = ELEMENTSOF(settings),
         };
 
         return plan_build(&p, NULL, ret);
@@ -242,16 +241,16 @@ static void test_hostile(void **state)
                 char *name, *value;
                 int conf, env, module;
         } cases[] = {
-                {"newline in a value", "connect-timeout", "1\nbuilders = @/x", -EINVAL, -EINVAL,
-                 -EINVAL},
-                {"newline in a name", "a\nb", "1", -EINVAL, -EINVAL, -EINVAL},
-                {"= in a name", "a=b", "1", -EINVAL, -EINVAL, 0},
-                {"space in a name", "a b", "1", -EINVAL, -EINVAL, 0},
-                {"empty name", "", "1", -EINVAL, -EINVAL, 0},
-                {"escape in a value", "post-build-hook", "\x1b]0;x\x07", -EINVAL, -EINVAL, -EINVAL},
-                /* nix.conf would cut the line at '#'; a Nix string carries it. */
-                {"# in a value", "post-build-hook", "/bin/x #y", -EINVAL, -EINVAL, 0},
-                {"past the limit", "post-build-hook", huge, -E2BIG, -E2BIG, -E2BIG},
+            {"newline in a value", "connect-timeout", "1\nbuilders = @/x", -EINVAL, -EINVAL,
+             -EINVAL},
+            {"newline in a name", "a\nb", "1", -EINVAL, -EINVAL, -EINVAL},
+            {"= in a name", "a=b", "1", -EINVAL, -EINVAL, 0},
+            {"space in a name", "a b", "1", -EINVAL, -EINVAL, 0},
+            {"empty name", "", "1", -EINVAL, -EINVAL, 0},
+            {"escape in a value", "post-build-hook", "\x1b]0;x\x07", -EINVAL, -EINVAL, -EINVAL},
+            /* nix.conf would cut the line at '#'; a Nix string carries it. */
+            {"# in a value", "post-build-hook", "/bin/x #y", -EINVAL, -EINVAL, 0},
+            {"past the limit", "post-build-hook", huge, -E2BIG, -E2BIG, -E2BIG},
         };
         (void)state;
 
@@ -281,15 +280,15 @@ static void test_hostile_machines(void **state)
                 const char *what;
                 char *uri, *identity, *host_key, *system;
         } cases[] = {
-                {"space in the URI", "ssh://host -", NULL, HOST_KEY_1, "x86_64-linux"},
-                {"; in the URI", "ssh://host;ssh://evil", NULL, HOST_KEY_1, "x86_64-linux"},
-                {"# in the URI", "ssh://host#", NULL, HOST_KEY_1, "x86_64-linux"},
-                {"empty URI", "", NULL, HOST_KEY_1, "x86_64-linux"},
-                {"space in the identity", "ssh://host", "/a b", HOST_KEY_1, "x86_64-linux"},
-                {"newline in the host key", "ssh://host", NULL, "ssh-ed25519 A\nB", "x86_64-linux"},
-                {"empty host key", "ssh://host", NULL, "", "x86_64-linux"},
-                {"comma in a system", "ssh://host", NULL, HOST_KEY_1, "a,b"},
-                {"empty system", "ssh://host", NULL, HOST_KEY_1, ""},
+            {"space in the URI", "ssh://host -", NULL, HOST_KEY_1, "x86_64-linux"},
+            {"; in the URI", "ssh://host;ssh://evil", NULL, HOST_KEY_1, "x86_64-linux"},
+            {"# in the URI", "ssh://host#", NULL, HOST_KEY_1, "x86_64-linux"},
+            {"empty URI", "", NULL, HOST_KEY_1, "x86_64-linux"},
+            {"space in the identity", "ssh://host", "/a b", HOST_KEY_1, "x86_64-linux"},
+            {"newline in the host key", "ssh://host", NULL, "ssh-ed25519 A\nB", "x86_64-linux"},
+            {"empty host key", "ssh://host", NULL, "", "x86_64-linux"},
+            {"comma in a system", "ssh://host", NULL, HOST_KEY_1, "a,b"},
+            {"empty system", "ssh://host", NULL, HOST_KEY_1, ""},
         };
         (void)state;
 
@@ -318,22 +317,22 @@ static void test_ssh_aliases(void **state)
                 const char *machines_uri; /* the first field of the machines line */
                 const char *ssh_config;   /* after the header */
         } cases[] = {
-                {"host:0", -EINVAL, NULL, NULL},
-                {"host:65536", -EINVAL, NULL, NULL},
-                {"host:22x", -EINVAL, NULL, NULL},
-                {"host:", -EINVAL, NULL, NULL},
-                {":2222", -EINVAL, NULL, NULL},
-                {"[::1", -EINVAL, NULL, NULL},
-                {"[::1]x", -EINVAL, NULL, NULL},
-                {"host", 0, "ssh://u@host", ""},
-                {"host:22", 0, "ssh://u@host:22", ""},
-                {"host?remote-program=x", 0, "ssh://u@host?remote-program=x", ""},
-                {"host:2222", 0, "ssh://u@nixprov-builder-3",
-                 "Host nixprov-builder-3\n  HostName host\n  Port 2222\n"
-                 "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
-                {"[::1]:2200?remote-program=/x/y", 0, "ssh://u@nixprov-builder-3?remote-program=/x/y",
-                 "Host nixprov-builder-3\n  HostName ::1\n  Port 2200\n"
-                 "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
+            {"host:0", -EINVAL, NULL, NULL},
+            {"host:65536", -EINVAL, NULL, NULL},
+            {"host:22x", -EINVAL, NULL, NULL},
+            {"host:", -EINVAL, NULL, NULL},
+            {":2222", -EINVAL, NULL, NULL},
+            {"[::1", -EINVAL, NULL, NULL},
+            {"[::1]x", -EINVAL, NULL, NULL},
+            {"host", 0, "ssh://u@host", ""},
+            {"host:22", 0, "ssh://u@host:22", ""},
+            {"host?remote-program=x", 0, "ssh://u@host?remote-program=x", ""},
+            {"host:2222", 0, "ssh://u@nixprov-builder-3",
+             "Host nixprov-builder-3\n  HostName host\n  Port 2222\n"
+             "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
+            {"[::1]:2200?remote-program=/x/y", 0, "ssh://u@nixprov-builder-3?remote-program=/x/y",
+             "Host nixprov-builder-3\n  HostName ::1\n  Port 2200\n"
+             "  HostKeyAlias nixprov-builder-3\n  IdentityFile /k\n"},
         };
         (void)state;
 
@@ -359,10 +358,12 @@ static void test_ssh_aliases(void **state)
                         assert_null(ssh_config);
                         continue;
                 }
-                assert_true(strncmp(machines, cases[i].machines_uri, strlen(cases[i].machines_uri)) == 0);
+                assert_true(
+                    strncmp(machines, cases[i].machines_uri, strlen(cases[i].machines_uri)) == 0);
                 assert_int_equal(machines[strlen(cases[i].machines_uri)], ' ');
-                assert_true(asprintf(&header, "# Written by nixprov-agent from profile serial 1.\n"
-                                              "# Do not edit: the next profile replaces this file.\n%s",
+                assert_true(asprintf(&header,
+                                     "# Written by nixprov-agent from profile serial 1.\n"
+                                     "# Do not edit: the next profile replaces this file.\n%s",
                                      cases[i].ssh_config) > 0);
                 assert_string_equal(ssh_config, header);
                 free(header);
@@ -472,34 +473,33 @@ static void test_nix_types(void **state)
                 char *name, *value;
                 const char *expected; /* the whole line in nix.settings */
         } cases[] = {
-                /* strings that only look like something else first */
-                {"min-free", "99999999999999999999",
-                 "min-free = lib.mkDefault \"99999999999999999999\";"},
-                {"min-free", "9223372036854775808",
-                 "min-free = lib.mkDefault \"9223372036854775808\";"},
-                {"min-free", "9223372036854775807",
-                 "min-free = lib.mkDefault 9223372036854775807;"},
-                {"max-silent-time", "007", "max-silent-time = lib.mkDefault \"007\";"},
-                {"max-silent-time", "-1", "max-silent-time = lib.mkDefault \"-1\";"},
-                {"fallback", "True", "fallback = lib.mkDefault \"True\";"},
-                {"max-jobs", "auto", "max-jobs = lib.mkDefault \"auto\";"},
-                {"post-build-hook", "", "post-build-hook = lib.mkDefault \"\";"},
-                {"post-build-hook", HOSTILE_VALUE,
-                 "post-build-hook = lib.mkDefault \"/run/a\\\"b\\\\c\\${d}$\\${e}$f''g$\";"},
-                /* names that are not Nix identifiers are quoted */
-                {"3d", "1", "\"3d\" = lib.mkDefault 1;"},
-                {"with", "1", "\"with\" = lib.mkDefault 1;"},
-                {"fallback", "true", "fallback = lib.mkDefault true;"},
-                {"fallback", "false", "fallback = lib.mkDefault false;"},
-                {"connect-timeout", "10", "connect-timeout = lib.mkDefault 10;"},
-                {"cores", "0", "cores = lib.mkDefault 0;"},
-                {"substituters", "", "substituters = [ ];"},
-                {"substituters", "https://a https://b",
-                 "substituters = [ \"https://a\" \"https://b\" ];"},
-                {"trusted-users", "root @wheel", "trusted-users = [ \"root\" \"@wheel\" ];"},
-                {"extra-anything", "x", "extra-anything = [ \"x\" ];"},
-                {"extra-platforms", "i686-linux", "extra-platforms = [ \"i686-linux\" ];"},
-                {"system-features", "kvm 1", "system-features = [ \"kvm\" \"1\" ];"},
+            /* strings that only look like something else first */
+            {"min-free", "99999999999999999999",
+             "min-free = lib.mkDefault \"99999999999999999999\";"},
+            {"min-free", "9223372036854775808",
+             "min-free = lib.mkDefault \"9223372036854775808\";"},
+            {"min-free", "9223372036854775807", "min-free = lib.mkDefault 9223372036854775807;"},
+            {"max-silent-time", "007", "max-silent-time = lib.mkDefault \"007\";"},
+            {"max-silent-time", "-1", "max-silent-time = lib.mkDefault \"-1\";"},
+            {"fallback", "True", "fallback = lib.mkDefault \"True\";"},
+            {"max-jobs", "auto", "max-jobs = lib.mkDefault \"auto\";"},
+            {"post-build-hook", "", "post-build-hook = lib.mkDefault \"\";"},
+            {"post-build-hook", HOSTILE_VALUE,
+             "post-build-hook = lib.mkDefault \"/run/a\\\"b\\\\c\\${d}$\\${e}$f''g$\";"},
+            /* names that are not Nix identifiers are quoted */
+            {"3d", "1", "\"3d\" = lib.mkDefault 1;"},
+            {"with", "1", "\"with\" = lib.mkDefault 1;"},
+            {"fallback", "true", "fallback = lib.mkDefault true;"},
+            {"fallback", "false", "fallback = lib.mkDefault false;"},
+            {"connect-timeout", "10", "connect-timeout = lib.mkDefault 10;"},
+            {"cores", "0", "cores = lib.mkDefault 0;"},
+            {"substituters", "", "substituters = [ ];"},
+            {"substituters", "https://a https://b",
+             "substituters = [ \"https://a\" \"https://b\" ];"},
+            {"trusted-users", "root @wheel", "trusted-users = [ \"root\" \"@wheel\" ];"},
+            {"extra-anything", "x", "extra-anything = [ \"x\" ];"},
+            {"extra-platforms", "i686-linux", "extra-platforms = [ \"i686-linux\" ];"},
+            {"system-features", "kvm 1", "system-features = [ \"kvm\" \"1\" ];"},
         };
         (void)state;
 
@@ -534,7 +534,7 @@ static void test_secrets_include(void **state)
         assert_null(strstr(env, "include"));
         assert_null(strchr(env, '#'));
         assert_non_null(
-                strstr(module, "nix.extraOptions = \"!include /etc/nix/nixprov-secrets.conf\";"));
+            strstr(module, "nix.extraOptions = \"!include /etc/nix/nixprov-secrets.conf\";"));
         /* builders go to nix.buildMachines, not nix.settings.builders */
         assert_null(strstr(module, "builders = "));
         assert_non_null(strstr(conf, "builders = @/etc/nix/nixprov-machines\n"));
@@ -550,11 +550,10 @@ static void test_secrets_include(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_hostile),         cmocka_unit_test(test_hostile_machines),
-                cmocka_unit_test(test_golden),          cmocka_unit_test(test_example_profiles),
-                cmocka_unit_test(test_machines_format), cmocka_unit_test(test_nix_types),
-                cmocka_unit_test(test_ssh_aliases),
-                cmocka_unit_test(test_secrets_include),
+            cmocka_unit_test(test_hostile),         cmocka_unit_test(test_hostile_machines),
+            cmocka_unit_test(test_golden),          cmocka_unit_test(test_example_profiles),
+            cmocka_unit_test(test_machines_format), cmocka_unit_test(test_nix_types),
+            cmocka_unit_test(test_ssh_aliases),     cmocka_unit_test(test_secrets_include),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

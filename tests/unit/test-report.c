@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for agent/report.c, spool.c and delivery.c: the JSON of a report, and the spool without a server (a
- * file:// mirror, to which nothing can be POSTed, stands in for an unreachable one; delivery to
- * the real server is in tests/integration/test-report.sh). */
+/* Unit tests for agent/report.c, spool.c and delivery.c: the JSON of a report, and the spool
+ * without a server (a file:// mirror, to which nothing can be POSTed, stands in for an unreachable
+ * one; delivery to the real server is in tests/integration/test-report.sh). */
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -17,10 +17,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "delivery.h"
 #include "fetch.h"
 #include "fileio.h"
 #include "macro.h"
-#include "delivery.h"
 #include "report.h"
 #include "util.h"
 
@@ -110,7 +110,7 @@ static void test_names(void **state)
         assert_int_equal(report_phase_from_string(NULL), -EINVAL);
         assert_int_equal(report_status_from_string("done"), -EINVAL);
         assert_null(report_phase_to_string(_REPORT_PHASE_MAX));
-        assert_null(report_status_to_string((enum report_status)-1));
+        assert_null(report_status_to_string((enum report_status) - 1));
         for (int i = 0; i < _REPORT_PHASE_MAX; i++)
                 assert_int_equal(report_phase_from_string(report_phase_to_string(i)), i);
         for (int i = 0; i < _REPORT_STATUS_MAX; i++)
@@ -129,23 +129,23 @@ static void test_json_refusals(void **state)
                 int64_t time;
                 int expected;
         } cases[] = {
-                {{}, "0123456789ABCDEF0123456789ABCDEF", 1, 0, -EINVAL}, /* not lowercase */
-                {{}, "0123456789abcdef", 1, 0, -EINVAL},
-                {{}, "", 1, 0, -EINVAL},
-                {{.phase = _REPORT_PHASE_MAX}, MACHINE, 1, 0, -EINVAL},
-                {{.status = _REPORT_STATUS_MAX}, MACHINE, 1, 0, -EINVAL},
-                {{}, MACHINE, 1, -1, -EINVAL},
-                {{}, MACHINE, (uint64_t)INT64_MAX + 1, 0, -EOVERFLOW},
-                {{.has_serial = true, .serial = UINT64_MAX}, MACHINE, 1, 0, -EOVERFLOW},
-                {{.n_timings = 1}, MACHINE, 1, 0, -EINVAL}, /* timings NULL */
+            {{}, "0123456789ABCDEF0123456789ABCDEF", 1, 0, -EINVAL}, /* not lowercase */
+            {{}, "0123456789abcdef", 1, 0, -EINVAL},
+            {{}, "", 1, 0, -EINVAL},
+            {{.phase = _REPORT_PHASE_MAX}, MACHINE, 1, 0, -EINVAL},
+            {{.status = _REPORT_STATUS_MAX}, MACHINE, 1, 0, -EINVAL},
+            {{}, MACHINE, 1, -1, -EINVAL},
+            {{}, MACHINE, (uint64_t)INT64_MAX + 1, 0, -EOVERFLOW},
+            {{.has_serial = true, .serial = UINT64_MAX}, MACHINE, 1, 0, -EOVERFLOW},
+            {{.n_timings = 1}, MACHINE, 1, 0, -EINVAL}, /* timings NULL */
         };
         struct report r = {.timings = timings, .n_timings = REPORT_TIMINGS_MAX + 1};
         char *json = (char *)"untouched";
 
         (void)state;
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                assert_int_equal(report_to_json(&cases[i].report, cases[i].machine_id,
-                                                cases[i].seq, cases[i].time, &json, NULL),
+                assert_int_equal(report_to_json(&cases[i].report, cases[i].machine_id, cases[i].seq,
+                                                cases[i].time, &json, NULL),
                                  cases[i].expected);
                 assert_string_equal(json, "untouched");
         }
@@ -160,27 +160,27 @@ static void test_json_refusals(void **state)
 static void test_json_shape(void **state)
 {
         const struct nixlog_counts counts = {
-                .substituted = 12,
-                .copied = 99,
-                .built_local = 3,
-                .built_remote = 4,
-                .downloaded_bytes = 123456789,
+            .substituted = 12,
+            .copied = 99,
+            .built_local = 3,
+            .built_remote = 4,
+            .downloaded_bytes = 123456789,
         };
         const struct report_timing timings[] = {
-                {REPORT_PHASE_FETCH, 120},
-                {REPORT_PHASE_REBUILD, 600000},
+            {REPORT_PHASE_FETCH, 120},
+            {REPORT_PHASE_REBUILD, 600000},
         };
         const struct report r = {
-                .phase = REPORT_PHASE_REBUILD,
-                .status = REPORT_STATUS_FAILED,
-                .has_serial = true,
-                .serial = 7,
-                .message = "rebuild failed",
-                .error = "builder for '/nix/store/x.drv' failed",
-                .counts = &counts,
-                .timings = timings,
-                .n_timings = ELEMENTSOF(timings),
-                .log_tail = "line 1\nline 2\n",
+            .phase = REPORT_PHASE_REBUILD,
+            .status = REPORT_STATUS_FAILED,
+            .has_serial = true,
+            .serial = 7,
+            .message = "rebuild failed",
+            .error = "builder for '/nix/store/x.drv' failed",
+            .counts = &counts,
+            .timings = timings,
+            .n_timings = ELEMENTSOF(timings),
+            .log_tail = "line 1\nline 2\n",
         };
         _cleanup_free_ char *text = NULL;
         json_t *j, *c, *t;
@@ -201,8 +201,7 @@ static void test_json_shape(void **state)
         assert_string_equal(json_string_value(json_object_get(j, "message")), "rebuild failed");
         assert_string_equal(json_string_value(json_object_get(j, "error")),
                             "builder for '/nix/store/x.drv' failed");
-        assert_string_equal(json_string_value(json_object_get(j, "log_tail")),
-                            "line 1\nline 2\n");
+        assert_string_equal(json_string_value(json_object_get(j, "log_tail")), "line 1\nline 2\n");
         c = json_object_get(j, "counts");
         assert_int_equal(json_object_size(c), 4);
         assert_int_equal(json_integer_value(json_object_get(c, "substituted")), 12);
@@ -520,8 +519,9 @@ static void put_report(const char *dir, uint64_t seq, const char *status)
         (void)snprintf(path, sizeof(path), "%s/%020llu.json", dir, (unsigned long long)seq);
         f = fopen(path, "we");
         assert_non_null(f);
-        fprintf(f, "{\"machine_id\":\"%s\",\"seq\":%llu,\"time\":1,\"phase\":\"rebuild\","
-                   "\"status\":\"%s\"}",
+        fprintf(f,
+                "{\"machine_id\":\"%s\",\"seq\":%llu,\"time\":1,\"phase\":\"rebuild\","
+                "\"status\":\"%s\"}",
                 MACHINE, (unsigned long long)seq, status);
         assert_int_equal(fclose(f), 0);
 }
@@ -601,23 +601,23 @@ static void test_delivery_verdict(void **state)
                 long http_status;
                 enum delivery_verdict verdict;
         } cases[] = {
-                /* Refused for good: to bad/. */
-                {-EACCES, 400, DELIVERY_REFUSED},
-                {-EACCES, 401, DELIVERY_REFUSED},
-                {-EACCES, 409, DELIVERY_REFUSED},
-                {-E2BIG, 413, DELIVERY_REFUSED},
-                {-E2BIG, 0, DELIVERY_REFUSED},
-                /* Kept: not enrolled yet or revoked, or the server is not there now. */
-                {-EACCES, 403, DELIVERY_STOP},
-                {-EACCES, 422, DELIVERY_STOP},
-                {-ENOENT, 404, DELIVERY_STOP},
-                {-EREMOTEIO, 503, DELIVERY_STOP},
-                {-EAGAIN, 429, DELIVERY_STOP},
-                {-ECONNREFUSED, 0, DELIVERY_STOP},
-                {-ETIMEDOUT, 0, DELIVERY_STOP},
-                {-EPROTONOSUPPORT, 0, DELIVERY_STOP},
-                {0, 200, DELIVERY_DELIVERED},
-                {0, 201, DELIVERY_DELIVERED},
+            /* Refused for good: to bad/. */
+            {-EACCES, 400, DELIVERY_REFUSED},
+            {-EACCES, 401, DELIVERY_REFUSED},
+            {-EACCES, 409, DELIVERY_REFUSED},
+            {-E2BIG, 413, DELIVERY_REFUSED},
+            {-E2BIG, 0, DELIVERY_REFUSED},
+            /* Kept: not enrolled yet or revoked, or the server is not there now. */
+            {-EACCES, 403, DELIVERY_STOP},
+            {-EACCES, 422, DELIVERY_STOP},
+            {-ENOENT, 404, DELIVERY_STOP},
+            {-EREMOTEIO, 503, DELIVERY_STOP},
+            {-EAGAIN, 429, DELIVERY_STOP},
+            {-ECONNREFUSED, 0, DELIVERY_STOP},
+            {-ETIMEDOUT, 0, DELIVERY_STOP},
+            {-EPROTONOSUPPORT, 0, DELIVERY_STOP},
+            {0, 200, DELIVERY_DELIVERED},
+            {0, 201, DELIVERY_DELIVERED},
         };
 
         (void)state;
@@ -631,18 +631,18 @@ static void test_delivery_verdict(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_names),
-                cmocka_unit_test(test_delivery_verdict),
-                cmocka_unit_test(test_json_refusals),
-                cmocka_unit_test(test_json_shape),
-                cmocka_unit_test(test_json_minimal),
-                cmocka_unit_test(test_json_bounds_and_utf8),
-                cmocka_unit_test(test_open_refusals),
-                cmocka_unit_test(test_spool_seq_never_reused),
-                cmocka_unit_test(test_emit_spools_when_sending_fails),
-                cmocka_unit_test(test_corrupt_file_moved_aside),
-                cmocka_unit_test(test_signer_hook),
-                cmocka_unit_test(test_spool_bound),
+            cmocka_unit_test(test_names),
+            cmocka_unit_test(test_delivery_verdict),
+            cmocka_unit_test(test_json_refusals),
+            cmocka_unit_test(test_json_shape),
+            cmocka_unit_test(test_json_minimal),
+            cmocka_unit_test(test_json_bounds_and_utf8),
+            cmocka_unit_test(test_open_refusals),
+            cmocka_unit_test(test_spool_seq_never_reused),
+            cmocka_unit_test(test_emit_spools_when_sending_fails),
+            cmocka_unit_test(test_corrupt_file_moved_aside),
+            cmocka_unit_test(test_signer_hook),
+            cmocka_unit_test(test_spool_bound),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -661,9 +661,8 @@ static int failing_add_report(struct store *s, _unused_ const struct store_repor
         return failing_error(s);
 }
 
-static int failing_decide(struct store *s, _unused_ const char *id,
-                          _unused_ enum store_decision d, _unused_ int64_t now,
-                          _unused_ enum store_state *ret)
+static int failing_decide(struct store *s, _unused_ const char *id, _unused_ enum store_decision d,
+                          _unused_ int64_t now, _unused_ enum store_state *ret)
 {
         return failing_error(s);
 }

@@ -96,11 +96,13 @@ static void test_unsigned_and_malformed(void **state)
             {"", -ENOMSG},
             {"{\"seq\":7,\"signature\":\"abc\"}", -EBADMSG},
             {"{\"seq\":7,\"signature\":"
-             "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+             "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+             "A"
              "A!==\"}",
              -EBADMSG},
             {"{\"seq\":7,\"signature\":"
-             "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+             "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+             "A"
              "AA==\"}",
              -EKEYREJECTED},
         };

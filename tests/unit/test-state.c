@@ -29,15 +29,15 @@ static void put(const char *text)
 static void test_damaged_state_is_an_error(void **state)
 {
         static const char *const damaged[] = {
-                "",
-                "serial 7\n",
-                "applied-at 5\nserial 7\n",
-                "serial -7\napplied-at 5\n",
-                "serial 7\napplied-at 5\nextra 1\n",
-                "serial 7\napplied-at 99999999999999999999\n",
-                "serial 7\napplied-at 9223372036854775808\n",
-                "serial07\napplied-at 5\n",
-                "serial 7\0\napplied-at 5\n",
+            "",
+            "serial 7\n",
+            "applied-at 5\nserial 7\n",
+            "serial -7\napplied-at 5\n",
+            "serial 7\napplied-at 5\nextra 1\n",
+            "serial 7\napplied-at 99999999999999999999\n",
+            "serial 7\napplied-at 9223372036854775808\n",
+            "serial07\napplied-at 5\n",
+            "serial 7\0\napplied-at 5\n",
         };
         (void)state;
 
@@ -67,8 +67,8 @@ static void test_missing_state_is_a_new_device(void **state)
 
 static void test_round_trip(void **state)
 {
-        struct agent_state in = {.have_applied = true, .applied_serial = UINT64_MAX,
-                                 .applied_time = 1801353600};
+        struct agent_state in = {
+            .have_applied = true, .applied_serial = UINT64_MAX, .applied_time = 1801353600};
         struct agent_state out = {};
         _cleanup_free_ char *path = NULL;
         struct stat st;
@@ -93,9 +93,9 @@ static void test_round_trip(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_damaged_state_is_an_error),
-                cmocka_unit_test(test_missing_state_is_a_new_device),
-                cmocka_unit_test(test_round_trip),
+            cmocka_unit_test(test_damaged_state_is_an_error),
+            cmocka_unit_test(test_missing_state_is_a_new_device),
+            cmocka_unit_test(test_round_trip),
         };
         int r;
 

@@ -224,9 +224,9 @@ static void test_reports_stored_once_and_kept(void **state)
         report = make_report(M1, 2, "ok", body);
         assert_int_equal(store_add_report(store, &report, 104, &duplicate), -EEXIST);
 
-        assert_int_equal(store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine,
-                                           &history),
-                         -ENOENT);
+        assert_int_equal(
+            store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine, &history),
+            -ENOENT);
         assert_int_equal(history.n_entries, 0);
         assert_null(machine.phase);
 

@@ -63,9 +63,8 @@ static char *sign(const struct minisign_secret_key *sk, const char *text)
 {
         char *sig = NULL;
 
-        assert_int_equal(minisign_sign(sk, (const uint8_t *)text, strlen(text), NULL, NULL, true,
-                                       &sig),
-                         0);
+        assert_int_equal(
+            minisign_sign(sk, (const uint8_t *)text, strlen(text), NULL, NULL, true, &sig), 0);
         return sig;
 }
 
@@ -83,16 +82,16 @@ static int decide(const struct device *d, const char *text, size_t size, const c
 {
         char *groups[] = {(char *)d->group};
         struct trust_context ctx = {
-                .keys = device_keys,
-                .n_keys = ELEMENTSOF(device_keys),
-                .machine_id = MACHINE,
-                .groups = groups,
-                .n_groups = d->group ? 1 : 0,
-                .have_applied = d->have_applied,
-                .applied_serial = d->applied_serial,
-                .applied_time = d->applied_time,
-                .build_time = d->build_time ?: T_2026,
-                .now = d->now ?: T_2026 + 100,
+            .keys = device_keys,
+            .n_keys = ELEMENTSOF(device_keys),
+            .machine_id = MACHINE,
+            .groups = groups,
+            .n_groups = d->group ? 1 : 0,
+            .have_applied = d->have_applied,
+            .applied_serial = d->applied_serial,
+            .applied_time = d->applied_time,
+            .build_time = d->build_time ?: T_2026,
+            .now = d->now ?: T_2026 + 100,
         };
 
         return trust_decide(&ctx, (const uint8_t *)text, size, "profile.yaml", sig, strlen(sig),
@@ -111,45 +110,112 @@ static void test_decisions(void **state)
                 int error;
                 enum trust_decision decision;
         } cases[] = {
-                /* refusals first */
-                {"rollback", 6, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]",
-                 {.have_applied = true, .applied_serial = 7}, TRUST_REFUSED_ROLLBACK, 0},
-                {"expired", 7, "2025-01-01T00:00:00Z", "machines: [" MACHINE "]", {},
-                 TRUST_REFUSED_EXPIRED, 0},
-                {"expires exactly now", 7, "2026-01-01T00:01:40Z", "machines: [" MACHINE "]", {},
-                 TRUST_REFUSED_EXPIRED, 0},
-                {"clock reset to 1970, below the build-time floor", 7, "2027-01-31T00:00:00Z",
-                 "machines: [" MACHINE "]", {.now = 1, .build_time = T_2028},
-                 TRUST_REFUSED_EXPIRED, 0},
-                {"clock reset, below the last applied time", 8, "2027-01-31T00:00:00Z",
-                 "machines: [" MACHINE "]",
-                 {.have_applied = true, .applied_serial = 7, .applied_time = T_2028, .now = 1},
-                 TRUST_REFUSED_EXPIRED, 0},
-                {"another machine", 7, "2027-01-31T00:00:00Z", "machines: [" OTHER_MACHINE "]",
-                 {}, TRUST_REFUSED_WRONG_MACHINE, 0},
-                {"another group", 7, "2027-01-31T00:00:00Z", "groups: [lab]", {.group = "edge"},
-                 TRUST_REFUSED_WRONG_MACHINE, 0},
-                {"a group but the device has none", 7, "2027-01-31T00:00:00Z", "groups: [edge]",
-                 {}, TRUST_REFUSED_WRONG_MACHINE, 0},
-                /* accepted */
-                {"first provisioning", 7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]", {},
-                 0, TRUST_APPLY},
-                {"clock reset, but the floor is before expiry", 7, "2027-01-31T00:00:00Z",
-                 "machines: [" MACHINE "]", {.now = 1}, 0, TRUST_APPLY},
-                {"same serial", 7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]",
-                 {.have_applied = true, .applied_serial = 7}, 0, TRUST_UP_TO_DATE},
-                {"update", 8, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]",
-                 {.have_applied = true, .applied_serial = 7}, 0, TRUST_APPLY},
-                {"by group", 7, "2027-01-31T00:00:00Z", "groups: [lab, edge]", {.group = "edge"},
-                 0, TRUST_APPLY},
-                {"by machine among others", 7, "2027-01-31T00:00:00Z",
-                 "machines: [" OTHER_MACHINE ", " MACHINE "]", {}, 0, TRUST_APPLY},
+            /* refusals first */
+            {"rollback",
+             6,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.have_applied = true, .applied_serial = 7},
+             TRUST_REFUSED_ROLLBACK,
+             0},
+            {"expired",
+             7,
+             "2025-01-01T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {},
+             TRUST_REFUSED_EXPIRED,
+             0},
+            {"expires exactly now",
+             7,
+             "2026-01-01T00:01:40Z",
+             "machines: [" MACHINE "]",
+             {},
+             TRUST_REFUSED_EXPIRED,
+             0},
+            {"clock reset to 1970, below the build-time floor",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.now = 1, .build_time = T_2028},
+             TRUST_REFUSED_EXPIRED,
+             0},
+            {"clock reset, below the last applied time",
+             8,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.have_applied = true, .applied_serial = 7, .applied_time = T_2028, .now = 1},
+             TRUST_REFUSED_EXPIRED,
+             0},
+            {"another machine",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" OTHER_MACHINE "]",
+             {},
+             TRUST_REFUSED_WRONG_MACHINE,
+             0},
+            {"another group",
+             7,
+             "2027-01-31T00:00:00Z",
+             "groups: [lab]",
+             {.group = "edge"},
+             TRUST_REFUSED_WRONG_MACHINE,
+             0},
+            {"a group but the device has none",
+             7,
+             "2027-01-31T00:00:00Z",
+             "groups: [edge]",
+             {},
+             TRUST_REFUSED_WRONG_MACHINE,
+             0},
+            /* accepted */
+            {"first provisioning",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {},
+             0,
+             TRUST_APPLY},
+            {"clock reset, but the floor is before expiry",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.now = 1},
+             0,
+             TRUST_APPLY},
+            {"same serial",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.have_applied = true, .applied_serial = 7},
+             0,
+             TRUST_UP_TO_DATE},
+            {"update",
+             8,
+             "2027-01-31T00:00:00Z",
+             "machines: [" MACHINE "]",
+             {.have_applied = true, .applied_serial = 7},
+             0,
+             TRUST_APPLY},
+            {"by group",
+             7,
+             "2027-01-31T00:00:00Z",
+             "groups: [lab, edge]",
+             {.group = "edge"},
+             0,
+             TRUST_APPLY},
+            {"by machine among others",
+             7,
+             "2027-01-31T00:00:00Z",
+             "machines: [" OTHER_MACHINE ", " MACHINE "]",
+             {},
+             0,
+             TRUST_APPLY},
         };
         (void)state;
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_free_ char *text = make_profile(cases[i].serial, cases[i].expires,
-                                                         cases[i].binding);
+                _cleanup_free_ char *text =
+                    make_profile(cases[i].serial, cases[i].expires, cases[i].binding);
                 _cleanup_free_ char *sig = sign(trusted_sk, text);
                 struct trust_result result;
                 int r = decide(&cases[i].device, text, strlen(text), sig, &result);
@@ -166,9 +232,11 @@ static void test_decisions(void **state)
                 } else {
                         _cleanup_free_ char *why = NULL;
                         const struct minisign_public_key keys[] = {trusted_pk};
-                        struct trust_context ctx = {.keys = keys, .n_keys = 1,
+                        struct trust_context ctx = {.keys = keys,
+                                                    .n_keys = 1,
                                                     .machine_id = MACHINE,
-                                                    .applied_serial = cases[i].device.applied_serial};
+                                                    .applied_serial =
+                                                        cases[i].device.applied_serial};
 
                         why = trust_format_refusal(&ctx, &result, r);
                         assert_non_null(why);
@@ -181,7 +249,8 @@ static void test_decisions(void **state)
 
 static void test_signature_refusals(void **state)
 {
-        _cleanup_free_ char *text = make_profile(7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]");
+        _cleanup_free_ char *text =
+            make_profile(7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]");
         _cleanup_free_ char *good = sign(trusted_sk, text);
         _cleanup_free_ char *stranger = sign(stranger_sk, text);
         _cleanup_free_ char *flipped = strdup(text);
@@ -243,7 +312,8 @@ static void test_signed_but_invalid(void **state)
 
 static void test_rotated_key(void **state)
 {
-        _cleanup_free_ char *text = make_profile(7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]");
+        _cleanup_free_ char *text =
+            make_profile(7, "2027-01-31T00:00:00Z", "machines: [" MACHINE "]");
         _cleanup_free_ char *sig = sign(rotated_sk, text);
         struct device d = {};
         struct trust_result result;
@@ -257,10 +327,10 @@ static void test_rotated_key(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_signature_refusals),
-                cmocka_unit_test(test_signed_but_invalid),
-                cmocka_unit_test(test_decisions),
-                cmocka_unit_test(test_rotated_key),
+            cmocka_unit_test(test_signature_refusals),
+            cmocka_unit_test(test_signed_but_invalid),
+            cmocka_unit_test(test_decisions),
+            cmocka_unit_test(test_rotated_key),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

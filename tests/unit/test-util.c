@@ -21,20 +21,20 @@ static void test_parse_u64(void **state)
                 int error;
                 uint64_t value;
         } cases[] = {
-                /* hostile first */
-                {"", -EINVAL, 0},
-                {"-1", -EINVAL, 0},
-                {"+1", -EINVAL, 0},
-                {" 1", -EINVAL, 0},
-                {"1 ", -EINVAL, 0},
-                {"01", -EINVAL, 0},
-                {"0x10", -EINVAL, 0},
-                {"1e3", -EINVAL, 0},
-                {"18446744073709551616", -ERANGE, 0},
-                {"99999999999999999999999", -ERANGE, 0},
-                {"0", 0, 0},
-                {"7", 0, 7},
-                {"18446744073709551615", 0, UINT64_MAX},
+            /* hostile first */
+            {"", -EINVAL, 0},
+            {"-1", -EINVAL, 0},
+            {"+1", -EINVAL, 0},
+            {" 1", -EINVAL, 0},
+            {"1 ", -EINVAL, 0},
+            {"01", -EINVAL, 0},
+            {"0x10", -EINVAL, 0},
+            {"1e3", -EINVAL, 0},
+            {"18446744073709551616", -ERANGE, 0},
+            {"99999999999999999999999", -ERANGE, 0},
+            {"0", 0, 0},
+            {"7", 0, 7},
+            {"18446744073709551615", 0, UINT64_MAX},
         };
         (void)state;
 
@@ -57,24 +57,24 @@ static void test_parse_rfc3339(void **state)
                 int error;
                 int64_t value;
         } cases[] = {
-                {"", -EINVAL, 0},
-                {"2027-01-31", -EINVAL, 0},
-                {"2027-01-31T00:00:00", -EINVAL, 0},         /* no offset */
-                {"2027-01-31T00:00:00+01:00", -EINVAL, 0},   /* only UTC */
-                {"2027-13-01T00:00:00Z", -EINVAL, 0},
-                {"2027-02-29T00:00:00Z", -EINVAL, 0},        /* not a leap year */
-                {"2027-01-32T00:00:00Z", -EINVAL, 0},
-                {"2027-01-31T24:00:00Z", -EINVAL, 0},
-                {"2027-01-31T00:60:00Z", -EINVAL, 0},
-                {"1969-12-31T23:59:59Z", -EINVAL, 0},
-                {"2027-01-31T00:00:00Zjunk", -EINVAL, 0},
-                {"2027-01-31T00:00:00.Z", -EINVAL, 0},
-                {"2027-01-31 00:00:00Z", -EINVAL, 0},
-                {"1970-01-01T00:00:00Z", 0, 0},
-                {"2027-01-31T00:00:00Z", 0, 1801353600},
-                {"2028-02-29T12:34:56Z", 0, 1835440496},
-                {"2027-01-31T00:00:00.123456Z", 0, 1801353600},
-                {"2099-12-31T23:59:59z", 0, 4102444799},
+            {"", -EINVAL, 0},
+            {"2027-01-31", -EINVAL, 0},
+            {"2027-01-31T00:00:00", -EINVAL, 0},       /* no offset */
+            {"2027-01-31T00:00:00+01:00", -EINVAL, 0}, /* only UTC */
+            {"2027-13-01T00:00:00Z", -EINVAL, 0},
+            {"2027-02-29T00:00:00Z", -EINVAL, 0}, /* not a leap year */
+            {"2027-01-32T00:00:00Z", -EINVAL, 0},
+            {"2027-01-31T24:00:00Z", -EINVAL, 0},
+            {"2027-01-31T00:60:00Z", -EINVAL, 0},
+            {"1969-12-31T23:59:59Z", -EINVAL, 0},
+            {"2027-01-31T00:00:00Zjunk", -EINVAL, 0},
+            {"2027-01-31T00:00:00.Z", -EINVAL, 0},
+            {"2027-01-31 00:00:00Z", -EINVAL, 0},
+            {"1970-01-01T00:00:00Z", 0, 0},
+            {"2027-01-31T00:00:00Z", 0, 1801353600},
+            {"2028-02-29T12:34:56Z", 0, 1835440496},
+            {"2027-01-31T00:00:00.123456Z", 0, 1801353600},
+            {"2099-12-31T23:59:59z", 0, 4102444799},
         };
         (void)state;
 
@@ -170,28 +170,28 @@ static void test_utf8_next(void **state)
                 size_t len;
                 uint32_t codepoint;
         } cases[] = {
-                /* Hostile first: none of these is a character. */
-                {"", 0, 0, 0},
-                {"\x80", 1, 0, 0},             /* a continuation byte alone */
-                {"\xc0\xaf", 2, 0, 0},         /* overlong '/' */
-                {"\xc1\xbf", 2, 0, 0},         /* overlong */
-                {"\xe0\x80\xaf", 3, 0, 0},     /* overlong '/' in three bytes */
-                {"\xf0\x80\x80\xaf", 4, 0, 0}, /* overlong '/' in four bytes */
-                {"\xed\xa0\x80", 3, 0, 0},     /* a surrogate, U+D800 */
-                {"\xf4\x90\x80\x80", 4, 0, 0}, /* above U+10FFFF */
-                {"\xf8\x88\x80\x80\x80", 5, 0, 0},
-                {"\xc3", 1, 0, 0},             /* cut short */
-                {"\xe2\x82", 2, 0, 0},         /* cut short */
-                {"\xc3(", 2, 0, 0},            /* not a continuation */
-                {"\xc3\xa9", 1, 0, 0},         /* n bounds the read */
-                /* Valid. */
-                {"A", 1, 1, 'A'},
-                {"\x7f", 1, 1, 0x7f},
-                {"\xc3\xa9", 2, 2, 0xe9},
-                {"\xe2\x82\xac!", 4, 3, 0x20ac},
-                {"\xef\xbf\xbd", 3, 3, 0xfffd},
-                {"\xf0\x9f\x98\x80", 4, 4, 0x1f600},
-                {"\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff},
+            /* Hostile first: none of these is a character. */
+            {"", 0, 0, 0},
+            {"\x80", 1, 0, 0},             /* a continuation byte alone */
+            {"\xc0\xaf", 2, 0, 0},         /* overlong '/' */
+            {"\xc1\xbf", 2, 0, 0},         /* overlong */
+            {"\xe0\x80\xaf", 3, 0, 0},     /* overlong '/' in three bytes */
+            {"\xf0\x80\x80\xaf", 4, 0, 0}, /* overlong '/' in four bytes */
+            {"\xed\xa0\x80", 3, 0, 0},     /* a surrogate, U+D800 */
+            {"\xf4\x90\x80\x80", 4, 0, 0}, /* above U+10FFFF */
+            {"\xf8\x88\x80\x80\x80", 5, 0, 0},
+            {"\xc3", 1, 0, 0},     /* cut short */
+            {"\xe2\x82", 2, 0, 0}, /* cut short */
+            {"\xc3(", 2, 0, 0},    /* not a continuation */
+            {"\xc3\xa9", 1, 0, 0}, /* n bounds the read */
+            /* Valid. */
+            {"A", 1, 1, 'A'},
+            {"\x7f", 1, 1, 0x7f},
+            {"\xc3\xa9", 2, 2, 0xe9},
+            {"\xe2\x82\xac!", 4, 3, 0x20ac},
+            {"\xef\xbf\xbd", 3, 3, 0xfffd},
+            {"\xf0\x9f\x98\x80", 4, 4, 0x1f600},
+            {"\xf4\x8f\xbf\xbf", 4, 4, 0x10ffff},
         };
 
         (void)state;
@@ -207,9 +207,9 @@ static void test_utf8_next(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_u64),        cmocka_unit_test(test_parse_rfc3339),
-                cmocka_unit_test(test_read_file_bounded), cmocka_unit_test(test_buf_limit),
-                cmocka_unit_test(test_string_is_safe),    cmocka_unit_test(test_utf8_next),
+            cmocka_unit_test(test_parse_u64),         cmocka_unit_test(test_parse_rfc3339),
+            cmocka_unit_test(test_read_file_bounded), cmocka_unit_test(test_buf_limit),
+            cmocka_unit_test(test_string_is_safe),    cmocka_unit_test(test_utf8_next),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
