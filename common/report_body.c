@@ -16,7 +16,7 @@ static bool report_body_phase_is_valid(const char *s)
         if (!(s[0] >= 'a' && s[0] <= 'z'))
                 return false;
         for (size_t n = 1; s[n]; n++) {
-                if (n >= REPORT_BODY_PHASE_MAX)
+                if (n >= REPORT_BODY_PHASE_MAX - 1) /* room for the NUL */
                         return false;
                 if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_' ||
                       s[n] == '-'))
@@ -111,7 +111,7 @@ static const struct json_schema_field report_body_fields[] = {
      .required = true,
      .offset = RB(phase),
      .valid = report_body_phase_is_valid,
-     .expected = "a phase name like 'fetch' ([a-z][a-z0-9_-]{0,31})"},
+     .expected = "a phase name like 'fetch' ([a-z][a-z0-9_-]{0,30})"},
     {.key = "status",
      .type = JSON_SCHEMA_STRING,
      .required = true,

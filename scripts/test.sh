@@ -61,19 +61,21 @@ for harness in "$NIXPROV_SRC"/build-fuzz/fuzz/fuzz-*; do
   dict=()
   [ -f "$NIXPROV_SRC/tests/fuzz/${name#fuzz-}.dict" ] && dict=(-dict="$NIXPROV_SRC/tests/fuzz/${name#fuzz-}.dict")
   echo "==> $name for ${FUZZ_SECONDS}s"
-  if (cd "$corpus" && "$harness" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
-        "${dict[@]}" "$corpus" 2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY|INFO: seed)' ); then
-    if ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* >/dev/null 2>&1; then
-      mkdir -p "$NIXPROV_SRC/build-fuzz/artifacts"
-      cp "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* "$NIXPROV_SRC/build-fuzz/artifacts/" 2>/dev/null || true
-      echo "$name found a failure: inputs kept in build-fuzz/artifacts/" >&2
-      failed=$((failed + 1))
-    else
-      passed=$((passed + 1))
-    fi
-  else
-    echo "$name failed" >&2
+  log="$corpus/$name.log"
+  status=0
+  (cd "$corpus" && "$harness" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$corpus/" "${dict[@]}" "$corpus" >"$log" 2>&1) || status=$?
+  grep -E '^(stat::number_of_executed_units|INFO: seed)' "$log" || true
+  if [ "$status" -ne 0 ] || ls "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* >/dev/null 2>&1; then
+    # Keep what reproduces it, and show the whole report: the input and its stack.
+    artifacts="$NIXPROV_SRC/build-fuzz/artifacts"
+    mkdir -p "$artifacts"
+    cp "$log" "$corpus"/crash-* "$corpus"/leak-* "$corpus"/timeout-* "$corpus"/oom-* "$artifacts/" 2>/dev/null || true
+    sed -n '/^==[0-9]*==/,$p' "$log" | head -n 80 >&2
+    echo "$name failed (exit $status): its log and inputs are in build-fuzz/artifacts/" >&2
     failed=$((failed + 1))
+  else
+    passed=$((passed + 1))
   fi
   rm -rf "$corpus"
 done

@@ -52,7 +52,11 @@ static void test_refusals(void **state)
              "missing field 'phase'"},
             {"{\"machine_id\":\"" M1 "\",\"seq\":3,\"phase\":\"Fe tch\",\"status\":\"ok\","
              "\"time\":1}",
-             "field 'phase' must be a phase name like 'fetch' ([a-z][a-z0-9_-]{0,31})"},
+             "field 'phase' must be a phase name like 'fetch' ([a-z][a-z0-9_-]{0,30})"},
+            /* 32 characters: one too many (REPORT_BODY_PHASE_MAX counts the NUL) */
+            {"{\"machine_id\":\"" M1 "\",\"seq\":3,\"phase\":\"a0123456789abcdef0123456789abcde\","
+             "\"status\":\"ok\",\"time\":1}",
+             "field 'phase' must be a phase name like 'fetch' ([a-z][a-z0-9_-]{0,30})"},
             {"{\"machine_id\":\"" M1 "\",\"seq\":3,\"phase\":\"fetch\",\"time\":1}",
              "missing field 'status'"},
             {"{\"machine_id\":\"" M1 "\",\"seq\":3,\"phase\":\"fetch\",\"status\":\"maybe\","
@@ -115,6 +119,13 @@ static void test_accepted(void **state)
         json = load(OK_HEAD "}");
         assert_int_equal(report_body_parse(json, &report, problem), 0);
         assert_false(report.has_serial);
+        json_decref(json);
+
+        /* the longest phase name: 31 characters */
+        json = load("{\"machine_id\":\"" M1 "\",\"seq\":3,\"phase\":"
+                    "\"a0123456789abcdef0123456789abcd\",\"status\":\"ok\",\"time\":1}");
+        assert_int_equal(report_body_parse(json, &report, problem), 0);
+        assert_int_equal(strlen(report.phase), REPORT_BODY_PHASE_MAX - 1);
         json_decref(json);
 }
 
