@@ -60,9 +60,9 @@ in
 
     package = mkOption {
       type = types.package;
-      default = pkgs.nixprov;
-      defaultText = literalExpression "pkgs.nixprov";
-      description = "The nixprov package (its bin/nixprov-agent is run).";
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = literalExpression "pkgs.callPackage ./package.nix { }";
+      description = "The nixprov package (its bin/nixprov-agent is run): by default built from this repository's nixos/package.nix.";
     };
 
     servers = mkOption {
