@@ -18,6 +18,7 @@ int config_load(const char *config_path, const char *cmdline_path, struct agent_
 /* What the agent keeps in its state directory, besides the state module's files. */
 #define CONFIG_STATE_REPORTS "reports"        /* the report spool */
 #define CONFIG_STATE_LAST_RUN "last-run.json" /* how the last run ended, for status */
+#define CONFIG_STATE_RUN_LOCK "run.lock"      /* held by the run in progress (engine.c) */
 
 /* ROOT/STATE-DIR/name, newly allocated; NULL when out of memory. */
 char *config_state_path(const struct agent_config *c, const char *root, const char *name);

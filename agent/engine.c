@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* The phase engine: the table of a run's phases and the loop that runs it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -237,11 +240,40 @@ static void deliver(struct report_spool *spool)
                             pending, pending == 1 ? " is" : "s are", strerror(-k));
 }
 
+/* One run at a time: a timer's run, `watch` and an operator's run must not write the same
+ * files at once. Waits for the run that holds the lock, which then has applied what this one
+ * would (this one finds nothing to do). Returns the lock's fd (closed to release it; children
+ * do not inherit it), or -1 after logging why there is none: a state directory that cannot be
+ * made is the identify phase's error to report, not this function's. */
+static int run_lock(struct run_state *r)
+{
+        _cleanup_free_ char *path = NULL;
+        const char *dir;
+        int fd;
+
+        if (context_state_dir(r->ctx, &dir) < 0 ||
+            !(path = config_state_path(r->config, r->ctx->root, CONFIG_STATE_RUN_LOCK)))
+                return -1;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+                log_warning_errno(-errno, "Cannot open %s, running without the lock: %m", path);
+                return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+                log_info("Another run holds %s: waiting for it to end.", path);
+                while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
+                        ;
+        }
+        return fd;
+}
+
 int engine_run(struct run_state *r)
 {
         struct engine e = {.r = r, .current = &phases[0]};
+        _cleanup_close_ int lock = -1;
         int exit_code;
 
+        lock = run_lock(r);
         r->engine = &e;
         exit_code = run_table(&e);
         if (e.spool_failed && exit_code == AGENT_EXIT_OK)
