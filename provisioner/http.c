@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <microhttpd.h>
 
@@ -209,6 +210,64 @@ static enum MHD_Result http_queue_too_large(struct http_server *server,
         return result;
 }
 
+/* The framing headers of a request, every occurrence (libmicrohttpd keeps each one, but itself
+ * only looks at the first, and prefers Transfer-Encoding to Content-Length). */
+struct http_framing {
+        unsigned n_length;
+        unsigned n_encoding;
+        const char *encoding;
+};
+
+static enum MHD_Result http_count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+        struct http_framing *f = cls;
+
+        (void)kind;
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                f->n_length++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+                f->n_encoding++;
+                f->encoding = value;
+        }
+        return MHD_YES;
+}
+
+/* Returns why the body's length is ambiguous (where a proxy in front and this server could
+ * disagree on where the request ends: request smuggling), or NULL when it is not. */
+static const char *http_framing_error(struct MHD_Connection *connection)
+{
+        struct http_framing f = {};
+
+        (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_count_framing, &f);
+        if (f.n_length > 1)
+                return "more than one Content-Length header";
+        if (f.n_encoding > 1)
+                return "more than one Transfer-Encoding header";
+        if (f.n_length > 0 && f.n_encoding > 0)
+                return "both Content-Length and Transfer-Encoding";
+        if (f.n_encoding > 0 && (!f.encoding || strcasecmp(f.encoding, "chunked") != 0))
+                return "a Transfer-Encoding other than chunked";
+        return NULL;
+}
+
+static enum MHD_Result http_queue_bad_framing(struct MHD_Connection *connection, const char *method,
+                                              const char *url, const char *why)
+{
+        struct http_response response = {};
+        enum MHD_Result result;
+
+        log_warning("%s %s: ambiguous framing (%s), answering 400 and closing", method, url, why);
+        http_response_set_error(&response, MHD_HTTP_BAD_REQUEST, "ambiguous request framing: %s",
+                                why);
+        /* Queued before the body is read: libmicrohttpd then closes the connection after the
+         * answer instead of parsing what follows as another request. */
+        (void)http_response_add_header(&response, MHD_HTTP_HEADER_CONNECTION, "close");
+        result = http_queue(connection, &response);
+        free(response.body);
+        return result;
+}
+
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
@@ -222,7 +281,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
         (void)version;
 
         if (!state) {
-                const char *length;
+                const char *length, *why;
                 uint64_t n;
 
                 state = calloc(1, sizeof(*state));
@@ -230,6 +289,11 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
                         return MHD_NO;
                 state->body = BUF_INIT(server->max_body);
                 *con_cls = state;
+
+                /* The head is complete, nothing of the body is read yet. */
+                why = http_framing_error(connection);
+                if (why)
+                        return http_queue_bad_framing(connection, method, url, why);
 
                 /* Refuse a declared oversized body before reading any of it (and before a
                  * "100 Continue" invites the client to send it). */

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# nixprov serve's connections, with raw sockets on 127.0.0.x: ambiguous framing refused.
+. "$(dirname "$0")/lib.sh"
+
+SIGN=${NIXPROV_TEST_TOOLS:-$BIN/../tests}/device-sign
+CLIENT="python3 $SRC/tests/integration/conn-client.py"
+[ -x "$SIGN" ] || { echo "no $SIGN (build with NIXPROV_TESTS=ON)" >&2; exit 77; }
+
+M1=0123456789abcdef0123456789abcdef
+mkdir -p data dev
+echo "profile: default" >data/default.yaml
+echo "sig: default" >data/default.yaml.minisig
+approve_machines $M1
+DB=$TMP/nixprov.db
+
+# report SEQ: a report of M1, signed by its device key.
+report() {
+  printf '{"machine_id":"%s","seq":%s,"phase":"fetch","status":"ok","time":1800000000}' $M1 "$1" |
+    "$SIGN" "$TMP/dev" nixprov-report-v1
+}
+
+# stored SEQ: whether M1's report SEQ is in the database.
+stored() {
+  python3 -c '
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+n = db.execute("SELECT count(*) FROM reports WHERE machine_id = ? AND seq = ?",
+               (sys.argv[2], int(sys.argv[3]))).fetchone()[0]
+sys.exit(0 if n == 1 else 1)' "$DB" $M1 "$1"
+}
+
+# request FILE BODY HEADERS...: a POST /v1/reports with exactly these headers and body.
+request() {
+  local file=$1 body=$2 h
+  shift 2
+  {
+    printf 'POST /v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n'
+    printf 'Content-Type: application/json\r\n'
+    for h in "$@"; do printf '%s\r\n' "$h"; done
+    printf '\r\n%s' "$body"
+  } >"$file"
+}
+
+# chunked VAR BODY: sets VAR to BODY in one chunk and the last one.
+chunked() {
+  printf -v "$1" '%x\r\n%s\r\n0\r\n\r\n' "${#2}" "$2"
+}
+
+start_server data "$DB"
+keys=$("$SIGN" "$TMP/dev" --keys)
+read -r sign_key box_key <<<"$keys"
+printf '{"machine_id":"%s","hostname":"h","macs":["02:00:00:00:00:01"],"system":"x86_64-linux","cpus":1,"memory":1,"sign_key":"%s","box_key":"%s","time":1800000000}' \
+  $M1 "$sign_key" "$box_key" | "$SIGN" "$TMP/dev" nixprov-enroll-v1 >enroll.json
+code=$(curl -sS -o enroll.out -w '%{http_code}' --data-binary @enroll.json "$SERVER_URL/v1/enroll")
+[ "$code" = 200 ] || { cat enroll.out >&2; die "enrollment: $code"; }
+
+# ---- 1. ambiguous framing: 400 with a reason, the route never runs ----------------------------
+
+# refused NAME SEQ REASON BODY HEADERS...: the request gets exactly a 400 with REASON, the
+# connection is closed after it, and report SEQ is not stored.
+refused() {
+  local name=$1 seq=$2 reason=$3
+  shift 3
+  request "$name.req" "$@"
+  run "$name" $CLIENT raw "$SERVER_PORT" "$name.req"
+  [ "$rc" = 0 ] || { cat "$name.out" >&2; die "$name: the client failed"; }
+  [ "$(head -n 1 "$name.out")" = $'HTTP/1.1 400 Bad Request\r' ] ||
+    { cat "$name.out" >&2; die "$name: not 'HTTP/1.1 400 Bad Request'"; }
+  expect_grep "$name" "{\"error\":\"ambiguous request framing: $reason\"}"
+  [ "$(grep -c '^HTTP/' "$name.out")" = 1 ] || die "$name: more than one answer"
+  ! stored "$seq" || die "$name: report $seq was stored"
+  ok "$name -> 400 ambiguous request framing: $reason; nothing stored"
+}
+
+r=$(report 1)
+len=${#r}
+chunked cbody "$r"
+refused two-lengths 1 "more than one Content-Length header" "$r" \
+  "Content-Length: $len" "Content-Length: $len"
+refused two-different-lengths 1 "more than one Content-Length header" "$r" \
+  "Content-Length: $len" "Content-Length: 5"
+# What a front proxy that prefers Content-Length would take as one request, libmicrohttpd
+# alone would take as a chunked one and a smuggled second request.
+printf -v smuggled '0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+refused length-and-chunked 1 "both Content-Length and Transfer-Encoding" "$smuggled" \
+  "Content-Length: ${#smuggled}" "Transfer-Encoding: chunked"
+refused chunked-and-length 1 "both Content-Length and Transfer-Encoding" "$cbody" \
+  "Transfer-Encoding: chunked" "Content-Length: $len"
+refused two-encodings 1 "more than one Transfer-Encoding header" "$cbody" \
+  "Transfer-Encoding: chunked" "Transfer-Encoding: chunked"
+refused gzip 1 "a Transfer-Encoding other than chunked" "$r" "Transfer-Encoding: gzip"
+refused gzip-chunked 1 "a Transfer-Encoding other than chunked" "$cbody" \
+  "Transfer-Encoding: gzip, chunked"
+refused chunked-identity 1 "a Transfer-Encoding other than chunked" "$cbody" \
+  "Transfer-Encoding: chunked, identity"
+
+# The same report, framed once, is stored: the refusals above were about the framing.
+request plain.req "$r" "Content-Length: $len"
+run plain $CLIENT raw "$SERVER_PORT" plain.req
+[ "$(head -n 1 plain.out)" = $'HTTP/1.1 200 OK\r' ] || { cat plain.out >&2; die "plain: not 200"; }
+stored 1 || die "report 1 sent with one Content-Length was not stored"
+r=$(report 2)
+chunked cbody "$r"
+request chunked.req "$cbody" "Transfer-Encoding: chunked"
+run chunked $CLIENT raw "$SERVER_PORT" chunked.req
+[ "$(head -n 1 chunked.out)" = $'HTTP/1.1 200 OK\r' ] || { cat chunked.out >&2; die "chunked: not 200"; }
+stored 2 || die "report 2 sent chunked was not stored"
+ok "the same reports with one Content-Length, or chunked alone, are stored (200)"
