@@ -2,6 +2,7 @@
 /* nixprov serve: the provisioning server. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,28 +24,38 @@
 
 static void serve_help(void)
 {
-        printf("Usage: nixprov serve --data DIR [OPTIONS...]\n\n"
-               "Serves signed profiles to machines and stores the reports they send.\n\n"
-               "Options:\n"
-               "  --listen ADDR:PORT  address to listen on; [ADDR]:PORT for IPv6, port 0 lets\n"
-               "                      the kernel choose (default: %s)\n"
-               "  --data DIR          profiles: DIR/machines/ID.yaml, DIR/groups/NAME.yaml,\n"
-               "                      DIR/default.yaml, each with its .minisig (required)\n"
-               "  --db FILE           the SQLite database of machines and reports\n"
-               "                      (default: DIR/%s)\n"
-               "  --port-file FILE    write the port listened on to FILE once bound\n"
-               "  --max-body BYTES    largest request body accepted (default: %d, at most %d)\n"
-               "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
-               "                      approve: {machine-ids: [...], macs: [...],\n"
-               "                      token-files: [...]} (default: none; every enrollment\n"
-               "                      waits for 'nixprov fleet approve')\n"
-               "  -v, --verbose       log every request\n"
-               "  -h, --help          show this help\n\n"
-               "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
-               "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
-               "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
-               "Stops cleanly on SIGTERM or SIGINT.\n",
-               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+        printf(
+            "Usage: nixprov serve --data DIR [OPTIONS...]\n\n"
+            "Serves signed profiles to machines and stores the reports they send.\n\n"
+            "Options:\n"
+            "  --listen ADDR:PORT  address to listen on; [ADDR]:PORT for IPv6, port 0 lets\n"
+            "                      the kernel choose (default: %s)\n"
+            "  --data DIR          profiles: DIR/machines/ID.yaml, DIR/groups/NAME.yaml,\n"
+            "                      DIR/default.yaml, each with its .minisig (required)\n"
+            "  --db FILE           the SQLite database of machines and reports\n"
+            "                      (default: DIR/%s)\n"
+            "  --port-file FILE    write the port listened on to FILE once bound\n"
+            "  --max-body BYTES    largest request body accepted (default: %d, at most %d)\n"
+            "  --head-timeout SECONDS  a request head not complete this long after the\n"
+            "                      connection opened (or the previous answer) is cut off,\n"
+            "                      however slowly it trickles in (default: %d)\n"
+            "  --body-timeout SECONDS  the same for a request body, from its head (default: %d)\n"
+            "  --max-connections N  open connections in all (default: %d)\n"
+            "  --max-connections-per-address N  open connections from one peer address,\n"
+            "                      0 for no limit (default: %d; a proxy in front is one address)\n"
+            "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
+            "                      approve: {machine-ids: [...], macs: [...],\n"
+            "                      token-files: [...]} (default: none; every enrollment\n"
+            "                      waits for 'nixprov fleet approve')\n"
+            "  -v, --verbose       log every request\n"
+            "  -h, --help          show this help\n\n"
+            "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
+            "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
+            "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
+            "Stops cleanly on SIGTERM or SIGINT.\n",
+            SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
+            HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
+            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -77,20 +88,80 @@ static int serve_write_port_file(const char *path, uint16_t port)
         return write_file_atomic(path, text, (size_t)n, 0644, 0);
 }
 
+enum {
+        ARG_LISTEN = 0x100,
+        ARG_DATA,
+        ARG_DB,
+        ARG_PORT_FILE,
+        ARG_MAX_BODY,
+        ARG_POLICY,
+        ARG_HEAD_TIMEOUT,
+        ARG_BODY_TIMEOUT,
+        ARG_MAX_CONNECTIONS,
+        ARG_MAX_PER_ADDRESS,
+};
+
 struct serve_options {
         const char *listen_arg;
         const char *data_dir;
         const char *db_path; /* NULL: DATA/nixprov.db */
         const char *port_file;
         const char *policy_path;
-        uint64_t max_body;
+        struct http_options http;
         struct http_listen listen;
 };
+
+/* Parses a number of OPTION from min to max into *ret, or logs why not. */
+static int serve_parse_number(const char *option, const char *s, uint64_t min, uint64_t max,
+                              uint64_t *ret)
+{
+        uint64_t n;
+
+        if (parse_u64(s, &n) < 0 || n < min || n > max) {
+                log_error("--%s must be a number from %" PRIu64 " to %" PRIu64 ", not '%s'.",
+                          option, min, max, s);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+/* The options that set struct http_options; -ENOENT for any other. */
+static int serve_parse_http_option(int c, const char *arg, struct http_options *o)
+{
+        uint64_t n;
+        int r;
+
+        switch (c) {
+        case ARG_MAX_BODY:
+                r = serve_parse_number("max-body", arg, 1, HTTP_MAX_BODY_LIMIT, &n);
+                o->max_body = (size_t)n;
+                return r;
+        case ARG_HEAD_TIMEOUT:
+                r = serve_parse_number("head-timeout", arg, 1, HTTP_TIMEOUT_LIMIT, &n);
+                o->head_timeout = (unsigned)n;
+                return r;
+        case ARG_BODY_TIMEOUT:
+                r = serve_parse_number("body-timeout", arg, 1, HTTP_TIMEOUT_LIMIT, &n);
+                o->body_timeout = (unsigned)n;
+                return r;
+        case ARG_MAX_CONNECTIONS:
+                r = serve_parse_number("max-connections", arg, 1, HTTP_MAX_CONNECTIONS_LIMIT, &n);
+                o->max_connections = (unsigned)n;
+                return r;
+        case ARG_MAX_PER_ADDRESS:
+                r = serve_parse_number("max-connections-per-address", arg, 0,
+                                       HTTP_MAX_CONNECTIONS_LIMIT, &n);
+                o->max_connections_per_address = (unsigned)n;
+                return r;
+        default:
+                return -ENOENT;
+        }
+}
 
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
@@ -98,15 +169,23 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
+            {"head-timeout", required_argument, NULL, ARG_HEAD_TIMEOUT},
+            {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
+            {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
+            {"max-connections-per-address", required_argument, NULL, ARG_MAX_PER_ADDRESS},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
-        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
-                                  .max_body = HTTP_MAX_BODY_DEFAULT};
-        int c;
+        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT, .http = HTTP_OPTIONS_DEFAULT};
+        int c, r;
 
-        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                r = serve_parse_http_option(c, optarg, &o.http);
+                if (r == -EINVAL)
+                        return r;
+                if (r == 0)
+                        continue;
                 switch (c) {
                 case ARG_LISTEN:
                         o.listen_arg = optarg;
@@ -120,15 +199,6 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 case ARG_PORT_FILE:
                         o.port_file = optarg;
                         break;
-                case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
-                            o.max_body > HTTP_MAX_BODY_LIMIT) {
-                                log_error("--max-body must be a number of bytes from 1 to %d, "
-                                          "not '%s'.",
-                                          HTTP_MAX_BODY_LIMIT, optarg);
-                                return -EINVAL;
-                        }
-                        break;
                 case ARG_POLICY:
                         o.policy_path = optarg;
                         break;
@@ -141,6 +211,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 default:
                         return -EINVAL;
                 }
+        }
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
                 return -EINVAL;
@@ -279,7 +350,7 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_FAIL;
 
         routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
-        r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
+        r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);
                 return EXIT_FAIL;

@@ -4,9 +4,10 @@
 
   raw PORT FILE            sends FILE's bytes as they are, prints everything the server answers
                            until it closes the connection
-  slow PORT FILE DELAY     sends FILE a byte every DELAY seconds; prints "cut after N of M bytes"
-                           when the server closes the connection first, else "sent all M bytes"
-                           and the answer
+  slow PORT FILE DELAY [K] sends FILE's first K bytes (default 0) at once, then the rest a
+                           byte every DELAY seconds; prints "cut after N of M bytes" when the
+                           server closes the connection first, else "sent all M bytes" and
+                           the answer
   hold PORT ADDRS N FILE   from each 127.0.0.x in ADDRS (comma-separated), opens N connections
                            and sends FILE's first byte on each, then keeps them open; prints
                            "holding K" (the connections the server has not closed a second
@@ -63,11 +64,12 @@ def closed_by_server(s):
         s.setblocking(True)
 
 
-def slow(port, path, delay):
+def slow(port, path, delay, fast):
     with open(path, "rb") as f:
         data = f.read()
     s = connect(port)
-    for i in range(len(data)):
+    s.sendall(data[:fast])
+    for i in range(fast, len(data)):
         if closed_by_server(s):
             print("cut after %d of %d bytes" % (i, len(data)))
             return
@@ -128,7 +130,7 @@ def main():
     if mode == "raw":
         raw(port, sys.argv[3])
     elif mode == "slow":
-        slow(port, sys.argv[3], float(sys.argv[4]))
+        slow(port, sys.argv[3], float(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else 0)
     elif mode == "hold":
         hold(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif mode == "many":

@@ -107,3 +107,37 @@ run chunked $CLIENT raw "$SERVER_PORT" chunked.req
 [ "$(head -n 1 chunked.out)" = $'HTTP/1.1 200 OK\r' ] || { cat chunked.out >&2; die "chunked: not 200"; }
 stored 2 || die "report 2 sent chunked was not stored"
 ok "the same reports with one Content-Length, or chunked alone, are stored (200)"
+
+# ---- 2. deadlines: a byte at a time keeps libmicrohttpd's idle timeout (30 s) at bay, not them ---
+
+stop_server
+start_server data "$DB" --head-timeout 2 --body-timeout 2
+
+# A head of 61 bytes at a byte every 0.2 s would take 12 s.
+printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >slow-head.req
+run slow-head $CLIENT slow "$SERVER_PORT" slow-head.req 0.2
+expect_grep slow-head "cut after"
+! grep -q '^HTTP/' slow-head.out || die "slow-head: the cut-off request was answered"
+grep -q 'Connection from 127.0.0.1 cut off: request head not complete after 2 s.' "$TMP/server.log" ||
+  { cat "$TMP/server.log" >&2; die "slow-head: the server did not say why it cut the connection"; }
+ok "a head trickling in a byte every 0.2 s is cut off at --head-timeout 2: $(cat slow-head.out)"
+
+# The head at once, then the body (a report of some 200 bytes) at a byte every 0.1 s.
+r=$(report 3)
+request slow-body.req "$r" "Content-Length: ${#r}"
+head_size=$(($(stat -c %s slow-body.req) - ${#r}))
+run slow-body $CLIENT slow "$SERVER_PORT" slow-body.req 0.1 "$head_size"
+expect_grep slow-body "cut after"
+n=$(sed -n 's/^cut after \([0-9]*\) of.*/\1/p' slow-body.out)
+[ "$n" -gt "$head_size" ] && [ "$n" -lt "$(stat -c %s slow-body.req)" ] ||
+  die "slow-body: cut after $n bytes, not within the body (head: $head_size bytes)"
+grep -q 'Connection from 127.0.0.1 cut off: request body not complete after 2 s.' "$TMP/server.log" ||
+  die "slow-body: the server did not say why it cut the connection"
+! stored 3 || die "slow-body: the cut-off report 3 was stored"
+ok "a body trickling in a byte every 0.1 s is cut off at --body-timeout 2, nothing stored: $(cat slow-body.out)"
+
+# The same report at once is stored, on the same server.
+run fast-body $CLIENT raw "$SERVER_PORT" slow-body.req
+[ "$(head -n 1 fast-body.out)" = $'HTTP/1.1 200 OK\r' ] || { cat fast-body.out >&2; die "fast-body: not 200"; }
+stored 3 || die "report 3 sent at once was not stored"
+ok "the same report sent at once is stored (200)"
