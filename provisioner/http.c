@@ -38,7 +38,7 @@ struct http_conn {
         enum http_phase phase;
         uint64_t deadline_ms; /* CLOCK_MONOTONIC; 0: none */
         bool cut;
-        char peer[INET6_ADDRSTRLEN];
+        char peer[HTTP_ADDRESS_MAX];
 };
 
 struct http_server {
@@ -61,6 +61,7 @@ struct http_request_state {
         struct buf body;
         bool too_large;
         uint64_t discarded;
+        char client[HTTP_ADDRESS_MAX];
 };
 
 int http_listen_parse(const char *s, struct http_listen *ret)
@@ -300,6 +301,82 @@ static enum MHD_Result http_queue_bad_framing(struct MHD_Connection *connection,
         return result;
 }
 
+int http_address_normalize(const char *s, char ret[HTTP_ADDRESS_MAX])
+{
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (!s)
+                return -EINVAL;
+        if (inet_pton(AF_INET, s, &a4) == 1)
+                return inet_ntop(AF_INET, &a4, ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
+        if (inet_pton(AF_INET6, s, &a6) != 1)
+                return -EINVAL;
+        if (IN6_IS_ADDR_V4MAPPED(&a6))
+                return inet_ntop(AF_INET, &a6.s6_addr[12], ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
+        return inet_ntop(AF_INET6, &a6, ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
+}
+
+static bool http_is_trusted_proxy(const struct http_options *o, const char *address)
+{
+        for (size_t i = 0; i < o->n_trusted_proxies; i++)
+                if (streq(o->trusted_proxies[i], address))
+                        return true;
+        return false;
+}
+
+static enum MHD_Result http_last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+        const char **last = cls;
+
+        (void)kind;
+        if (strcasecmp(key, "X-Forwarded-For") == 0)
+                *last = value;
+        return MHD_YES;
+}
+
+/* Into ret, the client of a request from a trusted proxy: the right-most address of the last
+ * X-Forwarded-For header that is not a trusted proxy itself. Returns false when there is none,
+ * or when what stands there is not an address. */
+static bool http_forwarded_client(const struct http_options *o, struct MHD_Connection *connection,
+                                  char ret[HTTP_ADDRESS_MAX])
+{
+        const char *header = NULL, *end;
+
+        (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_last_forwarded, &header);
+        if (!header)
+                return false;
+        end = header + strlen(header);
+        for (;;) {
+                const char *start = end;
+                char item[HTTP_ADDRESS_MAX];
+                size_t n;
+
+                while (start > header && start[-1] != ',')
+                        start--;
+                while (start < end && (*start == ' ' || *start == '\t'))
+                        start++;
+                n = (size_t)(end - start);
+                while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
+                        n--;
+                if (n == 0 || n >= sizeof(item))
+                        return false;
+                memcpy(item, start, n);
+                item[n] = '\0';
+                if (http_address_normalize(item, ret) < 0)
+                        return false;
+                if (!http_is_trusted_proxy(o, ret))
+                        return true;
+                while (start > header && start[-1] != ',')
+                        start--;
+                if (start == header)
+                        break;
+                end = start - 1; /* the comma before this item */
+        }
+        return false;
+}
+
 /* The connection's own state, or NULL (when it could not be allocated: no deadline then). */
 static struct http_conn *http_conn_of(struct MHD_Connection *connection)
 {
@@ -396,26 +473,36 @@ static enum MHD_Result http_request_end(struct http_server *server,
         struct http_response response = {};
         struct http_request request;
         enum MHD_Result result;
+        struct http_conn *conn;
 
         /* Reading is over: no deadline while the request is handled, or held by it. */
-        http_conn_set_phase(server, http_conn_of(connection), HTTP_PHASE_ANSWER);
+        conn = http_conn_of(connection);
+        http_conn_set_phase(server, conn, HTTP_PHASE_ANSWER);
         if (state->too_large)
                 return http_queue_too_large(server, connection);
+
+        if (!conn)
+                snprintf(state->client, sizeof(state->client), "unknown");
+        else if (!http_is_trusted_proxy(&server->options, conn->peer) ||
+                 !http_forwarded_client(&server->options, connection, state->client))
+                memcpy(state->client, conn->peer, sizeof(state->client));
 
         request = (struct http_request){
             .method = method,
             .path = url,
             .body = state->body.data ?: "",
             .body_size = state->body.size,
+            .client = state->client,
             .connection = connection,
         };
         server->handler(server->userdata, &request, &response);
         if (!response.body)
-                log_warning("%s %s: handler gave no response, answering 500", method, url);
+                log_warning("%s %s from %s: handler gave no response, answering 500", method, url,
+                            state->client);
         else if (response.status >= 500)
-                log_warning("%s %s: %u", method, url, response.status);
+                log_warning("%s %s from %s: %u", method, url, state->client, response.status);
         else
-                log_debug("%s %s: %u", method, url, response.status);
+                log_debug("%s %s from %s: %u", method, url, state->client, response.status);
 
         result = http_queue(connection, &response);
         free(response.body);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "commands.h"
@@ -21,6 +22,7 @@
 
 #define SERVE_LISTEN_DEFAULT "127.0.0.1:8470"
 #define SERVE_DB_NAME "nixprov.db"
+#define SERVE_SPARE_FDS 64 /* open files besides the connections: database, listener, logs */
 
 static void serve_help(void)
 {
@@ -35,14 +37,18 @@ static void serve_help(void)
             "  --db FILE           the SQLite database of machines and reports\n"
             "                      (default: DIR/%s)\n"
             "  --port-file FILE    write the port listened on to FILE once bound\n"
-            "  --max-body BYTES    largest request body accepted (default: %d, at most %d)\n"
+            "  --max-body BYTES    largest request body accepted (default: %d, at most\n"
+            "                      %d)\n"
             "  --head-timeout SECONDS  a request head not complete this long after the\n"
             "                      connection opened (or the previous answer) is cut off,\n"
             "                      however slowly it trickles in (default: %d)\n"
             "  --body-timeout SECONDS  the same for a request body, from its head (default: %d)\n"
             "  --max-connections N  open connections in all (default: %d)\n"
             "  --max-connections-per-address N  open connections from one peer address,\n"
-            "                      0 for no limit (default: %d; a proxy in front is one address)\n"
+            "                      0 for no limit (default: %d; a proxy in front is one\n"
+            "                      address)\n"
+            "  --trusted-proxy ADDR  believe X-Forwarded-For (for logs) only from this peer\n"
+            "                      address; repeatable, at most %d times\n"
             "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
             "                      approve: {machine-ids: [...], macs: [...],\n"
             "                      token-files: [...]} (default: none; every enrollment\n"
@@ -55,7 +61,7 @@ static void serve_help(void)
             "Stops cleanly on SIGTERM or SIGINT.\n",
             SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
             HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
-            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT);
+            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -99,6 +105,7 @@ enum {
         ARG_BODY_TIMEOUT,
         ARG_MAX_CONNECTIONS,
         ARG_MAX_PER_ADDRESS,
+        ARG_TRUSTED_PROXY,
 };
 
 struct serve_options {
@@ -154,6 +161,20 @@ static int serve_parse_http_option(int c, const char *arg, struct http_options *
                                        HTTP_MAX_CONNECTIONS_LIMIT, &n);
                 o->max_connections_per_address = (unsigned)n;
                 return r;
+        case ARG_TRUSTED_PROXY:
+                if (o->n_trusted_proxies >= HTTP_MAX_TRUSTED_PROXIES) {
+                        log_error("--trusted-proxy can be given at most %d times.",
+                                  HTTP_MAX_TRUSTED_PROXIES);
+                        return -EINVAL;
+                }
+                if (http_address_normalize(arg, o->trusted_proxies[o->n_trusted_proxies]) < 0) {
+                        log_error("--trusted-proxy must be a numeric IPv4 or IPv6 address, not "
+                                  "'%s'.",
+                                  arg);
+                        return -EINVAL;
+                }
+                o->n_trusted_proxies++;
+                return 0;
         default:
                 return -ENOENT;
         }
@@ -173,6 +194,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
             {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
             {"max-connections-per-address", required_argument, NULL, ARG_MAX_PER_ADDRESS},
+            {"trusted-proxy", required_argument, NULL, ARG_TRUSTED_PROXY},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
@@ -277,6 +299,22 @@ static int serve_open_store(const char *db_path, struct store **ret)
         return 0;
 }
 
+/* Raises the soft limit of open files to what max_connections needs, up to the hard limit. */
+static void serve_raise_fd_limit(unsigned max_connections)
+{
+        rlim_t need = (rlim_t)max_connections + SERVE_SPARE_FDS;
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+                return;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
+                log_warning("--max-connections %u needs %llu open files, the limit is %llu: "
+                            "connections past it are refused.",
+                            max_connections, (unsigned long long)need,
+                            (unsigned long long)rl.rlim_cur);
+}
+
 /* Says where it listens, on stdout and in the port file. */
 static int serve_announce(const struct serve_options *o, const struct http_server *server)
 {
@@ -349,6 +387,7 @@ int cmd_serve(int argc, char **argv)
         if (r < 0)
                 return EXIT_FAIL;
 
+        serve_raise_fd_limit(o.http.max_connections);
         routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
         r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
         if (r < 0) {

@@ -141,3 +141,62 @@ run fast-body $CLIENT raw "$SERVER_PORT" slow-body.req
 [ "$(head -n 1 fast-body.out)" = $'HTTP/1.1 200 OK\r' ] || { cat fast-body.out >&2; die "fast-body: not 200"; }
 stored 3 || die "report 3 sent at once was not stored"
 ok "the same report sent at once is stored (200)"
+
+# ---- 3. limits and trusted proxies ---------------------------------------------------------------
+
+stop_server
+start_server data "$DB" -v --trusted-proxy 127.0.0.1 --trusted-proxy ::ffff:127.0.0.9
+
+# X-Forwarded-For is believed from a trusted proxy only: its right-most untrusted address.
+# (198.51.100.0/24 is documentation space; nothing is sent there, it is only a header.)
+get() { # get NAME SOURCE [CURL OPTION...]: GET /healthz from 127.0.0.x SOURCE, must be 200
+  local name=$1 source=$2 code
+  shift 2
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --interface "$source" "$@" "$SERVER_URL/healthz")
+  [ "$code" = 200 ] || die "$name: $code"
+}
+get xff-trusted 127.0.0.1 -H 'X-Forwarded-For: 198.51.100.1, 198.51.100.7, 127.0.0.9'
+get xff-untrusted 127.0.0.2 -H 'X-Forwarded-For: 198.51.100.8'
+get xff-junk 127.0.0.1 -H 'X-Forwarded-For: 198.51.100.1, not-an-address'
+get xff-last-header 127.0.0.1 -H 'X-Forwarded-For: 198.51.100.2' -H 'X-Forwarded-For: 198.51.100.3'
+for expect in 'GET /healthz from 198.51.100.7: 200' 'GET /healthz from 127.0.0.2: 200' \
+  'GET /healthz from 127.0.0.1: 200' 'GET /healthz from 198.51.100.3: 200'; do
+  grep -qF "$expect" "$TMP/server.log" || { cat "$TMP/server.log" >&2; die "no '$expect' in the log"; }
+done
+! grep -qF '198.51.100.8' "$TMP/server.log" || die "X-Forwarded-For believed from an untrusted peer"
+ok "X-Forwarded-For is believed only from --trusted-proxy peers (right-most untrusted address)"
+expect_exit bad-proxy 2 "$BIN/nixprov" serve --data data --trusted-proxy localhost
+expect_grep bad-proxy "--trusted-proxy must be a numeric IPv4 or IPv6 address, not 'localhost'."
+expect_exit bad-limit 2 "$BIN/nixprov" serve --data data --max-connections 0
+expect_grep bad-limit "--max-connections must be a number from 1 to 65536, not '0'."
+expect_exit bad-timeout 2 "$BIN/nixprov" serve --data data --head-timeout 0
+expect_grep bad-timeout "--head-timeout must be a number from 1 to 3600, not '0'."
+ok "serve refuses a bad --trusted-proxy, --max-connections, --head-timeout (exit 2, one line)"
+
+# With the defaults: 128 honest concurrent connections through one proxy address all succeed.
+stop_server
+start_server data "$DB"
+run honest $CLIENT many "$SERVER_PORT" 127.0.0.8 128 /healthz
+expect_grep honest "ok 128 of 128"
+ok "128 concurrent connections from one address (a proxy) all answered 200 with the defaults"
+
+# A slowloris from five addresses, 300 connections each (more than the per-address limit), each
+# holding a request head open: a sixth client is still answered while they hold.
+mkfifo hold.in
+$CLIENT hold "$SERVER_PORT" 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6 300 \
+  slow-head.req <hold.in >hold.out 2>&1 &
+hold_pid=$!
+exec 3>hold.in
+at_exit "exec 3>&-; kill $hold_pid 2>/dev/null; wait $hold_pid 2>/dev/null"
+for _ in $(seq 600); do grep -q holding hold.out && break; sleep 0.1; done
+held=$(sed -n 's/^holding //p' hold.out)
+[ -n "$held" ] || { cat hold.out >&2; die "the slowloris did not start"; }
+# 5 x 256 by the per-address limit; more would mean the limit did not hold.
+[ "$held" -gt 1000 ] && [ "$held" -le 1280 ] || die "the slowloris holds $held connections"
+body=$(curl -sS --interface 127.0.0.7 --max-time 20 "$SERVER_URL/healthz") ||
+  die "the sixth client got no answer while $held connections were held"
+[ "$body" = '{"ok":true}' ] || die "the sixth client got '$body'"
+kill -0 "$hold_pid" || die "the slowloris ended before the sixth client was answered"
+ok "a sixth client (127.0.0.7) is answered while a slowloris holds $held connections"
+exec 3>&-
+wait "$hold_pid" || true
