@@ -12,6 +12,7 @@
 
 #include <microhttpd.h>
 
+#include "forwarded.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -301,30 +302,6 @@ static enum MHD_Result http_queue_bad_framing(struct MHD_Connection *connection,
         return result;
 }
 
-int http_address_normalize(const char *s, char ret[HTTP_ADDRESS_MAX])
-{
-        struct in6_addr a6;
-        struct in_addr a4;
-
-        if (!s)
-                return -EINVAL;
-        if (inet_pton(AF_INET, s, &a4) == 1)
-                return inet_ntop(AF_INET, &a4, ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
-        if (inet_pton(AF_INET6, s, &a6) != 1)
-                return -EINVAL;
-        if (IN6_IS_ADDR_V4MAPPED(&a6))
-                return inet_ntop(AF_INET, &a6.s6_addr[12], ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
-        return inet_ntop(AF_INET6, &a6, ret, HTTP_ADDRESS_MAX) ? 0 : -EINVAL;
-}
-
-static bool http_is_trusted_proxy(const struct http_options *o, const char *address)
-{
-        for (size_t i = 0; i < o->n_trusted_proxies; i++)
-                if (streq(o->trusted_proxies[i], address))
-                        return true;
-        return false;
-}
-
 static enum MHD_Result http_last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key,
                                            const char *value)
 {
@@ -336,45 +313,26 @@ static enum MHD_Result http_last_forwarded(void *cls, enum MHD_ValueKind kind, c
         return MHD_YES;
 }
 
-/* Into ret, the client of a request from a trusted proxy: the right-most address of the last
- * X-Forwarded-For header that is not a trusted proxy itself. Returns false when there is none,
- * or when what stands there is not an address. */
-static bool http_forwarded_client(const struct http_options *o, struct MHD_Connection *connection,
-                                  char ret[HTTP_ADDRESS_MAX])
+/* Into state->client, who sent the request: the peer, or for a trusted proxy the client that
+ * the last X-Forwarded-For header names (see forwarded_client()). */
+static void http_find_client(const struct http_server *server, struct MHD_Connection *connection,
+                             const struct http_conn *conn, struct http_request_state *state)
 {
-        const char *header = NULL, *end;
+        const struct http_options *o = &server->options;
+        const char *header = NULL;
 
-        (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_last_forwarded, &header);
-        if (!header)
-                return false;
-        end = header + strlen(header);
-        for (;;) {
-                const char *start = end;
-                char item[HTTP_ADDRESS_MAX];
-                size_t n;
-
-                while (start > header && start[-1] != ',')
-                        start--;
-                while (start < end && (*start == ' ' || *start == '\t'))
-                        start++;
-                n = (size_t)(end - start);
-                while (n > 0 && (start[n - 1] == ' ' || start[n - 1] == '\t'))
-                        n--;
-                if (n == 0 || n >= sizeof(item))
-                        return false;
-                memcpy(item, start, n);
-                item[n] = '\0';
-                if (http_address_normalize(item, ret) < 0)
-                        return false;
-                if (!http_is_trusted_proxy(o, ret))
-                        return true;
-                while (start > header && start[-1] != ',')
-                        start--;
-                if (start == header)
-                        break;
-                end = start - 1; /* the comma before this item */
+        if (!conn) {
+                snprintf(state->client, sizeof(state->client), "unknown");
+                return;
         }
-        return false;
+        if (forwarded_is_trusted(o->trusted_proxies, o->n_trusted_proxies, conn->peer)) {
+                (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_last_forwarded,
+                                                &header);
+                if (header && forwarded_client(header, o->trusted_proxies, o->n_trusted_proxies,
+                                               state->client) == 0)
+                        return;
+        }
+        memcpy(state->client, conn->peer, sizeof(state->client));
 }
 
 /* The connection's own state, or NULL (when it could not be allocated: no deadline then). */
@@ -481,11 +439,7 @@ static enum MHD_Result http_request_end(struct http_server *server,
         if (state->too_large)
                 return http_queue_too_large(server, connection);
 
-        if (!conn)
-                snprintf(state->client, sizeof(state->client), "unknown");
-        else if (!http_is_trusted_proxy(&server->options, conn->peer) ||
-                 !http_forwarded_client(&server->options, connection, state->client))
-                memcpy(state->client, conn->peer, sizeof(state->client));
+        http_find_client(server, connection, conn, state);
 
         request = (struct http_request){
             .method = method,

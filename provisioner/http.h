@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "forwarded.h"
 #include "macro.h"
 
 struct MHD_Connection;
@@ -32,7 +33,7 @@ struct MHD_Connection;
 #define HTTP_MAX_BODY_LIMIT (64 * 1024 * 1024) /* the largest --max-body accepted */
 #define HTTP_MAX_EXTRA_HEADERS 4
 #define HTTP_MAX_TRUSTED_PROXIES 16
-#define HTTP_ADDRESS_MAX 46 /* INET6_ADDRSTRLEN: an address as text, with its NUL */
+#define HTTP_ADDRESS_MAX FORWARDED_ADDRESS_MAX
 
 /* The statuses and headers the handlers answer with, so that they need not include
  * <microhttpd.h>. */
@@ -121,14 +122,11 @@ struct http_options {
         unsigned max_connections_per_address; /* 0: no limit */
         unsigned head_timeout; /* seconds a request head may take, whatever trickles in */
         unsigned body_timeout; /* seconds the body may take after the head */
-        /* Peers whose X-Forwarded-For is believed, as http_address_normalize() writes them. */
+        /* Peers whose X-Forwarded-For is believed, as forwarded_address_normalize() writes
+         * them. */
         char trusted_proxies[HTTP_MAX_TRUSTED_PROXIES][HTTP_ADDRESS_MAX];
         size_t n_trusted_proxies;
 };
-
-/* Parses a numeric IPv4 or IPv6 address and writes it the way the server compares addresses
- * (an IPv4-mapped IPv6 address as IPv4). Returns 0 or -EINVAL. */
-int http_address_normalize(const char *s, char ret[HTTP_ADDRESS_MAX]);
 #define HTTP_OPTIONS_DEFAULT                                                                       \
         ((struct http_options){                                                                    \
             .max_body = HTTP_MAX_BODY_DEFAULT,                                                     \

@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "enrollment.h"
 #include "fileio.h"
+#include "forwarded.h"
 #include "http.h"
 #include "log.h"
 #include "routes.h"
@@ -167,7 +168,8 @@ static int serve_parse_http_option(int c, const char *arg, struct http_options *
                                   HTTP_MAX_TRUSTED_PROXIES);
                         return -EINVAL;
                 }
-                if (http_address_normalize(arg, o->trusted_proxies[o->n_trusted_proxies]) < 0) {
+                if (forwarded_address_normalize(arg, o->trusted_proxies[o->n_trusted_proxies]) <
+                    0) {
                         log_error("--trusted-proxy must be a numeric IPv4 or IPv6 address, not "
                                   "'%s'.",
                                   arg);
