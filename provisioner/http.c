@@ -516,6 +516,22 @@ static void http_format_address(const struct sockaddr *sa, char *buf, size_t siz
                 (void)inet_ntop(AF_INET6, &a6->sin6_addr, buf, size);
 }
 
+/* Under the lock: whether peer has its limit of connections open already. Trusted proxies
+ * have none (the total limit still holds): they carry every client behind them. */
+static bool http_peer_at_limit(const struct http_server *server, const char *peer)
+{
+        const struct http_options *o = &server->options;
+        unsigned n = 0;
+
+        if (o->max_connections_per_address == 0 ||
+            forwarded_is_trusted(o->trusted_proxies, o->n_trusted_proxies, peer))
+                return false;
+        for (const struct http_conn *c = server->conns; c; c = c->next)
+                if (!c->cut && streq(c->peer, peer) && ++n >= o->max_connections_per_address)
+                        return true;
+        return false;
+}
+
 static void http_conn_started(struct http_server *server, struct MHD_Connection *connection,
                               void **socket_context)
 {
@@ -533,6 +549,13 @@ static void http_conn_started(struct http_server *server, struct MHD_Connection 
         http_format_address(info ? info->client_addr : NULL, conn->peer, sizeof(conn->peer));
 
         pthread_mutex_lock(&server->lock);
+        if (http_peer_at_limit(server, conn->peer) && conn->fd >= 0) {
+                /* Closed by libmicrohttpd as soon as it reads the end of the stream. */
+                (void)shutdown(conn->fd, SHUT_RDWR);
+                conn->cut = true;
+                log_debug("Connection from %s closed: %u connections from that address are open.",
+                          conn->peer, server->options.max_connections_per_address);
+        }
         conn->next = server->conns;
         if (server->conns)
                 server->conns->prev = conn;
@@ -691,8 +714,7 @@ static struct MHD_Daemon *http_start_daemon(struct http_server *server,
             flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
             http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-            o->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_address,
-            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+            o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
             MHD_OPTION_NOTIFY_COMPLETED, http_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
             http_notify_connection, server, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,

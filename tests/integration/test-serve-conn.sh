@@ -173,6 +173,15 @@ expect_exit bad-timeout 2 "$BIN/nixprov" serve --data data --head-timeout 0
 expect_grep bad-timeout "--head-timeout must be a number from 1 to 3600, not '0'."
 ok "serve refuses a bad --trusted-proxy, --max-connections, --head-timeout (exit 2, one line)"
 
+# The per-address limit holds for everyone but trusted proxies (the total limit holds for them).
+stop_server
+start_server data "$DB" --max-connections-per-address 4 --trusted-proxy 127.0.0.1 --head-timeout 600
+run per-address $CLIENT hold "$SERVER_PORT" 127.0.0.2 10 slow-head.req </dev/null
+expect_grep per-address "holding 4"
+run per-address-proxy $CLIENT hold "$SERVER_PORT" 127.0.0.1 10 slow-head.req </dev/null
+expect_grep per-address-proxy "holding 10"
+ok "--max-connections-per-address 4: 4 of 10 connections from 127.0.0.2 stay open, all 10 from a trusted proxy"
+
 # With the defaults: 128 honest concurrent connections through one proxy address all succeed.
 stop_server
 start_server data "$DB"
@@ -181,7 +190,11 @@ expect_grep honest "ok 128 of 128"
 ok "128 concurrent connections from one address (a proxy) all answered 200 with the defaults"
 
 # A slowloris from five addresses, 300 connections each (more than the per-address limit), each
-# holding a request head open: a sixth client is still answered while they hold.
+# holding a request head open: a sixth client is still answered while they hold. The limits are
+# the defaults; the head deadline is long, so that a slow machine opening the 1,500 connections
+# does not see the first ones cut (that is part 2).
+stop_server
+start_server data "$DB" --head-timeout 600
 mkfifo hold.in
 $CLIENT hold "$SERVER_PORT" 127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6 300 \
   slow-head.req <hold.in >hold.out 2>&1 &
