@@ -13,6 +13,9 @@
                            "holding K" (the connections the server has not closed a second
                            later), then holds them until stdin closes
   many PORT ADDR N PATH    N concurrent GET PATH from ADDR; prints "ok K of N" (K with 200)
+  idle PORT FILE WAIT      sends FILE (one request, kept alive), reads its answer, then waits
+                           up to WAIT seconds for the server to close; prints the status line
+                           and "closed" or "still open"
 """
 import socket
 import sys
@@ -125,6 +128,38 @@ def many(port, addr, n, path):
     print("ok %d of %d" % (sum(results), n))
 
 
+def idle(port, path, wait):
+    with open(path, "rb") as f:
+        data = f.read()
+    s = connect(port)
+    s.sendall(data)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    print(head.split(b"\r\n")[0].decode())
+    s.settimeout(wait)
+    try:
+        print("closed" if s.recv(1) == b"" else "sent more")
+    except socket.timeout:
+        print("still open")
+    except ConnectionResetError:
+        print("closed")
+
+
 def main():
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "raw":
@@ -135,6 +170,8 @@ def main():
         hold(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif mode == "many":
         many(port, sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif mode == "idle":
+        idle(port, sys.argv[3], float(sys.argv[4]))
     else:
         sys.exit("unknown mode " + mode)
 

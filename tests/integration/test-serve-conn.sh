@@ -136,6 +136,14 @@ grep -q 'Connection from 127.0.0.1 cut off: request body not complete after 2 s.
 ! stored 3 || die "slow-body: the cut-off report 3 was stored"
 ok "a body trickling in a byte every 0.1 s is cut off at --body-timeout 2, nothing stored: $(cat slow-body.out)"
 
+# A kept-alive connection gets the head deadline again after its answer (libmicrohttpd's idle
+# timeout alone would keep it 30 s).
+printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' >keepalive.req
+run keepalive $CLIENT idle "$SERVER_PORT" keepalive.req 20
+[ "$(cat keepalive.out)" = $'HTTP/1.1 200 OK\nclosed' ] ||
+  { cat keepalive.out >&2; die "keepalive: not answered, then closed within 20 s"; }
+ok "a kept-alive connection idle after its answer is closed at --head-timeout 2"
+
 # The same report at once is stored, on the same server.
 run fast-body $CLIENT raw "$SERVER_PORT" slow-body.req
 [ "$(head -n 1 fast-body.out)" = $'HTTP/1.1 200 OK\r' ] || { cat fast-body.out >&2; die "fast-body: not 200"; }
