@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
+#include "forwarded.h"
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -16,12 +21,40 @@
  * beyond it the connection is simply closed. */
 #define HTTP_DISCARD_MAX (1024 * 1024)
 
+/* How often the watchdog looks for connections past their deadline. */
+#define HTTP_WATCHDOG_PERIOD_MS 250
+
+/* Where a connection is in its current request; the phase decides its deadline. */
+enum http_phase {
+        HTTP_PHASE_HEAD,   /* waiting for a request head (also between keep-alive requests) */
+        HTTP_PHASE_BODY,   /* the head is in, the body is being read */
+        HTTP_PHASE_ANSWER, /* the request is read: handled, held or answered, no deadline */
+};
+
+/* One TCP connection, from libmicrohttpd's start notification to its close notification (which
+ * comes before it closes the socket, so fd stays valid while the connection is listed). */
+struct http_conn {
+        struct http_conn *prev, *next;
+        int fd;
+        enum http_phase phase;
+        uint64_t deadline_ms; /* CLOCK_MONOTONIC; 0: none */
+        bool cut;
+        char peer[HTTP_ADDRESS_MAX];
+};
+
 struct http_server {
         struct MHD_Daemon *daemon;
         http_handler_fn handler;
         void *userdata;
-        size_t max_body;
+        struct http_options options;
         uint16_t port;
+
+        /* The connections and the watchdog that cuts off those past their deadline. */
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        pthread_t watchdog;
+        bool lock_initialized, watchdog_started, stopping;
+        struct http_conn *conns;
 };
 
 /* Per request, from the first call of the access handler to the completion notification. */
@@ -29,6 +62,7 @@ struct http_request_state {
         struct buf body;
         bool too_large;
         uint64_t discarded;
+        char client[HTTP_ADDRESS_MAX];
 };
 
 int http_listen_parse(const char *s, struct http_listen *ret)
@@ -203,7 +237,227 @@ static enum MHD_Result http_queue_too_large(struct http_server *server,
         enum MHD_Result result;
 
         http_response_set_error(&response, MHD_HTTP_CONTENT_TOO_LARGE,
-                                "request body too large (at most %zu bytes)", server->max_body);
+                                "request body too large (at most %zu bytes)",
+                                server->options.max_body);
+        result = http_queue(connection, &response);
+        free(response.body);
+        return result;
+}
+
+/* The framing headers of a request, every occurrence (libmicrohttpd keeps each one, but itself
+ * only looks at the first, and prefers Transfer-Encoding to Content-Length). */
+struct http_framing {
+        unsigned n_length;
+        unsigned n_encoding;
+        const char *encoding;
+};
+
+static enum MHD_Result http_count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+        struct http_framing *f = cls;
+
+        (void)kind;
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+                f->n_length++;
+        else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+                f->n_encoding++;
+                f->encoding = value;
+        }
+        return MHD_YES;
+}
+
+/* Returns why the body's length is ambiguous (where a proxy in front and this server could
+ * disagree on where the request ends: request smuggling), or NULL when it is not. */
+static const char *http_framing_error(struct MHD_Connection *connection)
+{
+        struct http_framing f = {};
+
+        (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_count_framing, &f);
+        if (f.n_length > 1)
+                return "more than one Content-Length header";
+        if (f.n_encoding > 1)
+                return "more than one Transfer-Encoding header";
+        if (f.n_length > 0 && f.n_encoding > 0)
+                return "both Content-Length and Transfer-Encoding";
+        if (f.n_encoding > 0 && (!f.encoding || strcasecmp(f.encoding, "chunked") != 0))
+                return "a Transfer-Encoding other than chunked";
+        return NULL;
+}
+
+static enum MHD_Result http_queue_bad_framing(struct MHD_Connection *connection, const char *method,
+                                              const char *url, const char *why)
+{
+        struct http_response response = {};
+        enum MHD_Result result;
+
+        log_warning("%s %s: ambiguous framing (%s), answering 400 and closing", method, url, why);
+        http_response_set_error(&response, MHD_HTTP_BAD_REQUEST, "ambiguous request framing: %s",
+                                why);
+        /* Queued before the body is read: libmicrohttpd then closes the connection after the
+         * answer instead of parsing what follows as another request. */
+        (void)http_response_add_header(&response, MHD_HTTP_HEADER_CONNECTION, "close");
+        result = http_queue(connection, &response);
+        free(response.body);
+        return result;
+}
+
+static enum MHD_Result http_last_forwarded(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+        const char **last = cls;
+
+        (void)kind;
+        if (strcasecmp(key, "X-Forwarded-For") == 0)
+                *last = value;
+        return MHD_YES;
+}
+
+/* Into state->client, who sent the request: the peer, or for a trusted proxy the client that
+ * the last X-Forwarded-For header names (see forwarded_client()). */
+static void http_find_client(const struct http_server *server, struct MHD_Connection *connection,
+                             const struct http_conn *conn, struct http_request_state *state)
+{
+        const struct http_options *o = &server->options;
+        const char *header = NULL;
+
+        if (!conn) {
+                snprintf(state->client, sizeof(state->client), "unknown");
+                return;
+        }
+        if (forwarded_is_trusted(o->trusted_proxies, o->n_trusted_proxies, conn->peer)) {
+                (void)MHD_get_connection_values(connection, MHD_HEADER_KIND, http_last_forwarded,
+                                                &header);
+                if (header && forwarded_client(header, o->trusted_proxies, o->n_trusted_proxies,
+                                               state->client) == 0)
+                        return;
+        }
+        memcpy(state->client, conn->peer, sizeof(state->client));
+}
+
+/* The connection's own state, or NULL (when it could not be allocated: no deadline then). */
+static struct http_conn *http_conn_of(struct MHD_Connection *connection)
+{
+        const union MHD_ConnectionInfo *info;
+
+        info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return info ? info->socket_context : NULL;
+}
+
+static void http_conn_set_phase(struct http_server *server, struct http_conn *conn,
+                                enum http_phase phase)
+{
+        uint64_t now = monotonic_ms();
+
+        if (!conn)
+                return;
+        pthread_mutex_lock(&server->lock);
+        conn->phase = phase;
+        if (phase == HTTP_PHASE_HEAD)
+                conn->deadline_ms = now + (uint64_t)server->options.head_timeout * 1000;
+        else if (phase == HTTP_PHASE_BODY)
+                conn->deadline_ms = now + (uint64_t)server->options.body_timeout * 1000;
+        else
+                conn->deadline_ms = 0;
+        pthread_mutex_unlock(&server->lock);
+}
+
+/* The first call of the access handler: the head is complete, nothing of the body is read. */
+static enum MHD_Result http_request_begin(struct http_server *server,
+                                          struct MHD_Connection *connection, const char *url,
+                                          const char *method, void **con_cls)
+{
+        struct http_request_state *state;
+        const char *length, *why;
+        uint64_t n;
+
+        state = calloc(1, sizeof(*state));
+        if (!state)
+                return MHD_NO;
+        state->body = BUF_INIT(server->options.max_body);
+        *con_cls = state;
+
+        why = http_framing_error(connection);
+        if (why) {
+                http_conn_set_phase(server, http_conn_of(connection), HTTP_PHASE_ANSWER);
+                return http_queue_bad_framing(connection, method, url, why);
+        }
+
+        /* Refuse a declared oversized body before reading any of it (and before a "100
+         * Continue" invites the client to send it). */
+        length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                             MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && parse_u64(length, &n) >= 0 && n > server->options.max_body) {
+                http_conn_set_phase(server, http_conn_of(connection), HTTP_PHASE_ANSWER);
+                return http_queue_too_large(server, connection);
+        }
+        http_conn_set_phase(server, http_conn_of(connection), HTTP_PHASE_BODY);
+        return MHD_YES;
+}
+
+/* A piece of the body: kept up to the cap, then counted and thrown away. */
+static enum MHD_Result http_request_data(struct http_server *server,
+                                         struct http_request_state *state, const char *url,
+                                         const char *method, const char *data, size_t size)
+{
+        if (!state->too_large) {
+                int r = buf_append(&state->body, data, size);
+
+                if (r == -E2BIG) {
+                        state->too_large = true;
+                        buf_free(&state->body);
+                } else if (r < 0)
+                        return MHD_NO;
+        }
+        if (state->too_large) {
+                /* Chunked: a response cannot be queued while the body is arriving. */
+                state->discarded += size;
+                if (state->discarded > HTTP_DISCARD_MAX) {
+                        log_warning("%s %s: body far over the cap of %zu bytes, closing the "
+                                    "connection",
+                                    method, url, server->options.max_body);
+                        return MHD_NO;
+                }
+        }
+        return MHD_YES;
+}
+
+/* The whole request is in: the handler answers it. */
+static enum MHD_Result http_request_end(struct http_server *server,
+                                        struct MHD_Connection *connection,
+                                        struct http_request_state *state, const char *url,
+                                        const char *method)
+{
+        struct http_response response = {};
+        struct http_request request;
+        enum MHD_Result result;
+        struct http_conn *conn;
+
+        /* Reading is over: no deadline while the request is handled, or held by it. */
+        conn = http_conn_of(connection);
+        http_conn_set_phase(server, conn, HTTP_PHASE_ANSWER);
+        if (state->too_large)
+                return http_queue_too_large(server, connection);
+
+        http_find_client(server, connection, conn, state);
+
+        request = (struct http_request){
+            .method = method,
+            .path = url,
+            .body = state->body.data ?: "",
+            .body_size = state->body.size,
+            .client = state->client,
+            .connection = connection,
+        };
+        server->handler(server->userdata, &request, &response);
+        if (!response.body)
+                log_warning("%s %s from %s: handler gave no response, answering 500", method, url,
+                            state->client);
+        else if (response.status >= 500)
+                log_warning("%s %s from %s: %u", method, url, state->client, response.status);
+        else
+                log_debug("%s %s from %s: %u", method, url, state->client, response.status);
+
         result = http_queue(connection, &response);
         free(response.body);
         return result;
@@ -215,76 +469,19 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
 {
         struct http_server *server = cls;
         struct http_request_state *state = *con_cls;
-        struct http_response response = {};
-        struct http_request request;
         enum MHD_Result result;
 
         (void)version;
 
-        if (!state) {
-                const char *length;
-                uint64_t n;
-
-                state = calloc(1, sizeof(*state));
-                if (!state)
-                        return MHD_NO;
-                state->body = BUF_INIT(server->max_body);
-                *con_cls = state;
-
-                /* Refuse a declared oversized body before reading any of it (and before a
-                 * "100 Continue" invites the client to send it). */
-                length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-                if (length && parse_u64(length, &n) >= 0 && n > server->max_body)
-                        return http_queue_too_large(server, connection);
-                return MHD_YES;
-        }
-
+        if (!state)
+                return http_request_begin(server, connection, url, method, con_cls);
         if (*upload_data_size > 0) {
-                if (!state->too_large) {
-                        int r = buf_append(&state->body, upload_data, *upload_data_size);
-
-                        if (r == -E2BIG) {
-                                state->too_large = true;
-                                buf_free(&state->body);
-                        } else if (r < 0)
-                                return MHD_NO;
-                }
-                if (state->too_large) {
-                        /* Chunked: a response cannot be queued while the body is arriving. */
-                        state->discarded += *upload_data_size;
-                        if (state->discarded > HTTP_DISCARD_MAX) {
-                                log_warning("%s %s: body far over the cap of %zu bytes, closing "
-                                            "the connection",
-                                            method, url, server->max_body);
-                                return MHD_NO;
-                        }
-                }
+                result =
+                    http_request_data(server, state, url, method, upload_data, *upload_data_size);
                 *upload_data_size = 0;
-                return MHD_YES;
+                return result;
         }
-
-        if (state->too_large)
-                return http_queue_too_large(server, connection);
-
-        request = (struct http_request){
-            .method = method,
-            .path = url,
-            .body = state->body.data ?: "",
-            .body_size = state->body.size,
-            .connection = connection,
-        };
-        server->handler(server->userdata, &request, &response);
-        if (!response.body)
-                log_warning("%s %s: handler gave no response, answering 500", method, url);
-        else if (response.status >= 500)
-                log_warning("%s %s: %u", method, url, response.status);
-        else
-                log_debug("%s %s: %u", method, url, response.status);
-
-        result = http_queue(connection, &response);
-        free(response.body);
-        return result;
+        return http_request_end(server, connection, state, url, method);
 }
 
 static void http_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -292,15 +489,139 @@ static void http_completed(void *cls, struct MHD_Connection *connection, void **
 {
         struct http_request_state *state = *con_cls;
 
-        (void)cls;
-        (void)connection;
         (void)toe;
 
+        /* A kept-alive connection now waits for its next request head. */
+        http_conn_set_phase(cls, http_conn_of(connection), HTTP_PHASE_HEAD);
         if (!state)
                 return;
         buf_free(&state->body);
         free(state);
         *con_cls = NULL;
+}
+
+/* The peer's address as text; an IPv4-mapped IPv6 address as the IPv4 one. */
+static void http_format_address(const struct sockaddr *sa, char *buf, size_t size)
+{
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+
+        buf[0] = '\0';
+        if (!sa)
+                return;
+        if (sa->sa_family == AF_INET)
+                (void)inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, size);
+        else if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+                (void)inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], buf, size);
+        else if (sa->sa_family == AF_INET6)
+                (void)inet_ntop(AF_INET6, &a6->sin6_addr, buf, size);
+}
+
+/* Under the lock: whether peer has its limit of connections open already. Trusted proxies
+ * have none (the total limit still holds): they carry every client behind them. */
+static bool http_peer_at_limit(const struct http_server *server, const char *peer)
+{
+        const struct http_options *o = &server->options;
+        unsigned n = 0;
+
+        if (o->max_connections_per_address == 0 ||
+            forwarded_is_trusted(o->trusted_proxies, o->n_trusted_proxies, peer))
+                return false;
+        for (const struct http_conn *c = server->conns; c; c = c->next)
+                if (!c->cut && streq(c->peer, peer) && ++n >= o->max_connections_per_address)
+                        return true;
+        return false;
+}
+
+static void http_conn_started(struct http_server *server, struct MHD_Connection *connection,
+                              void **socket_context)
+{
+        const union MHD_ConnectionInfo *info;
+        struct http_conn *conn;
+
+        conn = calloc(1, sizeof(*conn));
+        if (!conn) {
+                log_warning("Out of memory: a connection goes without a deadline.");
+                return;
+        }
+        info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn->fd = info ? info->connect_fd : -1;
+        info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        http_format_address(info ? info->client_addr : NULL, conn->peer, sizeof(conn->peer));
+
+        pthread_mutex_lock(&server->lock);
+        if (http_peer_at_limit(server, conn->peer) && conn->fd >= 0) {
+                /* Closed by libmicrohttpd as soon as it reads the end of the stream. */
+                (void)shutdown(conn->fd, SHUT_RDWR);
+                conn->cut = true;
+                log_debug("Connection from %s closed: %u connections from that address are open.",
+                          conn->peer, server->options.max_connections_per_address);
+        }
+        conn->next = server->conns;
+        if (server->conns)
+                server->conns->prev = conn;
+        server->conns = conn;
+        pthread_mutex_unlock(&server->lock);
+        *socket_context = conn;
+        http_conn_set_phase(server, conn, HTTP_PHASE_HEAD);
+}
+
+static void http_notify_connection(void *cls, struct MHD_Connection *connection,
+                                   void **socket_context, enum MHD_ConnectionNotificationCode toe)
+{
+        struct http_server *server = cls;
+        struct http_conn *conn = *socket_context;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                http_conn_started(server, connection, socket_context);
+                return;
+        }
+        if (!conn)
+                return;
+        pthread_mutex_lock(&server->lock);
+        if (conn->prev)
+                conn->prev->next = conn->next;
+        else
+                server->conns = conn->next;
+        if (conn->next)
+                conn->next->prev = conn->prev;
+        pthread_mutex_unlock(&server->lock);
+        free(conn);
+        *socket_context = NULL;
+}
+
+/* Cuts off, under the lock, every connection past its deadline: shutdown() makes libmicrohttpd
+ * see the end of the stream, which it handles like a client that went away. */
+static void http_cut_expired(struct http_server *server, uint64_t now)
+{
+        for (struct http_conn *c = server->conns; c; c = c->next) {
+                if (c->cut || c->deadline_ms == 0 || now < c->deadline_ms || c->fd < 0)
+                        continue;
+                (void)shutdown(c->fd, SHUT_RDWR);
+                c->cut = true;
+                log_warning("Connection from %s cut off: request %s not complete after %u s.",
+                            c->peer, c->phase == HTTP_PHASE_HEAD ? "head" : "body",
+                            c->phase == HTTP_PHASE_HEAD ? server->options.head_timeout
+                                                        : server->options.body_timeout);
+        }
+}
+
+static void *http_watchdog(void *userdata)
+{
+        struct http_server *server = userdata;
+
+        pthread_mutex_lock(&server->lock);
+        while (!server->stopping) {
+                uint64_t now = monotonic_ms(), until = now + HTTP_WATCHDOG_PERIOD_MS;
+                struct timespec ts = {
+                    .tv_sec = (time_t)(until / 1000),
+                    .tv_nsec = (long)(until % 1000) * 1000000L,
+                };
+
+                http_cut_expired(server, now);
+                (void)pthread_cond_timedwait(&server->wake, &server->lock, &ts);
+        }
+        pthread_mutex_unlock(&server->lock);
+        return NULL;
 }
 
 /* Decodes %HH in the path and the query arguments in place, like libmicrohttpd's own, except
@@ -346,14 +667,69 @@ static void http_log(void *cls, const char *format, va_list ap)
         log_warning("libmicrohttpd: %s", message);
 }
 
-int http_server_start(const struct http_listen *listen, size_t max_body, http_handler_fn handler,
-                      void *userdata, struct http_server **ret_server)
+static int http_options_check(const struct http_options *o)
+{
+        if (o->max_body == 0 || o->max_body > HTTP_MAX_BODY_LIMIT)
+                return -EINVAL;
+        if (o->max_connections == 0 || o->head_timeout == 0 || o->body_timeout == 0)
+                return -EINVAL;
+        return 0;
+}
+
+/* The lock, the condition (on CLOCK_MONOTONIC) and the watchdog thread. */
+static int http_watchdog_start(struct http_server *server)
+{
+        pthread_condattr_t attr;
+        int r;
+
+        r = pthread_condattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (r == 0)
+                r = pthread_cond_init(&server->wake, &attr);
+        (void)pthread_condattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        r = pthread_mutex_init(&server->lock, NULL);
+        if (r != 0) {
+                (void)pthread_cond_destroy(&server->wake);
+                return -r;
+        }
+        server->lock_initialized = true;
+        r = pthread_create(&server->watchdog, NULL, http_watchdog, server);
+        if (r != 0)
+                return -r;
+        server->watchdog_started = true;
+        return 0;
+}
+
+static struct MHD_Daemon *http_start_daemon(struct http_server *server,
+                                            const struct http_listen *listen, unsigned flags)
+{
+        const struct http_options *o = &server->options;
+
+        /* The logger goes first, or the options before it log with MHD's own. */
+        return MHD_start_daemon(
+            flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
+            http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+            o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+            MHD_OPTION_NOTIFY_COMPLETED, http_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
+            http_notify_connection, server, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
+            MHD_OPTION_END);
+}
+
+int http_server_start(const struct http_listen *listen, const struct http_options *options,
+                      http_handler_fn handler, void *userdata, struct http_server **ret_server)
 {
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         const union MHD_DaemonInfo *info;
         unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+        int r;
 
-        if (!listen || !handler || max_body == 0 || max_body > HTTP_MAX_BODY_LIMIT)
+        if (!listen || !options || !handler || http_options_check(options) < 0)
                 return -EINVAL;
         if (listen->address.ss_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
@@ -363,19 +739,13 @@ int http_server_start(const struct http_listen *listen, size_t max_body, http_ha
                 return -ENOMEM;
         server->handler = handler;
         server->userdata = userdata;
-        server->max_body = max_body;
+        server->options = *options;
+        r = http_watchdog_start(server);
+        if (r < 0)
+                return r;
 
         errno = 0;
-        /* The logger goes first, or the options before it log with MHD's own. */
-        server->daemon = MHD_start_daemon(
-            flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
-            http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
-            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            (unsigned)HTTP_PER_IP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)HTTP_CONNECTION_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-            (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-            MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
+        server->daemon = http_start_daemon(server, listen, flags);
         if (!server->daemon) {
                 if (http_is_bind_errno(errno))
                         return -errno;
@@ -400,8 +770,20 @@ struct http_server *http_server_stop(struct http_server *server)
 {
         if (!server)
                 return NULL;
+        /* The daemon first: its close notifications empty the list the watchdog reads. */
         if (server->daemon)
                 MHD_stop_daemon(server->daemon);
+        if (server->watchdog_started) {
+                pthread_mutex_lock(&server->lock);
+                server->stopping = true;
+                pthread_cond_signal(&server->wake);
+                pthread_mutex_unlock(&server->lock);
+                (void)pthread_join(server->watchdog, NULL);
+        }
+        if (server->lock_initialized) {
+                (void)pthread_mutex_destroy(&server->lock);
+                (void)pthread_cond_destroy(&server->wake);
+        }
         free(server);
         return NULL;
 }

@@ -14,19 +14,26 @@
 
 #include <jansson.h>
 
+#include "forwarded.h"
 #include "macro.h"
 
 struct MHD_Connection;
 
 /* Limits of the daemon: a client that exceeds them is cut off, never queued forever. */
-#define HTTP_CONNECTION_LIMIT 256          /* open connections in all */
-#define HTTP_PER_IP_CONNECTION_LIMIT 64    /* open connections from one address */
-#define HTTP_CONNECTION_TIMEOUT 30         /* seconds of inactivity before a connection is closed */
+#define HTTP_MAX_CONNECTIONS_DEFAULT 2048            /* open connections in all */
+#define HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT 256 /* open connections from one address */
+#define HTTP_MAX_CONNECTIONS_LIMIT 65536             /* the largest --max-connections accepted */
+#define HTTP_HEAD_TIMEOUT_DEFAULT 10 /* seconds from connecting (or the last answer) to a head */
+#define HTTP_BODY_TIMEOUT_DEFAULT 30 /* seconds from the head to the end of the body */
+#define HTTP_TIMEOUT_LIMIT 3600      /* the largest --head-timeout and --body-timeout */
+#define HTTP_CONNECTION_TIMEOUT 30   /* seconds of inactivity before a connection is closed */
 #define HTTP_CONNECTION_MEMORY (64 * 1024) /* per connection, for the request line and headers */
 #define HTTP_THREADS 4                     /* requests handled at once */
 #define HTTP_MAX_BODY_DEFAULT (256 * 1024)
 #define HTTP_MAX_BODY_LIMIT (64 * 1024 * 1024) /* the largest --max-body accepted */
 #define HTTP_MAX_EXTRA_HEADERS 4
+#define HTTP_MAX_TRUSTED_PROXIES 16
+#define HTTP_ADDRESS_MAX FORWARDED_ADDRESS_MAX
 
 /* The statuses and headers the handlers answer with, so that they need not include
  * <microhttpd.h>. */
@@ -62,6 +69,9 @@ struct http_request {
         const char *path; /* percent-decoded by libmicrohttpd, without the query */
         const char *body; /* NUL-terminated (never NULL), body_size bytes before the NUL */
         size_t body_size;
+        /* The client's address as text: the peer's, or, when the peer is a trusted proxy, the
+         * right-most address of its X-Forwarded-For that is not a trusted proxy. */
+        const char *client;
         struct MHD_Connection *connection;
 };
 
@@ -105,12 +115,36 @@ int http_response_add_header(struct http_response *response, const char *name, c
 
 struct http_server;
 
+/* What nixprov serve's options set. */
+struct http_options {
+        size_t max_body;                      /* larger bodies are answered 413 */
+        unsigned max_connections;             /* open connections in all */
+        unsigned max_connections_per_address; /* 0: no limit */
+        unsigned head_timeout; /* seconds a request head may take, whatever trickles in */
+        unsigned body_timeout; /* seconds the body may take after the head */
+        /* Peers whose X-Forwarded-For is believed, as forwarded_address_normalize() writes
+         * them. */
+        char trusted_proxies[HTTP_MAX_TRUSTED_PROXIES][HTTP_ADDRESS_MAX];
+        size_t n_trusted_proxies;
+};
+#define HTTP_OPTIONS_DEFAULT                                                                       \
+        ((struct http_options){                                                                    \
+            .max_body = HTTP_MAX_BODY_DEFAULT,                                                     \
+            .max_connections = HTTP_MAX_CONNECTIONS_DEFAULT,                                       \
+            .max_connections_per_address = HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT,               \
+            .head_timeout = HTTP_HEAD_TIMEOUT_DEFAULT,                                             \
+            .body_timeout = HTTP_BODY_TIMEOUT_DEFAULT,                                             \
+        })
+
 /* Starts a daemon listening on listen, with a thread pool, calling handler for every request
- * whose body is at most max_body bytes (larger ones are answered 413 without calling it).
- * Returns 0 and the server, -EINVAL for bad arguments, or -EADDRINUSE/-EIO when the daemon
- * cannot start. */
-int http_server_start(const struct http_listen *listen, size_t max_body, http_handler_fn handler,
-                      void *userdata, struct http_server **ret_server);
+ * whose body is at most options->max_body bytes (larger ones are answered 413 without calling
+ * it), and a watchdog thread that cuts off connections past their deadline: a request head
+ * not complete head_timeout seconds after the connection opened (or after the previous answer
+ * on it), a body not complete body_timeout seconds after its head. Waiting for the answer has
+ * no deadline. Returns 0 and the server, -EINVAL for bad arguments, or -EADDRINUSE/-EIO when
+ * the daemon cannot start. */
+int http_server_start(const struct http_listen *listen, const struct http_options *options,
+                      http_handler_fn handler, void *userdata, struct http_server **ret_server);
 
 /* The port the daemon is bound to (the one the kernel chose, for port 0). */
 uint16_t http_server_port(const struct http_server *server);

@@ -2,16 +2,19 @@
 /* nixprov serve: the provisioning server. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "commands.h"
 #include "enrollment.h"
 #include "fileio.h"
+#include "forwarded.h"
 #include "http.h"
 #include "log.h"
 #include "routes.h"
@@ -20,31 +23,46 @@
 
 #define SERVE_LISTEN_DEFAULT "127.0.0.1:8470"
 #define SERVE_DB_NAME "nixprov.db"
+#define SERVE_SPARE_FDS 64 /* open files besides the connections: database, listener, logs */
 
 static void serve_help(void)
 {
-        printf("Usage: nixprov serve --data DIR [OPTIONS...]\n\n"
-               "Serves signed profiles to machines and stores the reports they send.\n\n"
-               "Options:\n"
-               "  --listen ADDR:PORT  address to listen on; [ADDR]:PORT for IPv6, port 0 lets\n"
-               "                      the kernel choose (default: %s)\n"
-               "  --data DIR          profiles: DIR/machines/ID.yaml, DIR/groups/NAME.yaml,\n"
-               "                      DIR/default.yaml, each with its .minisig (required)\n"
-               "  --db FILE           the SQLite database of machines and reports\n"
-               "                      (default: DIR/%s)\n"
-               "  --port-file FILE    write the port listened on to FILE once bound\n"
-               "  --max-body BYTES    largest request body accepted (default: %d, at most %d)\n"
-               "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
-               "                      approve: {machine-ids: [...], macs: [...],\n"
-               "                      token-files: [...]} (default: none; every enrollment\n"
-               "                      waits for 'nixprov fleet approve')\n"
-               "  -v, --verbose       log every request\n"
-               "  -h, --help          show this help\n\n"
-               "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
-               "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
-               "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
-               "Stops cleanly on SIGTERM or SIGINT.\n",
-               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+        printf(
+            "Usage: nixprov serve --data DIR [OPTIONS...]\n\n"
+            "Serves signed profiles to machines and stores the reports they send.\n\n"
+            "Options:\n"
+            "  --listen ADDR:PORT  address to listen on; [ADDR]:PORT for IPv6, port 0 lets\n"
+            "                      the kernel choose (default: %s)\n"
+            "  --data DIR          profiles: DIR/machines/ID.yaml, DIR/groups/NAME.yaml,\n"
+            "                      DIR/default.yaml, each with its .minisig (required)\n"
+            "  --db FILE           the SQLite database of machines and reports\n"
+            "                      (default: DIR/%s)\n"
+            "  --port-file FILE    write the port listened on to FILE once bound\n"
+            "  --max-body BYTES    largest request body accepted (default: %d, at most\n"
+            "                      %d)\n"
+            "  --head-timeout SECONDS  a request head not complete this long after the\n"
+            "                      connection opened (or the previous answer) is cut off,\n"
+            "                      however slowly it trickles in (default: %d)\n"
+            "  --body-timeout SECONDS  the same for a request body, from its head (default: %d)\n"
+            "  --max-connections N  open connections in all (default: %d)\n"
+            "  --max-connections-per-address N  open connections from one peer address\n"
+            "                      other than a --trusted-proxy, 0 for no limit\n"
+            "                      (default: %d)\n"
+            "  --trusted-proxy ADDR  believe X-Forwarded-For (for logs) only from this peer\n"
+            "                      address; repeatable, at most %d times\n"
+            "  --enroll-policy FILE  which enrollments are approved without an operator:\n"
+            "                      approve: {machine-ids: [...], macs: [...],\n"
+            "                      token-files: [...]} (default: none; every enrollment\n"
+            "                      waits for 'nixprov fleet approve')\n"
+            "  -v, --verbose       log every request\n"
+            "  -h, --help          show this help\n\n"
+            "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
+            "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
+            "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
+            "Stops cleanly on SIGTERM or SIGINT.\n",
+            SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
+            HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
+            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -77,20 +95,96 @@ static int serve_write_port_file(const char *path, uint16_t port)
         return write_file_atomic(path, text, (size_t)n, 0644, 0);
 }
 
+enum {
+        ARG_LISTEN = 0x100,
+        ARG_DATA,
+        ARG_DB,
+        ARG_PORT_FILE,
+        ARG_MAX_BODY,
+        ARG_POLICY,
+        ARG_HEAD_TIMEOUT,
+        ARG_BODY_TIMEOUT,
+        ARG_MAX_CONNECTIONS,
+        ARG_MAX_PER_ADDRESS,
+        ARG_TRUSTED_PROXY,
+};
+
 struct serve_options {
         const char *listen_arg;
         const char *data_dir;
         const char *db_path; /* NULL: DATA/nixprov.db */
         const char *port_file;
         const char *policy_path;
-        uint64_t max_body;
+        struct http_options http;
         struct http_listen listen;
 };
+
+/* Parses a number of OPTION from min to max into *ret, or logs why not. */
+static int serve_parse_number(const char *option, const char *s, uint64_t min, uint64_t max,
+                              uint64_t *ret)
+{
+        uint64_t n;
+
+        if (parse_u64(s, &n) < 0 || n < min || n > max) {
+                log_error("--%s must be a number from %" PRIu64 " to %" PRIu64 ", not '%s'.",
+                          option, min, max, s);
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+/* The options that set struct http_options; -ENOENT for any other. */
+static int serve_parse_http_option(int c, const char *arg, struct http_options *o)
+{
+        uint64_t n;
+        int r;
+
+        switch (c) {
+        case ARG_MAX_BODY:
+                r = serve_parse_number("max-body", arg, 1, HTTP_MAX_BODY_LIMIT, &n);
+                o->max_body = (size_t)n;
+                return r;
+        case ARG_HEAD_TIMEOUT:
+                r = serve_parse_number("head-timeout", arg, 1, HTTP_TIMEOUT_LIMIT, &n);
+                o->head_timeout = (unsigned)n;
+                return r;
+        case ARG_BODY_TIMEOUT:
+                r = serve_parse_number("body-timeout", arg, 1, HTTP_TIMEOUT_LIMIT, &n);
+                o->body_timeout = (unsigned)n;
+                return r;
+        case ARG_MAX_CONNECTIONS:
+                r = serve_parse_number("max-connections", arg, 1, HTTP_MAX_CONNECTIONS_LIMIT, &n);
+                o->max_connections = (unsigned)n;
+                return r;
+        case ARG_MAX_PER_ADDRESS:
+                r = serve_parse_number("max-connections-per-address", arg, 0,
+                                       HTTP_MAX_CONNECTIONS_LIMIT, &n);
+                o->max_connections_per_address = (unsigned)n;
+                return r;
+        case ARG_TRUSTED_PROXY:
+                if (o->n_trusted_proxies >= HTTP_MAX_TRUSTED_PROXIES) {
+                        log_error("--trusted-proxy can be given at most %d times.",
+                                  HTTP_MAX_TRUSTED_PROXIES);
+                        return -EINVAL;
+                }
+                if (forwarded_address_normalize(arg, o->trusted_proxies[o->n_trusted_proxies]) <
+                    0) {
+                        log_error("--trusted-proxy must be a numeric IPv4 or IPv6 address, not "
+                                  "'%s'.",
+                                  arg);
+                        return -EINVAL;
+                }
+                o->n_trusted_proxies++;
+                return 0;
+        default:
+                return -ENOENT;
+        }
+}
 
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
@@ -98,15 +192,24 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
+            {"head-timeout", required_argument, NULL, ARG_HEAD_TIMEOUT},
+            {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
+            {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
+            {"max-connections-per-address", required_argument, NULL, ARG_MAX_PER_ADDRESS},
+            {"trusted-proxy", required_argument, NULL, ARG_TRUSTED_PROXY},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
-        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
-                                  .max_body = HTTP_MAX_BODY_DEFAULT};
-        int c;
+        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT, .http = HTTP_OPTIONS_DEFAULT};
+        int c, r;
 
-        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+                r = serve_parse_http_option(c, optarg, &o.http);
+                if (r == -EINVAL)
+                        return r;
+                if (r == 0)
+                        continue;
                 switch (c) {
                 case ARG_LISTEN:
                         o.listen_arg = optarg;
@@ -120,15 +223,6 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 case ARG_PORT_FILE:
                         o.port_file = optarg;
                         break;
-                case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
-                            o.max_body > HTTP_MAX_BODY_LIMIT) {
-                                log_error("--max-body must be a number of bytes from 1 to %d, "
-                                          "not '%s'.",
-                                          HTTP_MAX_BODY_LIMIT, optarg);
-                                return -EINVAL;
-                        }
-                        break;
                 case ARG_POLICY:
                         o.policy_path = optarg;
                         break;
@@ -141,6 +235,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 default:
                         return -EINVAL;
                 }
+        }
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
                 return -EINVAL;
@@ -204,6 +299,22 @@ static int serve_open_store(const char *db_path, struct store **ret)
         if (r < 0)
                 return log_error_errno(r, "Failed to open database %s: %m", db_path);
         return 0;
+}
+
+/* Raises the soft limit of open files to what max_connections needs, up to the hard limit. */
+static void serve_raise_fd_limit(unsigned max_connections)
+{
+        rlim_t need = (rlim_t)max_connections + SERVE_SPARE_FDS;
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+                return;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
+                log_warning("--max-connections %u needs %llu open files, the limit is %llu: "
+                            "connections past it are refused.",
+                            max_connections, (unsigned long long)need,
+                            (unsigned long long)rl.rlim_cur);
 }
 
 /* Says where it listens, on stdout and in the port file. */
@@ -278,8 +389,9 @@ int cmd_serve(int argc, char **argv)
         if (r < 0)
                 return EXIT_FAIL;
 
+        serve_raise_fd_limit(o.http.max_connections);
         routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
-        r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
+        r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);
                 return EXIT_FAIL;
