@@ -198,7 +198,11 @@ static int fleet_print_machine(json_t *machine)
         fleet_print_field(fleet_integer(json_object_get(machine, "serial"), serial), 0);
         printf(", ");
         fleet_print_field(fleet_integer(json_object_get(machine, "reports_total"), total), 0);
-        printf(" reports, last seen ");
+        printf(" reports");
+        if (json_integer_value(json_object_get(machine, "reports_trimmed")) > 0)
+                printf(" (%lld older trimmed by the server's quota)",
+                       (long long)json_integer_value(json_object_get(machine, "reports_trimmed")));
+        printf(", last seen ");
         fleet_print_field(fleet_time(json_object_get(machine, "last_seen"), seen), 0);
         printf("\n");
         if (json_is_integer(json_object_get(machine, "conflict_at"))) {

@@ -79,14 +79,15 @@ static json_t *routes_facts(const char *facts)
 static json_t *routes_machine_json(const struct store_machine *m)
 {
         return json_pack(
-            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
             "machine_id", m->machine_id, "state", store_state_to_string(m->state), "first_seen",
             (json_int_t)m->first_seen, "last_seen", (json_int_t)m->last_seen, "phase",
             routes_text(m->phase), "status", routes_text(m->status), "serial",
-            routes_optional(m->serial), "reports", (json_int_t)m->reports, "hostname",
-            routes_text(m->hostname), "sign_key", routes_text(m->sign_key), "box_key",
-            routes_text(m->box_key), "enrolled_at", routes_optional(m->enrolled_at), "decided_at",
-            routes_optional(m->decided_at), "decided_by", routes_text(m->decided_by), "conflict_at",
+            routes_optional(m->serial), "reports", (json_int_t)m->reports, "reports_trimmed",
+            (json_int_t)m->reports_trimmed, "hostname", routes_text(m->hostname), "sign_key",
+            routes_text(m->sign_key), "box_key", routes_text(m->box_key), "enrolled_at",
+            routes_optional(m->enrolled_at), "decided_at", routes_optional(m->decided_at),
+            "decided_by", routes_text(m->decided_by), "conflict_at",
             routes_optional(m->conflict_at), "facts", routes_facts(m->facts));
 }
 

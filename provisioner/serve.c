@@ -38,13 +38,18 @@ static void serve_help(void)
                "                      approve: {machine-ids: [...], macs: [...],\n"
                "                      token-files: [...]} (default: none; every enrollment\n"
                "                      waits for 'nixprov fleet approve')\n"
+               "  --history-reports N  reports kept per machine, the newest (default: %d)\n"
+               "  --history-bytes BYTES  bytes of reports kept per machine (default: %lld)\n"
+               "  --pending-reports N  reports kept per pending machine (default: %d; 0: none)\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
                "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
                "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
                "Stops cleanly on SIGTERM or SIGINT.\n",
-               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
+               STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
+               STORE_PENDING_REPORTS_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -84,13 +89,54 @@ struct serve_options {
         const char *port_file;
         const char *policy_path;
         uint64_t max_body;
+        struct store_limits limits;
         struct http_listen listen;
 };
+
+enum {
+        ARG_LISTEN = 0x100,
+        ARG_DATA,
+        ARG_DB,
+        ARG_PORT_FILE,
+        ARG_MAX_BODY,
+        ARG_POLICY,
+        ARG_HISTORY_REPORTS,
+        ARG_HISTORY_BYTES,
+        ARG_PENDING_REPORTS,
+};
+
+/* A number of --NAME from min to INT64_MAX into *ret; logs a usage error. */
+static int serve_parse_limit(const char *name, const char *arg, uint64_t min, int64_t *ret)
+{
+        uint64_t v;
+
+        if (parse_u64(arg, &v) < 0 || v < min || v > INT64_MAX) {
+                log_error("--%s must be a number from %llu, not '%s'.", name,
+                          (unsigned long long)min, arg);
+                return -EINVAL;
+        }
+        *ret = (int64_t)v;
+        return 0;
+}
+
+/* The option c of the quotas: 1 when it is one (0 when it is not), or -EINVAL (logged). */
+static int serve_parse_quota(int c, const char *arg, struct store_limits *limits)
+{
+        switch (c) {
+        case ARG_HISTORY_REPORTS:
+                return serve_parse_limit("history-reports", arg, 1, &limits->history_reports) ?: 1;
+        case ARG_HISTORY_BYTES:
+                return serve_parse_limit("history-bytes", arg, 1, &limits->history_bytes) ?: 1;
+        case ARG_PENDING_REPORTS:
+                return serve_parse_limit("pending-reports", arg, 0, &limits->pending_reports) ?: 1;
+        default:
+                return 0;
+        }
+}
 
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
@@ -98,12 +144,20 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
+            {"history-reports", required_argument, NULL, ARG_HISTORY_REPORTS},
+            {"history-bytes", required_argument, NULL, ARG_HISTORY_BYTES},
+            {"pending-reports", required_argument, NULL, ARG_PENDING_REPORTS},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
-        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
-                                  .max_body = HTTP_MAX_BODY_DEFAULT};
+        struct serve_options o = {
+            .listen_arg = SERVE_LISTEN_DEFAULT,
+            .max_body = HTTP_MAX_BODY_DEFAULT,
+            .limits = {.history_reports = STORE_HISTORY_REPORTS_DEFAULT,
+                       .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
+                       .pending_reports = STORE_PENDING_REPORTS_DEFAULT},
+        };
         int c;
 
         while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
@@ -139,7 +193,8 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         serve_help();
                         return 0;
                 default:
-                        return -EINVAL;
+                        if (serve_parse_quota(c, optarg, &o.limits) <= 0)
+                                return -EINVAL;
                 }
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
@@ -277,6 +332,7 @@ int cmd_serve(int argc, char **argv)
         r = serve_open_store(db_path, &store);
         if (r < 0)
                 return EXIT_FAIL;
+        (void)store_set_limits(store, &o.limits); /* checked by serve_parse_argv() */
 
         routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
         r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);

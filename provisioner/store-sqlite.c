@@ -72,6 +72,13 @@ static const char store_migrate_v2[] =
     "ALTER TABLE reports_v2 RENAME TO reports;\n"
     "CREATE INDEX reports_by_machine ON reports (machine_id, id);\n";
 
+/* Version 3: the quotas. Each report's size, so that a machine's history is summed without
+ * reading the bodies, and the count of reports the quotas deleted. */
+static const char store_migrate_v3[] =
+    "ALTER TABLE reports ADD COLUMN body_size INTEGER NOT NULL DEFAULT 0;\n"
+    "UPDATE reports SET body_size = length(CAST(body AS BLOB));\n"
+    "ALTER TABLE machines ADD COLUMN reports_trimmed INTEGER NOT NULL DEFAULT 0;\n";
+
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
 #define STORE_MACHINE_SELECT                                                                       \
@@ -84,7 +91,7 @@ static const char store_migrate_v2[] =
         "    AND serial IS NOT NULL ORDER BY id DESC LIMIT 1), "                                   \
         "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id), "                   \
         "  m.hostname, m.sign_key, m.box_key, m.enrolled_at, m.decided_at, m.decided_by, "         \
-        "  m.conflict_at, m.facts "                                                                \
+        "  m.conflict_at, m.facts, m.reports_trimmed "                                             \
         "FROM machines m "
 
 static int store_errno(int code)
@@ -246,6 +253,12 @@ static int store_migrate(struct store_sqlite *store)
                         goto fail;
                 version = 2;
         }
+        if (version == 2) {
+                r = store_exec(store, store_migrate_v3);
+                if (r < 0)
+                        goto fail;
+                version = 3;
+        }
         (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         r = store_exec(store, sql);
         if (r < 0)
@@ -297,6 +310,11 @@ int store_sqlite_open(const char *path, struct store **ret_store)
         if (!store)
                 return -ENOMEM;
         store->base.ops = &store_sqlite_ops;
+        store->base.limits = (struct store_limits){
+            .history_reports = STORE_HISTORY_REPORTS_DEFAULT,
+            .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
+            .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
+        };
         if (pthread_mutex_init(&store->lock, NULL) != 0) {
                 free(TAKE_PTR(store));
                 return -ENOMEM;
@@ -560,6 +578,67 @@ static int store_report_compare(struct store_sqlite *store, const struct store_r
         return 0;
 }
 
+/* Deletes machine_id's reports that sql (?1 the machine, ?2 the limit) selects, adding how many
+ * to *trimmed. */
+static int store_trim_step(struct store_sqlite *store, const char *sql, const char *machine_id,
+                           int64_t limit, int64_t *trimmed)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        r = store_prepare(store, sql, &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, limit)) < 0)
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+        *trimmed += sqlite3_changes(store->db);
+        return 0;
+}
+
+/* The quotas (struct store_limits), in the transaction that stored a report of machine_id. */
+static int store_trim_history(struct store_sqlite *store, const char *machine_id,
+                              enum store_state state)
+{
+        const struct store_limits *l = &store->base.limits;
+        int64_t count = l->history_reports, trimmed = 0;
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        if (state == STORE_STATE_PENDING && l->pending_reports < count)
+                count = l->pending_reports;
+        /* Everything from the (count + 1)th newest back. */
+        r = store_trim_step(store,
+                            "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT id FROM "
+                            "reports WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                            machine_id, count, &trimmed);
+        /* Then the oldest of those whose bodies, summed from the newest, pass the bytes; the
+         * newest stays whatever its size (a single report's size is the server's --max-body). */
+        if (r >= 0)
+                r = store_trim_step(
+                    store,
+                    "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT id FROM (SELECT "
+                    "id, SUM(body_size) OVER (ORDER BY id DESC) AS total FROM reports WHERE "
+                    "machine_id = ?1) WHERE total > ?2 ORDER BY id DESC LIMIT 1) AND id < "
+                    "(SELECT MAX(id) FROM reports WHERE machine_id = ?1)",
+                    machine_id, l->history_bytes, &trimmed);
+        if (r < 0 || trimmed == 0)
+                return r;
+        r = store_prepare(store,
+                          "UPDATE machines SET reports_trimmed = reports_trimmed + ?2 "
+                          "WHERE machine_id = ?1",
+                          &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, trimmed)) < 0)
+                return r;
+        return store_step_done(stmt);
+}
+
 static int store_insert_report(struct store_sqlite *store, const struct store_report *report,
                                int64_t received, bool *ret_duplicate)
 {
@@ -593,8 +672,8 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
         r = store_prepare(
             store,
             "INSERT INTO reports "
-            "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
-            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "(machine_id, sign_key, seq, time, received, phase, status, serial, body, body_size) "
+            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10) "
             "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
             &insert);
         if (r < 0)
@@ -610,14 +689,15 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
                                  : sqlite3_bind_null(insert, 7))) < 0 ||
             (r = store_errno(sqlite3_bind_text64(insert, 8, report->body, report->body_size,
                                                  SQLITE_STATIC, SQLITE_UTF8))) < 0 ||
-            (r = store_bind_text(insert, 9, report->sign_key)) < 0)
+            (r = store_bind_text(insert, 9, report->sign_key)) < 0 ||
+            (r = store_bind_int64(insert, 10, (int64_t)report->body_size)) < 0)
                 return r;
         r = store_step_done(insert);
         if (r < 0)
                 return r;
         if (sqlite3_changes(store->db) == 1) {
                 *ret_duplicate = false;
-                return 0;
+                return store_trim_history(store, report->machine_id, trust.state);
         }
 
         /* Already stored: a resend of the same bytes, or another report under the same seq. */
@@ -768,6 +848,7 @@ static int store_machine_from_row(sqlite3_stmt *stmt, struct store_machine *ret_
         m.enrolled_at = store_column_optional(stmt, 11);
         m.decided_at = store_column_optional(stmt, 12);
         m.conflict_at = store_column_optional(stmt, 14);
+        m.reports_trimmed = sqlite3_column_int64(stmt, 16);
         if ((r = store_column_text(stmt, 4, &m.phase)) < 0 ||
             (r = store_column_text(stmt, 5, &m.status)) < 0 ||
             (r = store_column_text(stmt, 8, &m.hostname)) < 0 ||

@@ -73,6 +73,15 @@ int store_open(const char *location, struct store **ret_store)
         return store_sqlite_open(location, ret_store);
 }
 
+int store_set_limits(struct store *store, const struct store_limits *limits)
+{
+        if (!store || !limits || limits->history_reports < 1 || limits->history_bytes < 1 ||
+            limits->pending_reports < 0)
+                return -EINVAL;
+        store->limits = *limits;
+        return 0;
+}
+
 struct store *store_close(struct store *store)
 {
         if (store)

@@ -22,9 +22,14 @@
 
 #include "macro.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_FLEET_MAX 100000 /* machines listed by store_list_machines() */
 #define STORE_HISTORY_MAX 1000 /* reports of one machine returned (the latest ones) */
+
+/* The quotas of the store (struct store_limits), defaults of nixprov serve's options. */
+#define STORE_HISTORY_REPORTS_DEFAULT 1000               /* kept per machine, the newest */
+#define STORE_HISTORY_BYTES_DEFAULT (64LL * 1024 * 1024) /* of report bodies per machine */
+#define STORE_PENDING_REPORTS_DEFAULT 5                  /* kept per machine no one approved yet */
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_COUNTS_MAX 16 /* distinct statuses or states counted by store_stats() */
 #define STORE_NAME_MAX 64   /* a phase, status or state name, with its NUL */
@@ -108,7 +113,8 @@ struct store_machine {
         struct store_optional decided_at;
         char *decided_by;
         struct store_optional conflict_at;
-        char *facts; /* JSON text, as store_enroll() was given it */
+        char *facts;             /* JSON text, as store_enroll() was given it */
+        int64_t reports_trimmed; /* deleted by the quotas (struct store_limits) */
 };
 
 void store_machine_done(struct store_machine *machine);
@@ -152,11 +158,22 @@ struct store_stats {
         size_t n_by_state;
 };
 
+/* What the store keeps of one machine's reports: after each report stored, in the same
+ * transaction, the oldest are deleted until at most history_reports (pending_reports for a
+ * pending machine) remain and their bodies take at most history_bytes (the newest report is
+ * always kept); the number deleted is added to the machine's reports_trimmed. */
+struct store_limits {
+        int64_t history_reports;
+        int64_t history_bytes;
+        int64_t pending_reports;
+};
+
 struct store_ops;
 
 /* The base of every implementation: embedded as the first member of its own struct. */
 struct store {
         const struct store_ops *ops;
+        struct store_limits limits; /* the defaults above, until store_set_limits() */
 };
 
 /* What an implementation provides; the store_*() functions below check their arguments and
@@ -183,6 +200,10 @@ struct store_ops {
  * is not a database, or another negative errno. */
 int store_open(const char *location, struct store **ret_store);
 
+/* Sets the quotas for the reports stored from now on: each at least 1 (pending_reports may be
+ * 0: a pending machine's reports are not kept). Call it before other threads use the store. */
+int store_set_limits(struct store *store, const struct store_limits *limits);
+
 /* Closes the store. Accepts NULL; returns NULL. */
 struct store *store_close(struct store *store);
 DEFINE_POINTER_CLEANUP(store, store_close)
@@ -202,12 +223,13 @@ int store_get_trust(struct store *store, const char *machine_id, struct store_tr
 int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                  enum store_state *ret_state);
 
-/* Stores a report received at the server's time received, and updates the machine's
- * last_seen. The machine must be pending or approved with report->sign_key as its key (checked
- * again in the transaction): else -EPERM, nothing stored. The transaction is committed (and
- * fsynced) before this returns 0. A report whose (machine_id, sign_key, seq) is already stored
- * with the same bytes is not stored again (*ret_duplicate says so); with other bytes it is
- * refused with -EEXIST. Returns 0 or a negative errno (nothing stored). */
+/* Stores a report received at the server's time received, updates the machine's last_seen,
+ * and trims its history to the store's limits (struct store_limits). The machine must be pending or
+ * approved with report->sign_key as its key (checked again in the transaction): else -EPERM,
+ * nothing stored. The transaction is committed (and fsynced) before this returns 0. A report whose
+ * (machine_id, sign_key, seq) is already stored with the same bytes is not stored again
+ * (*ret_duplicate says so); with other bytes it is refused with -EEXIST. Returns 0 or a negative
+ * errno (nothing stored). */
 int store_add_report(struct store *store, const struct store_report *report, int64_t received,
                      bool *ret_duplicate);
 

@@ -413,6 +413,92 @@ static void test_migrates_schema_1(void **state)
         assert_int_equal(store_open(path, &store), 0);
 }
 
+/* The quotas: a pending machine keeps its newest pending_reports, an approved one its newest
+ * history_reports within history_bytes (the newest always), and the count of what was deleted is
+ * kept. */
+static void expect_history(struct store *store, const char *machine_id, const char *seqs,
+                           int64_t trimmed)
+{
+        struct store_machine m;
+        struct store_history history;
+        char got[256] = "";
+
+        assert_int_equal(store_get_machine(store, machine_id, &m, &history), 0);
+        for (size_t i = 0; i < history.n_entries; i++) {
+                const char *p = strstr(history.entries[i].body, "\"seq\":");
+
+                assert_non_null(p);
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? " " : "",
+                         strtoll(p + 6, NULL, 10));
+        }
+        assert_string_equal(got, seqs);
+        assert_int_equal(m.reports, (int64_t)history.n_entries);
+        assert_int_equal(m.reports_trimmed, trimmed);
+        store_machine_done(&m);
+        store_history_done(&history);
+}
+
+static void add_reports(struct store *store, const char *machine_id, uint64_t from, uint64_t to)
+{
+        char body[256];
+        bool duplicate;
+
+        for (uint64_t seq = from; seq <= to; seq++) {
+                struct store_report report = make_report(machine_id, seq, "ok", body);
+
+                assert_int_equal(store_add_report(store, &report, 60, &duplicate), 0);
+                assert_false(duplicate);
+        }
+}
+
+static void test_quotas_trim_oldest(void **state)
+{
+        _cleanup_free_ char *path = in_dir("quotas.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_limits limits = {
+            .history_reports = 4, .history_bytes = 1 << 20, .pending_reports = 2};
+        struct store_report sized;
+        char body[256];
+        enum store_state previous;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store->limits.pending_reports, STORE_PENDING_REPORTS_DEFAULT);
+        limits.history_reports = 0;
+        assert_int_equal(store_set_limits(store, &limits), -EINVAL);
+        limits.history_reports = 4;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        add_reports(store, M1, 1, 5);
+        expect_history(store, M1, "4 5", 3);
+
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 70, &previous), 0);
+        add_reports(store, M1, 6, 8);
+        expect_history(store, M1, "5 6 7 8", 4);
+
+        /* Every body here has the same size: room for two and a byte. */
+        sized = make_report(M1, 9, "ok", body);
+        limits.history_bytes = (int64_t)sized.body_size * 2 + 1;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        add_reports(store, M1, 9, 9);
+        expect_history(store, M1, "8 9", 7);
+
+        /* A limit below one report keeps the newest. */
+        limits.history_bytes = 1;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        add_reports(store, M1, 10, 10);
+        expect_history(store, M1, "10", 9);
+
+        /* pending_reports 0: a pending machine's reports are not kept, and counted. */
+        limits = (struct store_limits){.history_reports = 4, .history_bytes = 1 << 20};
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        enroll_with(store, M2, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        add_reports(store, M2, 1, 3);
+        expect_history(store, M2, "", 3);
+        expect_history(store, M1, "10", 9);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -423,6 +509,7 @@ int main(void)
             cmocka_unit_test(test_reports_stored_once_and_kept),
             cmocka_unit_test(test_enroll_and_decide),
             cmocka_unit_test(test_migrates_schema_1),
+            cmocka_unit_test(test_quotas_trim_oldest),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
