@@ -94,18 +94,16 @@ static int fleet_get(const char *server, const char *path, const char *url, char
         return log_error_errno(r, "Failed to reach the server at %s: %s", url, e.message);
 }
 
-/* Prints a string from the server with control characters replaced: whatever a device put in
- * its report must not drive the operator's terminal. */
+/* Prints a string from the server with control characters, C1 controls, bidi overrides and
+ * invalid UTF-8 replaced (text_sanitize()): whatever a device put in its report must not drive
+ * or fool the operator's terminal. */
 static void fleet_print_field(const char *s, int width)
 {
         char clean[256];
-        size_t n = 0;
 
         if (!s)
                 s = "-";
-        for (; *s && n < sizeof(clean) - 1; s++)
-                clean[n++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
-        clean[n] = '\0';
+        (void)text_sanitize(s, strlen(s), clean, sizeof(clean));
         printf("%-*s", width, clean);
 }
 
