@@ -82,8 +82,9 @@ int service_metrics(struct store *store, char **ret_text, size_t *ret_size,
                     char reason[static SERVICE_REASON_MAX]);
 
 /* GET /v1/machines and /v1/machines/ID: the store's answers, with its errors mapped as above. */
-int service_list_machines(struct store *store, struct store_machine_list *ret_list,
+int service_list_machines(struct store *store, const struct store_page *page,
+                          struct store_machine_list *ret_list,
                           char reason[static SERVICE_REASON_MAX]);
-int service_get_machine(struct store *store, const char *machine_id,
+int service_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                         struct store_machine *ret_machine, struct store_history *ret_history,
                         char reason[static SERVICE_REASON_MAX]);

@@ -868,8 +868,6 @@ static int store_list_append(struct store_machine_list *list, sqlite3_stmt *stmt
         struct store_machine *bigger;
         int r;
 
-        if (list->n_machines >= STORE_FLEET_MAX)
-                return -E2BIG;
         bigger = reallocarray(list->machines, list->n_machines + 1, sizeof(*bigger));
         if (!bigger)
                 return -ENOMEM;
@@ -881,7 +879,8 @@ static int store_list_append(struct store_machine_list *list, sqlite3_stmt *stmt
         return 0;
 }
 
-static int store_sqlite_list_machines(struct store *base, struct store_machine_list *ret_list)
+static int store_sqlite_list_machines(struct store *base, const struct store_page *page,
+                                      struct store_machine_list *ret_list)
 {
         struct store_sqlite *store = (struct store_sqlite *)base;
         _cleanup_unlock_ struct store_sqlite *locked = NULL;
@@ -890,13 +889,22 @@ static int store_sqlite_list_machines(struct store *base, struct store_machine_l
         int code, r;
 
         locked = store_lock(store);
-        r = store_prepare(store, STORE_MACHINE_SELECT "ORDER BY m.machine_id LIMIT ?1", &stmt);
+        /* One more than the page, to tell whether more follow. */
+        r = store_prepare(store,
+                          STORE_MACHINE_SELECT "WHERE m.machine_id > ?2 ORDER BY m.machine_id "
+                                               "LIMIT ?1",
+                          &stmt);
         if (r < 0)
                 return r;
-        r = store_bind_int64(stmt, 1, STORE_FLEET_MAX);
-        if (r < 0)
+        if ((r = store_bind_int64(stmt, 1, (int64_t)page->limit + 1)) < 0 ||
+            (r = store_bind_text(stmt, 2, page->after_machine ?: "")) < 0)
                 return r;
         while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (list.n_machines == page->limit) {
+                        list.more = true;
+                        code = SQLITE_DONE;
+                        break;
+                }
                 r = store_list_append(&list, stmt);
                 if (r < 0) {
                         store_machine_list_done(&list);
@@ -913,15 +921,13 @@ static int store_sqlite_list_machines(struct store *base, struct store_machine_l
 
 static int store_history_append(struct store_history *history, sqlite3_stmt *stmt)
 {
-        const void *body = sqlite3_column_blob(stmt, 0);
-        int size = sqlite3_column_bytes(stmt, 0);
+        const void *body = sqlite3_column_blob(stmt, 1);
+        int size = sqlite3_column_bytes(stmt, 1);
         struct store_history_entry *bigger;
         char *copy;
 
         if (!body || size <= 0)
                 return -EBADMSG;
-        if (history->n_entries >= STORE_HISTORY_MAX)
-                return -E2BIG;
         bigger = reallocarray(history->entries, history->n_entries + 1, sizeof(*bigger));
         if (!bigger)
                 return -ENOMEM;
@@ -931,28 +937,38 @@ static int store_history_append(struct store_history *history, sqlite3_stmt *stm
                 return -ENOMEM;
         memcpy(copy, body, (size_t)size);
         copy[size] = '\0';
-        history->entries[history->n_entries++] =
-            (struct store_history_entry){.body = copy, .body_size = (size_t)size};
+        history->entries[history->n_entries++] = (struct store_history_entry){
+            .id = sqlite3_column_int64(stmt, 0), .body = copy, .body_size = (size_t)size};
         return 0;
 }
 
+/* A page of the reports, from the oldest kept: at most page->limit, and past
+ * STORE_PAGE_BYTES_MAX of bodies only the first. */
 static int store_read_history(struct store_sqlite *store, const char *machine_id,
-                              struct store_history *history)
+                              const struct store_page *page, struct store_history *history)
 {
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int64_t bytes = 0;
         int code, r;
 
-        /* The latest STORE_HISTORY_MAX, in the order stored. */
         r = store_prepare(store,
-                          "SELECT body FROM (SELECT id, body FROM reports WHERE machine_id = ?1 "
-                          "ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                          "SELECT id, body, body_size FROM reports WHERE machine_id = ?1 AND "
+                          "id > ?2 ORDER BY id LIMIT ?3",
                           &stmt);
         if (r < 0)
                 return r;
         if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
-            (r = store_bind_int64(stmt, 2, STORE_HISTORY_MAX)) < 0)
+            (r = store_bind_int64(stmt, 2, page->after_report)) < 0 ||
+            (r = store_bind_int64(stmt, 3, (int64_t)page->limit + 1)) < 0)
                 return r;
         while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                /* body_size first: a body past the page is never read. */
+                bytes += sqlite3_column_int64(stmt, 2);
+                if (history->n_entries == page->limit ||
+                    (history->n_entries > 0 && bytes > STORE_PAGE_BYTES_MAX)) {
+                        history->more = true;
+                        return 0;
+                }
                 r = store_history_append(history, stmt);
                 if (r < 0)
                         return r;
@@ -983,6 +999,7 @@ static int store_read_machine(struct store_sqlite *store, const char *machine_id
 }
 
 static int store_sqlite_get_machine(struct store *base, const char *machine_id,
+                                    const struct store_page *page,
                                     struct store_machine *ret_machine,
                                     struct store_history *ret_history)
 {
@@ -999,7 +1016,7 @@ static int store_sqlite_get_machine(struct store *base, const char *machine_id,
                 return r;
         r = store_read_machine(store, machine_id, &machine);
         if (r >= 0)
-                r = store_read_history(store, machine_id, &history);
+                r = store_read_history(store, machine_id, page, &history);
         store_rollback(store);
         if (r < 0) {
                 store_machine_done(&machine);

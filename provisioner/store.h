@@ -23,8 +23,14 @@
 #include "macro.h"
 
 #define STORE_SCHEMA_VERSION 3
-#define STORE_FLEET_MAX 100000 /* machines listed by store_list_machines() */
-#define STORE_HISTORY_MAX 1000 /* reports of one machine returned (the latest ones) */
+/* Pages of store_list_machines() and store_get_machine(): a default and a largest limit, and
+ * the bytes of report bodies one page of history holds (past them it ends early; it holds at
+ * least one report), so that no answer is built from more than a page. */
+#define STORE_PAGE_MACHINES_DEFAULT 100
+#define STORE_PAGE_MACHINES_MAX 1000
+#define STORE_PAGE_REPORTS_DEFAULT 100
+#define STORE_PAGE_REPORTS_MAX 1000
+#define STORE_PAGE_BYTES_MAX (4 * 1024 * 1024)
 
 /* The quotas of the store (struct store_limits), defaults of nixprov serve's options. */
 #define STORE_HISTORY_REPORTS_DEFAULT 1000               /* kept per machine, the newest */
@@ -119,25 +125,35 @@ struct store_machine {
 
 void store_machine_done(struct store_machine *machine);
 
-/* Every machine, by machine_id (at most STORE_FLEET_MAX). */
+/* Where a page starts and how long it is. */
+struct store_page {
+        const char *after_machine; /* machines: those after this machine_id; NULL: the first */
+        int64_t after_report;      /* reports: those stored after the report of this id; 0 */
+        size_t limit;              /* 0: the default; above the largest: the largest */
+};
+
+/* A page of machines, by machine_id. */
 struct store_machine_list {
         struct store_machine *machines;
         size_t n_machines;
+        bool more; /* machines follow the last one */
 };
 
 void store_machine_list_done(struct store_machine_list *list);
 
-/* One stored report: the body as received. */
+/* One stored report: the body as received, and its id (increasing in the order stored). */
 struct store_history_entry {
+        int64_t id;
         char *body;
         size_t body_size;
 };
 
-/* A machine's latest reports (at most STORE_HISTORY_MAX), in the order they were stored. */
+/* A page of a machine's reports, in the order they were stored (the oldest kept first). */
 struct store_history {
         struct store_history_entry *entries;
         size_t n_entries;
-        int64_t total; /* all reports stored for the machine; more than n_entries: truncated */
+        int64_t total; /* all reports stored for the machine */
+        bool more;     /* reports follow the last one: the next page is after its id */
 };
 
 void store_history_done(struct store_history *history);
@@ -189,9 +205,11 @@ struct store_ops {
                           bool *ret_duplicate);
         int (*decide)(struct store *store, const char *machine_id, enum store_decision decision,
                       int64_t now, enum store_state *ret_previous);
-        int (*list_machines)(struct store *store, struct store_machine_list *ret_list);
+        int (*list_machines)(struct store *store, const struct store_page *page,
+                             struct store_machine_list *ret_list);
         int (*get_machine)(struct store *store, const char *machine_id,
-                           struct store_machine *ret_machine, struct store_history *ret_history);
+                           const struct store_page *page, struct store_machine *ret_machine,
+                           struct store_history *ret_history);
         int (*stats)(struct store *store, struct store_stats *ret_stats);
 };
 
@@ -240,14 +258,16 @@ int store_add_report(struct store *store, const struct store_report *report, int
 int store_decide(struct store *store, const char *machine_id, enum store_decision decision,
                  int64_t now, enum store_state *ret_previous);
 
-/* Lists every machine (at most STORE_FLEET_MAX, by machine_id) into *ret_list, which the caller
- * frees with store_machine_list_done(). Returns 0 or a negative errno. */
-int store_list_machines(struct store *store, struct store_machine_list *ret_list);
+/* Lists a page of machines (page NULL: the first, of the default length) by machine_id into
+ * *ret_list, which the caller frees with store_machine_list_done(). Returns 0 or a negative
+ * errno. */
+int store_list_machines(struct store *store, const struct store_page *page,
+                        struct store_machine_list *ret_list);
 
-/* Reads one machine and its latest reports, from one consistent view; the caller frees both
- * with store_machine_done() and store_history_done(). Returns 0, -ENOENT for an unknown
- * machine, or a negative errno. */
-int store_get_machine(struct store *store, const char *machine_id,
+/* Reads one machine and a page of its reports (page NULL: the first, from the oldest kept),
+ * from one consistent view; the caller frees both with store_machine_done() and
+ * store_history_done(). Returns 0, -ENOENT for an unknown machine, or a negative errno. */
+int store_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                       struct store_machine *ret_machine, struct store_history *ret_history);
 
 /* Counts machines and reports. Returns 0 or a negative errno. */

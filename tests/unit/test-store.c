@@ -187,7 +187,7 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(store_add_report(store, &report, 103, &duplicate), 0);
         assert_false(duplicate);
 
-        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(store_list_machines(store, NULL, &list), 0);
         assert_int_equal(list.n_machines, 2);
         m = &list.machines[0];
         assert_string_equal(m->machine_id, M1);
@@ -207,7 +207,7 @@ static void test_reports_stored_once_and_kept(void **state)
 
         /* Reopened: everything is still there, in the order stored. */
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_get_machine(store, M1, &machine, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &machine, &history), 0);
         assert_int_equal(history.n_entries, 2);
         assert_non_null(strstr(history.entries[0].body, "\"seq\":2,"));
         assert_non_null(strstr(history.entries[1].body, "\"seq\":1,"));
@@ -225,7 +225,7 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(store_add_report(store, &report, 104, &duplicate), -EEXIST);
 
         assert_int_equal(
-            store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine, &history),
+            store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", NULL, &machine, &history),
             -ENOENT);
         assert_int_equal(history.n_entries, 0);
         assert_null(machine.phase);
@@ -278,7 +278,7 @@ static void test_enroll_and_decide(void **state)
         enroll_with(store, M1, KEY_B, "policy:machine-id", -EKEYREJECTED, 0);
         assert_int_equal(store_get_trust(store, M1, &trust), 0);
         assert_string_equal(trust.sign_key, KEY_A);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_true(m.conflict_at.is_set);
         assert_int_equal(m.conflict_at.value, 50);
         assert_string_equal(m.decided_by, "policy:token");
@@ -293,7 +293,7 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(previous, STORE_STATE_REVOKED);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 62, &previous), 0);
         assert_int_equal(previous, STORE_STATE_REVOKED);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_string_equal(m.decided_by, "operator");
         assert_true(m.decided_at.is_set);
         assert_int_equal(m.decided_at.value, 62);
@@ -312,7 +312,7 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 81, NULL), -ENOKEY);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 81, NULL), -ENOKEY);
         assert_int_equal(store_add_report(store, &report, 82, &duplicate), -EPERM);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_false(m.conflict_at.is_set);
         assert_null(m.sign_key);
         assert_int_equal(history.total, 1);
@@ -367,7 +367,7 @@ static void test_migrates_schema_1(void **state)
         sqlite3_close(db);
 
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(store_list_machines(store, NULL, &list), 0);
         assert_int_equal(list.n_machines, 2);
         listed = &list.machines[0];
         assert_string_equal(listed->machine_id, M1);
@@ -382,7 +382,7 @@ static void test_migrates_schema_1(void **state)
         assert_string_equal(list.machines[1].status, "failed");
         store_machine_list_done(&list);
 
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_int_equal(history.n_entries, 2);
         assert_string_equal(history.entries[0].body, "{\"machine_id\":\"" M1 "\",\"seq\":1}");
         assert_string_equal(history.entries[1].body, "{\"machine_id\":\"" M1 "\",\"seq\":2}");
@@ -391,7 +391,7 @@ static void test_migrates_schema_1(void **state)
 
         /* An old machine enrolls as a new one, and its reports are kept. */
         enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_int_equal(history.total, 2);
         assert_int_equal(m.first_seen, 10);
         store_machine_done(&m);
@@ -423,7 +423,7 @@ static void expect_history(struct store *store, const char *machine_id, const ch
         struct store_history history;
         char got[256] = "";
 
-        assert_int_equal(store_get_machine(store, machine_id, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, machine_id, NULL, &m, &history), 0);
         for (size_t i = 0; i < history.n_entries; i++) {
                 const char *p = strstr(history.entries[i].body, "\"seq\":");
 
@@ -499,6 +499,73 @@ static void test_quotas_trim_oldest(void **state)
         expect_history(store, M1, "10", 9);
 }
 
+/* Pages: machines after a cursor, reports after a cursor, and a page of history that ends
+ * when its bodies pass STORE_PAGE_BYTES_MAX. */
+static void test_pages(void **state)
+{
+        _cleanup_free_ char *path = in_dir("pages.db");
+        _cleanup_free_ char *big = NULL;
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_page page = {.limit = 1};
+        struct store_machine_list list;
+        struct store_history history;
+        struct store_machine m;
+        size_t big_size = 256 * 1024, n = STORE_PAGE_BYTES_MAX / (256 * 1024);
+        bool duplicate;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        enroll_with(store, M1, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        enroll_with(store, M2, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        assert_int_equal(store_list_machines(store, &page, &list), 0);
+        assert_int_equal(list.n_machines, 1);
+        assert_string_equal(list.machines[0].machine_id, M1);
+        assert_true(list.more);
+        store_machine_list_done(&list);
+        page.after_machine = M1;
+        assert_int_equal(store_list_machines(store, &page, &list), 0);
+        assert_int_equal(list.n_machines, 1);
+        assert_string_equal(list.machines[0].machine_id, M2);
+        assert_false(list.more);
+        store_machine_list_done(&list);
+
+        add_reports(store, M1, 1, 5);
+        page = (struct store_page){.limit = 2};
+        assert_int_equal(store_get_machine(store, M1, &page, &m, &history), 0);
+        assert_int_equal(history.n_entries, 2);
+        assert_true(history.more);
+        assert_int_equal(history.total, 5);
+        assert_non_null(strstr(history.entries[0].body, "\"seq\":1,"));
+        page.after_report = history.entries[1].id;
+        store_machine_done(&m);
+        store_history_done(&history);
+        page.limit = 100;
+        assert_int_equal(store_get_machine(store, M1, &page, &m, &history), 0);
+        assert_int_equal(history.n_entries, 3);
+        assert_false(history.more);
+        assert_non_null(strstr(history.entries[0].body, "\"seq\":3,"));
+        store_machine_done(&m);
+        store_history_done(&history);
+
+        /* n + 1 reports of 256 KiB: the first page holds the n that fit. */
+        big = malloc(big_size);
+        assert_non_null(big);
+        memset(big, 'x', big_size);
+        for (uint64_t seq = 1; seq <= n + 1; seq++) {
+                char body[256];
+                struct store_report report = make_report(M2, seq, "ok", body);
+
+                report.body = big;
+                report.body_size = big_size;
+                assert_int_equal(store_add_report(store, &report, 60, &duplicate), 0);
+        }
+        assert_int_equal(store_get_machine(store, M2, NULL, &m, &history), 0);
+        assert_int_equal(history.n_entries, n);
+        assert_true(history.more);
+        store_machine_done(&m);
+        store_history_done(&history);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -510,6 +577,7 @@ int main(void)
             cmocka_unit_test(test_enroll_and_decide),
             cmocka_unit_test(test_migrates_schema_1),
             cmocka_unit_test(test_quotas_trim_oldest),
+            cmocka_unit_test(test_pages),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The server's quotas and bounded answers, with the real nixprov serve on 127.0.0.1: a pending
+# device that floods it with 1,000 reports of 261 KB keeps only its newest few; a machine's
+# history is trimmed to its cap and counted; listings and histories come in pages that
+# nixprov fleet follows; what a device wrote reaches neither the operator's terminal nor the
+# server's log as control characters or bidi overrides.
+. "$(dirname "$0")/lib.sh"
+
+SIGN=${NIXPROV_TEST_TOOLS:-$BIN/../tests}/device-sign
+[ -x "$SIGN" ] || die "no $SIGN (build with NIXPROV_TESTS=ON)"
+FLOOD=$SRC/tests/integration/flood.py
+DB=$TMP/data/nixprov.db
+
+P=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa # pending: the flood
+A=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb # approved by the policy: the history cap and pages
+E=cccccccccccccccccccccccccccccccc # pending: hostile text
+mkdir -p data dev/p dev/a dev/e
+echo "profile: default" > data/default.yaml
+echo "sig: default" > data/default.yaml.minisig
+approve_machines "$A"
+
+# The operator's side, in one place: the endpoints and nixprov fleet.
+operator_get() { # operator_get PATH: the answer in answer.json, its status in $status
+  status=$(curl -sS --noproxy '*' -o answer.json -w '%{http_code}' "$SERVER_URL$1")
+}
+fleet() { "$BIN/nixprov" fleet --server "$SERVER_URL" "$@"; }
+
+# check EXPR DESC: EXPR, Python over d (answer.json), must hold.
+check() {
+  python3 -c 'import json, sys; d = json.load(open("answer.json")); sys.exit(0 if eval(sys.argv[1]) else 1)' "$1" ||
+    { head -c 2000 answer.json >&2; echo >&2; die "$2: $1 is false"; }
+}
+
+device() { python3 "$FLOOD" "$1" "$SIGN" "dev/$2" "$SERVER_PORT" "${@:3}"; }
+
+start_server data "$DB" --history-reports 10
+[ "$(device enroll p "$P" flood-p)" = pending ] || die "P did not enroll as pending"
+[ "$(device enroll a "$A" edge-a)" = approved ] || die "A was not approved by the policy"
+
+# --- the issue's case: 1,000 reports of 261 KB from a pending machine --------------------------
+
+[ "$(device reports p "$P" 1 1000 261000)" = 1000 ] || die "the flood was not answered 200 each time"
+operator_get "/v1/machines/$P"
+[ "$status" = 200 ] || die "GET /v1/machines/P: $status"
+check 'd["reports"] and [r["seq"] for r in d["reports"]] == [996, 997, 998, 999, 1000]' "P keeps its newest 5"
+check 'd["reports_total"] == 5 and d["reports_trimmed"] == 995 and d["next"] is None' "P's counts"
+stored=$(python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(db.execute("SELECT COUNT(*), SUM(length(CAST(body AS BLOB))) FROM reports WHERE machine_id = ?", (sys.argv[2],)).fetchone())' "$DB" "$P")
+case $stored in "(5, "13[0-9][0-9][0-9][0-9][0-9]")") ;; *) die "the database holds $stored reports/bytes of P" ;; esac
+ok "a pending machine's 1,000 reports of 261 KB: 200 each, 5 kept in the database ($stored), 995 counted as trimmed"
+
+# --- an approved machine: the history cap, and pages ------------------------------------------
+
+[ "$(device reports a "$A" 1 12 0)" = 12 ] || die "A's reports"
+operator_get "/v1/machines/$A"
+check '[r["seq"] for r in d["reports"]] == list(range(3, 13)) and d["reports_trimmed"] == 2' "A's cap"
+ok "an approved machine keeps its newest --history-reports (10) and counts the 2 trimmed"
+
+operator_get "/v1/machines/$A?limit=4"
+check '[r["seq"] for r in d["reports"]] == [3, 4, 5, 6] and d["truncated"] and isinstance(d["next"], str)' "page 1"
+seqs=$(python3 -c 'import json; print(json.load(open("answer.json"))["next"])')
+operator_get "/v1/machines/$A?limit=4&cursor=$seqs"
+check '[r["seq"] for r in d["reports"]] == [7, 8, 9, 10] and d["next"]' "page 2"
+seqs=$(python3 -c 'import json; print(json.load(open("answer.json"))["next"])')
+operator_get "/v1/machines/$A?limit=4&cursor=$seqs"
+check '[r["seq"] for r in d["reports"]] == [11, 12] and d["next"] is None and not d["truncated"]' "page 3"
+ok "GET /v1/machines/ID?limit=4 answers 3 pages, each with the next cursor, the last with null"
+
+for bad in "limit=0" "limit=x" "limit=-1"; do
+  operator_get "/v1/machines/$A?$bad"
+  [ "$status" = 400 ] || die "?$bad: $status"
+  check 'd["error"] == "invalid limit '"'${bad#limit=}'"': expected a number from 1 (at most 1000 are answered)"' "?$bad"
+done
+operator_get "/v1/machines/$A?cursor=abc"
+check 'd["error"] == "invalid cursor: expected the \"next\" of the page before"' "a bad cursor"
+operator_get "/v1/machines?cursor=12"
+[ "$status" = 400 ] || die "a listing's cursor that is no machine id: $status"
+ok "a bad limit or cursor -> 400 with the reason"
+
+# --- hostile text -------------------------------------------------------------------------------
+
+# RLO ... PDF around a reversed name, an LRI, a zero-width space, a C1 CSI, and a BOM.
+HOSTILE=$(printf 'evil\u202egnp.exe\u202c\u2066x\u200by\u009b31mz\ufeff')
+[ "$(device enroll e "$E" "$HOSTILE")" = pending ] || die "E did not enroll"
+python3 -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+import flood
+tool, dev, port, machine = sys.argv[2:6]
+msg = "ok\x1b]0;owned\x07 \u202eredro\u202c \u0085next \u2028line end"
+s, b = flood.Client(int(port)).request("POST", "/v1/reports", flood.report(tool, dev, machine, 1, message=msg))
+sys.exit(0 if s == 200 else 1)' "$SRC/tests/integration" "$SIGN" dev/e "$SERVER_PORT" "$E" || die "E's report was refused"
+
+# The operator's listing, in pages of 2 (3 machines), and E's history.
+fleet --limit 2 > fleet.out || die "nixprov fleet --limit 2"
+for m in "$P" "$A" "$E"; do grep -q "^$m " fleet.out || die "nixprov fleet --limit 2 does not list $m"; done
+[ "$(grep -c '^[0-9a-f]\{32\} ' fleet.out)" = 3 ] || die "nixprov fleet --limit 2: not 3 rows"
+fleet --limit 3 "$A" > fleet-a.out || die "nixprov fleet --limit 3 A"
+[ "$(grep -Ec '^[0-9]+ +[0-9]{4}-' fleet-a.out)" = 10 ] || { cat fleet-a.out >&2; die "nixprov fleet A: not 10 reports"; }
+grep -q ", 10 reports (2 older trimmed by the server's quota)," fleet-a.out || die "nixprov fleet A: no trimmed count"
+fleet --limit 2 --json > answer.json || die "nixprov fleet --json"
+check 'isinstance(d, list) and sorted(m["machine_id"] for m in d) == ["'$P'", "'$A'", "'$E'"]' "fleet --json joins the pages"
+ok "nixprov fleet follows the pages (--limit 2 and 3): 3 machines, 10 reports, one JSON array"
+
+fleet "$E" > fleet-e.out || die "nixprov fleet E"
+cat fleet.out fleet-e.out answer.json server.log > shown.out
+# No byte of an ESC, a C1 control, a bidi control or invisible formatting; the text around stays.
+python3 -c '
+import sys
+data = open(sys.argv[1], "rb").read()
+text = data.decode("utf-8")  # invalid UTF-8 would raise
+bad = [c for c in text if c in "\x1b\x07" or 0x80 <= ord(c) <= 0x9f or 0x200b <= ord(c) <= 0x200f or 0x2028 <= ord(c) <= 0x202e or 0x2066 <= ord(c) <= 0x2069 or c == "\ufeff"]
+sys.exit("unsafe characters shown: %r" % bad if bad else 0)' shown.out
+grep -q '^'"$E"'  *pending  *evil?gnp\.exe?' fleet.out || { cat fleet.out >&2; die "E's hostname is not shown with '?'"; }
+grep -q '?redro? ?next ?line ' fleet-e.out || { cat fleet-e.out >&2; die "E's message is not shown with '?'"; }
+grep -qF "Machine $E (evil?gnp.exe??x?y?31mz?) enrolled: pending" server.log ||
+  { cat server.log >&2; die "the server's log does not show E's hostname with '?'"; }
+ok "a hostname and message with ESC, C1, bidi overrides and isolates, zero-width and BOM: '?' in nixprov fleet and the server's log"
+
+echo "# $checks checks"
