@@ -19,7 +19,7 @@ static unsigned routes_status(int r)
             {-ENOMSG, HTTP_STATUS_UNAUTHORIZED},       {-EKEYREJECTED, HTTP_STATUS_UNAUTHORIZED},
             {-EPERM, HTTP_STATUS_FORBIDDEN},           {-ENOENT, HTTP_STATUS_NOT_FOUND},
             {-EEXIST, HTTP_STATUS_CONFLICT},           {-E2BIG, HTTP_STATUS_CONTENT_TOO_LARGE},
-            {-EBUSY, HTTP_STATUS_SERVICE_UNAVAILABLE},
+            {-EBUSY, HTTP_STATUS_SERVICE_UNAVAILABLE}, {-EAGAIN, HTTP_STATUS_TOO_MANY_REQUESTS},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(statuses); i++)
@@ -198,8 +198,8 @@ static void routes_post_report(const struct routes *routes, const struct http_re
         bool duplicate = false;
         int r;
 
-        r = service_add_report(routes->store, request->body, request->body_size,
-                               (int64_t)time(NULL), &duplicate, reason);
+        r = service_add_report(routes->store, routes->pending_rate, request->body,
+                               request->body_size, (int64_t)time(NULL), &duplicate, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;

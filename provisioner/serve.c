@@ -41,6 +41,8 @@ static void serve_help(void)
                "  --history-reports N  reports kept per machine, the newest (default: %d)\n"
                "  --history-bytes BYTES  bytes of reports kept per machine (default: %lld)\n"
                "  --pending-reports N  reports kept per pending machine (default: %d; 0: none)\n"
+               "  --pending-rate N    reports a minute taken from a pending machine, the rest\n"
+               "                      answered 429 (default: %d)\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
@@ -49,7 +51,7 @@ static void serve_help(void)
                "Stops cleanly on SIGTERM or SIGINT.\n",
                SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
                STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
-               STORE_PENDING_REPORTS_DEFAULT);
+               STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -90,6 +92,7 @@ struct serve_options {
         const char *policy_path;
         uint64_t max_body;
         struct store_limits limits;
+        int64_t pending_rate; /* reports a minute */
         struct http_listen listen;
 };
 
@@ -103,6 +106,7 @@ enum {
         ARG_HISTORY_REPORTS,
         ARG_HISTORY_BYTES,
         ARG_PENDING_REPORTS,
+        ARG_PENDING_RATE,
 };
 
 /* A number of --NAME from min to INT64_MAX into *ret; logs a usage error. */
@@ -120,9 +124,13 @@ static int serve_parse_limit(const char *name, const char *arg, uint64_t min, in
 }
 
 /* The option c of the quotas: 1 when it is one (0 when it is not), or -EINVAL (logged). */
-static int serve_parse_quota(int c, const char *arg, struct store_limits *limits)
+static int serve_parse_quota(int c, const char *arg, struct serve_options *o)
 {
+        struct store_limits *limits = &o->limits;
+
         switch (c) {
+        case ARG_PENDING_RATE:
+                return serve_parse_limit("pending-rate", arg, 1, &o->pending_rate) ?: 1;
         case ARG_HISTORY_REPORTS:
                 return serve_parse_limit("history-reports", arg, 1, &limits->history_reports) ?: 1;
         case ARG_HISTORY_BYTES:
@@ -147,6 +155,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"history-reports", required_argument, NULL, ARG_HISTORY_REPORTS},
             {"history-bytes", required_argument, NULL, ARG_HISTORY_BYTES},
             {"pending-reports", required_argument, NULL, ARG_PENDING_REPORTS},
+            {"pending-rate", required_argument, NULL, ARG_PENDING_RATE},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
@@ -157,6 +166,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             .limits = {.history_reports = STORE_HISTORY_REPORTS_DEFAULT,
                        .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
                        .pending_reports = STORE_PENDING_REPORTS_DEFAULT},
+            .pending_rate = SERVICE_PENDING_RATE_DEFAULT,
         };
         int c;
 
@@ -193,7 +203,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         serve_help();
                         return 0;
                 default:
-                        if (serve_parse_quota(c, optarg, &o.limits) <= 0)
+                        if (serve_parse_quota(c, optarg, &o) <= 0)
                                 return -EINVAL;
                 }
         if (optind < argc) {
@@ -303,6 +313,7 @@ int cmd_serve(int argc, char **argv)
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
         _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
+        _cleanup_(service_rate_freep) struct service_rate *pending_rate = NULL;
         _cleanup_free_ char *default_db = NULL;
         const char *db_path = NULL;
         struct serve_options o;
@@ -333,8 +344,14 @@ int cmd_serve(int argc, char **argv)
         if (r < 0)
                 return EXIT_FAIL;
         (void)store_set_limits(store, &o.limits); /* checked by serve_parse_argv() */
+        r = service_rate_new(o.pending_rate, &pending_rate);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAIL;
+        }
 
-        routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
+        routes = (struct routes){
+            .data_dir = o.data_dir, .store = store, .policy = policy, .pending_rate = pending_rate};
         r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);

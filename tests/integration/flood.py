@@ -9,6 +9,9 @@ keep-alive connection. Used by test-quotas.sh and bench/report-flood.py.
                                                       posts reports FIRST..FIRST+COUNT-1, each
                                                       padded to about SIZE bytes; prints how
                                                       many were answered 200
+  flood.py answers SIGN DEV PORT MACHINE FIRST COUNT SIZE
+                                                      the same, whatever the answers: prints
+                                                      {"200": N, "429": N, "429 body": "..."}
 """
 import http.client
 import json
@@ -68,13 +71,18 @@ class Client:
         raise AssertionError("unreachable")
 
 
-def post_reports(client, tool, dev, machine, first, count, size):
+def post_reports(client, tool, dev, machine, first, count, size, answers=None):
+    """Posts the reports; returns how many were answered 200. Any other status ends it, unless
+    answers (a dict) is given: then it counts each status and keeps the last body of each."""
     stored = 0
     for seq in range(first, first + count):
         status, body = client.request("POST", "/v1/reports", report(tool, dev, machine, seq, size))
-        if status != 200:
+        if answers is not None:
+            answers[status] = answers.get(status, 0) + 1
+            answers[f"{status} body"] = body
+        elif status != 200:
             raise SystemExit(f"report {seq}: HTTP {status}: {body[:200]!r}")
-        stored += 1
+        stored += status == 200
     return stored
 
 
@@ -91,6 +99,14 @@ def main(argv):
         tool, dev, port, machine = argv[2:6]
         first, count, size = int(argv[6]), int(argv[7]), int(argv[8])
         print(post_reports(Client(int(port)), tool, dev, machine, first, count, size))
+        return 0
+    if len(argv) == 9 and argv[1] == "answers":
+        tool, dev, port, machine = argv[2:6]
+        answers = {}
+        post_reports(Client(int(port)), tool, dev, machine, int(argv[6]), int(argv[7]),
+                     int(argv[8]), answers)
+        print(json.dumps({str(k): v.decode() if isinstance(v, bytes) else v
+                          for k, v in answers.items()}))
         return 0
     sys.stderr.write(__doc__)
     return 2

@@ -34,7 +34,8 @@ check() {
 
 device() { python3 "$FLOOD" "$1" "$SIGN" "dev/$2" "$SERVER_PORT" "${@:3}"; }
 
-start_server data "$DB" --history-reports 10
+# The rate of a pending machine's reports is tried below, on its own.
+start_server data "$DB" --history-reports 10 --pending-rate 1000000
 [ "$(device enroll p "$P" flood-p)" = pending ] || die "P did not enroll as pending"
 [ "$(device enroll a "$A" edge-a)" = approved ] || die "A was not approved by the policy"
 
@@ -78,6 +79,17 @@ check 'd["error"] == "invalid cursor: expected the \"next\" of the page before"'
 operator_get "/v1/machines?cursor=12"
 [ "$status" = 400 ] || die "a listing's cursor that is no machine id: $status"
 ok "a bad limit or cursor -> 400 with the reason"
+
+# --- the rate of a pending machine's reports ----------------------------------------------------
+
+stop_server
+start_server data "$DB" --history-reports 10 --pending-rate 3
+# 7 in well under a minute: at most 3 in each of at most two minutes.
+device answers p "$P" 1001 7 0 > answer.json || die "P's reports at --pending-rate 3"
+check 'd.get("200", 0) in range(3, 7) and d["429"] == 7 - d.get("200", 0)' "P's rate"
+check 'json.loads(d["429 body"]) == {"error": "machine '$P' is pending: at most 3 reports a minute are taken until an operator approves it"}' "the 429"
+[ "$(device reports a "$A" 13 7 0)" = 7 ] || die "A, approved, is not held to the pending rate"
+ok "a pending machine past --pending-rate 3 a minute -> 429 with the reason; an approved one is not limited"
 
 # --- hostile text -------------------------------------------------------------------------------
 
