@@ -15,11 +15,17 @@ static unsigned routes_status(int r)
                 int error;
                 unsigned status;
         } statuses[] = {
-            {-EINVAL, HTTP_STATUS_BAD_REQUEST},        {-EBADMSG, HTTP_STATUS_BAD_REQUEST},
-            {-ENOMSG, HTTP_STATUS_UNAUTHORIZED},       {-EKEYREJECTED, HTTP_STATUS_UNAUTHORIZED},
-            {-EPERM, HTTP_STATUS_FORBIDDEN},           {-ENOENT, HTTP_STATUS_NOT_FOUND},
-            {-EEXIST, HTTP_STATUS_CONFLICT},           {-E2BIG, HTTP_STATUS_CONTENT_TOO_LARGE},
-            {-EBUSY, HTTP_STATUS_SERVICE_UNAVAILABLE}, {-EAGAIN, HTTP_STATUS_TOO_MANY_REQUESTS},
+            {-EINVAL, HTTP_STATUS_BAD_REQUEST},
+            {-EBADMSG, HTTP_STATUS_BAD_REQUEST},
+            {-ENOMSG, HTTP_STATUS_UNAUTHORIZED},
+            {-EKEYREJECTED, HTTP_STATUS_UNAUTHORIZED},
+            {-EPERM, HTTP_STATUS_FORBIDDEN},
+            {-ENOENT, HTTP_STATUS_NOT_FOUND},
+            {-EEXIST, HTTP_STATUS_CONFLICT},
+            {-E2BIG, HTTP_STATUS_CONTENT_TOO_LARGE},
+            {-EBUSY, HTTP_STATUS_SERVICE_UNAVAILABLE},
+            {-EAGAIN, HTTP_STATUS_TOO_MANY_REQUESTS},
+            {-EUSERS, HTTP_STATUS_SERVICE_UNAVAILABLE},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(statuses); i++)

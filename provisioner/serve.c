@@ -43,6 +43,8 @@ static void serve_help(void)
                "  --pending-reports N  reports kept per pending machine (default: %d; 0: none)\n"
                "  --pending-rate N    reports a minute taken from a pending machine, the rest\n"
                "                      answered 429 (default: %d)\n"
+               "  --pending-max N     machines pending at once; another enrollment that would\n"
+               "                      wait is answered 503 (default: %d)\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
@@ -51,7 +53,8 @@ static void serve_help(void)
                "Stops cleanly on SIGTERM or SIGINT.\n",
                SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
                STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
-               STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT);
+               STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT,
+               STORE_PENDING_MACHINES_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -107,6 +110,7 @@ enum {
         ARG_HISTORY_BYTES,
         ARG_PENDING_REPORTS,
         ARG_PENDING_RATE,
+        ARG_PENDING_MAX,
 };
 
 /* A number of --NAME from min to INT64_MAX into *ret; logs a usage error. */
@@ -123,12 +127,23 @@ static int serve_parse_limit(const char *name, const char *arg, uint64_t min, in
         return 0;
 }
 
-/* The option c of the quotas: 1 when it is one (0 when it is not), or -EINVAL (logged). */
+/* The option c of the sizes and quotas: 1 when it is one (0 when it is not), or -EINVAL (logged).
+ */
 static int serve_parse_quota(int c, const char *arg, struct serve_options *o)
 {
         struct store_limits *limits = &o->limits;
 
         switch (c) {
+        case ARG_MAX_BODY:
+                if (parse_u64(arg, &o->max_body) < 0 || o->max_body == 0 ||
+                    o->max_body > HTTP_MAX_BODY_LIMIT) {
+                        log_error("--max-body must be a number of bytes from 1 to %d, not '%s'.",
+                                  HTTP_MAX_BODY_LIMIT, arg);
+                        return -EINVAL;
+                }
+                return 1;
+        case ARG_PENDING_MAX:
+                return serve_parse_limit("pending-max", arg, 0, &limits->pending_machines) ?: 1;
         case ARG_PENDING_RATE:
                 return serve_parse_limit("pending-rate", arg, 1, &o->pending_rate) ?: 1;
         case ARG_HISTORY_REPORTS:
@@ -156,6 +171,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"history-bytes", required_argument, NULL, ARG_HISTORY_BYTES},
             {"pending-reports", required_argument, NULL, ARG_PENDING_REPORTS},
             {"pending-rate", required_argument, NULL, ARG_PENDING_RATE},
+            {"pending-max", required_argument, NULL, ARG_PENDING_MAX},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
@@ -165,7 +181,8 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             .max_body = HTTP_MAX_BODY_DEFAULT,
             .limits = {.history_reports = STORE_HISTORY_REPORTS_DEFAULT,
                        .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
-                       .pending_reports = STORE_PENDING_REPORTS_DEFAULT},
+                       .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
+                       .pending_machines = STORE_PENDING_MACHINES_DEFAULT},
             .pending_rate = SERVICE_PENDING_RATE_DEFAULT,
         };
         int c;
@@ -183,15 +200,6 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         break;
                 case ARG_PORT_FILE:
                         o.port_file = optarg;
-                        break;
-                case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
-                            o.max_body > HTTP_MAX_BODY_LIMIT) {
-                                log_error("--max-body must be a number of bytes from 1 to %d, "
-                                          "not '%s'.",
-                                          HTTP_MAX_BODY_LIMIT, optarg);
-                                return -EINVAL;
-                        }
                         break;
                 case ARG_POLICY:
                         o.policy_path = optarg;

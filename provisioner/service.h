@@ -14,6 +14,7 @@
  *   -E2BIG             it is too large                     413
  *   -EAGAIN            too many from this machine for now  429
  *   -EBUSY             the database is busy                503
+ *   -EUSERS            too many machines are pending       503
  *   anything else      the server failed                   500
  *
  * A database error is never -ENOENT or -EPERM: what the store could not read is not known to
@@ -93,6 +94,9 @@ int service_get_profile(struct store *store, const char *data_dir, const char *m
                         const char *groups, enum service_profile_file file, char **ret_data,
                         size_t *ret_size, const char **ret_source,
                         char reason[static SERVICE_REASON_MAX]);
+
+/* Enrollments refused since the server started because --pending-max machines were pending. */
+uint64_t service_enrollment_refused_pending(void);
 
 /* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
  * and reason. */

@@ -77,7 +77,8 @@ static const char store_migrate_v2[] =
 static const char store_migrate_v3[] =
     "ALTER TABLE reports ADD COLUMN body_size INTEGER NOT NULL DEFAULT 0;\n"
     "UPDATE reports SET body_size = length(CAST(body AS BLOB));\n"
-    "ALTER TABLE machines ADD COLUMN reports_trimmed INTEGER NOT NULL DEFAULT 0;\n";
+    "ALTER TABLE machines ADD COLUMN reports_trimmed INTEGER NOT NULL DEFAULT 0;\n"
+    "CREATE INDEX machines_by_state ON machines (state, last_seen);\n";
 
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
@@ -314,6 +315,7 @@ int store_sqlite_open(const char *path, struct store **ret_store)
             .history_reports = STORE_HISTORY_REPORTS_DEFAULT,
             .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
             .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
+            .pending_machines = STORE_PENDING_MACHINES_DEFAULT,
         };
         if (pthread_mutex_init(&store->lock, NULL) != 0) {
                 free(TAKE_PTR(store));
@@ -410,6 +412,20 @@ static int store_sqlite_get_trust(struct store *base, const char *machine_id,
         return store_read_trust(store, machine_id, ret_trust);
 }
 
+/* -EUSERS when limits.pending_machines are pending already. */
+static int store_check_pending_cap(struct store_sqlite *store)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        r = store_prepare(store, "SELECT COUNT(*) FROM machines WHERE state = 'pending'", &stmt);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(stmt) != SQLITE_ROW)
+                return store_errno(sqlite3_errcode(store->db)) ?: -EIO;
+        return sqlite3_column_int64(stmt, 0) >= store->base.limits.pending_machines ? -EUSERS : 0;
+}
+
 /* A new machine, or one known only from reports of old or a reset: its keys are taken. */
 static int store_enroll_new(struct store_sqlite *store, const struct store_enrollment *e,
                             int64_t now, enum store_state *ret_state)
@@ -418,6 +434,11 @@ static int store_enroll_new(struct store_sqlite *store, const struct store_enrol
         enum store_state state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
         int r;
 
+        if (state == STORE_STATE_PENDING) {
+                r = store_check_pending_cap(store);
+                if (r < 0)
+                        return r;
+        }
         r = store_prepare(
             store,
             "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
@@ -1094,6 +1115,92 @@ static int store_sqlite_stats(struct store *base, struct store_stats *ret_stats)
         return 0;
 }
 
+static int store_id_list_append(struct store_id_list *list, sqlite3_stmt *stmt)
+{
+        const unsigned char *id = sqlite3_column_text(stmt, 0);
+        char(*bigger)[STORE_MACHINE_ID_MAX];
+
+        if (!id || strlen((const char *)id) >= STORE_MACHINE_ID_MAX)
+                return -EBADMSG;
+        bigger = reallocarray(list->ids, list->n_ids + 1, sizeof(*bigger));
+        if (!bigger)
+                return -ENOMEM;
+        list->ids = bigger;
+        strcpy(list->ids[list->n_ids++], (const char *)id);
+        return 0;
+}
+
+/* Deletes a machine and its reports. */
+static int store_delete_machine(struct store_sqlite *store, const char *machine_id)
+{
+        static const char *const sql[] = {
+            "DELETE FROM reports WHERE machine_id = ?1",
+            "DELETE FROM machines WHERE machine_id = ?1",
+        };
+        int r = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(sql) && r >= 0; i++) {
+                _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+
+                if ((r = store_prepare(store, sql[i], &stmt)) >= 0 &&
+                    (r = store_bind_text(stmt, 1, machine_id)) >= 0)
+                        r = store_step_done(stmt);
+        }
+        return r;
+}
+
+static int store_purge_locked(struct store_sqlite *store, int64_t before, bool dry_run,
+                              struct store_id_list *ids)
+{
+        _cleanup_finalize_ sqlite3_stmt *select = NULL;
+        int code, r;
+
+        r = store_prepare(store,
+                          "SELECT machine_id FROM machines WHERE state = 'pending' AND "
+                          "last_seen < ?1 ORDER BY machine_id",
+                          &select);
+        if (r < 0)
+                return r;
+        r = store_bind_int64(select, 1, before);
+        if (r < 0)
+                return r;
+        while ((code = sqlite3_step(select)) == SQLITE_ROW) {
+                r = store_id_list_append(ids, select);
+                if (r < 0)
+                        return r;
+        }
+        if (code != SQLITE_DONE)
+                return store_errno(code) ?: -EIO;
+        for (size_t i = 0; !dry_run && i < ids->n_ids; i++) {
+                r = store_delete_machine(store, ids->ids[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int store_sqlite_purge_pending(struct store *base, int64_t before, bool dry_run,
+                                      struct store_id_list *ret_ids)
+{
+        struct store_sqlite *store = (struct store_sqlite *)base;
+        _cleanup_unlock_ struct store_sqlite *locked = NULL;
+        struct store_id_list ids = {};
+        int r;
+
+        locked = store_lock(store);
+        r = store_exec(store, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = store_purge_locked(store, before, dry_run, &ids);
+        r = store_finish(store, r);
+        if (r < 0) {
+                store_id_list_done(&ids);
+                return r;
+        }
+        *ret_ids = ids;
+        return 0;
+}
+
 static const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .close = store_sqlite_close,
@@ -1104,4 +1211,5 @@ static const struct store_ops store_sqlite_ops = {
     .list_machines = store_sqlite_list_machines,
     .get_machine = store_sqlite_get_machine,
     .stats = store_sqlite_stats,
+    .purge_pending = store_sqlite_purge_pending,
 };

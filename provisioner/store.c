@@ -73,10 +73,26 @@ int store_open(const char *location, struct store **ret_store)
         return store_sqlite_open(location, ret_store);
 }
 
+void store_id_list_done(struct store_id_list *list)
+{
+        if (!list)
+                return;
+        free(list->ids);
+        *list = (struct store_id_list){};
+}
+
+int store_purge_pending(struct store *store, int64_t before, bool dry_run,
+                        struct store_id_list *ret_ids)
+{
+        if (!store || !ret_ids)
+                return -EINVAL;
+        return store->ops->purge_pending(store, before, dry_run, ret_ids);
+}
+
 int store_set_limits(struct store *store, const struct store_limits *limits)
 {
         if (!store || !limits || limits->history_reports < 1 || limits->history_bytes < 1 ||
-            limits->pending_reports < 0)
+            limits->pending_reports < 0 || limits->pending_machines < 0)
                 return -EINVAL;
         store->limits = *limits;
         return 0;

@@ -36,6 +36,7 @@
 #define STORE_HISTORY_REPORTS_DEFAULT 1000               /* kept per machine, the newest */
 #define STORE_HISTORY_BYTES_DEFAULT (64LL * 1024 * 1024) /* of report bodies per machine */
 #define STORE_PENDING_REPORTS_DEFAULT 5                  /* kept per machine no one approved yet */
+#define STORE_PENDING_MACHINES_DEFAULT 1000              /* machines pending at once */
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_COUNTS_MAX 16 /* distinct statuses or states counted by store_stats() */
 #define STORE_NAME_MAX 64   /* a phase, status or state name, with its NUL */
@@ -182,7 +183,16 @@ struct store_limits {
         int64_t history_reports;
         int64_t history_bytes;
         int64_t pending_reports;
+        int64_t pending_machines; /* a new pending machine past it is refused: -EUSERS */
 };
+
+/* Machine ids, owned. */
+struct store_id_list {
+        char (*ids)[STORE_MACHINE_ID_MAX];
+        size_t n_ids;
+};
+
+void store_id_list_done(struct store_id_list *list);
 
 struct store_ops;
 
@@ -211,6 +221,8 @@ struct store_ops {
                            const struct store_page *page, struct store_machine *ret_machine,
                            struct store_history *ret_history);
         int (*stats)(struct store *store, struct store_stats *ret_stats);
+        int (*purge_pending)(struct store *store, int64_t before, bool dry_run,
+                             struct store_id_list *ret_ids);
 };
 
 /* Opens the store at location: today the path of an SQLite database (store-sqlite.h), created
@@ -236,8 +248,9 @@ int store_get_trust(struct store *store, const char *machine_id, struct store_tr
  *  - the same sign_key and box_key: updates hostname, facts and last_seen; a pending machine
  *    is approved when decided_by is set now;
  *  - other keys: records conflict_at = now and changes nothing else; returns -EKEYREJECTED.
- * Returns 0 with *ret_state (may be NULL) the machine's state afterwards, -EKEYREJECTED, or a
- * negative errno (nothing changed). */
+ * A machine that would be pending anew while limits.pending_machines are pending is refused with
+ * -EUSERS. Returns 0 with *ret_state (may be NULL) the machine's state afterwards,
+ * -EKEYREJECTED, -EUSERS, or a negative errno (nothing changed). */
 int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                  enum store_state *ret_state);
 
@@ -272,3 +285,10 @@ int store_get_machine(struct store *store, const char *machine_id, const struct 
 
 /* Counts machines and reports. Returns 0 or a negative errno. */
 int store_stats(struct store *store, struct store_stats *ret_stats);
+
+/* Deletes the machines pending since before a time (last_seen < before: they have not enrolled
+ * again since) and their reports, in one transaction; with dry_run only lists them. Returns 0
+ * with their ids (by machine_id) in *ret_ids, freed with store_id_list_done(), or a negative
+ * errno (nothing deleted). */
+int store_purge_pending(struct store *store, int64_t before, bool dry_run,
+                        struct store_id_list *ret_ids);

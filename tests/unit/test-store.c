@@ -455,8 +455,10 @@ static void test_quotas_trim_oldest(void **state)
 {
         _cleanup_free_ char *path = in_dir("quotas.db");
         _cleanup_(store_freep) struct store *store = NULL;
-        struct store_limits limits = {
-            .history_reports = 4, .history_bytes = 1 << 20, .pending_reports = 2};
+        struct store_limits limits = {.history_reports = 4,
+                                      .history_bytes = 1 << 20,
+                                      .pending_reports = 2,
+                                      .pending_machines = 10};
         struct store_report sized;
         char body[256];
         enum store_state previous;
@@ -491,7 +493,8 @@ static void test_quotas_trim_oldest(void **state)
         expect_history(store, M1, "10", 9);
 
         /* pending_reports 0: a pending machine's reports are not kept, and counted. */
-        limits = (struct store_limits){.history_reports = 4, .history_bytes = 1 << 20};
+        limits = (struct store_limits){
+            .history_reports = 4, .history_bytes = 1 << 20, .pending_machines = 10};
         assert_int_equal(store_set_limits(store, &limits), 0);
         enroll_with(store, M2, KEY_A, NULL, 0, STORE_STATE_PENDING);
         add_reports(store, M2, 1, 3);
@@ -566,6 +569,53 @@ static void test_pages(void **state)
         store_history_done(&history);
 }
 
+/* At most pending_machines pending: one more is refused, nothing written; an approved one or
+ * the same pending one again passes. Purging deletes pending machines last seen before a time,
+ * with their reports; a dry run deletes nothing. */
+static void test_pending_cap_and_purge(void **state)
+{
+        _cleanup_free_ char *path = in_dir("pending.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_limits limits = {.history_reports = 10,
+                                      .history_bytes = 1 << 20,
+                                      .pending_reports = 5,
+                                      .pending_machines = 1};
+        struct store_id_list ids;
+        struct store_machine m;
+        struct store_history history;
+        struct store_trust trust;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store->limits.pending_machines, STORE_PENDING_MACHINES_DEFAULT);
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M2, KEY_A, NULL, -EUSERS, STORE_STATE_PENDING);
+        assert_int_equal(store_get_trust(store, M2, &trust), -ENOENT);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M2, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        add_reports(store, M1, 1, 2);
+        add_reports(store, M2, 1, 2);
+
+        /* Enrolled and reported at 50 and 60. */
+        assert_int_equal(store_purge_pending(store, 60, false, &ids), 0);
+        assert_int_equal(ids.n_ids, 0);
+        store_id_list_done(&ids);
+        assert_int_equal(store_purge_pending(store, 61, true, &ids), 0);
+        assert_int_equal(ids.n_ids, 1);
+        assert_string_equal(ids.ids[0], M1);
+        store_id_list_done(&ids);
+        expect_history(store, M1, "1 2", 0);
+        assert_int_equal(store_purge_pending(store, 61, false, &ids), 0);
+        assert_int_equal(ids.n_ids, 1);
+        assert_string_equal(ids.ids[0], M1);
+        store_id_list_done(&ids);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), -ENOENT);
+        expect_history(store, M2, "1 2", 0);
+        /* Room again for a pending machine. */
+        enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -578,6 +628,7 @@ int main(void)
             cmocka_unit_test(test_migrates_schema_1),
             cmocka_unit_test(test_quotas_trim_oldest),
             cmocka_unit_test(test_pages),
+            cmocka_unit_test(test_pending_cap_and_purge),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
