@@ -111,7 +111,7 @@ for m in "$P" "$A" "$E"; do grep -q "^$m " fleet.out || die "nixprov fleet --lim
 [ "$(grep -c '^[0-9a-f]\{32\} ' fleet.out)" = 3 ] || die "nixprov fleet --limit 2: not 3 rows"
 fleet --limit 3 "$A" > fleet-a.out || die "nixprov fleet --limit 3 A"
 [ "$(grep -Ec '^[0-9]+ +[0-9]{4}-' fleet-a.out)" = 10 ] || { cat fleet-a.out >&2; die "nixprov fleet A: not 10 reports"; }
-grep -q ", 10 reports (2 older trimmed by the server's quota)," fleet-a.out || die "nixprov fleet A: no trimmed count"
+grep -q ", 10 reports (9 older trimmed by the server's quota)," fleet-a.out || die "nixprov fleet A: no trimmed count"
 fleet --limit 2 --json > answer.json || die "nixprov fleet --json"
 check 'isinstance(d, list) and sorted(m["machine_id"] for m in d) == ["'$P'", "'$A'", "'$E'"]' "fleet --json joins the pages"
 ok "nixprov fleet follows the pages (--limit 2 and 3): 3 machines, 10 reports, one JSON array"
@@ -130,5 +130,55 @@ grep -q '?redro? ?next ?line ' fleet-e.out || { cat fleet-e.out >&2; die "E's me
 grep -qF "Machine $E (evil?gnp.exe??x?y?31mz?) enrolled: pending" server.log ||
   { cat server.log >&2; die "the server's log does not show E's hostname with '?'"; }
 ok "a hostname and message with ESC, C1, bidi overrides and isolates, zero-width and BOM: '?' in nixprov fleet and the server's log"
+
+# --- the pending cap, its metric, and nixprov purge ---------------------------------------------
+
+# P and E are pending: with --pending-max 3 one more may wait, the next is refused.
+stop_server
+start_server data "$DB" --pending-max 3
+N1=dddddddddddddddddddddddddddddddd
+N2=eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
+mkdir -p dev/n1 dev/n2
+[ "$(device enroll n1 "$N1" n1)" = pending ] || die "N1 did not enroll as the third pending machine"
+status=$(curl -sS --noproxy '*' -o answer.json -w '%{http_code}' -H 'Content-Type: application/json' \
+  --data-binary "$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import flood
+sys.stdout.buffer.write(flood.enrollment(*sys.argv[2:]))' "$SRC/tests/integration" "$SIGN" dev/n2 "$N2" n2)" \
+  "$SERVER_URL/v1/enroll")
+[ "$status" = 503 ] || die "a fourth pending machine: HTTP $status"
+check 'd == {"error": "too many machines are waiting for an operator'"'"'s approval (3): try again later"}' "the 503"
+operator_get "/v1/machines/$N2"
+[ "$status" = 404 ] || die "the refused machine was stored: $status"
+[ "$(device enroll p "$P" flood-p)" = pending ] || die "P, pending already, may enroll again"
+operator_get /metrics
+grep -qx 'nixprov_enrollments_refused_total{reason="pending-max"} 1' answer.json || die "no refusal counted: $(cat answer.json)"
+grep -qx 'nixprov_machines_enrollment{state="pending"} 3' answer.json || die "pending machines not 3"
+grep -qF "Machine $N2 (n2) refused: 3 machines are pending already (--pending-max)." server.log || die "the refusal is not logged"
+ok "--pending-max 3: a fourth pending machine -> 503 with the reason, not stored, counted in /metrics and logged"
+
+# Make P and N1 stale (last seen 8 days ago); E stays fresh, A is approved.
+stop_server
+python3 -c 'import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE machines SET last_seen = ? WHERE machine_id IN (?, ?, ?)", (int(time.time()) - 8 * 86400, *sys.argv[2:]))
+db.commit()' "$DB" "$P" "$N1" "$A"
+expect_exit purge-usage 2 "$BIN/nixprov" purge --pending-older-than 7x --db "$DB"
+expect_grep purge-usage "--pending-older-than must be a duration such as 7d, 12h, 30m or 3600, not '7x'."
+expect_exit purge-no-db 1 "$BIN/nixprov" purge --pending-older-than 7d --db "$TMP/no-such.db"
+[ ! -e "$TMP/no-such.db" ] || die "nixprov purge made a database"
+expect_exit purge-dry 0 "$BIN/nixprov" purge --pending-older-than 7d --dry-run --db "$DB"
+[ "$(cat purge-dry.out)" = "Would purge $P
+Would purge $N1
+Would purge 2 pending machines last seen more than 604800 s ago." ] || { cat purge-dry.out >&2; die "purge --dry-run"; }
+count() { python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(db.execute("SELECT (SELECT COUNT(*) FROM machines), (SELECT COUNT(*) FROM reports)").fetchone())' "$DB"; }
+before=$(count)
+expect_exit purge 0 "$BIN/nixprov" purge --pending-older-than 7d --data "$TMP/data"
+expect_grep purge "Purged 2 pending machines last seen more than 604800 s ago."
+after=$(count)
+start_server data "$DB"
+for m in "$P" "$N1"; do operator_get "/v1/machines/$m"; [ "$status" = 404 ] || die "$m was not purged"; done
+for m in "$A" "$E"; do operator_get "/v1/machines/$m"; [ "$status" = 200 ] || die "$m was purged"; done
+ok "nixprov purge --pending-older-than 7d: --dry-run lists P and N1 and deletes nothing; then both go with their reports (machines, reports: $before -> $after); A (approved) and E (fresh) stay"
 
 echo "# $checks checks"
