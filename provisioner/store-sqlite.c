@@ -599,10 +599,10 @@ static int store_report_compare(struct store_sqlite *store, const struct store_r
         return 0;
 }
 
-/* Deletes machine_id's reports that sql (?1 the machine, ?2 the limit) selects, adding how many
- * to *trimmed. */
+/* Deletes machine_id's reports that sql (?1 the machine, ?2 the limit, ?3 sign_key when not
+ * NULL) selects, adding how many to *trimmed. */
 static int store_trim_step(struct store_sqlite *store, const char *sql, const char *machine_id,
-                           int64_t limit, int64_t *trimmed)
+                           int64_t limit, const char *sign_key, int64_t *trimmed)
 {
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
         int r;
@@ -611,7 +611,8 @@ static int store_trim_step(struct store_sqlite *store, const char *sql, const ch
         if (r < 0)
                 return r;
         if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
-            (r = store_bind_int64(stmt, 2, limit)) < 0)
+            (r = store_bind_int64(stmt, 2, limit)) < 0 ||
+            (sign_key && (r = store_bind_text(stmt, 3, sign_key)) < 0))
                 return r;
         r = store_step_done(stmt);
         if (r < 0)
@@ -620,22 +621,31 @@ static int store_trim_step(struct store_sqlite *store, const char *sql, const ch
         return 0;
 }
 
-/* The quotas (struct store_limits), in the transaction that stored a report of machine_id. */
+/* The quotas (struct store_limits), in the transaction that stored a report of machine_id
+ * signed with sign_key. */
 static int store_trim_history(struct store_sqlite *store, const char *machine_id,
-                              enum store_state state)
+                              const char *sign_key, enum store_state state)
 {
         const struct store_limits *l = &store->base.limits;
-        int64_t count = l->history_reports, trimmed = 0;
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
-        int r;
+        int64_t trimmed = 0;
+        int r = 0;
 
-        if (state == STORE_STATE_PENDING && l->pending_reports < count)
-                count = l->pending_reports;
-        /* Everything from the (count + 1)th newest back. */
-        r = store_trim_step(store,
-                            "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT id FROM "
-                            "reports WHERE machine_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-                            machine_id, count, &trimmed);
+        /* A pending device's own reports, from the (pending_reports + 1)th newest back: what
+         * the machine stored under other keys (approved, before a reset) is not its to spend. */
+        if (state == STORE_STATE_PENDING)
+                r = store_trim_step(store,
+                                    "DELETE FROM reports WHERE machine_id = ?1 AND sign_key = ?3 "
+                                    "AND id <= (SELECT id FROM reports WHERE machine_id = ?1 AND "
+                                    "sign_key = ?3 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                                    machine_id, l->pending_reports, sign_key, &trimmed);
+        /* Everything from the (history_reports + 1)th newest back. */
+        if (r >= 0)
+                r = store_trim_step(store,
+                                    "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT "
+                                    "id FROM reports WHERE machine_id = ?1 ORDER BY id DESC LIMIT "
+                                    "1 OFFSET ?2)",
+                                    machine_id, l->history_reports, NULL, &trimmed);
         /* Then the oldest of those whose bodies, summed from the newest, pass the bytes; the
          * newest stays whatever its size (a single report's size is the server's --max-body). */
         if (r >= 0)
@@ -645,7 +655,7 @@ static int store_trim_history(struct store_sqlite *store, const char *machine_id
                     "id, SUM(body_size) OVER (ORDER BY id DESC) AS total FROM reports WHERE "
                     "machine_id = ?1) WHERE total > ?2 ORDER BY id DESC LIMIT 1) AND id < "
                     "(SELECT MAX(id) FROM reports WHERE machine_id = ?1)",
-                    machine_id, l->history_bytes, &trimmed);
+                    machine_id, l->history_bytes, NULL, &trimmed);
         if (r < 0 || trimmed == 0)
                 return r;
         r = store_prepare(store,
@@ -718,7 +728,7 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
                 return r;
         if (sqlite3_changes(store->db) == 1) {
                 *ret_duplicate = false;
-                return store_trim_history(store, report->machine_id, trust.state);
+                return store_trim_history(store, report->machine_id, report->sign_key, trust.state);
         }
 
         /* Already stored: a resend of the same bytes, or another report under the same seq. */

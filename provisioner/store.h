@@ -176,9 +176,10 @@ struct store_stats {
 };
 
 /* What the store keeps of one machine's reports: after each report stored, in the same
- * transaction, the oldest are deleted until at most history_reports (pending_reports for a
- * pending machine) remain and their bodies take at most history_bytes (the newest report is
- * always kept); the number deleted is added to the machine's reports_trimmed. */
+ * transaction, the oldest are deleted until at most history_reports remain, of which at most
+ * pending_reports of a pending machine's current key, and their bodies take at most
+ * history_bytes (the newest report is always kept); the number deleted is added to the
+ * machine's reports_trimmed. */
 struct store_limits {
         int64_t history_reports;
         int64_t history_bytes;

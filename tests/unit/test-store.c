@@ -500,6 +500,19 @@ static void test_quotas_trim_oldest(void **state)
         add_reports(store, M2, 1, 3);
         expect_history(store, M2, "", 3);
         expect_history(store, M1, "10", 9);
+
+        /* Reset and enrolled again with another key: the pending device's reports are trimmed,
+         * not those its machine stored before under the old key. */
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_RESET, 80, &previous), 0);
+        enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
+        for (uint64_t seq = 1; seq <= 3; seq++) {
+                struct store_report report = make_report(M1, seq, "ok", body);
+                bool duplicate;
+
+                report.sign_key = KEY_B;
+                assert_int_equal(store_add_report(store, &report, 90, &duplicate), 0);
+        }
+        expect_history(store, M1, "10", 12);
 }
 
 /* Pages: machines after a cursor, reports after a cursor, and a page of history that ends
