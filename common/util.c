@@ -236,6 +236,38 @@ size_t utf8_next(const char *s, size_t n, uint32_t *ret_codepoint)
         return len;
 }
 
+bool codepoint_is_unsafe(uint32_t cp)
+{
+        return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c ||
+               (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+               (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff;
+}
+
+size_t text_sanitize(const char *s, size_t n, char *out, size_t out_size)
+{
+        size_t i = 0, o = 0;
+
+        if (out_size == 0)
+                return 0;
+        while (i < n) {
+                uint32_t cp = 0;
+                size_t len = utf8_next(s + i, n - i, &cp);
+                bool unsafe = len == 0 || codepoint_is_unsafe(cp);
+                size_t out_len = unsafe ? 1 : len;
+
+                if (o + out_len >= out_size)
+                        break;
+                if (unsafe)
+                        out[o] = '?';
+                else
+                        memmove(out + o, s + i, len);
+                o += out_len;
+                i += len ?: 1;
+        }
+        out[o] = '\0';
+        return o;
+}
+
 int read_fd_into(int fd, void *buf, size_t max, size_t *ret_size)
 {
         size_t size = 0;

@@ -46,6 +46,19 @@ bool string_is_safe(const char *s, size_t max, const char *extra);
  * *ret_codepoint (may be NULL) when the length is not 0. */
 size_t utf8_next(const char *s, size_t n, uint32_t *ret_codepoint);
 
+/* True for a code point that must not reach a terminal from text someone else wrote: C0
+ * controls and DEL, C1 controls (U+0080-U+009F), and invisible formatting that can reorder or
+ * hide what is shown: U+061C, U+200B-U+200F, U+2028-U+202E (separators, bidi embeddings and
+ * overrides), U+2060-U+2069 (joiners, bidi isolates), U+206A-U+206F and U+FEFF. */
+bool codepoint_is_unsafe(uint32_t cp);
+
+/* Copies the n bytes of s into out (out_size bytes, at least 1), NUL-terminated, with each
+ * unsafe code point (codepoint_is_unsafe()), each byte of invalid UTF-8 and each NUL replaced by
+ * '?', so that text a device sent is shown as text (the one function for that: nixprov fleet and
+ * every log line use it). A character that does not fit is left out whole. out may be s (the
+ * output is never longer than the input). Returns the length written. */
+size_t text_sanitize(const char *s, size_t n, char *out, size_t out_size);
+
 /* The value of one hexadecimal digit (either case), or -1. */
 int hex_digit_value(char c);
 

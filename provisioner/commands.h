@@ -16,3 +16,4 @@ int cmd_check(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_fleet(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
+int cmd_purge(int argc, char **argv);

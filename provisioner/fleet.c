@@ -24,6 +24,8 @@
 #define FLEET_TIMEOUT_MS UINT64_C(60000) /* for the whole transfer */
 /* The server's URL, leaving room for the path under FETCH_URL_MAX. */
 #define FLEET_URL_MAX (FETCH_URL_MAX - 64)
+#define FLEET_PAGE_LIMIT 1000 /* asked for; the server may answer fewer */
+#define FLEET_CURSOR_MAX 64
 
 static void fleet_help(void)
 {
@@ -34,7 +36,10 @@ static void fleet_help(void)
                "state marks a machine that another device key tried to enroll as.\n\n"
                "Options:\n"
                "  --server URL  the nixprov server (default: %s)\n"
-               "  --json        print the server's JSON answer as it is\n"
+               "  --json        print the server's answer as JSON (every page joined; non-ASCII\n"
+               "                characters escaped)\n"
+               "  --limit N     machines or reports asked for per page (default: %d); every\n"
+               "                page is fetched\n"
                "  -h, --help    show this help\n\n"
                "Decisions, written into the server's database directly (run them on the server\n"
                "host, as the user that owns the database; nothing goes over HTTP):\n"
@@ -47,7 +52,7 @@ static void fleet_help(void)
                "Exit codes: 0 success, 1 the server cannot be reached or answered an error, or\n"
                "a decision could not be made (an unknown or unenrolled machine, a database that\n"
                "cannot be used: the other machines named are still done), 2 usage error.\n",
-               FLEET_SERVER_DEFAULT);
+               FLEET_SERVER_DEFAULT, FLEET_PAGE_LIMIT);
 }
 
 /* Says what the server answered when it did not answer 2xx: its "error" member, when the
@@ -94,18 +99,16 @@ static int fleet_get(const char *server, const char *path, const char *url, char
         return log_error_errno(r, "Failed to reach the server at %s: %s", url, e.message);
 }
 
-/* Prints a string from the server with control characters replaced: whatever a device put in
- * its report must not drive the operator's terminal. */
+/* Prints a string from the server with control characters, C1 controls, bidi overrides and
+ * invalid UTF-8 replaced (text_sanitize()): whatever a device put in its report must not drive
+ * or fool the operator's terminal. */
 static void fleet_print_field(const char *s, int width)
 {
         char clean[256];
-        size_t n = 0;
 
         if (!s)
                 s = "-";
-        for (; *s && n < sizeof(clean) - 1; s++)
-                clean[n++] = ((unsigned char)*s < 0x20 || *s == 0x7f) ? '?' : *s;
-        clean[n] = '\0';
+        (void)text_sanitize(s, strlen(s), clean, sizeof(clean));
         printf("%-*s", width, clean);
 }
 
@@ -198,7 +201,11 @@ static int fleet_print_machine(json_t *machine)
         fleet_print_field(fleet_integer(json_object_get(machine, "serial"), serial), 0);
         printf(", ");
         fleet_print_field(fleet_integer(json_object_get(machine, "reports_total"), total), 0);
-        printf(" reports, last seen ");
+        printf(" reports");
+        if (json_integer_value(json_object_get(machine, "reports_trimmed")) > 0)
+                printf(" (%lld older trimmed by the server's quota)",
+                       (long long)json_integer_value(json_object_get(machine, "reports_trimmed")));
+        printf(", last seen ");
         fleet_print_field(fleet_time(json_object_get(machine, "last_seen"), seen), 0);
         printf("\n");
         if (json_is_integer(json_object_get(machine, "conflict_at"))) {
@@ -210,8 +217,6 @@ static int fleet_print_machine(json_t *machine)
                 fleet_print_field(json_string_value(json_object_get(machine, "machine_id")), 0);
                 printf("' lets it enroll.\n");
         }
-        if (json_is_true(json_object_get(machine, "truncated")))
-                printf("(only the latest %zu reports are shown)\n", json_array_size(reports));
 
         printf("%-8s %-20s %-10s %-9s %s\n", "SEQ", "TIME", "PHASE", "STATUS", "MESSAGE");
         json_array_foreach(reports, i, r) {
@@ -376,6 +381,7 @@ static int fleet_decide(int argc, char **argv, enum store_decision decision)
 struct fleet_options {
         const char *machine_id; /* NULL: every machine */
         bool json_output;
+        uint64_t limit;     /* per page */
         char *url;          /* SERVER/v1/machines[/ID], owned */
         size_t server_size; /* url's first server_size bytes are the server's URL */
 };
@@ -384,15 +390,16 @@ struct fleet_options {
  * error or -ENOMEM (logged). */
 static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
 {
-        enum { ARG_SERVER = 0x100, ARG_JSON };
+        enum { ARG_SERVER = 0x100, ARG_JSON, ARG_LIMIT };
         static const struct option options[] = {
             {"server", required_argument, NULL, ARG_SERVER},
             {"json", no_argument, NULL, ARG_JSON},
+            {"limit", required_argument, NULL, ARG_LIMIT},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         const char *server = FLEET_SERVER_DEFAULT;
-        struct fleet_options o = {};
+        struct fleet_options o = {.limit = FLEET_PAGE_LIMIT};
         size_t server_size;
         int c;
 
@@ -403,6 +410,14 @@ static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
                         break;
                 case ARG_JSON:
                         o.json_output = true;
+                        break;
+                case ARG_LIMIT:
+                        if (parse_u64(optarg, &o.limit) < 0 || o.limit == 0 ||
+                            o.limit > FLEET_PAGE_LIMIT) {
+                                log_error("--limit must be a number from 1 to %d, not '%s'.",
+                                          FLEET_PAGE_LIMIT, optarg);
+                                return -EINVAL;
+                        }
                         break;
                 case 'h':
                         fleet_help();
@@ -437,26 +452,115 @@ static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
         return 1;
 }
 
-/* Prints the server's answer: as it came (--json), or as a table. Logs; returns 0 or -errno. */
-static int fleet_show(const struct fleet_options *o, const char *body, size_t size)
+/* The "next" cursor of a page into cursor (size FLEET_CURSOR_MAX): "" for the last page, or
+ * -EBADMSG (logged) for one that is not a cursor or does not move on from the one before. */
+static int fleet_next_cursor(json_t *page, const char *url, char cursor[static FLEET_CURSOR_MAX])
 {
+        json_t *next = json_object_get(page, "next");
+        const char *s = json_string_value(next);
+
+        if (!next || json_is_null(next)) {
+                cursor[0] = '\0';
+                return 0;
+        }
+        if (!s || !string_is_safe(s, FLEET_CURSOR_MAX - 1, NULL) || streq(s, cursor))
+                return log_error_errno(-EBADMSG,
+                                       "The server's answer from %s has an invalid "
+                                       "\"next\" cursor.",
+                                       url);
+        strcpy(cursor, s);
+        return 0;
+}
+
+/* GETs one page (after cursor, "" for the first) and parses it. Logs; returns 0 or -errno. */
+static int fleet_get_page(const struct fleet_options *o, const char *server, const char *cursor,
+                          json_t **ret_page)
+{
+        _cleanup_free_ char *path = NULL, *body = NULL;
         json_error_t error;
-        json_t *json;
+        size_t size;
+        int r;
+
+        if (asprintf(&path, "%s?limit=%llu%s%s", o->url + o->server_size,
+                     (unsigned long long)o->limit, *cursor ? "&cursor=" : "", cursor) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        r = fleet_get(server, path, o->url, &body, &size);
+        if (r < 0)
+                return r;
+        *ret_page = json_loadb(body, size, 0, &error);
+        if (!*ret_page)
+                return log_error_errno(-EBADMSG, "The server's answer from %s is not JSON: %s",
+                                       o->url, error.text);
+        return 0;
+}
+
+/* Adds a page's items to *all: the first page of a machine is the machine; the machines of
+ * every page and the reports of the later ones are appended. */
+static int fleet_join_page(const struct fleet_options *o, json_t **all, json_t *page, json_t *items)
+{
+        if (!*all && o->machine_id) {
+                *all = json_incref(page);
+                return 0;
+        }
+        if (!*all)
+                *all = json_array();
+        if (!*all ||
+            json_array_extend(o->machine_id ? json_object_get(*all, "reports") : *all, items) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        return 0;
+}
+
+/* Every page of the answer, joined: the machines as one array, or the machine with all its
+ * reports. Logs; returns 0 or -errno. */
+static int fleet_get_all(const struct fleet_options *o, const char *server, json_t **ret_all)
+{
+        char cursor[FLEET_CURSOR_MAX] = "";
+        json_t *all = NULL, *page = NULL, *items;
+        int r;
+
+        do {
+                r = fleet_get_page(o, server, cursor, &page);
+                if (r < 0)
+                        break;
+                items = json_object_get(page, o->machine_id ? "reports" : "machines");
+                r = -EBADMSG;
+                if (!json_is_array(items)) {
+                        log_error("The server's answer from %s is not a list of %s.", o->url,
+                                  o->machine_id ? "reports" : "machines");
+                        break;
+                }
+                r = fleet_join_page(o, &all, page, items);
+                if (r < 0)
+                        break;
+                r = fleet_next_cursor(page, o->url, cursor);
+                json_decref(page);
+                page = NULL;
+        } while (r >= 0 && *cursor);
+        json_decref(page);
+        if (r < 0) {
+                json_decref(all);
+                return r;
+        }
+        if (o->machine_id) {
+                (void)json_object_set_new(all, "truncated", json_false());
+                (void)json_object_set_new(all, "next", json_null());
+        }
+        *ret_all = all;
+        return 0;
+}
+
+/* Prints the answer: as JSON (--json; every non-ASCII character escaped), or as a table. Logs;
+ * returns 0 or -errno. */
+static int fleet_show(const struct fleet_options *o, json_t *json)
+{
         int r;
 
         if (o->json_output) {
-                fwrite(body, 1, size, stdout);
-                if (size == 0 || body[size - 1] != '\n')
-                        putchar('\n');
-                return fflush(stdout) == 0 ? 0 : -EIO;
+                r = json_dumpf(json, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
+                putchar('\n');
+                return r == 0 && fflush(stdout) == 0 ? 0 : -EIO;
         }
-
-        json = json_loadb(body, size, 0, &error);
-        if (!json)
-                return log_error_errno(-EBADMSG, "The server's answer from %s is not JSON: %s",
-                                       o->url, error.text);
         r = o->machine_id ? fleet_print_machine(json) : fleet_print_machines(json);
-        json_decref(json);
         if (r < 0)
                 return r;
         return fflush(stdout) == 0 ? 0 : -EIO;
@@ -464,9 +568,9 @@ static int fleet_show(const struct fleet_options *o, const char *body, size_t si
 
 int cmd_fleet(int argc, char **argv)
 {
-        _cleanup_free_ char *url = NULL, *body = NULL, *server = NULL;
+        _cleanup_free_ char *url = NULL, *server = NULL;
         struct fleet_options o = {};
-        size_t size;
+        json_t *all = NULL;
         int r;
 
         if (argc >= 2)
@@ -490,10 +594,11 @@ int cmd_fleet(int argc, char **argv)
                 fetch_global_cleanup();
                 return EXIT_FAIL;
         }
-        r = fleet_get(server, url + o.server_size, url, &body, &size);
+        r = fleet_get_all(&o, server, &all);
         fetch_global_cleanup();
         if (r < 0)
                 return EXIT_FAIL;
-
-        return fleet_show(&o, body, size) < 0 ? EXIT_FAIL : EXIT_OK;
+        r = fleet_show(&o, all);
+        json_decref(all);
+        return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

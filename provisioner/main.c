@@ -18,6 +18,7 @@ static const struct {
     {"seal", cmd_seal, "seal a secret to one device: prints {sealed: BASE64}"},
     {"serve", cmd_serve, "serve profiles, take enrollments and store signed reports"},
     {"fleet", cmd_fleet, "show the fleet; approve, revoke or reset a machine's enrollment"},
+    {"purge", cmd_purge, "delete the machines pending for longer than a duration"},
 };
 
 static void show_usage(FILE *f)

@@ -15,11 +15,17 @@ static unsigned routes_status(int r)
                 int error;
                 unsigned status;
         } statuses[] = {
-            {-EINVAL, HTTP_STATUS_BAD_REQUEST},        {-EBADMSG, HTTP_STATUS_BAD_REQUEST},
-            {-ENOMSG, HTTP_STATUS_UNAUTHORIZED},       {-EKEYREJECTED, HTTP_STATUS_UNAUTHORIZED},
-            {-EPERM, HTTP_STATUS_FORBIDDEN},           {-ENOENT, HTTP_STATUS_NOT_FOUND},
-            {-EEXIST, HTTP_STATUS_CONFLICT},           {-E2BIG, HTTP_STATUS_CONTENT_TOO_LARGE},
+            {-EINVAL, HTTP_STATUS_BAD_REQUEST},
+            {-EBADMSG, HTTP_STATUS_BAD_REQUEST},
+            {-ENOMSG, HTTP_STATUS_UNAUTHORIZED},
+            {-EKEYREJECTED, HTTP_STATUS_UNAUTHORIZED},
+            {-EPERM, HTTP_STATUS_FORBIDDEN},
+            {-ENOENT, HTTP_STATUS_NOT_FOUND},
+            {-EEXIST, HTTP_STATUS_CONFLICT},
+            {-E2BIG, HTTP_STATUS_CONTENT_TOO_LARGE},
             {-EBUSY, HTTP_STATUS_SERVICE_UNAVAILABLE},
+            {-EAGAIN, HTTP_STATUS_TOO_MANY_REQUESTS},
+            {-EUSERS, HTTP_STATUS_SERVICE_UNAVAILABLE},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(statuses); i++)
@@ -79,15 +85,28 @@ static json_t *routes_facts(const char *facts)
 static json_t *routes_machine_json(const struct store_machine *m)
 {
         return json_pack(
-            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
             "machine_id", m->machine_id, "state", store_state_to_string(m->state), "first_seen",
             (json_int_t)m->first_seen, "last_seen", (json_int_t)m->last_seen, "phase",
             routes_text(m->phase), "status", routes_text(m->status), "serial",
-            routes_optional(m->serial), "reports", (json_int_t)m->reports, "hostname",
-            routes_text(m->hostname), "sign_key", routes_text(m->sign_key), "box_key",
-            routes_text(m->box_key), "enrolled_at", routes_optional(m->enrolled_at), "decided_at",
-            routes_optional(m->decided_at), "decided_by", routes_text(m->decided_by), "conflict_at",
+            routes_optional(m->serial), "reports", (json_int_t)m->reports, "reports_trimmed",
+            (json_int_t)m->reports_trimmed, "hostname", routes_text(m->hostname), "sign_key",
+            routes_text(m->sign_key), "box_key", routes_text(m->box_key), "enrolled_at",
+            routes_optional(m->enrolled_at), "decided_at", routes_optional(m->decided_at),
+            "decided_by", routes_text(m->decided_by), "conflict_at",
             routes_optional(m->conflict_at), "facts", routes_facts(m->facts));
+}
+
+/* The cursor of the page after history's: its last report's id, or null. */
+static json_t *routes_report_cursor(const struct store_history *history)
+{
+        char id[32];
+
+        if (!history->more || history->n_entries == 0)
+                return json_null();
+        (void)snprintf(id, sizeof(id), "%lld",
+                       (long long)history->entries[history->n_entries - 1].id);
+        return json_string(id);
 }
 
 /* The machine with its reports (stored JSON, parsed again); NULL when out of memory or a stored
@@ -104,8 +123,8 @@ static json_t *routes_machine_with_history(const struct store_machine *m,
                         goto fail;
         if (!machine || !reports ||
             json_object_set_new(machine, "reports_total", json_integer(history->total)) < 0 ||
-            json_object_set_new(machine, "truncated",
-                                json_boolean(history->total > (int64_t)history->n_entries)) < 0 ||
+            json_object_set_new(machine, "truncated", json_boolean(history->more)) < 0 ||
+            json_object_set_new(machine, "next", routes_report_cursor(history)) < 0 ||
             json_object_set_new(machine, "reports", reports) < 0)
                 goto fail;
         return machine;
@@ -113,6 +132,44 @@ fail:
         json_decref(reports);
         json_decref(machine);
         return NULL;
+}
+
+/* ?limit=N&cursor=C of a listing: limit from 1 (above the largest: the largest), cursor the
+ * "next" of the page before (a machine id, or a report's id). Returns false after answering 400. */
+static bool routes_page(const struct http_request *request, struct http_response *response,
+                        bool of_reports, struct store_page *ret_page)
+{
+        const char *limit = http_request_query(request, "limit");
+        const char *cursor = http_request_query(request, "cursor");
+        struct store_page page = {};
+        uint64_t v;
+
+        if (limit && (parse_u64(limit, &v) < 0 || v == 0)) {
+                http_response_set_error(
+                    response, HTTP_STATUS_BAD_REQUEST,
+                    "invalid limit '%.32s': expected a number from 1 (at "
+                    "most %d are answered)",
+                    limit, of_reports ? STORE_PAGE_REPORTS_MAX : STORE_PAGE_MACHINES_MAX);
+                return false;
+        }
+        if (limit)
+                page.limit = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+        if (cursor && of_reports && (parse_u64(cursor, &v) < 0 || v > INT64_MAX)) {
+                http_response_set_error(response, HTTP_STATUS_BAD_REQUEST,
+                                        "invalid cursor: expected the \"next\" of the page before");
+                return false;
+        }
+        if (cursor && of_reports)
+                page.after_report = (int64_t)v;
+        if (cursor && !of_reports && !machine_id_is_canonical(cursor)) {
+                http_response_set_error(response, HTTP_STATUS_BAD_REQUEST,
+                                        "invalid cursor: expected the \"next\" of the page before");
+                return false;
+        }
+        if (cursor && !of_reports)
+                page.after_machine = cursor;
+        *ret_page = page;
+        return true;
 }
 
 static void routes_healthz(_unused_ const struct routes *routes,
@@ -147,8 +204,8 @@ static void routes_post_report(const struct routes *routes, const struct http_re
         bool duplicate = false;
         int r;
 
-        r = service_add_report(routes->store, request->body, request->body_size,
-                               (int64_t)time(NULL), &duplicate, reason);
+        r = service_add_report(routes->store, routes->pending_rate, request->body,
+                               request->body_size, (int64_t)time(NULL), &duplicate, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;
@@ -157,16 +214,18 @@ static void routes_post_report(const struct routes *routes, const struct http_re
                     json_pack("{s:b, s:b}", "stored", 1, "duplicate", duplicate));
 }
 
-static void routes_list_machines(const struct routes *routes,
-                                 _unused_ const struct http_request *request,
+static void routes_list_machines(const struct routes *routes, const struct http_request *request,
                                  struct http_response *response)
 {
         struct store_machine_list list = {};
         char reason[SERVICE_REASON_MAX];
-        json_t *machines;
+        struct store_page page;
+        json_t *machines, *next;
         int r;
 
-        r = service_list_machines(routes->store, &list, reason);
+        if (!routes_page(request, response, false, &page))
+                return;
+        r = service_list_machines(routes->store, &page, &list, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;
@@ -177,20 +236,28 @@ static void routes_list_machines(const struct routes *routes,
                         json_decref(machines);
                         machines = NULL;
                 }
+        next = list.more && list.n_machines > 0
+                   ? json_string(list.machines[list.n_machines - 1].machine_id)
+                   : json_null();
         store_machine_list_done(&list);
-        routes_json(response, HTTP_STATUS_OK, machines);
+        routes_json(response, HTTP_STATUS_OK,
+                    machines && next ? json_pack("{s:o, s:o}", "machines", machines, "next", next)
+                                     : NULL);
 }
 
-static void routes_get_machine(const struct routes *routes, struct http_response *response,
-                               const char *machine_id)
+static void routes_get_machine(const struct routes *routes, const struct http_request *request,
+                               struct http_response *response, const char *machine_id)
 {
         struct store_machine machine = {};
         struct store_history history = {};
         char reason[SERVICE_REASON_MAX];
+        struct store_page page;
         json_t *json;
         int r;
 
-        r = service_get_machine(routes->store, machine_id, &machine, &history, reason);
+        if (!routes_page(request, response, true, &page))
+                return;
+        r = service_get_machine(routes->store, machine_id, &page, &machine, &history, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;
@@ -276,7 +343,7 @@ static void routes_machine(const struct routes *routes, const struct http_reques
         }
 
         if (streq(suffix, ""))
-                routes_get_machine(routes, response, machine_id);
+                routes_get_machine(routes, request, response, machine_id);
         else if (streq(suffix, "/profile"))
                 routes_profile(routes, request, response, machine_id, SERVICE_PROFILE_YAML);
         else

@@ -22,12 +22,14 @@
 
 #include "enrollment.h"
 #include "http.h"
+#include "service.h"
 #include "store.h"
 
 struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
         struct store *store;
         const struct enrollment_policy *policy; /* NULL: every enrollment waits for an operator */
+        struct service_rate *pending_rate;      /* of a pending machine's reports; NULL: none */
 };
 
 /* An http_handler_fn; userdata is a struct routes. */

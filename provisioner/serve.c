@@ -54,6 +54,13 @@ static void serve_help(void)
             "                      approve: {machine-ids: [...], macs: [...],\n"
             "                      token-files: [...]} (default: none; every enrollment\n"
             "                      waits for 'nixprov fleet approve')\n"
+            "  --history-reports N  reports kept per machine, the newest (default: %d)\n"
+            "  --history-bytes BYTES  bytes of reports kept per machine (default: %lld)\n"
+            "  --pending-reports N  reports kept per pending machine (default: %d; 0: none)\n"
+            "  --pending-rate N    reports a minute taken from a pending machine, the rest\n"
+            "                      answered 429 (default: %d)\n"
+            "  --pending-max N     machines pending at once; another enrollment that would\n"
+            "                      wait is answered 503 (default: %d)\n"
             "  -v, --verbose       log every request\n"
             "  -h, --help          show this help\n\n"
             "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
@@ -62,7 +69,10 @@ static void serve_help(void)
             "Stops cleanly on SIGTERM or SIGINT.\n",
             SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
             HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
-            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES);
+            HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES,
+            STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
+            STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT,
+            STORE_PENDING_MACHINES_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -107,6 +117,11 @@ enum {
         ARG_MAX_CONNECTIONS,
         ARG_MAX_PER_ADDRESS,
         ARG_TRUSTED_PROXY,
+        ARG_HISTORY_REPORTS,
+        ARG_HISTORY_BYTES,
+        ARG_PENDING_REPORTS,
+        ARG_PENDING_RATE,
+        ARG_PENDING_MAX,
 };
 
 struct serve_options {
@@ -116,8 +131,45 @@ struct serve_options {
         const char *port_file;
         const char *policy_path;
         struct http_options http;
+        struct store_limits limits;
+        int64_t pending_rate; /* reports a minute */
         struct http_listen listen;
 };
+
+/* A number of --NAME from min to INT64_MAX into *ret; logs a usage error. */
+static int serve_parse_limit(const char *name, const char *arg, uint64_t min, int64_t *ret)
+{
+        uint64_t v;
+
+        if (parse_u64(arg, &v) < 0 || v < min || v > INT64_MAX) {
+                log_error("--%s must be a number from %llu, not '%s'.", name,
+                          (unsigned long long)min, arg);
+                return -EINVAL;
+        }
+        *ret = (int64_t)v;
+        return 0;
+}
+
+/* The options of the quotas: 0, -EINVAL (logged), or -ENOENT for any other option. */
+static int serve_parse_quota(int c, const char *arg, struct serve_options *o)
+{
+        struct store_limits *limits = &o->limits;
+
+        switch (c) {
+        case ARG_PENDING_MAX:
+                return serve_parse_limit("pending-max", arg, 0, &limits->pending_machines);
+        case ARG_PENDING_RATE:
+                return serve_parse_limit("pending-rate", arg, 1, &o->pending_rate);
+        case ARG_HISTORY_REPORTS:
+                return serve_parse_limit("history-reports", arg, 1, &limits->history_reports);
+        case ARG_HISTORY_BYTES:
+                return serve_parse_limit("history-bytes", arg, 1, &limits->history_bytes);
+        case ARG_PENDING_REPORTS:
+                return serve_parse_limit("pending-reports", arg, 0, &limits->pending_reports);
+        default:
+                return -ENOENT;
+        }
+}
 
 /* Parses a number of OPTION from min to max into *ret, or logs why not. */
 static int serve_parse_number(const char *option, const char *s, uint64_t min, uint64_t max,
@@ -182,30 +234,46 @@ static int serve_parse_http_option(int c, const char *arg, struct http_options *
         }
 }
 
+static const struct option serve_options_table[] = {
+    {"listen", required_argument, NULL, ARG_LISTEN},
+    {"data", required_argument, NULL, ARG_DATA},
+    {"db", required_argument, NULL, ARG_DB},
+    {"port-file", required_argument, NULL, ARG_PORT_FILE},
+    {"max-body", required_argument, NULL, ARG_MAX_BODY},
+    {"enroll-policy", required_argument, NULL, ARG_POLICY},
+    {"head-timeout", required_argument, NULL, ARG_HEAD_TIMEOUT},
+    {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
+    {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
+    {"max-connections-per-address", required_argument, NULL, ARG_MAX_PER_ADDRESS},
+    {"trusted-proxy", required_argument, NULL, ARG_TRUSTED_PROXY},
+    {"history-reports", required_argument, NULL, ARG_HISTORY_REPORTS},
+    {"history-bytes", required_argument, NULL, ARG_HISTORY_BYTES},
+    {"pending-reports", required_argument, NULL, ARG_PENDING_REPORTS},
+    {"pending-rate", required_argument, NULL, ARG_PENDING_RATE},
+    {"pending-max", required_argument, NULL, ARG_PENDING_MAX},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {},
+};
+
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        static const struct option options[] = {
-            {"listen", required_argument, NULL, ARG_LISTEN},
-            {"data", required_argument, NULL, ARG_DATA},
-            {"db", required_argument, NULL, ARG_DB},
-            {"port-file", required_argument, NULL, ARG_PORT_FILE},
-            {"max-body", required_argument, NULL, ARG_MAX_BODY},
-            {"enroll-policy", required_argument, NULL, ARG_POLICY},
-            {"head-timeout", required_argument, NULL, ARG_HEAD_TIMEOUT},
-            {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
-            {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
-            {"max-connections-per-address", required_argument, NULL, ARG_MAX_PER_ADDRESS},
-            {"trusted-proxy", required_argument, NULL, ARG_TRUSTED_PROXY},
-            {"verbose", no_argument, NULL, 'v'},
-            {"help", no_argument, NULL, 'h'},
-            {},
+        struct serve_options o = {
+            .listen_arg = SERVE_LISTEN_DEFAULT,
+            .http = HTTP_OPTIONS_DEFAULT,
+            .limits = {.history_reports = STORE_HISTORY_REPORTS_DEFAULT,
+                       .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
+                       .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
+                       .pending_machines = STORE_PENDING_MACHINES_DEFAULT},
+            .pending_rate = SERVICE_PENDING_RATE_DEFAULT,
         };
-        struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT, .http = HTTP_OPTIONS_DEFAULT};
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "vh", serve_options_table, NULL)) >= 0) {
                 r = serve_parse_http_option(c, optarg, &o.http);
+                if (r == -ENOENT)
+                        r = serve_parse_quota(c, optarg, &o);
                 if (r == -EINVAL)
                         return r;
                 if (r == 0)
@@ -359,6 +427,7 @@ int cmd_serve(int argc, char **argv)
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
         _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
+        _cleanup_(service_rate_freep) struct service_rate *pending_rate = NULL;
         _cleanup_free_ char *default_db = NULL;
         const char *db_path = NULL;
         struct serve_options o;
@@ -390,7 +459,15 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_FAIL;
 
         serve_raise_fd_limit(o.http.max_connections);
-        routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
+        (void)store_set_limits(store, &o.limits); /* checked by serve_parse_argv() */
+        r = service_rate_new(o.pending_rate, &pending_rate);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAIL;
+        }
+
+        routes = (struct routes){
+            .data_dir = o.data_dir, .store = store, .policy = policy, .pending_rate = pending_rate};
         r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);

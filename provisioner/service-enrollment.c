@@ -1,11 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "service.h"
 #include "signedjson.h"
+
+static atomic_uint_fast64_t service_refused_pending;
+
+uint64_t service_enrollment_refused_pending(void)
+{
+        return (uint64_t)atomic_load(&service_refused_pending);
+}
 
 /* Said once, when the machine or its state is new: a pending device asks again and again
  * while it waits. */
@@ -69,6 +77,16 @@ static int service_record(struct store *store, const struct enrollment_policy *p
                                     "reinstalled disk?): an operator can allow the new key with "
                                     "'nixprov fleet reset %s'",
                                     e->machine_id, e->machine_id);
+        }
+        if (r == -EUSERS) {
+                atomic_fetch_add(&service_refused_pending, 1);
+                log_warning("Machine %s (%s) refused: %lld machines are pending already "
+                            "(--pending-max).",
+                            e->machine_id, e->hostname, (long long)store->limits.pending_machines);
+                return service_fail(reason, -EUSERS,
+                                    "too many machines are waiting for an operator's approval "
+                                    "(%lld): try again later",
+                                    (long long)store->limits.pending_machines);
         }
         if (r < 0) {
                 log_error_errno(r, "Failed to store the enrollment of %s: %m", e->machine_id);

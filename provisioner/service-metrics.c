@@ -40,6 +40,13 @@ static int service_metrics_format(const struct store_stats *stats, struct buf *t
                                "# TYPE nixprov_reports_total counter\n"
                                "nixprov_reports_total %lld\n",
                                (long long)stats->reports);
+        if (r >= 0)
+                r = buf_printf(text,
+                               "# HELP nixprov_enrollments_refused_total Enrollments refused "
+                               "since the server started, by reason.\n"
+                               "# TYPE nixprov_enrollments_refused_total counter\n"
+                               "nixprov_enrollments_refused_total{reason=\"pending-max\"} %llu\n",
+                               (unsigned long long)service_enrollment_refused_pending());
         return r;
 }
 

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -9,6 +12,69 @@
 #include "service.h"
 #include "signedjson.h"
 #include "util.h"
+
+struct service_rate {
+        pthread_mutex_t lock;
+        int64_t per_minute;
+        uint8_t hash_key[crypto_shorthash_KEYBYTES];
+        struct {
+                char machine_id[STORE_MACHINE_ID_MAX];
+                int64_t minute;
+                int64_t count;
+        } slots[SERVICE_RATE_SLOTS];
+};
+
+int service_rate_new(int64_t per_minute, struct service_rate **ret)
+{
+        struct service_rate *rate;
+
+        if (per_minute < 1 || !ret)
+                return -EINVAL;
+        rate = calloc(1, sizeof(*rate));
+        if (!rate)
+                return -ENOMEM;
+        if (pthread_mutex_init(&rate->lock, NULL) != 0) {
+                free(rate);
+                return -ENOMEM;
+        }
+        rate->per_minute = per_minute;
+        randombytes_buf(rate->hash_key, sizeof(rate->hash_key));
+        *ret = rate;
+        return 0;
+}
+
+struct service_rate *service_rate_free(struct service_rate *rate)
+{
+        if (rate) {
+                (void)pthread_mutex_destroy(&rate->lock);
+                free(rate);
+        }
+        return NULL;
+}
+
+bool service_rate_take(struct service_rate *rate, const char *machine_id, int64_t now)
+{
+        uint8_t hash[crypto_shorthash_BYTES];
+        int64_t minute = now / 60;
+        bool taken;
+        size_t i;
+
+        (void)crypto_shorthash(hash, (const uint8_t *)machine_id, strlen(machine_id),
+                               rate->hash_key);
+        i = (((size_t)hash[0] << 8) | hash[1]) % SERVICE_RATE_SLOTS;
+        (void)pthread_mutex_lock(&rate->lock);
+        if (!streq(rate->slots[i].machine_id, machine_id) || rate->slots[i].minute != minute) {
+                (void)snprintf(rate->slots[i].machine_id, sizeof(rate->slots[i].machine_id), "%s",
+                               machine_id);
+                rate->slots[i].minute = minute;
+                rate->slots[i].count = 0;
+        }
+        taken = rate->slots[i].count < rate->per_minute;
+        if (taken)
+                rate->slots[i].count++;
+        (void)pthread_mutex_unlock(&rate->lock);
+        return taken;
+}
 
 /* The key a report must be signed with: the one its machine enrolled, while it is pending or
  * approved. */
@@ -77,8 +143,9 @@ static int service_store_report(struct store *store, const struct report_body *p
         return 0;
 }
 
-int service_add_report(struct store *store, const char *body, size_t body_size, int64_t now,
-                       bool *ret_duplicate, char reason[static SERVICE_REASON_MAX])
+int service_add_report(struct store *store, struct service_rate *pending_rate, const char *body,
+                       size_t body_size, int64_t now, bool *ret_duplicate,
+                       char reason[static SERVICE_REASON_MAX])
 {
         uint8_t sign_key[crypto_sign_PUBLICKEYBYTES];
         struct report_body report;
@@ -106,6 +173,13 @@ int service_add_report(struct store *store, const char *body, size_t body_size, 
                                  report.machine_id);
         else if (r < 0)
                 r = service_fail(reason, -EBADMSG, "malformed signature member");
+        /* Signed by the machine: nobody else can spend its rate. */
+        if (r >= 0 && pending_rate && trust.state == STORE_STATE_PENDING &&
+            !service_rate_take(pending_rate, report.machine_id, now))
+                r = service_fail(reason, -EAGAIN,
+                                 "machine %s is pending: at most %lld reports a minute are taken "
+                                 "until an operator approves it",
+                                 report.machine_id, (long long)pending_rate->per_minute);
         if (r >= 0)
                 r = service_store_report(store, &report, trust.sign_key, body, body_size, now,
                                          ret_duplicate, reason);

@@ -51,12 +51,13 @@ int service_parse_signed(const char *body, size_t body_size, const char *what, j
         return 0;
 }
 
-int service_list_machines(struct store *store, struct store_machine_list *ret_list,
+int service_list_machines(struct store *store, const struct store_page *page,
+                          struct store_machine_list *ret_list,
                           char reason[static SERVICE_REASON_MAX])
 {
         int r;
 
-        r = store_list_machines(store, ret_list);
+        r = store_list_machines(store, page, ret_list);
         if (r < 0) {
                 log_error_errno(r, "Failed to list machines: %m");
                 return service_fail(reason, service_store_errno(r), "failed to list machines");
@@ -64,13 +65,13 @@ int service_list_machines(struct store *store, struct store_machine_list *ret_li
         return 0;
 }
 
-int service_get_machine(struct store *store, const char *machine_id,
+int service_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                         struct store_machine *ret_machine, struct store_history *ret_history,
                         char reason[static SERVICE_REASON_MAX])
 {
         int r;
 
-        r = store_get_machine(store, machine_id, ret_machine, ret_history);
+        r = store_get_machine(store, machine_id, page, ret_machine, ret_history);
         if (r == -ENOENT)
                 return service_fail(reason, -ENOENT, "unknown machine %s", machine_id);
         if (r < 0) {

@@ -12,7 +12,9 @@
  *   -ENOENT            no such machine or profile          404
  *   -EEXIST            it conflicts with what is stored    409
  *   -E2BIG             it is too large                     413
+ *   -EAGAIN            too many from this machine for now  429
  *   -EBUSY             the database is busy                503
+ *   -EUSERS            too many machines are pending       503
  *   anything else      the server failed                   500
  *
  * A database error is never -ENOENT or -EPERM: what the store could not read is not known to
@@ -56,11 +58,28 @@ int service_enroll(struct store *store, const struct enrollment_policy *policy, 
                    size_t body_size, int64_t now, char ret_machine_id[static STORE_MACHINE_ID_MAX],
                    enum store_state *ret_state, char reason[static SERVICE_REASON_MAX]);
 
+#define SERVICE_RATE_SLOTS 4096
+#define SERVICE_PENDING_RATE_DEFAULT 12 /* reports a minute a pending machine may send */
+
+/* Reports a minute per machine: a table of SERVICE_RATE_SLOTS counters, a machine's slot chosen
+ * by a keyed hash of its id (another machine in the slot starts it over), each counting the
+ * reports of the current minute. Safe to share between threads. */
+struct service_rate;
+
+int service_rate_new(int64_t per_minute, struct service_rate **ret);
+struct service_rate *service_rate_free(struct service_rate *rate);
+DEFINE_POINTER_CLEANUP(service_rate, service_rate_free)
+
+/* Takes one report of machine_id at time now: true when it is within the rate. */
+bool service_rate_take(struct service_rate *rate, const char *machine_id, int64_t now);
+
 /* POST /v1/reports: validates the signed report, checks it against the key the machine
- * enrolled, and stores it as received at time now. Returns 0 with *ret_duplicate, or a negative
- * errno and reason. */
-int service_add_report(struct store *store, const char *body, size_t body_size, int64_t now,
-                       bool *ret_duplicate, char reason[static SERVICE_REASON_MAX]);
+ * enrolled, and stores it as received at time now. A pending machine's reports past
+ * pending_rate (NULL: no limit) are refused with -EAGAIN before anything is written. Returns 0
+ * with *ret_duplicate, or a negative errno and reason. */
+int service_add_report(struct store *store, struct service_rate *pending_rate, const char *body,
+                       size_t body_size, int64_t now, bool *ret_duplicate,
+                       char reason[static SERVICE_REASON_MAX]);
 
 enum service_profile_file {
         SERVICE_PROFILE_YAML,
@@ -76,14 +95,18 @@ int service_get_profile(struct store *store, const char *data_dir, const char *m
                         size_t *ret_size, const char **ret_source,
                         char reason[static SERVICE_REASON_MAX]);
 
+/* Enrollments refused since the server started because --pending-max machines were pending. */
+uint64_t service_enrollment_refused_pending(void);
+
 /* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
  * and reason. */
 int service_metrics(struct store *store, char **ret_text, size_t *ret_size,
                     char reason[static SERVICE_REASON_MAX]);
 
 /* GET /v1/machines and /v1/machines/ID: the store's answers, with its errors mapped as above. */
-int service_list_machines(struct store *store, struct store_machine_list *ret_list,
+int service_list_machines(struct store *store, const struct store_page *page,
+                          struct store_machine_list *ret_list,
                           char reason[static SERVICE_REASON_MAX]);
-int service_get_machine(struct store *store, const char *machine_id,
+int service_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                         struct store_machine *ret_machine, struct store_history *ret_history,
                         char reason[static SERVICE_REASON_MAX]);

@@ -72,6 +72,14 @@ static const char store_migrate_v2[] =
     "ALTER TABLE reports_v2 RENAME TO reports;\n"
     "CREATE INDEX reports_by_machine ON reports (machine_id, id);\n";
 
+/* Version 3: the quotas. Each report's size, so that a machine's history is summed without
+ * reading the bodies, and the count of reports the quotas deleted. */
+static const char store_migrate_v3[] =
+    "ALTER TABLE reports ADD COLUMN body_size INTEGER NOT NULL DEFAULT 0;\n"
+    "UPDATE reports SET body_size = length(CAST(body AS BLOB));\n"
+    "ALTER TABLE machines ADD COLUMN reports_trimmed INTEGER NOT NULL DEFAULT 0;\n"
+    "CREATE INDEX machines_by_state ON machines (state, last_seen);\n";
+
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
 #define STORE_MACHINE_SELECT                                                                       \
@@ -84,7 +92,7 @@ static const char store_migrate_v2[] =
         "    AND serial IS NOT NULL ORDER BY id DESC LIMIT 1), "                                   \
         "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id), "                   \
         "  m.hostname, m.sign_key, m.box_key, m.enrolled_at, m.decided_at, m.decided_by, "         \
-        "  m.conflict_at, m.facts "                                                                \
+        "  m.conflict_at, m.facts, m.reports_trimmed "                                             \
         "FROM machines m "
 
 static int store_errno(int code)
@@ -246,6 +254,12 @@ static int store_migrate(struct store_sqlite *store)
                         goto fail;
                 version = 2;
         }
+        if (version == 2) {
+                r = store_exec(store, store_migrate_v3);
+                if (r < 0)
+                        goto fail;
+                version = 3;
+        }
         (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         r = store_exec(store, sql);
         if (r < 0)
@@ -297,6 +311,12 @@ int store_sqlite_open(const char *path, struct store **ret_store)
         if (!store)
                 return -ENOMEM;
         store->base.ops = &store_sqlite_ops;
+        store->base.limits = (struct store_limits){
+            .history_reports = STORE_HISTORY_REPORTS_DEFAULT,
+            .history_bytes = STORE_HISTORY_BYTES_DEFAULT,
+            .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
+            .pending_machines = STORE_PENDING_MACHINES_DEFAULT,
+        };
         if (pthread_mutex_init(&store->lock, NULL) != 0) {
                 free(TAKE_PTR(store));
                 return -ENOMEM;
@@ -392,6 +412,20 @@ static int store_sqlite_get_trust(struct store *base, const char *machine_id,
         return store_read_trust(store, machine_id, ret_trust);
 }
 
+/* -EUSERS when limits.pending_machines are pending already. */
+static int store_check_pending_cap(struct store_sqlite *store)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        r = store_prepare(store, "SELECT COUNT(*) FROM machines WHERE state = 'pending'", &stmt);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(stmt) != SQLITE_ROW)
+                return store_errno(sqlite3_errcode(store->db)) ?: -EIO;
+        return sqlite3_column_int64(stmt, 0) >= store->base.limits.pending_machines ? -EUSERS : 0;
+}
+
 /* A new machine, or one known only from reports of old or a reset: its keys are taken. */
 static int store_enroll_new(struct store_sqlite *store, const struct store_enrollment *e,
                             int64_t now, enum store_state *ret_state)
@@ -400,6 +434,11 @@ static int store_enroll_new(struct store_sqlite *store, const struct store_enrol
         enum store_state state = e->decided_by ? STORE_STATE_APPROVED : STORE_STATE_PENDING;
         int r;
 
+        if (state == STORE_STATE_PENDING) {
+                r = store_check_pending_cap(store);
+                if (r < 0)
+                        return r;
+        }
         r = store_prepare(
             store,
             "INSERT INTO machines (machine_id, state, first_seen, last_seen, hostname, "
@@ -560,6 +599,77 @@ static int store_report_compare(struct store_sqlite *store, const struct store_r
         return 0;
 }
 
+/* Deletes machine_id's reports that sql (?1 the machine, ?2 the limit, ?3 sign_key when not
+ * NULL) selects, adding how many to *trimmed. */
+static int store_trim_step(struct store_sqlite *store, const char *sql, const char *machine_id,
+                           int64_t limit, const char *sign_key, int64_t *trimmed)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        r = store_prepare(store, sql, &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, limit)) < 0 ||
+            (sign_key && (r = store_bind_text(stmt, 3, sign_key)) < 0))
+                return r;
+        r = store_step_done(stmt);
+        if (r < 0)
+                return r;
+        *trimmed += sqlite3_changes(store->db);
+        return 0;
+}
+
+/* The quotas (struct store_limits), in the transaction that stored a report of machine_id
+ * signed with sign_key. */
+static int store_trim_history(struct store_sqlite *store, const char *machine_id,
+                              const char *sign_key, enum store_state state)
+{
+        const struct store_limits *l = &store->base.limits;
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int64_t trimmed = 0;
+        int r = 0;
+
+        /* A pending device's own reports, from the (pending_reports + 1)th newest back: what
+         * the machine stored under other keys (approved, before a reset) is not its to spend. */
+        if (state == STORE_STATE_PENDING)
+                r = store_trim_step(store,
+                                    "DELETE FROM reports WHERE machine_id = ?1 AND sign_key = ?3 "
+                                    "AND id <= (SELECT id FROM reports WHERE machine_id = ?1 AND "
+                                    "sign_key = ?3 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                                    machine_id, l->pending_reports, sign_key, &trimmed);
+        /* Everything from the (history_reports + 1)th newest back. */
+        if (r >= 0)
+                r = store_trim_step(store,
+                                    "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT "
+                                    "id FROM reports WHERE machine_id = ?1 ORDER BY id DESC LIMIT "
+                                    "1 OFFSET ?2)",
+                                    machine_id, l->history_reports, NULL, &trimmed);
+        /* Then the oldest of those whose bodies, summed from the newest, pass the bytes; the
+         * newest stays whatever its size (a single report's size is the server's --max-body). */
+        if (r >= 0)
+                r = store_trim_step(
+                    store,
+                    "DELETE FROM reports WHERE machine_id = ?1 AND id <= (SELECT id FROM (SELECT "
+                    "id, SUM(body_size) OVER (ORDER BY id DESC) AS total FROM reports WHERE "
+                    "machine_id = ?1) WHERE total > ?2 ORDER BY id DESC LIMIT 1) AND id < "
+                    "(SELECT MAX(id) FROM reports WHERE machine_id = ?1)",
+                    machine_id, l->history_bytes, NULL, &trimmed);
+        if (r < 0 || trimmed == 0)
+                return r;
+        r = store_prepare(store,
+                          "UPDATE machines SET reports_trimmed = reports_trimmed + ?2 "
+                          "WHERE machine_id = ?1",
+                          &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, trimmed)) < 0)
+                return r;
+        return store_step_done(stmt);
+}
+
 static int store_insert_report(struct store_sqlite *store, const struct store_report *report,
                                int64_t received, bool *ret_duplicate)
 {
@@ -593,8 +703,8 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
         r = store_prepare(
             store,
             "INSERT INTO reports "
-            "(machine_id, sign_key, seq, time, received, phase, status, serial, body) "
-            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "(machine_id, sign_key, seq, time, received, phase, status, serial, body, body_size) "
+            "VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10) "
             "ON CONFLICT (machine_id, sign_key, seq) DO NOTHING",
             &insert);
         if (r < 0)
@@ -610,14 +720,15 @@ static int store_insert_report(struct store_sqlite *store, const struct store_re
                                  : sqlite3_bind_null(insert, 7))) < 0 ||
             (r = store_errno(sqlite3_bind_text64(insert, 8, report->body, report->body_size,
                                                  SQLITE_STATIC, SQLITE_UTF8))) < 0 ||
-            (r = store_bind_text(insert, 9, report->sign_key)) < 0)
+            (r = store_bind_text(insert, 9, report->sign_key)) < 0 ||
+            (r = store_bind_int64(insert, 10, (int64_t)report->body_size)) < 0)
                 return r;
         r = store_step_done(insert);
         if (r < 0)
                 return r;
         if (sqlite3_changes(store->db) == 1) {
                 *ret_duplicate = false;
-                return 0;
+                return store_trim_history(store, report->machine_id, report->sign_key, trust.state);
         }
 
         /* Already stored: a resend of the same bytes, or another report under the same seq. */
@@ -768,6 +879,7 @@ static int store_machine_from_row(sqlite3_stmt *stmt, struct store_machine *ret_
         m.enrolled_at = store_column_optional(stmt, 11);
         m.decided_at = store_column_optional(stmt, 12);
         m.conflict_at = store_column_optional(stmt, 14);
+        m.reports_trimmed = sqlite3_column_int64(stmt, 16);
         if ((r = store_column_text(stmt, 4, &m.phase)) < 0 ||
             (r = store_column_text(stmt, 5, &m.status)) < 0 ||
             (r = store_column_text(stmt, 8, &m.hostname)) < 0 ||
@@ -787,8 +899,6 @@ static int store_list_append(struct store_machine_list *list, sqlite3_stmt *stmt
         struct store_machine *bigger;
         int r;
 
-        if (list->n_machines >= STORE_FLEET_MAX)
-                return -E2BIG;
         bigger = reallocarray(list->machines, list->n_machines + 1, sizeof(*bigger));
         if (!bigger)
                 return -ENOMEM;
@@ -800,7 +910,8 @@ static int store_list_append(struct store_machine_list *list, sqlite3_stmt *stmt
         return 0;
 }
 
-static int store_sqlite_list_machines(struct store *base, struct store_machine_list *ret_list)
+static int store_sqlite_list_machines(struct store *base, const struct store_page *page,
+                                      struct store_machine_list *ret_list)
 {
         struct store_sqlite *store = (struct store_sqlite *)base;
         _cleanup_unlock_ struct store_sqlite *locked = NULL;
@@ -809,13 +920,22 @@ static int store_sqlite_list_machines(struct store *base, struct store_machine_l
         int code, r;
 
         locked = store_lock(store);
-        r = store_prepare(store, STORE_MACHINE_SELECT "ORDER BY m.machine_id LIMIT ?1", &stmt);
+        /* One more than the page, to tell whether more follow. */
+        r = store_prepare(store,
+                          STORE_MACHINE_SELECT "WHERE m.machine_id > ?2 ORDER BY m.machine_id "
+                                               "LIMIT ?1",
+                          &stmt);
         if (r < 0)
                 return r;
-        r = store_bind_int64(stmt, 1, STORE_FLEET_MAX);
-        if (r < 0)
+        if ((r = store_bind_int64(stmt, 1, (int64_t)page->limit + 1)) < 0 ||
+            (r = store_bind_text(stmt, 2, page->after_machine ?: "")) < 0)
                 return r;
         while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                if (list.n_machines == page->limit) {
+                        list.more = true;
+                        code = SQLITE_DONE;
+                        break;
+                }
                 r = store_list_append(&list, stmt);
                 if (r < 0) {
                         store_machine_list_done(&list);
@@ -832,15 +952,13 @@ static int store_sqlite_list_machines(struct store *base, struct store_machine_l
 
 static int store_history_append(struct store_history *history, sqlite3_stmt *stmt)
 {
-        const void *body = sqlite3_column_blob(stmt, 0);
-        int size = sqlite3_column_bytes(stmt, 0);
+        const void *body = sqlite3_column_blob(stmt, 1);
+        int size = sqlite3_column_bytes(stmt, 1);
         struct store_history_entry *bigger;
         char *copy;
 
         if (!body || size <= 0)
                 return -EBADMSG;
-        if (history->n_entries >= STORE_HISTORY_MAX)
-                return -E2BIG;
         bigger = reallocarray(history->entries, history->n_entries + 1, sizeof(*bigger));
         if (!bigger)
                 return -ENOMEM;
@@ -850,28 +968,38 @@ static int store_history_append(struct store_history *history, sqlite3_stmt *stm
                 return -ENOMEM;
         memcpy(copy, body, (size_t)size);
         copy[size] = '\0';
-        history->entries[history->n_entries++] =
-            (struct store_history_entry){.body = copy, .body_size = (size_t)size};
+        history->entries[history->n_entries++] = (struct store_history_entry){
+            .id = sqlite3_column_int64(stmt, 0), .body = copy, .body_size = (size_t)size};
         return 0;
 }
 
+/* A page of the reports, from the oldest kept: at most page->limit, and past
+ * STORE_PAGE_BYTES_MAX of bodies only the first. */
 static int store_read_history(struct store_sqlite *store, const char *machine_id,
-                              struct store_history *history)
+                              const struct store_page *page, struct store_history *history)
 {
         _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int64_t bytes = 0;
         int code, r;
 
-        /* The latest STORE_HISTORY_MAX, in the order stored. */
         r = store_prepare(store,
-                          "SELECT body FROM (SELECT id, body FROM reports WHERE machine_id = ?1 "
-                          "ORDER BY id DESC LIMIT ?2) ORDER BY id",
+                          "SELECT id, body, body_size FROM reports WHERE machine_id = ?1 AND "
+                          "id > ?2 ORDER BY id LIMIT ?3",
                           &stmt);
         if (r < 0)
                 return r;
         if ((r = store_bind_text(stmt, 1, machine_id)) < 0 ||
-            (r = store_bind_int64(stmt, 2, STORE_HISTORY_MAX)) < 0)
+            (r = store_bind_int64(stmt, 2, page->after_report)) < 0 ||
+            (r = store_bind_int64(stmt, 3, (int64_t)page->limit + 1)) < 0)
                 return r;
         while ((code = sqlite3_step(stmt)) == SQLITE_ROW) {
+                /* body_size first: a body past the page is never read. */
+                bytes += sqlite3_column_int64(stmt, 2);
+                if (history->n_entries == page->limit ||
+                    (history->n_entries > 0 && bytes > STORE_PAGE_BYTES_MAX)) {
+                        history->more = true;
+                        return 0;
+                }
                 r = store_history_append(history, stmt);
                 if (r < 0)
                         return r;
@@ -902,6 +1030,7 @@ static int store_read_machine(struct store_sqlite *store, const char *machine_id
 }
 
 static int store_sqlite_get_machine(struct store *base, const char *machine_id,
+                                    const struct store_page *page,
                                     struct store_machine *ret_machine,
                                     struct store_history *ret_history)
 {
@@ -918,7 +1047,7 @@ static int store_sqlite_get_machine(struct store *base, const char *machine_id,
                 return r;
         r = store_read_machine(store, machine_id, &machine);
         if (r >= 0)
-                r = store_read_history(store, machine_id, &history);
+                r = store_read_history(store, machine_id, page, &history);
         store_rollback(store);
         if (r < 0) {
                 store_machine_done(&machine);
@@ -996,6 +1125,92 @@ static int store_sqlite_stats(struct store *base, struct store_stats *ret_stats)
         return 0;
 }
 
+static int store_id_list_append(struct store_id_list *list, sqlite3_stmt *stmt)
+{
+        const unsigned char *id = sqlite3_column_text(stmt, 0);
+        char(*bigger)[STORE_MACHINE_ID_MAX];
+
+        if (!id || strlen((const char *)id) >= STORE_MACHINE_ID_MAX)
+                return -EBADMSG;
+        bigger = reallocarray(list->ids, list->n_ids + 1, sizeof(*bigger));
+        if (!bigger)
+                return -ENOMEM;
+        list->ids = bigger;
+        strcpy(list->ids[list->n_ids++], (const char *)id);
+        return 0;
+}
+
+/* Deletes a machine and its reports. */
+static int store_delete_machine(struct store_sqlite *store, const char *machine_id)
+{
+        static const char *const sql[] = {
+            "DELETE FROM reports WHERE machine_id = ?1",
+            "DELETE FROM machines WHERE machine_id = ?1",
+        };
+        int r = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(sql) && r >= 0; i++) {
+                _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+
+                if ((r = store_prepare(store, sql[i], &stmt)) >= 0 &&
+                    (r = store_bind_text(stmt, 1, machine_id)) >= 0)
+                        r = store_step_done(stmt);
+        }
+        return r;
+}
+
+static int store_purge_locked(struct store_sqlite *store, int64_t before, bool dry_run,
+                              struct store_id_list *ids)
+{
+        _cleanup_finalize_ sqlite3_stmt *select = NULL;
+        int code, r;
+
+        r = store_prepare(store,
+                          "SELECT machine_id FROM machines WHERE state = 'pending' AND "
+                          "last_seen < ?1 ORDER BY machine_id",
+                          &select);
+        if (r < 0)
+                return r;
+        r = store_bind_int64(select, 1, before);
+        if (r < 0)
+                return r;
+        while ((code = sqlite3_step(select)) == SQLITE_ROW) {
+                r = store_id_list_append(ids, select);
+                if (r < 0)
+                        return r;
+        }
+        if (code != SQLITE_DONE)
+                return store_errno(code) ?: -EIO;
+        for (size_t i = 0; !dry_run && i < ids->n_ids; i++) {
+                r = store_delete_machine(store, ids->ids[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int store_sqlite_purge_pending(struct store *base, int64_t before, bool dry_run,
+                                      struct store_id_list *ret_ids)
+{
+        struct store_sqlite *store = (struct store_sqlite *)base;
+        _cleanup_unlock_ struct store_sqlite *locked = NULL;
+        struct store_id_list ids = {};
+        int r;
+
+        locked = store_lock(store);
+        r = store_exec(store, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = store_purge_locked(store, before, dry_run, &ids);
+        r = store_finish(store, r);
+        if (r < 0) {
+                store_id_list_done(&ids);
+                return r;
+        }
+        *ret_ids = ids;
+        return 0;
+}
+
 static const struct store_ops store_sqlite_ops = {
     .name = "sqlite",
     .close = store_sqlite_close,
@@ -1006,4 +1221,5 @@ static const struct store_ops store_sqlite_ops = {
     .list_machines = store_sqlite_list_machines,
     .get_machine = store_sqlite_get_machine,
     .stats = store_sqlite_stats,
+    .purge_pending = store_sqlite_purge_pending,
 };

@@ -73,6 +73,31 @@ int store_open(const char *location, struct store **ret_store)
         return store_sqlite_open(location, ret_store);
 }
 
+void store_id_list_done(struct store_id_list *list)
+{
+        if (!list)
+                return;
+        free(list->ids);
+        *list = (struct store_id_list){};
+}
+
+int store_purge_pending(struct store *store, int64_t before, bool dry_run,
+                        struct store_id_list *ret_ids)
+{
+        if (!store || !ret_ids)
+                return -EINVAL;
+        return store->ops->purge_pending(store, before, dry_run, ret_ids);
+}
+
+int store_set_limits(struct store *store, const struct store_limits *limits)
+{
+        if (!store || !limits || limits->history_reports < 1 || limits->history_bytes < 1 ||
+            limits->pending_reports < 0 || limits->pending_machines < 0)
+                return -EINVAL;
+        store->limits = *limits;
+        return 0;
+}
+
 struct store *store_close(struct store *store)
 {
         if (store)
@@ -115,19 +140,41 @@ int store_decide(struct store *store, const char *machine_id, enum store_decisio
         return store->ops->decide(store, machine_id, decision, now, ret_previous);
 }
 
-int store_list_machines(struct store *store, struct store_machine_list *ret_list)
+/* The page asked for, with its limit between 1 and max. */
+static struct store_page store_page_bounded(const struct store_page *page, size_t default_limit,
+                                            size_t max)
 {
-        if (!store || !ret_list)
-                return -EINVAL;
-        return store->ops->list_machines(store, ret_list);
+        struct store_page p = page ? *page : (struct store_page){};
+
+        if (p.limit == 0)
+                p.limit = default_limit;
+        if (p.limit > max)
+                p.limit = max;
+        if (p.after_report < 0)
+                p.after_report = 0;
+        return p;
 }
 
-int store_get_machine(struct store *store, const char *machine_id,
+int store_list_machines(struct store *store, const struct store_page *page,
+                        struct store_machine_list *ret_list)
+{
+        struct store_page p;
+
+        if (!store || !ret_list)
+                return -EINVAL;
+        p = store_page_bounded(page, STORE_PAGE_MACHINES_DEFAULT, STORE_PAGE_MACHINES_MAX);
+        return store->ops->list_machines(store, &p, ret_list);
+}
+
+int store_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                       struct store_machine *ret_machine, struct store_history *ret_history)
 {
+        struct store_page p;
+
         if (!store || !machine_id || !ret_machine || !ret_history)
                 return -EINVAL;
-        return store->ops->get_machine(store, machine_id, ret_machine, ret_history);
+        p = store_page_bounded(page, STORE_PAGE_REPORTS_DEFAULT, STORE_PAGE_REPORTS_MAX);
+        return store->ops->get_machine(store, machine_id, &p, ret_machine, ret_history);
 }
 
 int store_stats(struct store *store, struct store_stats *ret_stats)

@@ -22,9 +22,21 @@
 
 #include "macro.h"
 
-#define STORE_SCHEMA_VERSION 2
-#define STORE_FLEET_MAX 100000 /* machines listed by store_list_machines() */
-#define STORE_HISTORY_MAX 1000 /* reports of one machine returned (the latest ones) */
+#define STORE_SCHEMA_VERSION 3
+/* Pages of store_list_machines() and store_get_machine(): a default and a largest limit, and
+ * the bytes of report bodies one page of history holds (past them it ends early; it holds at
+ * least one report), so that no answer is built from more than a page. */
+#define STORE_PAGE_MACHINES_DEFAULT 100
+#define STORE_PAGE_MACHINES_MAX 1000
+#define STORE_PAGE_REPORTS_DEFAULT 100
+#define STORE_PAGE_REPORTS_MAX 1000
+#define STORE_PAGE_BYTES_MAX (4 * 1024 * 1024)
+
+/* The quotas of the store (struct store_limits), defaults of nixprov serve's options. */
+#define STORE_HISTORY_REPORTS_DEFAULT 1000               /* kept per machine, the newest */
+#define STORE_HISTORY_BYTES_DEFAULT (64LL * 1024 * 1024) /* of report bodies per machine */
+#define STORE_PENDING_REPORTS_DEFAULT 5                  /* kept per machine no one approved yet */
+#define STORE_PENDING_MACHINES_DEFAULT 1000              /* machines pending at once */
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_COUNTS_MAX 16 /* distinct statuses or states counted by store_stats() */
 #define STORE_NAME_MAX 64   /* a phase, status or state name, with its NUL */
@@ -108,30 +120,41 @@ struct store_machine {
         struct store_optional decided_at;
         char *decided_by;
         struct store_optional conflict_at;
-        char *facts; /* JSON text, as store_enroll() was given it */
+        char *facts;             /* JSON text, as store_enroll() was given it */
+        int64_t reports_trimmed; /* deleted by the quotas (struct store_limits) */
 };
 
 void store_machine_done(struct store_machine *machine);
 
-/* Every machine, by machine_id (at most STORE_FLEET_MAX). */
+/* Where a page starts and how long it is. */
+struct store_page {
+        const char *after_machine; /* machines: those after this machine_id; NULL: the first */
+        int64_t after_report;      /* reports: those stored after the report of this id; 0 */
+        size_t limit;              /* 0: the default; above the largest: the largest */
+};
+
+/* A page of machines, by machine_id. */
 struct store_machine_list {
         struct store_machine *machines;
         size_t n_machines;
+        bool more; /* machines follow the last one */
 };
 
 void store_machine_list_done(struct store_machine_list *list);
 
-/* One stored report: the body as received. */
+/* One stored report: the body as received, and its id (increasing in the order stored). */
 struct store_history_entry {
+        int64_t id;
         char *body;
         size_t body_size;
 };
 
-/* A machine's latest reports (at most STORE_HISTORY_MAX), in the order they were stored. */
+/* A page of a machine's reports, in the order they were stored (the oldest kept first). */
 struct store_history {
         struct store_history_entry *entries;
         size_t n_entries;
-        int64_t total; /* all reports stored for the machine; more than n_entries: truncated */
+        int64_t total; /* all reports stored for the machine */
+        bool more;     /* reports follow the last one: the next page is after its id */
 };
 
 void store_history_done(struct store_history *history);
@@ -152,11 +175,32 @@ struct store_stats {
         size_t n_by_state;
 };
 
+/* What the store keeps of one machine's reports: after each report stored, in the same
+ * transaction, the oldest are deleted until at most history_reports remain, of which at most
+ * pending_reports of a pending machine's current key, and their bodies take at most
+ * history_bytes (the newest report is always kept); the number deleted is added to the
+ * machine's reports_trimmed. */
+struct store_limits {
+        int64_t history_reports;
+        int64_t history_bytes;
+        int64_t pending_reports;
+        int64_t pending_machines; /* a new pending machine past it is refused: -EUSERS */
+};
+
+/* Machine ids, owned. */
+struct store_id_list {
+        char (*ids)[STORE_MACHINE_ID_MAX];
+        size_t n_ids;
+};
+
+void store_id_list_done(struct store_id_list *list);
+
 struct store_ops;
 
 /* The base of every implementation: embedded as the first member of its own struct. */
 struct store {
         const struct store_ops *ops;
+        struct store_limits limits; /* the defaults above, until store_set_limits() */
 };
 
 /* What an implementation provides; the store_*() functions below check their arguments and
@@ -172,16 +216,24 @@ struct store_ops {
                           bool *ret_duplicate);
         int (*decide)(struct store *store, const char *machine_id, enum store_decision decision,
                       int64_t now, enum store_state *ret_previous);
-        int (*list_machines)(struct store *store, struct store_machine_list *ret_list);
+        int (*list_machines)(struct store *store, const struct store_page *page,
+                             struct store_machine_list *ret_list);
         int (*get_machine)(struct store *store, const char *machine_id,
-                           struct store_machine *ret_machine, struct store_history *ret_history);
+                           const struct store_page *page, struct store_machine *ret_machine,
+                           struct store_history *ret_history);
         int (*stats)(struct store *store, struct store_stats *ret_stats);
+        int (*purge_pending)(struct store *store, int64_t before, bool dry_run,
+                             struct store_id_list *ret_ids);
 };
 
 /* Opens the store at location: today the path of an SQLite database (store-sqlite.h), created
  * when missing. Returns 0, -EPROTO for a database of a newer schema, -EBADMSG for a file that
  * is not a database, or another negative errno. */
 int store_open(const char *location, struct store **ret_store);
+
+/* Sets the quotas for the reports stored from now on: each at least 1 (pending_reports may be
+ * 0: a pending machine's reports are not kept). Call it before other threads use the store. */
+int store_set_limits(struct store *store, const struct store_limits *limits);
 
 /* Closes the store. Accepts NULL; returns NULL. */
 struct store *store_close(struct store *store);
@@ -197,17 +249,19 @@ int store_get_trust(struct store *store, const char *machine_id, struct store_tr
  *  - the same sign_key and box_key: updates hostname, facts and last_seen; a pending machine
  *    is approved when decided_by is set now;
  *  - other keys: records conflict_at = now and changes nothing else; returns -EKEYREJECTED.
- * Returns 0 with *ret_state (may be NULL) the machine's state afterwards, -EKEYREJECTED, or a
- * negative errno (nothing changed). */
+ * A machine that would be pending anew while limits.pending_machines are pending is refused with
+ * -EUSERS. Returns 0 with *ret_state (may be NULL) the machine's state afterwards,
+ * -EKEYREJECTED, -EUSERS, or a negative errno (nothing changed). */
 int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                  enum store_state *ret_state);
 
-/* Stores a report received at the server's time received, and updates the machine's
- * last_seen. The machine must be pending or approved with report->sign_key as its key (checked
- * again in the transaction): else -EPERM, nothing stored. The transaction is committed (and
- * fsynced) before this returns 0. A report whose (machine_id, sign_key, seq) is already stored
- * with the same bytes is not stored again (*ret_duplicate says so); with other bytes it is
- * refused with -EEXIST. Returns 0 or a negative errno (nothing stored). */
+/* Stores a report received at the server's time received, updates the machine's last_seen,
+ * and trims its history to the store's limits (struct store_limits). The machine must be pending or
+ * approved with report->sign_key as its key (checked again in the transaction): else -EPERM,
+ * nothing stored. The transaction is committed (and fsynced) before this returns 0. A report whose
+ * (machine_id, sign_key, seq) is already stored with the same bytes is not stored again
+ * (*ret_duplicate says so); with other bytes it is refused with -EEXIST. Returns 0 or a negative
+ * errno (nothing stored). */
 int store_add_report(struct store *store, const struct store_report *report, int64_t received,
                      bool *ret_duplicate);
 
@@ -218,15 +272,24 @@ int store_add_report(struct store *store, const struct store_report *report, int
 int store_decide(struct store *store, const char *machine_id, enum store_decision decision,
                  int64_t now, enum store_state *ret_previous);
 
-/* Lists every machine (at most STORE_FLEET_MAX, by machine_id) into *ret_list, which the caller
- * frees with store_machine_list_done(). Returns 0 or a negative errno. */
-int store_list_machines(struct store *store, struct store_machine_list *ret_list);
+/* Lists a page of machines (page NULL: the first, of the default length) by machine_id into
+ * *ret_list, which the caller frees with store_machine_list_done(). Returns 0 or a negative
+ * errno. */
+int store_list_machines(struct store *store, const struct store_page *page,
+                        struct store_machine_list *ret_list);
 
-/* Reads one machine and its latest reports, from one consistent view; the caller frees both
- * with store_machine_done() and store_history_done(). Returns 0, -ENOENT for an unknown
- * machine, or a negative errno. */
-int store_get_machine(struct store *store, const char *machine_id,
+/* Reads one machine and a page of its reports (page NULL: the first, from the oldest kept),
+ * from one consistent view; the caller frees both with store_machine_done() and
+ * store_history_done(). Returns 0, -ENOENT for an unknown machine, or a negative errno. */
+int store_get_machine(struct store *store, const char *machine_id, const struct store_page *page,
                       struct store_machine *ret_machine, struct store_history *ret_history);
 
 /* Counts machines and reports. Returns 0 or a negative errno. */
 int store_stats(struct store *store, struct store_stats *ret_stats);
+
+/* Deletes the machines pending since before a time (last_seen < before: they have not enrolled
+ * again since) and their reports, in one transaction; with dry_run only lists them. Returns 0
+ * with their ids (by machine_id) in *ret_ids, freed with store_id_list_done(), or a negative
+ * errno (nothing deleted). */
+int store_purge_pending(struct store *store, int64_t before, bool dry_run,
+                        struct store_id_list *ret_ids);

@@ -14,8 +14,10 @@ mkdir -p data db "$DEV"
 server_pid=
 start_server() {
   rm -f port
+  # The device stays pending: this test is about delivery, the quotas of a pending machine's
+  # reports are test-quotas.sh's.
   "$BIN/nixprov" serve --listen 127.0.0.1:0 --data "$TMP/data" --db "$TMP/db/nixprov.db" \
-    --port-file "$TMP/port" >>server.out 2>&1 &
+    --pending-reports 1000 --pending-rate 1000000 --port-file "$TMP/port" >>server.out 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
     [ -s port ] && break

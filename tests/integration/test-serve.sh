@@ -363,13 +363,13 @@ pass "a report of another enrolled machine -> 200"
 
 req GET /v1/machines
 expect_status 200 "GET /v1/machines"
-json_check 'isinstance(d, list) and len(d) == 3' "GET /v1/machines lists 3 machines"
+json_check 'len(d["machines"]) == 3 and d["next"] is None' "GET /v1/machines lists 3 machines"
 json_check 'any(m["machine_id"] == "'$M1'" and m["state"] == "approved" and
                m["phase"] == "rebuild" and m["status"] == "failed" and m["serial"] == 7 and
-               m["reports"] == 2 and isinstance(m["last_seen"], int) for m in d)' \
+               m["reports"] == 2 and isinstance(m["last_seen"], int) for m in d["machines"])' \
         "GET /v1/machines shows M1's latest report"
 json_check 'any(m["machine_id"] == "'$M2'" and m["serial"] is None and m["reports"] == 1
-               for m in d)' "GET /v1/machines shows M2"
+               for m in d["machines"])' "GET /v1/machines shows M2"
 pass "GET /v1/machines -> the machines with their latest report and report counts"
 
 req GET /v1/machines/$M1

@@ -368,7 +368,8 @@ static void test_enroll_refusals(void **state)
         assert_int_equal(request(f, "GET", "/v1/enroll", NULL, 0), 405);
         /* Nothing was stored. */
         assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 200);
-        assert_int_equal(json_array_size(f->answer), 0);
+        assert_int_equal(json_array_size(json_object_get(f->answer, "machines")), 0);
+        assert_true(json_is_null(json_object_get(f->answer, "next")));
         fixture_free(f);
 }
 
@@ -667,12 +668,14 @@ static int failing_decide(struct store *s, _unused_ const char *id, _unused_ enu
         return failing_error(s);
 }
 
-static int failing_list(struct store *s, _unused_ struct store_machine_list *ret)
+static int failing_list(struct store *s, _unused_ const struct store_page *page,
+                        _unused_ struct store_machine_list *ret)
 {
         return failing_error(s);
 }
 
 static int failing_get_machine(struct store *s, _unused_ const char *id,
+                               _unused_ const struct store_page *page,
                                _unused_ struct store_machine *m, _unused_ struct store_history *h)
 {
         return failing_error(s);
@@ -732,7 +735,8 @@ static void test_database_errors(void **state)
         /* Nothing reached the real database. */
         f->routes.store = real;
         assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 200);
-        assert_int_equal(json_array_size(f->answer), 0);
+        assert_int_equal(json_array_size(json_object_get(f->answer, "machines")), 0);
+        assert_true(json_is_null(json_object_get(f->answer, "next")));
         fixture_free(f);
 }
 

@@ -187,7 +187,7 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(store_add_report(store, &report, 103, &duplicate), 0);
         assert_false(duplicate);
 
-        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(store_list_machines(store, NULL, &list), 0);
         assert_int_equal(list.n_machines, 2);
         m = &list.machines[0];
         assert_string_equal(m->machine_id, M1);
@@ -207,7 +207,7 @@ static void test_reports_stored_once_and_kept(void **state)
 
         /* Reopened: everything is still there, in the order stored. */
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_get_machine(store, M1, &machine, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &machine, &history), 0);
         assert_int_equal(history.n_entries, 2);
         assert_non_null(strstr(history.entries[0].body, "\"seq\":2,"));
         assert_non_null(strstr(history.entries[1].body, "\"seq\":1,"));
@@ -225,7 +225,7 @@ static void test_reports_stored_once_and_kept(void **state)
         assert_int_equal(store_add_report(store, &report, 104, &duplicate), -EEXIST);
 
         assert_int_equal(
-            store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", &machine, &history),
+            store_get_machine(store, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", NULL, &machine, &history),
             -ENOENT);
         assert_int_equal(history.n_entries, 0);
         assert_null(machine.phase);
@@ -278,7 +278,7 @@ static void test_enroll_and_decide(void **state)
         enroll_with(store, M1, KEY_B, "policy:machine-id", -EKEYREJECTED, 0);
         assert_int_equal(store_get_trust(store, M1, &trust), 0);
         assert_string_equal(trust.sign_key, KEY_A);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_true(m.conflict_at.is_set);
         assert_int_equal(m.conflict_at.value, 50);
         assert_string_equal(m.decided_by, "policy:token");
@@ -293,7 +293,7 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(previous, STORE_STATE_REVOKED);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 62, &previous), 0);
         assert_int_equal(previous, STORE_STATE_REVOKED);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_string_equal(m.decided_by, "operator");
         assert_true(m.decided_at.is_set);
         assert_int_equal(m.decided_at.value, 62);
@@ -312,7 +312,7 @@ static void test_enroll_and_decide(void **state)
         assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 81, NULL), -ENOKEY);
         assert_int_equal(store_decide(store, M1, STORE_DECISION_REVOKE, 81, NULL), -ENOKEY);
         assert_int_equal(store_add_report(store, &report, 82, &duplicate), -EPERM);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_false(m.conflict_at.is_set);
         assert_null(m.sign_key);
         assert_int_equal(history.total, 1);
@@ -367,7 +367,7 @@ static void test_migrates_schema_1(void **state)
         sqlite3_close(db);
 
         assert_int_equal(store_open(path, &store), 0);
-        assert_int_equal(store_list_machines(store, &list), 0);
+        assert_int_equal(store_list_machines(store, NULL, &list), 0);
         assert_int_equal(list.n_machines, 2);
         listed = &list.machines[0];
         assert_string_equal(listed->machine_id, M1);
@@ -382,7 +382,7 @@ static void test_migrates_schema_1(void **state)
         assert_string_equal(list.machines[1].status, "failed");
         store_machine_list_done(&list);
 
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_int_equal(history.n_entries, 2);
         assert_string_equal(history.entries[0].body, "{\"machine_id\":\"" M1 "\",\"seq\":1}");
         assert_string_equal(history.entries[1].body, "{\"machine_id\":\"" M1 "\",\"seq\":2}");
@@ -391,7 +391,7 @@ static void test_migrates_schema_1(void **state)
 
         /* An old machine enrolls as a new one, and its reports are kept. */
         enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
-        assert_int_equal(store_get_machine(store, M1, &m, &history), 0);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
         assert_int_equal(history.total, 2);
         assert_int_equal(m.first_seen, 10);
         store_machine_done(&m);
@@ -413,6 +413,222 @@ static void test_migrates_schema_1(void **state)
         assert_int_equal(store_open(path, &store), 0);
 }
 
+/* The quotas: a pending machine keeps its newest pending_reports, an approved one its newest
+ * history_reports within history_bytes (the newest always), and the count of what was deleted is
+ * kept. */
+static void expect_history(struct store *store, const char *machine_id, const char *seqs,
+                           int64_t trimmed)
+{
+        struct store_machine m;
+        struct store_history history;
+        char got[256] = "";
+
+        assert_int_equal(store_get_machine(store, machine_id, NULL, &m, &history), 0);
+        for (size_t i = 0; i < history.n_entries; i++) {
+                const char *p = strstr(history.entries[i].body, "\"seq\":");
+
+                assert_non_null(p);
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? " " : "",
+                         strtoll(p + 6, NULL, 10));
+        }
+        assert_string_equal(got, seqs);
+        assert_int_equal(m.reports, (int64_t)history.n_entries);
+        assert_int_equal(m.reports_trimmed, trimmed);
+        store_machine_done(&m);
+        store_history_done(&history);
+}
+
+static void add_reports(struct store *store, const char *machine_id, uint64_t from, uint64_t to)
+{
+        char body[256];
+        bool duplicate;
+
+        for (uint64_t seq = from; seq <= to; seq++) {
+                struct store_report report = make_report(machine_id, seq, "ok", body);
+
+                assert_int_equal(store_add_report(store, &report, 60, &duplicate), 0);
+                assert_false(duplicate);
+        }
+}
+
+static void test_quotas_trim_oldest(void **state)
+{
+        _cleanup_free_ char *path = in_dir("quotas.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_limits limits = {.history_reports = 4,
+                                      .history_bytes = 1 << 20,
+                                      .pending_reports = 2,
+                                      .pending_machines = 10};
+        struct store_report sized;
+        char body[256];
+        enum store_state previous;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store->limits.pending_reports, STORE_PENDING_REPORTS_DEFAULT);
+        limits.history_reports = 0;
+        assert_int_equal(store_set_limits(store, &limits), -EINVAL);
+        limits.history_reports = 4;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        add_reports(store, M1, 1, 5);
+        expect_history(store, M1, "4 5", 3);
+
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 70, &previous), 0);
+        add_reports(store, M1, 6, 8);
+        expect_history(store, M1, "5 6 7 8", 4);
+
+        /* Every body here has the same size: room for two and a byte. */
+        sized = make_report(M1, 9, "ok", body);
+        limits.history_bytes = (int64_t)sized.body_size * 2 + 1;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        add_reports(store, M1, 9, 9);
+        expect_history(store, M1, "8 9", 7);
+
+        /* A limit below one report keeps the newest. */
+        limits.history_bytes = 1;
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        add_reports(store, M1, 10, 10);
+        expect_history(store, M1, "10", 9);
+
+        /* pending_reports 0: a pending machine's reports are not kept, and counted. */
+        limits = (struct store_limits){
+            .history_reports = 4, .history_bytes = 1 << 20, .pending_machines = 10};
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        enroll_with(store, M2, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        add_reports(store, M2, 1, 3);
+        expect_history(store, M2, "", 3);
+        expect_history(store, M1, "10", 9);
+
+        /* Reset and enrolled again with another key: the pending device's reports are trimmed,
+         * not those its machine stored before under the old key. */
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_RESET, 80, &previous), 0);
+        enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
+        for (uint64_t seq = 1; seq <= 3; seq++) {
+                struct store_report report = make_report(M1, seq, "ok", body);
+                bool duplicate;
+
+                report.sign_key = KEY_B;
+                assert_int_equal(store_add_report(store, &report, 90, &duplicate), 0);
+        }
+        expect_history(store, M1, "10", 12);
+}
+
+/* Pages: machines after a cursor, reports after a cursor, and a page of history that ends
+ * when its bodies pass STORE_PAGE_BYTES_MAX. */
+static void test_pages(void **state)
+{
+        _cleanup_free_ char *path = in_dir("pages.db");
+        _cleanup_free_ char *big = NULL;
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_page page = {.limit = 1};
+        struct store_machine_list list;
+        struct store_history history;
+        struct store_machine m;
+        size_t big_size = 256 * 1024, n = STORE_PAGE_BYTES_MAX / (256 * 1024);
+        bool duplicate;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        enroll_with(store, M1, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        enroll_with(store, M2, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        assert_int_equal(store_list_machines(store, &page, &list), 0);
+        assert_int_equal(list.n_machines, 1);
+        assert_string_equal(list.machines[0].machine_id, M1);
+        assert_true(list.more);
+        store_machine_list_done(&list);
+        page.after_machine = M1;
+        assert_int_equal(store_list_machines(store, &page, &list), 0);
+        assert_int_equal(list.n_machines, 1);
+        assert_string_equal(list.machines[0].machine_id, M2);
+        assert_false(list.more);
+        store_machine_list_done(&list);
+
+        add_reports(store, M1, 1, 5);
+        page = (struct store_page){.limit = 2};
+        assert_int_equal(store_get_machine(store, M1, &page, &m, &history), 0);
+        assert_int_equal(history.n_entries, 2);
+        assert_true(history.more);
+        assert_int_equal(history.total, 5);
+        assert_non_null(strstr(history.entries[0].body, "\"seq\":1,"));
+        page.after_report = history.entries[1].id;
+        store_machine_done(&m);
+        store_history_done(&history);
+        page.limit = 100;
+        assert_int_equal(store_get_machine(store, M1, &page, &m, &history), 0);
+        assert_int_equal(history.n_entries, 3);
+        assert_false(history.more);
+        assert_non_null(strstr(history.entries[0].body, "\"seq\":3,"));
+        store_machine_done(&m);
+        store_history_done(&history);
+
+        /* n + 1 reports of 256 KiB: the first page holds the n that fit. */
+        big = malloc(big_size);
+        assert_non_null(big);
+        memset(big, 'x', big_size);
+        for (uint64_t seq = 1; seq <= n + 1; seq++) {
+                char body[256];
+                struct store_report report = make_report(M2, seq, "ok", body);
+
+                report.body = big;
+                report.body_size = big_size;
+                assert_int_equal(store_add_report(store, &report, 60, &duplicate), 0);
+        }
+        assert_int_equal(store_get_machine(store, M2, NULL, &m, &history), 0);
+        assert_int_equal(history.n_entries, n);
+        assert_true(history.more);
+        store_machine_done(&m);
+        store_history_done(&history);
+}
+
+/* At most pending_machines pending: one more is refused, nothing written; an approved one or
+ * the same pending one again passes. Purging deletes pending machines last seen before a time,
+ * with their reports; a dry run deletes nothing. */
+static void test_pending_cap_and_purge(void **state)
+{
+        _cleanup_free_ char *path = in_dir("pending.db");
+        _cleanup_(store_freep) struct store *store = NULL;
+        struct store_limits limits = {.history_reports = 10,
+                                      .history_bytes = 1 << 20,
+                                      .pending_reports = 5,
+                                      .pending_machines = 1};
+        struct store_id_list ids;
+        struct store_machine m;
+        struct store_history history;
+        struct store_trust trust;
+        (void)state;
+
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store->limits.pending_machines, STORE_PENDING_MACHINES_DEFAULT);
+        assert_int_equal(store_set_limits(store, &limits), 0);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M2, KEY_A, NULL, -EUSERS, STORE_STATE_PENDING);
+        assert_int_equal(store_get_trust(store, M2, &trust), -ENOENT);
+        enroll_with(store, M1, KEY_A, NULL, 0, STORE_STATE_PENDING);
+        enroll_with(store, M2, KEY_A, "policy", 0, STORE_STATE_APPROVED);
+        add_reports(store, M1, 1, 2);
+        add_reports(store, M2, 1, 2);
+
+        /* Enrolled and reported at 50 and 60. */
+        assert_int_equal(store_purge_pending(store, 60, false, &ids), 0);
+        assert_int_equal(ids.n_ids, 0);
+        store_id_list_done(&ids);
+        assert_int_equal(store_purge_pending(store, 61, true, &ids), 0);
+        assert_int_equal(ids.n_ids, 1);
+        assert_string_equal(ids.ids[0], M1);
+        store_id_list_done(&ids);
+        expect_history(store, M1, "1 2", 0);
+        assert_int_equal(store_purge_pending(store, 61, false, &ids), 0);
+        assert_int_equal(ids.n_ids, 1);
+        assert_string_equal(ids.ids[0], M1);
+        store_id_list_done(&ids);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), -ENOENT);
+        expect_history(store, M2, "1 2", 0);
+        /* Room again for a pending machine. */
+        enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -423,6 +639,9 @@ int main(void)
             cmocka_unit_test(test_reports_stored_once_and_kept),
             cmocka_unit_test(test_enroll_and_decide),
             cmocka_unit_test(test_migrates_schema_1),
+            cmocka_unit_test(test_quotas_trim_oldest),
+            cmocka_unit_test(test_pages),
+            cmocka_unit_test(test_pending_cap_and_purge),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

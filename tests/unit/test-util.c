@@ -204,12 +204,62 @@ static void test_utf8_next(void **state)
         }
 }
 
+static void test_text_sanitize(void **state)
+{
+        static const struct {
+                const char *in;
+                size_t n;
+                const char *out;
+        } cases[] = {
+            {"edge-1", 6, "edge-1"},
+            {"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15,
+             "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"},
+            {"a\x1b[2Jb\tc\nd\re\x7f", 13, "a?[2Jb?c?d?e?"},
+            {"a\0b", 3, "a?b"},
+            /* C1: CSI (U+009B) and NEL (U+0085), as UTF-8. */
+            {"\xc2\x9b"
+             "31m\xc2\x85x",
+             8, "?31m?x"},
+            /* Bidi overrides and isolates: RLO, PDF, LRI, PDI; ALM. */
+            {"\xe2\x80\xaegnp.exe\xe2\x80\xac", 13, "?gnp.exe?"},
+            {"\xe2\x81\xa6x\xe2\x81\xa9\xd8\x9c", 9, "?x??"},
+            /* Zero-width space, LRM, line and paragraph separators, BOM, word joiner. */
+            {"\xe2\x80\x8b\xe2\x80\x8e\xe2\x80\xa8\xe2\x80\xa9\xef\xbb\xbf\xe2\x81\xa0", 18,
+             "??????"},
+            /* Invalid UTF-8, byte by byte: a stray continuation, an overlong '/', a surrogate,
+             * a raw C1 byte and a cut sequence. */
+            {"\x80\xc0\xaf\xed\xa0\x80\x9b\xe2\x82", 9, "?????????"},
+            /* Not a C1 control: U+00A0 and U+2030 stay. */
+            {"\xc2\xa0\xe2\x80\xb0", 5, "\xc2\xa0\xe2\x80\xb0"},
+        };
+        char out[64], in_place[64];
+
+        (void)state;
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                assert_int_equal(text_sanitize(cases[i].in, cases[i].n, out, sizeof(out)),
+                                 strlen(cases[i].out));
+                assert_string_equal(out, cases[i].out);
+                memcpy(in_place, cases[i].in, cases[i].n);
+                in_place[cases[i].n] = '\0';
+                (void)text_sanitize(in_place, cases[i].n, in_place, cases[i].n + 1);
+                assert_string_equal(in_place, cases[i].out);
+        }
+        /* A character that does not fit is left out whole. */
+        assert_int_equal(text_sanitize("ab\xe2\x82\xac", 5, out, 4), 2);
+        assert_string_equal(out, "ab");
+        assert_int_equal(text_sanitize("ab\x1b", 3, out, 3), 2);
+        assert_string_equal(out, "ab");
+        assert_int_equal(text_sanitize("ab", 2, out, 1), 0);
+        assert_string_equal(out, "");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_parse_u64),         cmocka_unit_test(test_parse_rfc3339),
             cmocka_unit_test(test_read_file_bounded), cmocka_unit_test(test_buf_limit),
             cmocka_unit_test(test_string_is_safe),    cmocka_unit_test(test_utf8_next),
+            cmocka_unit_test(test_text_sanitize),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
