@@ -272,6 +272,9 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
             .path = url,
             .body = state->body.data ?: "",
             .body_size = state->body.size,
+            .authorization = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_AUTHORIZATION),
+            .proof = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, HTTP_HEADER_PROOF),
             .connection = connection,
         };
         server->handler(server->userdata, &request, &response);

@@ -44,6 +44,8 @@ enum {
 };
 #define HTTP_HEADER_ALLOW "Allow"
 #define HTTP_HEADER_CACHE_CONTROL "Cache-Control"
+#define HTTP_HEADER_WWW_AUTHENTICATE "WWW-Authenticate"
+#define HTTP_HEADER_PROOF "X-Nixprov-Proof"
 
 /* Where to listen: "127.0.0.1:8470", "[::1]:8470"; port 0 lets the kernel choose. */
 struct http_listen {
@@ -62,6 +64,8 @@ struct http_request {
         const char *path; /* percent-decoded by libmicrohttpd, without the query */
         const char *body; /* NUL-terminated (never NULL), body_size bytes before the NUL */
         size_t body_size;
+        const char *authorization; /* the Authorization header, or NULL */
+        const char *proof;         /* the X-Nixprov-Proof header, or NULL */
         struct MHD_Connection *connection;
 };
 

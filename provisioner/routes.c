@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "machine_id.h"
+#include "operator_token.h"
 #include "routes.h"
 #include "service.h"
 #include "util.h"
@@ -113,6 +114,29 @@ fail:
         json_decref(reports);
         json_decref(machine);
         return NULL;
+}
+
+/* The operator endpoints: true when the request carries the operator's token, else answers 401
+ * with the reason. The token is never logged nor repeated. */
+static bool routes_operator_allowed(const struct routes *routes, const struct http_request *request,
+                                    struct http_response *response)
+{
+        int r = -EKEYREJECTED;
+
+        if (routes->operator_digest)
+                r = operator_token_check(routes->operator_digest, request->authorization);
+        if (r == 0)
+                return true;
+        http_response_set_error(response, HTTP_STATUS_UNAUTHORIZED, "%s",
+                                r == -ENOMSG
+                                    ? "operator endpoint: send 'Authorization: Bearer TOKEN' "
+                                      "with the operator token of nixprov serve"
+                                    : "the bearer token is not the operator token");
+        (void)http_response_add_header(response, HTTP_HEADER_WWW_AUTHENTICATE,
+                                       r == -ENOMSG ? "Bearer realm=\"nixprov\""
+                                                    : "Bearer realm=\"nixprov\", "
+                                                      "error=\"invalid_token\"");
+        return false;
 }
 
 static void routes_healthz(_unused_ const struct routes *routes,
@@ -275,9 +299,10 @@ static void routes_machine(const struct routes *routes, const struct http_reques
                 return;
         }
 
-        if (streq(suffix, ""))
-                routes_get_machine(routes, response, machine_id);
-        else if (streq(suffix, "/profile"))
+        if (streq(suffix, "")) {
+                if (routes_operator_allowed(routes, request, response))
+                        routes_get_machine(routes, response, machine_id);
+        } else if (streq(suffix, "/profile"))
                 routes_profile(routes, request, response, machine_id, SERVICE_PROFILE_YAML);
         else
                 routes_profile(routes, request, response, machine_id, SERVICE_PROFILE_SIGNATURE);
@@ -289,10 +314,13 @@ static const struct {
         const char *method; /* GET also answers HEAD */
         void (*handle)(const struct routes *routes, const struct http_request *request,
                        struct http_response *response);
+        bool operator; /* needs the operator's token */
 } routes_fixed[] = {
-    {"/healthz", "GET", routes_healthz},           {"/metrics", "GET", routes_metrics},
-    {"/v1/reports", "POST", routes_post_report},   {"/v1/enroll", "POST", routes_post_enroll},
-    {"/v1/machines", "GET", routes_list_machines},
+    {"/healthz", "GET", routes_healthz, false},
+    {"/metrics", "GET", routes_metrics, true},
+    {"/v1/reports", "POST", routes_post_report, false},
+    {"/v1/enroll", "POST", routes_post_enroll, false},
+    {"/v1/machines", "GET", routes_list_machines, true},
 };
 
 void routes_handle(void *userdata, const struct http_request *request,
@@ -309,7 +337,8 @@ void routes_handle(void *userdata, const struct http_request *request,
                                                   streq(routes_fixed[i].method, "GET")
                                                       ? "GET, HEAD"
                                                       : routes_fixed[i].method);
-                else
+                else if (!routes_fixed[i].operator||
+                          routes_operator_allowed(routes, request, response))
                         routes_fixed[i].handle(routes, request, response);
                 return;
         }

@@ -9,16 +9,20 @@
  *   POST /v1/enroll                         a device's keys and facts (signed JSON)
  *   POST /v1/reports                        store a signed report (idempotent per machine_id,
  *                                           enrolled key, seq)
- *   GET  /v1/machines                       the fleet
- *   GET  /v1/machines/{id}                  one machine and its reports
- *   GET  /metrics                           Prometheus text
+ *   GET  /v1/machines                       the fleet                      (operator)
+ *   GET  /v1/machines/{id}                  one machine and its reports    (operator)
+ *   GET  /metrics                           Prometheus text                (operator)
  *   GET  /healthz                           {"ok": true}
+ *
+ * The operator endpoints need "Authorization: Bearer TOKEN" with the operator's token
+ * (operator_token.h), else 401 with a WWW-Authenticate header.
  *
  * Every error is answered as JSON {"error": "..."} with a 4xx or 5xx status. The routes only
  * map a method and path to a service (service.h) and its result to a status; they know neither
  * libmicrohttpd (http.h's) nor the database (store.h's). */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "enrollment.h"
 #include "http.h"
@@ -28,6 +32,8 @@ struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
         struct store *store;
         const struct enrollment_policy *policy; /* NULL: every enrollment waits for an operator */
+        const uint8_t *operator_digest;         /* OPERATOR_TOKEN_DIGEST_BYTES; NULL: operator
+                                                   endpoints refuse everyone */
 };
 
 /* An http_handler_fn; userdata is a struct routes. */

@@ -2,6 +2,7 @@
 /* nixprov serve: the provisioning server. */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,11 +10,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "commands.h"
 #include "enrollment.h"
 #include "fileio.h"
 #include "http.h"
 #include "log.h"
+#include "operator_token.h"
 #include "routes.h"
 #include "store.h"
 #include "util.h"
@@ -38,13 +42,18 @@ static void serve_help(void)
                "                      approve: {machine-ids: [...], macs: [...],\n"
                "                      token-files: [...]} (default: none; every enrollment\n"
                "                      waits for 'nixprov fleet approve')\n"
+               "  --operator-token-file FILE  the bearer token the operator endpoints require\n"
+               "                      (a file of mode 0600 or stricter; default: %s beside\n"
+               "                      the database, made with a random token when missing)\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
                "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
-               "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
+               "GET /healthz; with 'Authorization: Bearer TOKEN' (the operator token):\n"
+               "GET /v1/machines, GET /v1/machines/ID, GET /metrics.\n"
                "Stops cleanly on SIGTERM or SIGINT.\n",
-               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
+               OPERATOR_TOKEN_FILE);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -83,6 +92,7 @@ struct serve_options {
         const char *db_path; /* NULL: DATA/nixprov.db */
         const char *port_file;
         const char *policy_path;
+        const char *token_path; /* NULL: operator.token beside the database */
         uint64_t max_body;
         struct http_listen listen;
 };
@@ -90,7 +100,15 @@ struct serve_options {
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
+        enum {
+                ARG_LISTEN = 0x100,
+                ARG_DATA,
+                ARG_DB,
+                ARG_PORT_FILE,
+                ARG_MAX_BODY,
+                ARG_POLICY,
+                ARG_TOKEN_FILE
+        };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
@@ -98,6 +116,7 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
+            {"operator-token-file", required_argument, NULL, ARG_TOKEN_FILE},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
@@ -131,6 +150,9 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         break;
                 case ARG_POLICY:
                         o.policy_path = optarg;
+                        break;
+                case ARG_TOKEN_FILE:
+                        o.token_path = optarg;
                         break;
                 case 'v':
                         log_set_max_level(LOG_LEVEL_DEBUG);
@@ -188,6 +210,63 @@ static int serve_prepare(const struct serve_options *o, struct enrollment_policy
         *ret_policy = TAKE_PTR(policy);
         *ret_default_db = default_db;
         *ret_db_path = o->db_path ?: default_db;
+        return 0;
+}
+
+/* The default token file: operator.token in the database's directory. */
+static int serve_default_token_path(const char *db_path, char **ret)
+{
+        _cleanup_free_ char *copy = strdup(db_path);
+
+        if (!copy || asprintf(ret, "%s/%s", dirname(copy), OPERATOR_TOKEN_FILE) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        return 0;
+}
+
+/* The operator token's digest, from --operator-token-file or the default file (made when
+ * missing). Logs the file's path, never its content. Returns 0, -EINVAL for a file that cannot
+ * be used (exit 2), or another negative errno. */
+static int serve_load_operator_token(const struct serve_options *o, const char *db_path,
+                                     uint8_t digest[static OPERATOR_TOKEN_DIGEST_BYTES])
+{
+        _cleanup_free_ char *default_path = NULL;
+        const char *path = o->token_path;
+        char *token;
+        int r;
+
+        if (!path) {
+                r = serve_default_token_path(db_path, &default_path);
+                if (r < 0)
+                        return r;
+                path = default_path;
+                r = operator_token_create(path);
+                if (r == 0)
+                        log_info("Made the operator token %s (mode 0600): 'nixprov fleet' reads it "
+                                 "from there.",
+                                 path);
+                else if (r != -EEXIST)
+                        return log_error_errno(r, "Failed to make the operator token %s: %m", path);
+        }
+        r = operator_token_read(path, &token);
+        if (r == -EPERM)
+                return log_error_errno(-EINVAL,
+                                       "Operator token file %s may be read by others: it must be "
+                                       "mode 0600 or stricter.",
+                                       path);
+        if (r == -EINVAL)
+                return log_error_errno(r, "Operator token file %s is not a regular file.", path);
+        if (r == -EBADMSG)
+                return log_error_errno(-EINVAL,
+                                       "Operator token file %s must hold %d to %d printable "
+                                       "characters without spaces.",
+                                       path, OPERATOR_TOKEN_MIN, OPERATOR_TOKEN_MAX);
+        if (r < 0) {
+                log_error_errno(r, "Cannot read operator token file %s: %m", path);
+                return -EINVAL;
+        }
+        operator_token_digest(token, strlen(token), digest);
+        sodium_free(token);
+        log_info("Operator endpoints need the bearer token in %s.", path);
         return 0;
 }
 
@@ -252,6 +331,7 @@ int cmd_serve(int argc, char **argv)
         const char *db_path = NULL;
         struct serve_options o;
         struct routes routes;
+        uint8_t operator_digest[OPERATOR_TOKEN_DIGEST_BYTES];
         sigset_t signals;
         int r;
 
@@ -261,6 +341,9 @@ int cmd_serve(int argc, char **argv)
         r = serve_prepare(&o, &policy, &default_db, &db_path);
         if (r < 0)
                 return EXIT_FAIL;
+        r = serve_load_operator_token(&o, db_path, operator_digest);
+        if (r < 0)
+                return r == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 
         /* Before any thread starts, so that every thread inherits the mask and only sigwait()
          * in serve_wait() receives these. */
@@ -278,7 +361,10 @@ int cmd_serve(int argc, char **argv)
         if (r < 0)
                 return EXIT_FAIL;
 
-        routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
+        routes = (struct routes){.data_dir = o.data_dir,
+                                 .store = store,
+                                 .policy = policy,
+                                 .operator_digest = operator_digest};
         r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);

@@ -14,6 +14,7 @@
 #include "enrollment.h"
 #include "http.h"
 #include "machine_id.h"
+#include "operator_token.h"
 #include "profile.h"
 #include "routes.h"
 #include "signedjson.h"
@@ -48,7 +49,12 @@ struct fixture {
         struct routes routes;
         struct http_response response;
         json_t *answer;
+        uint8_t operator_digest[OPERATOR_TOKEN_DIGEST_BYTES];
+        const char *authorization; /* sent with every request() */
 };
+
+#define OPERATOR_TOKEN "unit-test-operator-token"
+#define OPERATOR_AUTHORIZATION "Bearer " OPERATOR_TOKEN
 
 static struct fixture *fixture_new(void)
 {
@@ -68,7 +74,10 @@ static struct fixture *fixture_new(void)
         fputs("profile: default\n", file);
         fclose(file);
         free(profile);
-        f->routes = (struct routes){.data_dir = f->dir, .store = f->store};
+        operator_token_digest(OPERATOR_TOKEN, strlen(OPERATOR_TOKEN), f->operator_digest);
+        f->routes = (struct routes){
+            .data_dir = f->dir, .store = f->store, .operator_digest = f->operator_digest};
+        f->authorization = OPERATOR_AUTHORIZATION;
         return f;
 }
 
@@ -95,8 +104,11 @@ static void fixture_free(struct fixture *f)
 static unsigned request(struct fixture *f, const char *method, const char *path, const char *body,
                         size_t size)
 {
-        struct http_request request = {
-            .method = method, .path = path, .body = body ?: "", .body_size = body ? size : 0};
+        struct http_request request = {.method = method,
+                                       .path = path,
+                                       .body = body ?: "",
+                                       .body_size = body ? size : 0,
+                                       .authorization = f->authorization};
 
         fixture_reset_response(f);
         routes_handle(&f->routes, &request, &f->response);
@@ -766,6 +778,65 @@ static void test_locked_database(void **state)
         fixture_free(f);
 }
 
+static const char *header_of(const struct fixture *f, const char *name)
+{
+        for (size_t i = 0; i < f->response.n_headers; i++)
+                if (streq(f->response.headers[i].name, name))
+                        return f->response.headers[i].value;
+        return NULL;
+}
+
+/* Every operator endpoint needs the operator's bearer token; the device endpoints do not. */
+static void test_operator_auth(void **state)
+{
+        static const char *const paths[] = {"/v1/machines", "/v1/machines/" M1, "/metrics"};
+        static const struct {
+                const char *authorization;
+                const char *error;
+                const char *challenge;
+        } refused[] = {
+            {NULL,
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator token of "
+             "nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Basic " OPERATOR_TOKEN,
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator token of "
+             "nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Bearer ",
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator "
+             "token of nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Bearer " OPERATOR_TOKEN "x", "the bearer token is not the operator token",
+             "Bearer realm=\"nixprov\", error=\"invalid_token\""},
+            {"Bearer unit-test-operator-toke", "the bearer token is not the operator token",
+             "Bearer realm=\"nixprov\", error=\"invalid_token\""},
+        };
+        struct fixture *f = fixture_new();
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                for (size_t j = 0; j < ELEMENTSOF(refused); j++) {
+                        f->authorization = refused[j].authorization;
+                        assert_int_equal(request(f, "GET", paths[i], NULL, 0), 401);
+                        assert_string_equal(error_of(f), refused[j].error);
+                        assert_string_equal(header_of(f, "WWW-Authenticate"), refused[j].challenge);
+                }
+                f->authorization = "bearer  " OPERATOR_TOKEN; /* the scheme is case-blind */
+                assert_int_equal(request(f, "GET", paths[i], NULL, 0),
+                                 streq(paths[i], "/v1/machines/" M1) ? 404 : 200);
+        }
+        /* Without a configured token, nobody is an operator. */
+        f->routes.operator_digest = NULL;
+        f->authorization = OPERATOR_AUTHORIZATION;
+        assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 401);
+        /* The device endpoints and /healthz need no token. */
+        f->authorization = NULL;
+        assert_int_equal(request(f, "GET", "/healthz", NULL, 0), 200);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        fixture_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -774,6 +845,7 @@ int main(void)
             cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
             cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
             cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
+            cmocka_unit_test(test_operator_auth),
         };
         if (sodium_init() < 0)
                 return 1;
