@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "machine_id.h"
 #include "operator_token.h"
+#include "proof.h"
 #include "routes.h"
 #include "service.h"
 #include "util.h"
@@ -230,6 +232,32 @@ static void routes_get_machine(const struct routes *routes, struct http_response
         routes_json(response, HTTP_STATUS_OK, json);
 }
 
+/* A profile request of an enrolled machine must carry its device's proof: true when it may go
+ * on, else answers 401 with the reason. */
+static bool routes_proof_allowed(const struct routes *routes, const struct http_request *request,
+                                 struct http_response *response, const char *machine_id)
+{
+        char reason[SERVICE_REASON_MAX], target[PROOF_TARGET_MAX + 1];
+        const char *groups = http_request_query(request, "groups");
+        int n, r;
+
+        n = snprintf(target, sizeof(target), "%s%s%s", request->path, groups ? "?groups=" : "",
+                     groups ?: "");
+        if (n < 0 || (size_t)n >= sizeof(target)) {
+                http_response_set_error(response, HTTP_STATUS_BAD_REQUEST, "request too long");
+                return false;
+        }
+        r = service_check_proof(routes->store, machine_id, request->method, target, request->proof,
+                                (int64_t)time(NULL), routes->proof_window, reason);
+        if (r == 0)
+                return true;
+        routes_fail(response, r, reason);
+        if (r == -ENOMSG || r == -EKEYREJECTED)
+                (void)http_response_add_header(response, HTTP_HEADER_WWW_AUTHENTICATE,
+                                               "Nixprov-Proof");
+        return false;
+}
+
 static void routes_profile(const struct routes *routes, const struct http_request *request,
                            struct http_response *response, const char *machine_id,
                            enum service_profile_file file)
@@ -238,6 +266,9 @@ static void routes_profile(const struct routes *routes, const struct http_reques
         const char *source;
         size_t size;
         int r;
+
+        if (!routes_proof_allowed(routes, request, response, machine_id))
+                return;
 
         r = service_get_profile(routes->store, routes->data_dir, machine_id,
                                 http_request_query(request, "groups"), file, &data, &size, &source,

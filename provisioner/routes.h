@@ -14,6 +14,7 @@
  *   GET  /metrics                           Prometheus text                (operator)
  *   GET  /healthz                           {"ok": true}
  *
+ * A profile request for an enrolled machine needs the device's proof (proof.h), else 401.
  * The operator endpoints need "Authorization: Bearer TOKEN" with the operator's token
  * (operator_token.h), else 401 with a WWW-Authenticate header.
  *
@@ -32,8 +33,10 @@ struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */
         struct store *store;
         const struct enrollment_policy *policy; /* NULL: every enrollment waits for an operator */
-        const uint8_t *operator_digest;         /* OPERATOR_TOKEN_DIGEST_BYTES; NULL: operator
-                                                   endpoints refuse everyone */
+        int64_t proof_window;           /* seconds a profile request's proof may be off the clock */
+        int64_t enroll_window;          /* seconds an enrollment's time may be off the clock */
+        const uint8_t *operator_digest; /* OPERATOR_TOKEN_DIGEST_BYTES; NULL: operator
+                                           endpoints refuse everyone */
 };
 
 /* An http_handler_fn; userdata is a struct routes. */

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "operator_token.h"
+#include "proof.h"
 #include "routes.h"
 #include "store.h"
 #include "util.h"
@@ -45,6 +46,10 @@ static void serve_help(void)
                "  --operator-token-file FILE  the bearer token the operator endpoints require\n"
                "                      (a file of mode 0600 or stricter; default: %s beside\n"
                "                      the database, made with a random token when missing)\n"
+               "  --enroll-window S   how far (seconds) an enrollment's time may be from this\n"
+               "                      clock (default: %d)\n"
+               "  --proof-window S    how far (seconds) the time of a device's proof on a\n"
+               "                      profile request may be from this clock (default: %d)\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
@@ -53,7 +58,7 @@ static void serve_help(void)
                "GET /v1/machines, GET /v1/machines/ID, GET /metrics.\n"
                "Stops cleanly on SIGTERM or SIGINT.\n",
                SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
-               OPERATOR_TOKEN_FILE);
+               OPERATOR_TOKEN_FILE, ENROLLMENT_WINDOW_DEFAULT, PROOF_WINDOW_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -94,8 +99,51 @@ struct serve_options {
         const char *policy_path;
         const char *token_path; /* NULL: operator.token beside the database */
         uint64_t max_body;
+        uint64_t proof_window;
+        uint64_t enroll_window;
         struct http_listen listen;
 };
+
+static int serve_parse_max_body(const char *arg, uint64_t *ret)
+{
+        if (parse_u64(arg, ret) < 0 || *ret == 0 || *ret > HTTP_MAX_BODY_LIMIT) {
+                log_error("--max-body must be a number of bytes from 1 to %d, not '%s'.",
+                          HTTP_MAX_BODY_LIMIT, arg);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* A time window in seconds, 0 to PROOF_WINDOW_MAX. Logs; returns 0 or -EINVAL. */
+static int serve_parse_window(const char *option, const char *arg, uint64_t *ret)
+{
+        if (parse_u64(arg, ret) < 0 || *ret > PROOF_WINDOW_MAX) {
+                log_error("%s must be a number of seconds from 0 to %d, not '%s'.", option,
+                          PROOF_WINDOW_MAX, arg);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* What the options say together, after getopt. Logs; returns 0 or -EINVAL. */
+static int serve_check_options(int argc, char **argv, struct serve_options *o)
+{
+        if (optind < argc) {
+                log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
+                return -EINVAL;
+        }
+        if (!o->data_dir) {
+                log_error("--data DIR is required. Run 'nixprov serve --help'.");
+                return -EINVAL;
+        }
+        if (http_listen_parse(o->listen_arg, &o->listen) < 0) {
+                log_error("--listen must be ADDR:PORT or [ADDR]:PORT with a numeric address, "
+                          "not '%s'.",
+                          o->listen_arg);
+                return -EINVAL;
+        }
+        return 0;
+}
 
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
@@ -107,7 +155,9 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 ARG_PORT_FILE,
                 ARG_MAX_BODY,
                 ARG_POLICY,
-                ARG_TOKEN_FILE
+                ARG_TOKEN_FILE,
+                ARG_PROOF_WINDOW,
+                ARG_ENROLL_WINDOW,
         };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
@@ -117,12 +167,16 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
             {"operator-token-file", required_argument, NULL, ARG_TOKEN_FILE},
+            {"proof-window", required_argument, NULL, ARG_PROOF_WINDOW},
+            {"enroll-window", required_argument, NULL, ARG_ENROLL_WINDOW},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
-                                  .max_body = HTTP_MAX_BODY_DEFAULT};
+                                  .max_body = HTTP_MAX_BODY_DEFAULT,
+                                  .proof_window = PROOF_WINDOW_DEFAULT,
+                                  .enroll_window = ENROLLMENT_WINDOW_DEFAULT};
         int c;
 
         while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
@@ -140,19 +194,22 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         o.port_file = optarg;
                         break;
                 case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
-                            o.max_body > HTTP_MAX_BODY_LIMIT) {
-                                log_error("--max-body must be a number of bytes from 1 to %d, "
-                                          "not '%s'.",
-                                          HTTP_MAX_BODY_LIMIT, optarg);
+                        if (serve_parse_max_body(optarg, &o.max_body) < 0)
                                 return -EINVAL;
-                        }
                         break;
                 case ARG_POLICY:
                         o.policy_path = optarg;
                         break;
                 case ARG_TOKEN_FILE:
                         o.token_path = optarg;
+                        break;
+                case ARG_PROOF_WINDOW:
+                case ARG_ENROLL_WINDOW:
+                        if (serve_parse_window(
+                                c == ARG_PROOF_WINDOW ? "--proof-window" : "--enroll-window",
+                                optarg,
+                                c == ARG_PROOF_WINDOW ? &o.proof_window : &o.enroll_window) < 0)
+                                return -EINVAL;
                         break;
                 case 'v':
                         log_set_max_level(LOG_LEVEL_DEBUG);
@@ -163,20 +220,8 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 default:
                         return -EINVAL;
                 }
-        if (optind < argc) {
-                log_error("Unexpected argument '%s'. Run 'nixprov serve --help'.", argv[optind]);
+        if (serve_check_options(argc, argv, &o) < 0)
                 return -EINVAL;
-        }
-        if (!o.data_dir) {
-                log_error("--data DIR is required. Run 'nixprov serve --help'.");
-                return -EINVAL;
-        }
-        if (http_listen_parse(o.listen_arg, &o.listen) < 0) {
-                log_error("--listen must be ADDR:PORT or [ADDR]:PORT with a numeric address, "
-                          "not '%s'.",
-                          o.listen_arg);
-                return -EINVAL;
-        }
         *ret = o;
         return 1;
 }
@@ -364,6 +409,8 @@ int cmd_serve(int argc, char **argv)
         routes = (struct routes){.data_dir = o.data_dir,
                                  .store = store,
                                  .policy = policy,
+                                 .proof_window = (int64_t)o.proof_window,
+                                 .enroll_window = (int64_t)o.enroll_window,
                                  .operator_digest = operator_digest};
         r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
         if (r < 0) {

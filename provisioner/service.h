@@ -76,6 +76,16 @@ int service_get_profile(struct store *store, const char *data_dir, const char *m
                         size_t *ret_size, const char **ret_source,
                         char reason[static SERVICE_REASON_MAX]);
 
+/* The device's proof on a request for machine_id's profile (proof.h): header is the
+ * X-Nixprov-Proof value (NULL: none), target the decoded path and query it signs. A machine
+ * without an enrolled key passes (the profile's own rules refuse it); an enrolled one needs a
+ * valid proof whose time is within window seconds of now. Returns 0, -ENOMSG (no proof, or a
+ * malformed one), -EKEYREJECTED (another machine's, stale, or a signature that does not
+ * verify), or a store error, each with reason. */
+int service_check_proof(struct store *store, const char *machine_id, const char *method,
+                        const char *target, const char *header, int64_t now, int64_t window,
+                        char reason[static SERVICE_REASON_MAX]);
+
 /* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
  * and reason. */
 int service_metrics(struct store *store, char **ret_text, size_t *ret_size,

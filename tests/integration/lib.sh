@@ -166,6 +166,13 @@ operator_curl() {
   curl -s --noproxy '*' -H @"$TMP/operator.header" "$@" "$SERVER_URL$path"
 }
 
+# device_proof STATE_DIR MACHINE TARGET [TIME]: the X-Nixprov-Proof header a device with the keys
+# in STATE_DIR sends for GET TARGET (the decoded path and query) at TIME (default: now).
+DEVICE_SIGN=${NIXPROV_TEST_TOOLS:-$BIN/../tests}/device-sign
+device_proof() {
+  printf 'X-Nixprov-Proof: %s' "$("$DEVICE_SIGN" "$1" --proof GET "$3" "$2" "${4:-$(date +%s)}")"
+}
+
 # operator_fleet [ARG...]: nixprov fleet against SERVER_URL with the operator token.
 operator_fleet() {
   "$BIN/nixprov" fleet --server "$SERVER_URL" --token-file "$OPERATOR_TOKEN_FILE" "$@"

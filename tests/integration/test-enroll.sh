@@ -66,10 +66,15 @@ for _ in $(seq 100); do [ "$(state_of $M1)" = pending ] && break; sleep 0.1; don
 [ -d d1/etc/nix ] && die "files written before approval"
 expect_exit fleet-pending 0 operator_fleet
 grep "^$M1" fleet-pending.out | grep -q pending || { cat fleet-pending.out; die "fleet does not show M1 pending"; }
-[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
-  die "a pending machine got its profile"
+[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 401 ] ||
+  die "an unsigned request for an enrolled machine's profile was not refused with 401"
+grep -qF "machine $M1 is enrolled: its requests must carry X-Nixprov-Proof, signed by its device key" profile.out ||
+  die "profile 401: $(cat profile.out)"
+[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' \
+  -H "$(device_proof d1/var/lib/nixprov "$M1" "/v1/machines/$M1/profile")" \
+  "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] || die "a pending machine got its profile"
 grep -q "waiting for an operator's approval" profile.out || die "profile 403: $(cat profile.out)"
-ok "a new device enrolls and waits: pending in nixprov fleet, its profile refused (403), nothing written"
+ok "a new device enrolls and waits: pending in nixprov fleet, its profile refused (401 unsigned, 403 with its proof), nothing written"
 
 sleep 1.5 # at least one more pending answer
 expect_exit approve 0 "$NIXPROV" fleet approve "$M1" --db "$DB"
@@ -118,8 +123,9 @@ expect_exit flush-revoked 3 timeout 60 "$AGENT" flush --config d1.yaml --root d1
 expect_grep flush-revoked "revoked"
 [ "$(find d1/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)" = "$pending" ] ||
   die "the refused reports left the spool"
-[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
-  die "a revoked machine got its profile"
+[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' \
+  -H "$(device_proof d1/var/lib/nixprov "$M1" "/v1/machines/$M1/profile")" \
+  "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] || die "a revoked machine got its profile"
 ok "revoked: the run stops with exit 9 before fetching, files untouched; the server refuses its profile and reports (kept in the spool)"
 
 # --- a clone with other keys is refused until the operator resets the machine ------------------

@@ -163,6 +163,29 @@ post_report() {
                 --data-binary "$(sign "$dev" nixprov-report-v1 "$1")"
 }
 
+# proof_header DEV MACHINE TARGET [TIME]: the X-Nixprov-Proof header of DEV for GET TARGET (the
+# decoded path and query) at TIME (default: now).
+proof_header() {
+        printf 'X-Nixprov-Proof: %s' "$("$SIGN" "$tmp/dev/$1" --proof GET "$3" "$2" "${4:-$(date +%s)}")"
+}
+
+# preq PATH [curl options...]: GET PATH with the proof of the device of the machine it names
+# (DEV[]), as the agent sends it; without one when PATH names no valid machine id.
+preq() {
+        local path=$1 machine target
+        shift
+        machine=${path#/v1/machines/}
+        machine=${machine%%/*}
+        if [[ ! $machine =~ ^[0-9a-f]{32}$ ]]; then
+                req GET "$path" "$@"
+                return
+        fi
+        # Decoded as the server decodes it: every %HH but %00.
+        target=$(python3 -c 'import re, sys
+print(re.sub("%([0-9a-fA-F]{2})", lambda m: m.group(0) if m.group(1) == "00" else chr(int(m.group(1), 16)), sys.argv[1]))' "$path")
+        req GET "$path" -H "$(proof_header "${DEV[$machine]:-m1}" "$machine" "$target")" "$@"
+}
+
 post_unsigned() {
         req POST /v1/reports -H 'Content-Type: application/json' --data-binary "$1"
 }
@@ -345,6 +368,11 @@ enroll $M1 m1 edge-m1
 json_check 'd["state"] == "pending"' "M1 enrolled again"
 pass "the same enrollment again -> 200 pending"
 req GET "/v1/machines/$M1/profile"
+expect_error 401 "the profile of an enrolled machine without a proof"
+json_check 'd["error"] == "machine '$M1' is enrolled: its requests must carry X-Nixprov-Proof, signed by its device key"' \
+        "no-proof message"
+[[ $(header WWW-Authenticate) == Nixprov-Proof ]] || fail "401 without WWW-Authenticate: Nixprov-Proof"
+preq "/v1/machines/$M1/profile"
 expect_error 403 "the profile of a pending machine"
 json_check 'd["error"] == "machine '$M1' is waiting for an operator'"'"'s approval ('"'"'nixprov fleet approve '$M1''"'"')"' \
         "pending message"
@@ -374,7 +402,7 @@ pass "a key conflict leaves M1 as it was and is noted (conflict_at)"
 # --- profiles ----------------------------------------------------------------------------------
 
 check_profile() { # check_profile PATH SOURCE CONTENT DESC
-        req GET "$1"
+        preq "$1"
         expect_status 200 "$4"
         [[ $(cat "$tmp/body") == "$3" ]] || fail "$4: got '$(cat "$tmp/body")', wanted '$3'"
         [[ $(header X-Nixprov-Source) == "$2" ]] ||
@@ -395,13 +423,36 @@ check_profile "/v1/machines/$M2/profile.minisig?groups=nosuch,web" group "sig: g
 check_profile "/v1/machines/$M2/profile" default "profile: default" "default profile"
 check_profile "/v1/machines/$M2/profile.minisig?groups=nosuch" default "sig: default" \
         "the default profile's signature"
-req GET "/v1/machines/$M3/profile.minisig"
+now=$(date +%s)
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile $((now - 400)))"
+expect_error 401 "a proof 400 s old"
+json_check 'd["error"].startswith("the proof'"'"'s time '$((now - 400))' is more than 300 s from the server'"'"'s clock (") and
+            d["error"].endswith("): replayed, or the device'"'"'s clock is wrong")' "stale proof message"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile $((now + 400)))"
+expect_error 401 "a proof 400 s ahead"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header clone $M1 /v1/machines/$M1/profile)"
+expect_error 401 "a proof signed by another key than the enrolled one"
+json_check 'd["error"] == "the proof does not verify with the enrolled key of machine '$M1' (for GET /v1/machines/'$M1'/profile)"' \
+        "bad signature message"
+req GET "/v1/machines/$M1/profile.minisig" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile)"
+expect_error 401 "the profile's proof replayed for its signature"
+req GET "/v1/machines/$M1/profile?groups=web" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile)"
+expect_error 401 "a proof without the query it was sent with"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m2 $M2 /v1/machines/$M1/profile)"
+expect_error 401 "another machine's proof"
+json_check 'd["error"] == "the proof is for machine '$M2', not '$M1'"' "other machine message"
+req GET "/v1/machines/$M1/profile" -H "X-Nixprov-Proof: v1 $M1 $now AAAA"
+expect_error 401 "a malformed proof"
+json_check 'd["error"] == "malformed X-Nixprov-Proof: expected '"'"'v1 MACHINE-ID UNIXTIME BASE64SIG'"'"'"' \
+        "malformed proof message"
+pass "profile requests of an enrolled machine: stale, future, wrong key, other path or query, other machine, malformed -> 401"
+preq "/v1/machines/$M3/profile.minisig"
 expect_error 404 "signature of a machine profile that has none (no fallback to the default's)"
 
 mv "$tmp/data/default.yaml" "$tmp/data/default.yaml.off"
-req GET "/v1/machines/$M2/profile"
+preq "/v1/machines/$M2/profile"
 expect_error 404 "an approved machine, no group, no default"
-req GET "/v1/machines/$M2/profile.minisig?groups=nosuch"
+preq "/v1/machines/$M2/profile.minisig?groups=nosuch"
 expect_error 404 "signature for an approved machine, no default"
 mv "$tmp/data/default.yaml.off" "$tmp/data/default.yaml"
 
@@ -430,7 +481,7 @@ for path in \
         "/v1/machines/$M2/profile?groups=$(printf 'g,%.0s' $(seq 32))g" \
         "/v1/machines/../secret.yaml" \
         "/v1/machines/..%2fsecret.yaml"; do
-        req GET "$path"
+        preq "$path"
         [[ $status == 400 || $status == 404 ]] || fail "$path: expected 400 or 404, got $status"
         expect_error "$status" "traversal/bad name $path"
 done
@@ -653,7 +704,7 @@ grep -q "Revoked machine $M2 (was approved)" "$tmp/fleet.out" || fail "fleet rev
 post_report "$(report $M2 6 fetch ok)"
 expect_error 403 "a report of a revoked machine"
 json_check 'd["error"] == "machine '$M2' is revoked"' "revoked message"
-req GET "/v1/machines/$M2/profile?groups=web"
+preq "/v1/machines/$M2/profile?groups=web"
 expect_error 403 "the profile of a revoked machine"
 enroll $M2 m2 web-m2
 expect_status 200 "a revoked machine enrolls again"
@@ -811,7 +862,8 @@ json_check '{m["machine_id"]: m["decided_by"] for m in d} == {"'$P1'": "policy:m
             "'$P2'": "policy:mac", "'$P3'": "policy:token", "'$P4'": None, "'$M1'": None}' \
         "decided_by of each"
 pass "--enroll-policy approves by machine id, MAC and token proof; the rest wait"
-req GET "/v1/machines/$P3/profile"
+DEV[$P3]=p3
+preq "/v1/machines/$P3/profile"
 expect_status 200 "the profile of a machine the policy approved"
 stop_server
 ! grep -rq "$TOKEN" "$tmp/server.err" "$tmp/server.out" "$tmp/db" || fail "the token was logged or stored"
