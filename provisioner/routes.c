@@ -156,7 +156,7 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
         int r;
 
         r = service_enroll(routes->store, routes->policy, request->body, request->body_size,
-                           (int64_t)time(NULL), machine_id, &state, reason);
+                           (int64_t)time(NULL), routes->enroll_window, machine_id, &state, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;

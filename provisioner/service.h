@@ -50,11 +50,14 @@ int service_parse_signed(const char *body, size_t body_size, const char *what, j
                          char reason[static SERVICE_REASON_MAX]);
 
 /* POST /v1/enroll: validates the signed body, checks the signature with the key it carries,
- * applies the policy (NULL: every enrollment waits for an operator) and records it at time
- * now. Returns 0 with the machine's id (33 bytes) and state, or a negative errno and reason. */
+ * refuses a time more than window seconds from now (-EINVAL) or not newer than the machine's
+ * last accepted enrollment (-EEXIST, nothing changed), applies the policy (NULL: every
+ * enrollment waits for an operator) and records it at time now. Returns 0 with the machine's id (33
+ * bytes) and state, or a negative errno and reason. */
 int service_enroll(struct store *store, const struct enrollment_policy *policy, const char *body,
-                   size_t body_size, int64_t now, char ret_machine_id[static STORE_MACHINE_ID_MAX],
-                   enum store_state *ret_state, char reason[static SERVICE_REASON_MAX]);
+                   size_t body_size, int64_t now, int64_t window,
+                   char ret_machine_id[static STORE_MACHINE_ID_MAX], enum store_state *ret_state,
+                   char reason[static SERVICE_REASON_MAX]);
 
 /* POST /v1/reports: validates the signed report, checks it against the key the machine
  * enrolled, and stores it as received at time now. Returns 0 with *ret_duplicate, or a negative

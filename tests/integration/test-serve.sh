@@ -144,12 +144,20 @@ sign() {
 enrollment() {
         local keys
         read -r -a keys < <("$SIGN" "$tmp/dev/$2" --keys)
-        printf '{"machine_id":"%s","hostname":"%s","macs":["%s"],"system":"x86_64-linux","cpus":2,"memory":4294967296,"sign_key":"%s","box_key":"%s","time":1800000000%s}' \
-                "$1" "${3:-host-$2}" "${4:-02:00:00:00:00:01}" "${keys[0]}" "${keys[1]}" "${5:+,$5}"
+        printf '{"machine_id":"%s","hostname":"%s","macs":["%s"],"system":"x86_64-linux","cpus":2,"memory":4294967296,"sign_key":"%s","box_key":"%s","time":%s%s}' \
+                "$1" "${3:-host-$2}" "${4:-02:00:00:00:00:01}" "${keys[0]}" "${keys[1]}" \
+                "${ENROLL_TIME:-$(date +%s)}" "${5:+,$5}"
 }
 
 # enroll MACHINE DEV [HOSTNAME] [MAC] [EXTRA]: POST /v1/enroll, signed by DEV.
+# Each enrollment a second newer than the one before (the server refuses an older one, and after
+# a reset the same second), and within the server's window of its clock.
+ENROLL_TIME=0
 enroll() {
+        local t
+        t=$(date +%s)
+        ((t > ENROLL_TIME)) || t=$((ENROLL_TIME + 1))
+        ENROLL_TIME=$t
         req POST /v1/enroll -H 'Content-Type: application/json' \
                 --data-binary "$(sign "$2" nixprov-enroll-v1 "$(enrollment "$@")")"
 }

@@ -82,7 +82,7 @@ static struct fixture *fixture_new(void)
         f->routes = (struct routes){.data_dir = f->dir,
                                     .store = f->store,
                                     .proof_window = PROOF_WINDOW_DEFAULT,
-            .enroll_window = ENROLLMENT_WINDOW_DEFAULT,
+                                    .enroll_window = ENROLLMENT_WINDOW_DEFAULT,
                                     .operator_digest = f->operator_digest};
         f->authorization = OPERATOR_AUTHORIZATION;
         return f;
@@ -864,6 +864,61 @@ static const char *header_of(const struct fixture *f, const char *name)
         return NULL;
 }
 
+static unsigned enroll_at(struct fixture *f, const struct device *d, long long t)
+{
+        char *json;
+        unsigned status;
+
+        assert_true(asprintf(&json,
+                             "{\"machine_id\":\"" M1 "\",\"hostname\":\"h%lld\",\"macs\":[],"
+                             "\"system\":\"x86_64-linux\",\"cpus\":1,\"memory\":0,"
+                             "\"sign_key\":\"%s\",\"box_key\":\"%s\",\"time\":%lld}",
+                             t, d->sign_b64, d->box_b64, t) > 0);
+        status = post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, d, json);
+        free(json);
+        return status;
+}
+
+/* An enrollment's time: within the window of the server's clock, newer than the last one. */
+static void test_enroll_freshness(void **state)
+{
+        struct fixture *f = fixture_new();
+        long long now = (long long)time(NULL);
+        char expected[256];
+        struct device d, other;
+        (void)state;
+
+        device_init(&d);
+        device_init(&other);
+        assert_int_equal(enroll_at(f, &d, now - 301), 400);
+        assert_memory_equal(error_of(f), "enrollment time ", 16);
+        assert_non_null(strstr(error_of(f), " is more than 300 s from the server's clock ("));
+        assert_non_null(strstr(error_of(f), "): a replay, or the device's clock is wrong"));
+        assert_int_equal(enroll_at(f, &d, now + 301), 400);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1, NULL, 0), 404);
+
+        assert_int_equal(enroll_at(f, &d, now - 10), 200);
+        assert_int_equal(enroll_at(f, &d, now - 10), 200); /* the device asking again */
+        assert_int_equal(enroll_at(f, &d, now - 5), 200);
+        assert_int_equal(enroll_at(f, &d, now - 10), 409);
+        snprintf(expected, sizeof(expected),
+                 "enrollment time %lld is not newer than the last accepted enrollment of "
+                 "machine " M1 " (%lld): a replay; nothing changed",
+                 now - 10, now - 5);
+        assert_string_equal(error_of(f), expected);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1, NULL, 0), 200);
+        snprintf(expected, sizeof(expected), "h%lld", now - 5);
+        assert_string_equal(json_string_value(json_object_get(f->answer, "hostname")), expected);
+        /* Another key in the same second is a conflict, not a replay. */
+        assert_int_equal(enroll_at(f, &other, now - 5), 409);
+        assert_non_null(strstr(error_of(f), "is enrolled with another device key"));
+        /* After a reset, the last enrollment replayed is refused; a newer one is taken. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 1, NULL), 0);
+        assert_int_equal(enroll_at(f, &d, now - 5), 409);
+        assert_int_equal(enroll_at(f, &other, now - 4), 200);
+        fixture_free(f);
+}
+
 /* Every operator endpoint needs the operator's bearer token; the device endpoints do not. */
 static void test_operator_auth(void **state)
 {
@@ -924,6 +979,7 @@ int main(void)
             cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
             cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
             cmocka_unit_test(test_operator_auth),    cmocka_unit_test(test_profile_proof),
+            cmocka_unit_test(test_enroll_freshness),
         };
         if (sodium_init() < 0)
                 return 1;
