@@ -189,7 +189,8 @@ preq() {
                 return
         fi
         # Decoded as the server decodes it: every %HH but %00.
-        target=$(python3 -c 'import re, sys
+        target=$path
+        [[ $path != *%* ]] || target=$(python3 -c 'import re, sys
 print(re.sub("%([0-9a-fA-F]{2})", lambda m: m.group(0) if m.group(1) == "00" else chr(int(m.group(1), 16)), sys.argv[1]))' "$path")
         req GET "$path" -H "$(proof_header "${DEV[$machine]:-m1}" "$machine" "$target")" "$@"
 }
