@@ -47,6 +47,8 @@
 #define ENROLLMENT_MACS_MAX 64
 #define ENROLLMENT_KEY_BYTES 32
 #define ENROLLMENT_PROOF_BYTES 32
+#define ENROLLMENT_WINDOW_DEFAULT                                                                  \
+        300 /* seconds an enrollment's time may be off the server's clock */
 #define ENROLLMENT_POLICY_MAX_BYTES (256 * 1024)
 #define ENROLLMENT_POLICY_MACHINE_IDS_MAX 10000
 #define ENROLLMENT_POLICY_MACS_MAX 10000

@@ -3,6 +3,7 @@
  * decisions (approve, revoke, reset), written straight into the server's database. */
 #include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +11,13 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "commands.h"
 #include "fetch.h"
 #include "log.h"
 #include "machine_id.h"
+#include "operator_token.h"
 #include "store.h"
 #include "util.h"
 
@@ -40,6 +43,10 @@ static void fleet_help(void)
                "                characters escaped)\n"
                "  --limit N     machines or reports asked for per page (default: %d); every\n"
                "                page is fetched\n"
+               "  --token-file FILE  the operator token of nixprov serve (its\n"
+               "                --operator-token-file; mode 0600 or stricter)\n"
+               "  --data DIR, --db FILE  on the server host: the token is %s\n"
+               "                beside the database (serve's default)\n"
                "  -h, --help    show this help\n\n"
                "Decisions, written into the server's database directly (run them on the server\n"
                "host, as the user that owns the database; nothing goes over HTTP):\n"
@@ -52,7 +59,7 @@ static void fleet_help(void)
                "Exit codes: 0 success, 1 the server cannot be reached or answered an error, or\n"
                "a decision could not be made (an unknown or unenrolled machine, a database that\n"
                "cannot be used: the other machines named are still done), 2 usage error.\n",
-               FLEET_SERVER_DEFAULT, FLEET_PAGE_LIMIT);
+               FLEET_SERVER_DEFAULT, FLEET_PAGE_LIMIT, OPERATOR_TOKEN_FILE);
 }
 
 /* Says what the server answered when it did not answer 2xx: its "error" member, when the
@@ -71,9 +78,10 @@ static int fleet_log_answer(const struct fetch_error *e, const char *url)
 /* GETs path from server (url is the two joined, for messages) with the shared HTTP client: one
  * attempt, no redirects, a bounded answer. Returns 0 with the body of a 2xx answer; logs and
  * returns a negative errno otherwise. */
-static int fleet_get(const char *server, const char *path, const char *url, char **ret_body,
-                     size_t *ret_size)
+static int fleet_get(const char *server, const char *path, const char *url,
+                     const char *authorization, char **ret_body, size_t *ret_size)
 {
+        const char *headers[] = {authorization, NULL};
         char *mirrors[] = {(char *)server};
         struct fetch_options o;
         struct fetch_error e;
@@ -88,6 +96,7 @@ static int fleet_get(const char *server, const char *path, const char *url, char
         o.max_attempts = 1;
         o.no_redirects = true;
         o.user_agent = "nixprov/" NIXPROV_VERSION;
+        o.headers = headers;
         r = fetch_get(&o, path, ret_body, ret_size, &e);
         if (r >= 0)
                 return 0;
@@ -381,24 +390,56 @@ static int fleet_decide(int argc, char **argv, enum store_decision decision)
 struct fleet_options {
         const char *machine_id; /* NULL: every machine */
         bool json_output;
-        uint64_t limit;     /* per page */
-        char *url;          /* SERVER/v1/machines[/ID], owned */
-        size_t server_size; /* url's first server_size bytes are the server's URL */
+        uint64_t limit;            /* per page */
+        char *url;                 /* SERVER/v1/machines[/ID], owned */
+        char *token_path;          /* owned */
+        const char *authorization; /* the header line (cmd_fleet's) */
+        size_t server_size;        /* url's first server_size bytes are the server's URL */
 };
+
+/* The operator token's file: arg itself (is_file), else operator.token in the directory of the
+ * database arg (is_db) or in the data directory arg. NULL when out of memory. */
+static char *fleet_token_path(const char *arg, bool is_file, bool is_db)
+{
+        _cleanup_free_ char *copy = NULL;
+        char *path;
+
+        if (is_file)
+                return strdup(arg);
+        copy = strdup(arg);
+        if (!copy ||
+            asprintf(&path, "%s/%s", is_db ? dirname(copy) : copy, OPERATOR_TOKEN_FILE) < 0)
+                return NULL;
+        return path;
+}
 
 /* Returns 1 to fetch (ret->url is the caller's to free), 0 after --help, -EINVAL for a usage
  * error or -ENOMEM (logged). */
+static int fleet_parse_limit(const char *arg, uint64_t *ret)
+{
+        if (parse_u64(arg, ret) < 0 || *ret == 0 || *ret > FLEET_PAGE_LIMIT) {
+                log_error("--limit must be a number from 1 to %d, not '%s'.", FLEET_PAGE_LIMIT,
+                          arg);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
 {
-        enum { ARG_SERVER = 0x100, ARG_JSON, ARG_LIMIT };
+        enum { ARG_SERVER = 0x100, ARG_JSON, ARG_LIMIT, ARG_TOKEN_FILE, ARG_DB, ARG_DATA };
         static const struct option options[] = {
             {"server", required_argument, NULL, ARG_SERVER},
             {"json", no_argument, NULL, ARG_JSON},
             {"limit", required_argument, NULL, ARG_LIMIT},
+            {"token-file", required_argument, NULL, ARG_TOKEN_FILE},
+            {"db", required_argument, NULL, ARG_DB},
+            {"data", required_argument, NULL, ARG_DATA},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         const char *server = FLEET_SERVER_DEFAULT;
+        _cleanup_free_ char *token_path = NULL;
         struct fleet_options o = {.limit = FLEET_PAGE_LIMIT};
         size_t server_size;
         int c;
@@ -412,12 +453,16 @@ static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
                         o.json_output = true;
                         break;
                 case ARG_LIMIT:
-                        if (parse_u64(optarg, &o.limit) < 0 || o.limit == 0 ||
-                            o.limit > FLEET_PAGE_LIMIT) {
-                                log_error("--limit must be a number from 1 to %d, not '%s'.",
-                                          FLEET_PAGE_LIMIT, optarg);
+                        if (fleet_parse_limit(optarg, &o.limit) < 0)
                                 return -EINVAL;
-                        }
+                        break;
+                case ARG_TOKEN_FILE:
+                case ARG_DB:
+                case ARG_DATA:
+                        free(token_path);
+                        token_path = fleet_token_path(optarg, c == ARG_TOKEN_FILE, c == ARG_DB);
+                        if (!token_path)
+                                return log_error_errno(-ENOMEM, "Out of memory.");
                         break;
                 case 'h':
                         fleet_help();
@@ -429,6 +474,11 @@ static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
                 o.machine_id = argv[optind++];
         if (optind < argc) {
                 log_error("Unexpected argument '%s'. Run 'nixprov fleet --help'.", argv[optind]);
+                return -EINVAL;
+        }
+        if (!token_path) {
+                log_error("nixprov fleet needs the operator token: --token-file FILE, or --data "
+                          "DIR or --db FILE on the server host.");
                 return -EINVAL;
         }
         if (o.machine_id && !machine_id_is_canonical(o.machine_id)) {
@@ -448,6 +498,7 @@ static int fleet_parse_argv(int argc, char **argv, struct fleet_options *ret)
                      o.machine_id ? "/" : "", o.machine_id ?: "") < 0)
                 return log_error_errno(-ENOMEM, "Out of memory.");
         o.server_size = server_size;
+        o.token_path = TAKE_PTR(token_path);
         *ret = o;
         return 1;
 }
@@ -484,7 +535,7 @@ static int fleet_get_page(const struct fleet_options *o, const char *server, con
         if (asprintf(&path, "%s?limit=%llu%s%s", o->url + o->server_size,
                      (unsigned long long)o->limit, *cursor ? "&cursor=" : "", cursor) < 0)
                 return log_error_errno(-ENOMEM, "Out of memory.");
-        r = fleet_get(server, path, o->url, &body, &size);
+        r = fleet_get(server, path, o->url, o->authorization, &body, &size);
         if (r < 0)
                 return r;
         *ret_page = json_loadb(body, size, 0, &error);
@@ -566,9 +617,40 @@ static int fleet_show(const struct fleet_options *o, json_t *json)
         return fflush(stdout) == 0 ? 0 : -EIO;
 }
 
+/* "Authorization: Bearer TOKEN" from the token file, in sodium_malloc() memory (sodium_free()
+ * wipes it). Logs; returns 0 or a negative errno. */
+static int fleet_authorization(const char *path, char **ret_header)
+{
+        static const char prefix[] = "Authorization: Bearer ";
+        size_t size;
+        char *token, *header;
+        int r;
+
+        r = operator_token_read(path, &token);
+        if (r == -EPERM)
+                return log_error_errno(r,
+                                       "Operator token file %s may be read by others: it must "
+                                       "be mode 0600 or stricter.",
+                                       path);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "Operator token file %s is not a token.", path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read operator token file %s: %m", path);
+        size = strlen(prefix) + strlen(token) + 1;
+        header = sodium_malloc(size);
+        if (header)
+                (void)snprintf(header, size, "%s%s", prefix, token);
+        sodium_free(token);
+        if (!header)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        *ret_header = header;
+        return 0;
+}
+
 int cmd_fleet(int argc, char **argv)
 {
-        _cleanup_free_ char *url = NULL, *server = NULL;
+        _cleanup_free_ char *url = NULL, *server = NULL, *token_path = NULL;
+        _cleanup_(operator_token_freep) char *authorization = NULL;
         struct fleet_options o = {};
         json_t *all = NULL;
         int r;
@@ -583,6 +665,9 @@ int cmd_fleet(int argc, char **argv)
         if (r <= 0)
                 return r == 0 ? EXIT_OK : r == -ENOMEM ? EXIT_FAIL : EXIT_USAGE;
         url = o.url;
+        token_path = o.token_path;
+        if (fleet_authorization(token_path, &authorization) < 0)
+                return EXIT_FAIL;
 
         if (fetch_global_init() < 0) {
                 log_error("Failed to initialize the HTTP client.");
@@ -594,6 +679,7 @@ int cmd_fleet(int argc, char **argv)
                 fetch_global_cleanup();
                 return EXIT_FAIL;
         }
+        o.authorization = authorization;
         r = fleet_get_all(&o, server, &all);
         fetch_global_cleanup();
         if (r < 0)

@@ -447,6 +447,9 @@ static enum MHD_Result http_request_end(struct http_server *server,
             .body = state->body.data ?: "",
             .body_size = state->body.size,
             .client = state->client,
+            .authorization = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_AUTHORIZATION),
+            .proof = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, HTTP_HEADER_PROOF),
             .connection = connection,
         };
         server->handler(server->userdata, &request, &response);

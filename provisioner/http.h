@@ -52,6 +52,8 @@ enum {
 };
 #define HTTP_HEADER_ALLOW "Allow"
 #define HTTP_HEADER_CACHE_CONTROL "Cache-Control"
+#define HTTP_HEADER_WWW_AUTHENTICATE "WWW-Authenticate"
+#define HTTP_HEADER_PROOF "X-Nixprov-Proof"
 
 /* Where to listen: "127.0.0.1:8470", "[::1]:8470"; port 0 lets the kernel choose. */
 struct http_listen {
@@ -73,6 +75,8 @@ struct http_request {
         /* The client's address as text: the peer's, or, when the peer is a trusted proxy, the
          * right-most address of its X-Forwarded-For that is not a trusted proxy. */
         const char *client;
+        const char *authorization; /* the Authorization header, or NULL */
+        const char *proof;         /* the X-Nixprov-Proof header, or NULL */
         struct MHD_Connection *connection;
 };
 

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "machine_id.h"
+#include "operator_token.h"
+#include "proof.h"
 #include "routes.h"
 #include "service.h"
 #include "util.h"
@@ -172,6 +175,29 @@ static bool routes_page(const struct http_request *request, struct http_response
         return true;
 }
 
+/* The operator endpoints: true when the request carries the operator's token, else answers 401
+ * with the reason. The token is never logged nor repeated. */
+static bool routes_operator_allowed(const struct routes *routes, const struct http_request *request,
+                                    struct http_response *response)
+{
+        int r = -EKEYREJECTED;
+
+        if (routes->operator_digest)
+                r = operator_token_check(routes->operator_digest, request->authorization);
+        if (r == 0)
+                return true;
+        http_response_set_error(response, HTTP_STATUS_UNAUTHORIZED, "%s",
+                                r == -ENOMSG
+                                    ? "operator endpoint: send 'Authorization: Bearer TOKEN' "
+                                      "with the operator token of nixprov serve"
+                                    : "the bearer token is not the operator token");
+        (void)http_response_add_header(response, HTTP_HEADER_WWW_AUTHENTICATE,
+                                       r == -ENOMSG ? "Bearer realm=\"nixprov\""
+                                                    : "Bearer realm=\"nixprov\", "
+                                                      "error=\"invalid_token\"");
+        return false;
+}
+
 static void routes_healthz(_unused_ const struct routes *routes,
                            _unused_ const struct http_request *request,
                            struct http_response *response)
@@ -187,7 +213,7 @@ static void routes_post_enroll(const struct routes *routes, const struct http_re
         int r;
 
         r = service_enroll(routes->store, routes->policy, request->body, request->body_size,
-                           (int64_t)time(NULL), machine_id, &state, reason);
+                           (int64_t)time(NULL), routes->enroll_window, machine_id, &state, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
                 return;
@@ -273,6 +299,32 @@ static void routes_get_machine(const struct routes *routes, const struct http_re
         routes_json(response, HTTP_STATUS_OK, json);
 }
 
+/* A profile request of an enrolled machine must carry its device's proof: true when it may go
+ * on, else answers 401 with the reason. */
+static bool routes_proof_allowed(const struct routes *routes, const struct http_request *request,
+                                 struct http_response *response, const char *machine_id)
+{
+        char reason[SERVICE_REASON_MAX], target[PROOF_TARGET_MAX + 1];
+        const char *groups = http_request_query(request, "groups");
+        int n, r;
+
+        n = snprintf(target, sizeof(target), "%s%s%s", request->path, groups ? "?groups=" : "",
+                     groups ?: "");
+        if (n < 0 || (size_t)n >= sizeof(target)) {
+                http_response_set_error(response, HTTP_STATUS_BAD_REQUEST, "request too long");
+                return false;
+        }
+        r = service_check_proof(routes->store, machine_id, request->method, target, request->proof,
+                                (int64_t)time(NULL), routes->proof_window, reason);
+        if (r == 0)
+                return true;
+        routes_fail(response, r, reason);
+        if (r == -ENOMSG || r == -EKEYREJECTED)
+                (void)http_response_add_header(response, HTTP_HEADER_WWW_AUTHENTICATE,
+                                               "Nixprov-Proof");
+        return false;
+}
+
 static void routes_profile(const struct routes *routes, const struct http_request *request,
                            struct http_response *response, const char *machine_id,
                            enum service_profile_file file)
@@ -281,6 +333,9 @@ static void routes_profile(const struct routes *routes, const struct http_reques
         const char *source;
         size_t size;
         int r;
+
+        if (!routes_proof_allowed(routes, request, response, machine_id))
+                return;
 
         r = service_get_profile(routes->store, routes->data_dir, machine_id,
                                 http_request_query(request, "groups"), file, &data, &size, &source,
@@ -342,9 +397,10 @@ static void routes_machine(const struct routes *routes, const struct http_reques
                 return;
         }
 
-        if (streq(suffix, ""))
-                routes_get_machine(routes, request, response, machine_id);
-        else if (streq(suffix, "/profile"))
+        if (streq(suffix, "")) {
+                if (routes_operator_allowed(routes, request, response))
+                        routes_get_machine(routes, request, response, machine_id);
+        } else if (streq(suffix, "/profile"))
                 routes_profile(routes, request, response, machine_id, SERVICE_PROFILE_YAML);
         else
                 routes_profile(routes, request, response, machine_id, SERVICE_PROFILE_SIGNATURE);
@@ -356,10 +412,13 @@ static const struct {
         const char *method; /* GET also answers HEAD */
         void (*handle)(const struct routes *routes, const struct http_request *request,
                        struct http_response *response);
+        bool operator; /* needs the operator's token */
 } routes_fixed[] = {
-    {"/healthz", "GET", routes_healthz},           {"/metrics", "GET", routes_metrics},
-    {"/v1/reports", "POST", routes_post_report},   {"/v1/enroll", "POST", routes_post_enroll},
-    {"/v1/machines", "GET", routes_list_machines},
+    {"/healthz", "GET", routes_healthz, false},
+    {"/metrics", "GET", routes_metrics, true},
+    {"/v1/reports", "POST", routes_post_report, false},
+    {"/v1/enroll", "POST", routes_post_enroll, false},
+    {"/v1/machines", "GET", routes_list_machines, true},
 };
 
 void routes_handle(void *userdata, const struct http_request *request,
@@ -376,7 +435,8 @@ void routes_handle(void *userdata, const struct http_request *request,
                                                   streq(routes_fixed[i].method, "GET")
                                                       ? "GET, HEAD"
                                                       : routes_fixed[i].method);
-                else
+                else if (!routes_fixed[i].operator||
+                          routes_operator_allowed(routes, request, response))
                         routes_fixed[i].handle(routes, request, response);
                 return;
         }

@@ -33,13 +33,16 @@ static void seal_help(void)
                "  -t, --to BOXKEY    the device's box public key: the base64 'box-key' that\n"
                "                     'nixprov-agent id' prints, or its device-box.pub file\n"
                "  -m, --machine ID   seal to the box key machine ID enrolled with, read from the\n"
-               "                     server's database (--db); the machine must be approved\n"
+               "                     server's database (--db); the machine must be approved,\n"
+               "                     with the keys it had when it was approved\n"
+               "      --accept-changed-keys  seal to a machine whose keys changed since it was\n"
+               "                     approved (after 'nixprov fleet reset')\n"
                "      --db FILE      the database of nixprov serve (its --db, or DATA/nixprov.db)\n"
                "  -f, --file FILE    read the secret from FILE instead of standard input\n"
                "  -h, --help         show this help\n\n"
                "Exit codes: 0 sealed, 1 the secret or the database cannot be read, 2 usage error\n"
                "(a bad key, an empty or too large secret), 4 refused: the machine is not\n"
-               "approved (unknown, unenrolled, pending or revoked).\n",
+               "approved (unknown, unenrolled, pending or revoked), or its keys changed since.\n",
                (int)SEAL_MAX_SECRET);
 }
 
@@ -48,9 +51,32 @@ static void sodium_freep(void *p)
         sodium_free(*(void **)p);
 }
 
+/* The keys the machine holds must be those it had when it was approved: after a reset, whoever
+ * enrolled first under its id may be approved by a policy that names the id or a MAC. */
+static int machine_check_approved_keys(const struct store_trust *trust, const char *machine_id,
+                                       bool accept_changed_keys)
+{
+        bool same = trust->has_approved_keys && streq(trust->approved_sign_key, trust->sign_key) &&
+                    streq(trust->approved_box_key, trust->box_key);
+
+        if (same)
+                return 0;
+        if (accept_changed_keys) {
+                log_warning("Machine %s holds other keys than when it was approved; sealing to "
+                            "them anyway (--accept-changed-keys).",
+                            machine_id);
+                return 0;
+        }
+        return log_error_errno(-EPERM,
+                               "Machine %s holds other keys than when it was approved (reset and "
+                               "enrolled again, maybe by another device): confirm them with "
+                               "'nixprov fleet approve %s', or pass --accept-changed-keys.",
+                               machine_id, machine_id);
+}
+
 /* The box key an approved machine enrolled with. Logs; returns 0, -EPERM (not approved), or
  * another negative errno. */
-static int machine_box_key(const char *db, const char *machine_id,
+static int machine_box_key(const char *db, const char *machine_id, bool accept_changed_keys,
                            uint8_t key[static crypto_box_PUBLICKEYBYTES])
 {
         _cleanup_(store_freep) struct store *store = NULL;
@@ -81,6 +107,9 @@ static int machine_box_key(const char *db, const char *machine_id,
         if (trust.state == STORE_STATE_REVOKED)
                 return log_error_errno(-EPERM, "Machine %s is revoked: nothing is sealed to it.",
                                        machine_id);
+        r = machine_check_approved_keys(&trust, machine_id, accept_changed_keys);
+        if (r < 0)
+                return r;
         if (base64_decode_strict(trust.box_key, strlen(trust.box_key), key,
                                  crypto_box_PUBLICKEYBYTES, &n) < 0 ||
             n != crypto_box_PUBLICKEYBYTES)
@@ -104,15 +133,20 @@ struct seal_options {
         const char *file; /* NULL: standard input */
         const char *machine_id;
         const char *db;
+        bool accept_changed_keys;
 };
 
 /* Returns 1 to seal, 0 after --help, or -EINVAL for a usage error (logged). */
 static int seal_parse_argv(int argc, char **argv, struct seal_options *ret)
 {
         static const struct option options[] = {
-            {"to", required_argument, NULL, 't'},      {"file", required_argument, NULL, 'f'},
-            {"machine", required_argument, NULL, 'm'}, {"db", required_argument, NULL, 'd'},
-            {"help", no_argument, NULL, 'h'},          {},
+            {"to", required_argument, NULL, 't'},
+            {"file", required_argument, NULL, 'f'},
+            {"machine", required_argument, NULL, 'm'},
+            {"db", required_argument, NULL, 'd'},
+            {"accept-changed-keys", no_argument, NULL, 'A'},
+            {"help", no_argument, NULL, 'h'},
+            {},
         };
         struct seal_options o = {};
         int c;
@@ -125,6 +159,9 @@ static int seal_parse_argv(int argc, char **argv, struct seal_options *ret)
                         break;
                 case 'd':
                         o.db = optarg;
+                        break;
+                case 'A':
+                        o.accept_changed_keys = true;
                         break;
                 case 't':
                         o.to_spec = optarg;
@@ -237,7 +274,7 @@ int cmd_seal(int argc, char **argv)
                 return EXIT_FAIL;
         }
         if (o.machine_id) {
-                r = machine_box_key(o.db, o.machine_id, to);
+                r = machine_box_key(o.db, o.machine_id, o.accept_changed_keys, to);
                 if (r == -EPERM)
                         return EXIT_REFUSED;
                 if (r < 0)

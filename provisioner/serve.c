@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,12 +12,16 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "commands.h"
 #include "enrollment.h"
 #include "fileio.h"
 #include "forwarded.h"
 #include "http.h"
 #include "log.h"
+#include "operator_token.h"
+#include "proof.h"
 #include "routes.h"
 #include "store.h"
 #include "util.h"
@@ -61,18 +66,27 @@ static void serve_help(void)
             "                      answered 429 (default: %d)\n"
             "  --pending-max N     machines pending at once; another enrollment that would\n"
             "                      wait is answered 503 (default: %d)\n"
+            "  --operator-token-file FILE  the bearer token the operator endpoints require\n"
+            "                      (a file of mode 0600 or stricter; default: %s beside\n"
+            "                      the database, made with a random token when missing)\n"
+            "  --enroll-window S   how far (seconds) an enrollment's time may be from this\n"
+            "                      clock (default: %d)\n"
+            "  --proof-window S    how far (seconds) the time of a device's proof on a\n"
+            "                      profile request may be from this clock (default: %d)\n"
             "  -v, --verbose       log every request\n"
             "  -h, --help          show this help\n\n"
             "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
             "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
-            "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
+            "GET /healthz; with 'Authorization: Bearer TOKEN' (the operator token):\n"
+            "GET /v1/machines, GET /v1/machines/ID, GET /metrics.\n"
             "Stops cleanly on SIGTERM or SIGINT.\n",
             SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
             HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
             HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES,
             STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
             STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT,
-            STORE_PENDING_MACHINES_DEFAULT);
+            STORE_PENDING_MACHINES_DEFAULT, OPERATOR_TOKEN_FILE, ENROLLMENT_WINDOW_DEFAULT,
+            PROOF_WINDOW_DEFAULT);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -122,6 +136,9 @@ enum {
         ARG_PENDING_REPORTS,
         ARG_PENDING_RATE,
         ARG_PENDING_MAX,
+        ARG_TOKEN_FILE,
+        ARG_PROOF_WINDOW,
+        ARG_ENROLL_WINDOW,
 };
 
 struct serve_options {
@@ -132,9 +149,40 @@ struct serve_options {
         const char *policy_path;
         struct http_options http;
         struct store_limits limits;
-        int64_t pending_rate; /* reports a minute */
+        int64_t pending_rate;   /* reports a minute */
+        const char *token_path; /* NULL: operator.token beside the database */
+        uint64_t proof_window;
+        uint64_t enroll_window;
         struct http_listen listen;
 };
+
+/* A time window in seconds, 0 to PROOF_WINDOW_MAX. Logs; returns 0 or -EINVAL. */
+static int serve_parse_window(const char *option, const char *arg, uint64_t *ret)
+{
+        if (parse_u64(arg, ret) < 0 || *ret > PROOF_WINDOW_MAX) {
+                log_error("%s must be a number of seconds from 0 to %d, not '%s'.", option,
+                          PROOF_WINDOW_MAX, arg);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* The options of operator and device authentication: 0, -EINVAL (logged), or -ENOENT for any
+ * other option. */
+static int serve_parse_auth(int c, const char *arg, struct serve_options *o)
+{
+        switch (c) {
+        case ARG_TOKEN_FILE:
+                o->token_path = arg;
+                return 0;
+        case ARG_PROOF_WINDOW:
+                return serve_parse_window("--proof-window", arg, &o->proof_window);
+        case ARG_ENROLL_WINDOW:
+                return serve_parse_window("--enroll-window", arg, &o->enroll_window);
+        default:
+                return -ENOENT;
+        }
+}
 
 /* A number of --NAME from min to INT64_MAX into *ret; logs a usage error. */
 static int serve_parse_limit(const char *name, const char *arg, uint64_t min, int64_t *ret)
@@ -251,6 +299,9 @@ static const struct option serve_options_table[] = {
     {"pending-reports", required_argument, NULL, ARG_PENDING_REPORTS},
     {"pending-rate", required_argument, NULL, ARG_PENDING_RATE},
     {"pending-max", required_argument, NULL, ARG_PENDING_MAX},
+    {"operator-token-file", required_argument, NULL, ARG_TOKEN_FILE},
+    {"proof-window", required_argument, NULL, ARG_PROOF_WINDOW},
+    {"enroll-window", required_argument, NULL, ARG_ENROLL_WINDOW},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {},
@@ -267,6 +318,8 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                        .pending_reports = STORE_PENDING_REPORTS_DEFAULT,
                        .pending_machines = STORE_PENDING_MACHINES_DEFAULT},
             .pending_rate = SERVICE_PENDING_RATE_DEFAULT,
+            .proof_window = PROOF_WINDOW_DEFAULT,
+            .enroll_window = ENROLLMENT_WINDOW_DEFAULT,
         };
         int c, r;
 
@@ -274,6 +327,8 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                 r = serve_parse_http_option(c, optarg, &o.http);
                 if (r == -ENOENT)
                         r = serve_parse_quota(c, optarg, &o);
+                if (r == -ENOENT)
+                        r = serve_parse_auth(c, optarg, &o);
                 if (r == -EINVAL)
                         return r;
                 if (r == 0)
@@ -351,6 +406,63 @@ static int serve_prepare(const struct serve_options *o, struct enrollment_policy
         *ret_policy = TAKE_PTR(policy);
         *ret_default_db = default_db;
         *ret_db_path = o->db_path ?: default_db;
+        return 0;
+}
+
+/* The default token file: operator.token in the database's directory. */
+static int serve_default_token_path(const char *db_path, char **ret)
+{
+        _cleanup_free_ char *copy = strdup(db_path);
+
+        if (!copy || asprintf(ret, "%s/%s", dirname(copy), OPERATOR_TOKEN_FILE) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        return 0;
+}
+
+/* The operator token's digest, from --operator-token-file or the default file (made when
+ * missing). Logs the file's path, never its content. Returns 0, -EINVAL for a file that cannot
+ * be used (exit 2), or another negative errno. */
+static int serve_load_operator_token(const struct serve_options *o, const char *db_path,
+                                     uint8_t digest[static OPERATOR_TOKEN_DIGEST_BYTES])
+{
+        _cleanup_free_ char *default_path = NULL;
+        const char *path = o->token_path;
+        char *token;
+        int r;
+
+        if (!path) {
+                r = serve_default_token_path(db_path, &default_path);
+                if (r < 0)
+                        return r;
+                path = default_path;
+                r = operator_token_create(path);
+                if (r == 0)
+                        log_info("Made the operator token %s (mode 0600): 'nixprov fleet' reads it "
+                                 "from there.",
+                                 path);
+                else if (r != -EEXIST)
+                        return log_error_errno(r, "Failed to make the operator token %s: %m", path);
+        }
+        r = operator_token_read(path, &token);
+        if (r == -EPERM)
+                return log_error_errno(-EINVAL,
+                                       "Operator token file %s may be read by others: it must be "
+                                       "mode 0600 or stricter.",
+                                       path);
+        if (r == -EINVAL)
+                return log_error_errno(r, "Operator token file %s is not a regular file.", path);
+        if (r == -EBADMSG)
+                return log_error_errno(-EINVAL,
+                                       "Operator token file %s must hold %d to %d printable "
+                                       "characters without spaces.",
+                                       path, OPERATOR_TOKEN_MIN, OPERATOR_TOKEN_MAX);
+        if (r < 0) {
+                log_error_errno(r, "Cannot read operator token file %s: %m", path);
+                return -EINVAL;
+        }
+        operator_token_digest(token, strlen(token), digest);
+        sodium_free(token);
+        log_info("Operator endpoints need the bearer token in %s.", path);
         return 0;
 }
 
@@ -432,6 +544,7 @@ int cmd_serve(int argc, char **argv)
         const char *db_path = NULL;
         struct serve_options o;
         struct routes routes;
+        uint8_t operator_digest[OPERATOR_TOKEN_DIGEST_BYTES];
         sigset_t signals;
         int r;
 
@@ -441,6 +554,9 @@ int cmd_serve(int argc, char **argv)
         r = serve_prepare(&o, &policy, &default_db, &db_path);
         if (r < 0)
                 return EXIT_FAIL;
+        r = serve_load_operator_token(&o, db_path, operator_digest);
+        if (r < 0)
+                return r == -EINVAL ? EXIT_USAGE : EXIT_FAIL;
 
         /* Before any thread starts, so that every thread inherits the mask and only sigwait()
          * in serve_wait() receives these. */
@@ -466,8 +582,13 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_FAIL;
         }
 
-        routes = (struct routes){
-            .data_dir = o.data_dir, .store = store, .policy = policy, .pending_rate = pending_rate};
+        routes = (struct routes){.data_dir = o.data_dir,
+                                 .store = store,
+                                 .policy = policy,
+                                 .pending_rate = pending_rate,
+                                 .proof_window = (int64_t)o.proof_window,
+                                 .enroll_window = (int64_t)o.enroll_window,
+                                 .operator_digest = operator_digest};
         r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
         if (r < 0) {
                 log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);

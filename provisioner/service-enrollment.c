@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static int service_record(struct store *store, const struct enrollment_policy *p
             .sign_key = e->sign_key_base64,
             .box_key = e->box_key_base64,
             .decided_by = enrollment_policy_match(policy, e),
+            .time = e->time,
         };
         struct store_trust before = {};
         enum store_state state;
@@ -68,6 +70,16 @@ static int service_record(struct store *store, const struct enrollment_policy *p
                                     e->machine_id);
         }
         r = store_enroll(store, &record, now, &state);
+        if (r == -ESTALE) {
+                log_warning("Machine %s: an enrollment of time %" PRId64 " refused, not newer "
+                            "than the last accepted one (%" PRId64 "): a replay?",
+                            e->machine_id, e->time, before.enroll_time);
+                return service_fail(reason, -EEXIST,
+                                    "enrollment time %" PRId64 " is not newer than the last "
+                                    "accepted enrollment of machine %s (%" PRId64
+                                    "): a replay; nothing changed",
+                                    e->time, e->machine_id, before.enroll_time);
+        }
         if (r == -EKEYREJECTED) {
                 log_warning("Machine %s tried to enroll with another device key than the one it "
                             "enrolled with; refused.",
@@ -99,8 +111,9 @@ static int service_record(struct store *store, const struct enrollment_policy *p
 }
 
 int service_enroll(struct store *store, const struct enrollment_policy *policy, const char *body,
-                   size_t body_size, int64_t now, char ret_machine_id[static STORE_MACHINE_ID_MAX],
-                   enum store_state *ret_state, char reason[static SERVICE_REASON_MAX])
+                   size_t body_size, int64_t now, int64_t window,
+                   char ret_machine_id[static STORE_MACHINE_ID_MAX], enum store_state *ret_state,
+                   char reason[static SERVICE_REASON_MAX])
 {
         struct enrollment_request enrollment = {};
         _cleanup_free_ char *facts = NULL;
@@ -130,6 +143,16 @@ int service_enroll(struct store *store, const struct enrollment_policy *policy, 
                 r = service_fail(reason, -EBADMSG, "malformed signature member");
         if (r < 0)
                 goto out;
+
+        /* A captured enrollment is only good for window seconds (and never twice: the store). */
+        if (enrollment.time > now + window || enrollment.time < now - window) {
+                r = service_fail(reason, -EINVAL,
+                                 "enrollment time %" PRId64 " is more than %" PRId64
+                                 " s from the server's clock (%" PRId64
+                                 "): a replay, or the device's clock is wrong",
+                                 enrollment.time, window, now);
+                goto out;
+        }
 
         facts = json_dumps(enrollment.facts, JSON_COMPACT | JSON_SORT_KEYS);
         if (!facts) {

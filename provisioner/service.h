@@ -52,11 +52,14 @@ int service_parse_signed(const char *body, size_t body_size, const char *what, j
                          char reason[static SERVICE_REASON_MAX]);
 
 /* POST /v1/enroll: validates the signed body, checks the signature with the key it carries,
- * applies the policy (NULL: every enrollment waits for an operator) and records it at time
- * now. Returns 0 with the machine's id (33 bytes) and state, or a negative errno and reason. */
+ * refuses a time more than window seconds from now (-EINVAL) or not newer than the machine's
+ * last accepted enrollment (-EEXIST, nothing changed), applies the policy (NULL: every
+ * enrollment waits for an operator) and records it at time now. Returns 0 with the machine's id (33
+ * bytes) and state, or a negative errno and reason. */
 int service_enroll(struct store *store, const struct enrollment_policy *policy, const char *body,
-                   size_t body_size, int64_t now, char ret_machine_id[static STORE_MACHINE_ID_MAX],
-                   enum store_state *ret_state, char reason[static SERVICE_REASON_MAX]);
+                   size_t body_size, int64_t now, int64_t window,
+                   char ret_machine_id[static STORE_MACHINE_ID_MAX], enum store_state *ret_state,
+                   char reason[static SERVICE_REASON_MAX]);
 
 #define SERVICE_RATE_SLOTS 4096
 #define SERVICE_PENDING_RATE_DEFAULT 12 /* reports a minute a pending machine may send */
@@ -97,6 +100,16 @@ int service_get_profile(struct store *store, const char *data_dir, const char *m
 
 /* Enrollments refused since the server started because --pending-max machines were pending. */
 uint64_t service_enrollment_refused_pending(void);
+
+/* The device's proof on a request for machine_id's profile (proof.h): header is the
+ * X-Nixprov-Proof value (NULL: none), target the decoded path and query it signs. A machine
+ * without an enrolled key passes (the profile's own rules refuse it); an enrolled one needs a
+ * valid proof whose time is within window seconds of now. Returns 0, -ENOMSG (no proof, or a
+ * malformed one), -EKEYREJECTED (another machine's, stale, or a signature that does not
+ * verify), or a store error, each with reason. */
+int service_check_proof(struct store *store, const char *machine_id, const char *method,
+                        const char *target, const char *header, int64_t now, int64_t window,
+                        char reason[static SERVICE_REASON_MAX]);
 
 /* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
  * and reason. */

@@ -80,6 +80,16 @@ static const char store_migrate_v3[] =
     "ALTER TABLE machines ADD COLUMN reports_trimmed INTEGER NOT NULL DEFAULT 0;\n"
     "CREATE INDEX machines_by_state ON machines (state, last_seen);\n";
 
+/* Version 4: the device time of the last accepted enrollment (a replay is refused, also after
+ * a reset) and the keys a machine had when it was approved (nixprov seal --machine refuses
+ * keys that changed since). Machines approved before keep their keys as the approved ones. */
+static const char store_migrate_v4[] =
+    "ALTER TABLE machines ADD COLUMN enroll_time INTEGER;\n"
+    "ALTER TABLE machines ADD COLUMN approved_sign_key TEXT;\n"
+    "ALTER TABLE machines ADD COLUMN approved_box_key TEXT;\n"
+    "UPDATE machines SET approved_sign_key = sign_key, approved_box_key = box_key "
+    "WHERE state = 'approved';\n";
+
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
 #define STORE_MACHINE_SELECT                                                                       \
@@ -260,6 +270,12 @@ static int store_migrate(struct store_sqlite *store)
                         goto fail;
                 version = 3;
         }
+        if (version == 3) {
+                r = store_exec(store, store_migrate_v4);
+                if (r < 0)
+                        goto fail;
+                version = 4;
+        }
         (void)snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_SCHEMA_VERSION);
         r = store_exec(store, sql);
         if (r < 0)
@@ -360,6 +376,27 @@ static int store_bind_text_or_null(sqlite3_stmt *stmt, int index, const char *s)
         return s ? store_bind_text(stmt, index, s) : store_errno(sqlite3_bind_null(stmt, index));
 }
 
+/* Columns 3 to 5 of store_read_trust()'s row: the last enrollment time, the approved keys. */
+static int store_read_history_of_trust(sqlite3_stmt *stmt, struct store_trust *trust)
+{
+        const unsigned char *sign_key = sqlite3_column_text(stmt, 4),
+                            *box_key = sqlite3_column_text(stmt, 5);
+
+        if (sqlite3_column_type(stmt, 3) != SQLITE_NULL) {
+                trust->has_enroll_time = true;
+                trust->enroll_time = sqlite3_column_int64(stmt, 3);
+        }
+        if (!sign_key || !box_key)
+                return 0;
+        if (strlen((const char *)sign_key) >= sizeof(trust->approved_sign_key) ||
+            strlen((const char *)box_key) >= sizeof(trust->approved_box_key))
+                return -EBADMSG;
+        strcpy(trust->approved_sign_key, (const char *)sign_key);
+        strcpy(trust->approved_box_key, (const char *)box_key);
+        trust->has_approved_keys = true;
+        return 0;
+}
+
 /* Reads a machine's state and keys; -ENOENT when unknown. */
 static int store_read_trust(struct store_sqlite *store, const char *machine_id,
                             struct store_trust *ret_trust)
@@ -369,8 +406,10 @@ static int store_read_trust(struct store_sqlite *store, const char *machine_id,
         const unsigned char *state, *sign_key, *box_key;
         int code, r;
 
-        r = store_prepare(
-            store, "SELECT state, sign_key, box_key FROM machines WHERE machine_id = ?1", &stmt);
+        r = store_prepare(store,
+                          "SELECT state, sign_key, box_key, enroll_time, approved_sign_key, "
+                          "approved_box_key FROM machines WHERE machine_id = ?1",
+                          &stmt);
         if (r < 0)
                 return r;
         r = store_bind_text(stmt, 1, machine_id);
@@ -398,6 +437,9 @@ static int store_read_trust(struct store_sqlite *store, const char *machine_id,
         /* A state other than unenrolled without keys would be a broken row. */
         if (trust.has_keys == (trust.state == STORE_STATE_UNENROLLED))
                 return -EBADMSG;
+        r = store_read_history_of_trust(stmt, &trust);
+        if (r < 0)
+                return r;
         *ret_trust = trust;
         return 0;
 }
@@ -525,20 +567,56 @@ static int store_enroll_again(struct store_sqlite *store, const struct store_enr
         return 0;
 }
 
+/* After an accepted enrollment: its time, and the keys of a machine approved for the first
+ * time. */
+static int store_enroll_record(struct store_sqlite *store, const struct store_enrollment *e)
+{
+        _cleanup_finalize_ sqlite3_stmt *stmt = NULL;
+        int r;
+
+        r = store_prepare(store,
+                          "UPDATE machines SET enroll_time = ?2, "
+                          "approved_sign_key = CASE WHEN state = 'approved' AND "
+                          "approved_sign_key IS NULL THEN sign_key ELSE approved_sign_key END, "
+                          "approved_box_key = CASE WHEN state = 'approved' AND "
+                          "approved_box_key IS NULL THEN box_key ELSE approved_box_key END "
+                          "WHERE machine_id = ?1",
+                          &stmt);
+        if (r < 0)
+                return r;
+        if ((r = store_bind_text(stmt, 1, e->machine_id)) < 0 ||
+            (r = store_bind_int64(stmt, 2, e->time)) < 0)
+                return r;
+        return store_step_done(stmt);
+}
+
 static int store_enroll_locked(struct store_sqlite *store, const struct store_enrollment *e,
                                int64_t now, enum store_state *ret_state)
 {
         struct store_trust trust;
+        bool same_keys;
         int r;
 
         r = store_read_trust(store, e->machine_id, &trust);
         if (r < 0 && r != -ENOENT)
                 return r;
+        same_keys = r >= 0 && trust.has_keys && streq(trust.sign_key, e->sign_key) &&
+                    streq(trust.box_key, e->box_key);
+        /* Older than the last accepted one; or the same second when no keys are held (the last
+         * one replayed after a reset). The same second with other keys than the held ones is a
+         * conflict, answered as such below. */
+        if (r >= 0 && trust.has_enroll_time &&
+            (e->time < trust.enroll_time || (e->time == trust.enroll_time && !trust.has_keys)))
+                return -ESTALE;
         if (r == -ENOENT || !trust.has_keys)
-                return store_enroll_new(store, e, now, ret_state);
-        if (!streq(trust.sign_key, e->sign_key) || !streq(trust.box_key, e->box_key))
+                r = store_enroll_new(store, e, now, ret_state);
+        else if (!same_keys)
                 return store_enroll_conflict(store, e->machine_id, now);
-        return store_enroll_again(store, e, &trust, now, ret_state);
+        else
+                r = store_enroll_again(store, e, &trust, now, ret_state);
+        if (r < 0)
+                return r;
+        return store_enroll_record(store, e);
 }
 
 static int store_sqlite_enroll(struct store *base, const struct store_enrollment *enrollment,
@@ -554,7 +632,7 @@ static int store_sqlite_enroll(struct store *base, const struct store_enrollment
         if (r < 0)
                 return r;
         k = store_enroll_locked(store, enrollment, now, &state);
-        if (k < 0 && k != -EKEYREJECTED) {
+        if (k < 0 && k != -EKEYREJECTED) { /* -ESTALE too: a replay changes nothing */
                 store_rollback(store);
                 return k;
         }
@@ -778,10 +856,14 @@ static int store_decide_locked(struct store_sqlite *store, const char *machine_i
         case STORE_DECISION_APPROVE:
                 if (!trust.has_keys)
                         return -ENOKEY;
+                /* The operator vouches for the keys the machine holds now. */
                 if (trust.state == STORE_STATE_APPROVED)
-                        goto done;
-                sql = "UPDATE machines SET state = 'approved', decided_at = ?2, "
-                      "decided_by = 'operator' WHERE machine_id = ?1";
+                        sql = "UPDATE machines SET approved_sign_key = sign_key, "
+                              "approved_box_key = box_key WHERE machine_id = ?1";
+                else
+                        sql = "UPDATE machines SET state = 'approved', decided_at = ?2, "
+                              "decided_by = 'operator', approved_sign_key = sign_key, "
+                              "approved_box_key = box_key WHERE machine_id = ?1";
                 break;
         case STORE_DECISION_REVOKE:
                 if (!trust.has_keys)

@@ -22,7 +22,7 @@
 
 #include "macro.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 /* Pages of store_list_machines() and store_get_machine(): a default and a largest limit, and
  * the bytes of report bodies one page of history holds (past them it ends early; it holds at
  * least one report), so that no answer is built from more than a page. */
@@ -64,6 +64,14 @@ struct store_trust {
         bool has_keys; /* false exactly when unenrolled */
         char sign_key[STORE_KEY_BASE64_MAX];
         char box_key[STORE_KEY_BASE64_MAX];
+        /* The device time of the last enrollment accepted, kept across a reset. */
+        bool has_enroll_time;
+        int64_t enroll_time;
+        /* The keys the machine had when it was first approved, or when an operator approved
+         * it last; kept across a reset. */
+        bool has_approved_keys;
+        char approved_sign_key[STORE_KEY_BASE64_MAX];
+        char approved_box_key[STORE_KEY_BASE64_MAX];
 };
 
 /* A validated enrollment; strings borrowed for the call. */
@@ -74,6 +82,7 @@ struct store_enrollment {
         const char *sign_key;   /* base64 */
         const char *box_key;    /* base64 */
         const char *decided_by; /* the policy rule that approves it, or NULL: pending */
+        int64_t time;           /* the device's clock when it made the enrollment */
 };
 
 /* A validated report. The strings are borrowed for the duration of the call. */
@@ -91,9 +100,11 @@ struct store_report {
 };
 
 enum store_decision {
-        STORE_DECISION_APPROVE, /* pending or revoked -> approved (decided_by "operator") */
+        STORE_DECISION_APPROVE, /* pending or revoked -> approved (decided_by "operator"); the
+                                   current keys become the approved ones (also when approved) */
         STORE_DECISION_REVOKE,  /* pending or approved -> revoked */
-        STORE_DECISION_RESET,   /* any -> unenrolled: keys, decision and conflict forgotten */
+        STORE_DECISION_RESET,   /* any -> unenrolled: keys, decision and conflict forgotten (the
+                                   last enrollment time and the approved keys are kept) */
 };
 
 /* A number a row may not have. */
@@ -244,14 +255,17 @@ DEFINE_POINTER_CLEANUP(store, store_close)
 int store_get_trust(struct store *store, const char *machine_id, struct store_trust *ret_trust);
 
 /* Records an enrollment at the server's time now, in one transaction:
+ *  - its time older than the last accepted one, or the same time while the machine holds no
+ *    keys (a replay, also after a reset): -ESTALE, nothing changed;
  *  - unknown, or unenrolled: takes the keys, hostname and facts; approved when decided_by is
  *    set (recorded with decided_at), else pending; any earlier conflict is forgotten;
  *  - the same sign_key and box_key: updates hostname, facts and last_seen; a pending machine
  *    is approved when decided_by is set now;
  *  - other keys: records conflict_at = now and changes nothing else; returns -EKEYREJECTED.
  * A machine that would be pending anew while limits.pending_machines are pending is refused with
- * -EUSERS. Returns 0 with *ret_state (may be NULL) the machine's state afterwards,
- * -EKEYREJECTED, -EUSERS, or a negative errno (nothing changed). */
+ * -EUSERS. An accepted one records its time; a machine approved now for the first time records
+ * its keys as the approved ones. Returns 0 with *ret_state (may be NULL) the machine's state
+ * afterwards, -ESTALE, -EKEYREJECTED, -EUSERS, or a negative errno (nothing changed). */
 int store_enroll(struct store *store, const struct store_enrollment *enrollment, int64_t now,
                  enum store_state *ret_state);
 

@@ -75,10 +75,11 @@ step "First boot: the device enrolls and waits for the operator's approval"
 "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline - &
 agent_pid=$!
 for _ in $(seq 100); do
-  [ "$(curl -s --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" | jq -r .state 2>/dev/null)" = pending ] && break
+  [ "$("$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data" --json "$MACHINE" 2>/dev/null |
+    jq -r .state 2>/dev/null)" = pending ] && break
   sleep 0.1
 done
-show "$BIN/nixprov" fleet --server "$SERVER_URL"
+show "$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data"
 step "The operator approves it (on the server host: the decision goes into the server's database)"
 show "$BIN/nixprov" fleet approve "$MACHINE" --db "$DEMO/data/nixprov.db"
 wait "$agent_pid"
@@ -88,8 +89,8 @@ show cat root/etc/nix/nixprov.conf
 show ls -l root/etc/nix root/etc/nixos/nixprov root/var/lib/nixprov root/var/log/nixprov
 
 step "The fleet, as the server saw it"
-show "$BIN/nixprov" fleet --server "$SERVER_URL"
-show "$BIN/nixprov" fleet --server "$SERVER_URL" "$MACHINE"
+show "$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data"
+show "$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data" "$MACHINE"
 
 step "A second run: same serial, nothing to do"
 show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -

@@ -10,7 +10,7 @@ case_online() {
   grep -q "http://127.0.0.1:9/" online-default.nix || { cat online-default.nix >&2; die "online: default.nix lacks the profile's cache"; }
   disk_cat $M_ONLINE /var/lib/nixprov/last-run.json > online-last-run.json
   jq -e '.exit_code == 0' online-last-run.json >/dev/null || { cat online-last-run.json >&2; die "online: last-run.json does not say exit 0"; }
-  expect_exit online-fleet 0 "$BIN/nixprov" fleet --server "$SERVER_URL" "$M_ONLINE"
+  expect_exit online-fleet 0 operator_fleet "$M_ONLINE"
   expect_grep online-fleet "approved"
   expect_grep online-fleet "write"
   ok "online: the agent in the initramfs enrolled, fetched, wrote default.nix into the root disk and reported (server: approved); stage 2 reached; $BOOT_REPORT_S s from QEMU start to the last report"
@@ -35,7 +35,7 @@ case_tampered() {
   expect_boot tampered emergency
   grep -q "agent exited 4" tampered.console || die "tampered: the agent did not exit 4"
   disk_nothing_written $M_TAMPERED
-  expect_exit tampered-fleet 0 "$BIN/nixprov" fleet --server "$SERVER_URL" "$M_TAMPERED"
+  expect_exit tampered-fleet 0 operator_fleet "$M_TAMPERED"
   expect_grep tampered-fleet "signature does not match"
   ok "tampered: refused (exit 4), nothing written, the server's history says 'signature does not match', boot stopped in the emergency shell"
 

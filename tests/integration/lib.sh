@@ -139,10 +139,12 @@ approve_machines() {
 }
 
 # start_server DATA [DB [OPTION...]]: the real nixprov serve on 127.0.0.1 with a port it picks,
-# with more options if given (and SERVER_OPTS); sets SERVER_PID, SERVER_PORT and SERVER_URL.
+# with more options if given (and SERVER_OPTS); sets SERVER_PID, SERVER_PORT, SERVER_URL and
+# OPERATOR_TOKEN_FILE (the one serve makes beside the database).
 start_server() {
   local data=$1 db=${2:-$1/nixprov.db} _
   shift $(($# < 2 ? $# : 2))
+  OPERATOR_TOKEN_FILE=$(dirname "$db")/operator.token
   rm -f "$TMP/server.port"
   "$BIN/nixprov" serve --listen 127.0.0.1:0 --data "$data" --db "$db" --port-file "$TMP/server.port" \
     "${SERVER_OPTS[@]}" "$@" >>"$TMP/server.log" 2>&1 &
@@ -152,6 +154,28 @@ start_server() {
   [ -s "$TMP/server.port" ] || { cat "$TMP/server.log" >&2; die "nixprov serve did not start"; }
   SERVER_PORT=$(cat "$TMP/server.port")
   SERVER_URL=http://127.0.0.1:$SERVER_PORT
+}
+
+# operator_curl PATH [CURL_OPTION...]: GET SERVER_URL/PATH (to stdout) with the operator's bearer
+# token from OPERATOR_TOKEN_FILE. The token goes through a 0600 header file, never argv.
+operator_curl() {
+  local path=$1 token
+  shift
+  token=$(<"$OPERATOR_TOKEN_FILE")
+  (umask 077 && printf 'Authorization: Bearer %s\n' "$token" > "$TMP/operator.header")
+  curl -s --noproxy '*' -H @"$TMP/operator.header" "$@" "$SERVER_URL$path"
+}
+
+# device_proof STATE_DIR MACHINE TARGET [TIME]: the X-Nixprov-Proof header a device with the keys
+# in STATE_DIR sends for GET TARGET (the decoded path and query) at TIME (default: now).
+DEVICE_SIGN=${NIXPROV_TEST_TOOLS:-$BIN/../tests}/device-sign
+device_proof() {
+  printf 'X-Nixprov-Proof: %s' "$("$DEVICE_SIGN" "$1" --proof GET "$3" "$2" "${4:-$(date +%s)}")"
+}
+
+# operator_fleet [ARG...]: nixprov fleet against SERVER_URL with the operator token.
+operator_fleet() {
+  "$BIN/nixprov" fleet --server "$SERVER_URL" --token-file "$OPERATOR_TOKEN_FILE" "$@"
 }
 
 stop_server() {

@@ -109,7 +109,7 @@ EOF
 }
 agent_run() { timeout 120 "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
 probe() { timeout 60 "$AGENT" builders --config agent.yaml --root root --cmdline - "$@"; }
-history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
+history() { operator_curl "/v1/machines/$MACHINE" -f > history.json; }
 builders_report() { history; jq -c '[.reports[] | select(.phase == "builders")] | last' history.json; }
 MACHINES_FILE=root/etc/nix/nixprov-machines
 SSH_CONFIG=root/etc/nixprov/ssh_config

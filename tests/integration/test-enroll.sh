@@ -49,7 +49,7 @@ device() { # device NAME MACHINE [WAIT] [TOKEN-FILE]: a root and an agent config
 agent_run() { # agent_run NAME: nixprov-agent run for device NAME
   timeout 120 "$AGENT" run --config "$1.yaml" --root "$1" --cmdline -
 }
-machine_json() { curl -s --noproxy '*' "$SERVER_URL/v1/machines/$1"; }
+machine_json() { operator_curl "/v1/machines/$1"; }
 state_of() { machine_json "$1" | jq -r .state; }
 nothing_written() { # nothing_written NAME: no Nix file under the device's root
   [ ! -e "$1/etc/nix" ] && [ ! -e "$1/etc/nixos" ] || die "$1: files written: $(find "$1/etc")"
@@ -64,12 +64,17 @@ agent_pid=$!
 for _ in $(seq 100); do [ "$(state_of $M1)" = pending ] && break; sleep 0.1; done
 [ "$(state_of $M1)" = pending ] || die "M1 is not pending: $(machine_json $M1)"
 [ -d d1/etc/nix ] && die "files written before approval"
-expect_exit fleet-pending 0 "$NIXPROV" fleet --server "$SERVER_URL"
+expect_exit fleet-pending 0 operator_fleet
 grep "^$M1" fleet-pending.out | grep -q pending || { cat fleet-pending.out; die "fleet does not show M1 pending"; }
-[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
-  die "a pending machine got its profile"
+[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 401 ] ||
+  die "an unsigned request for an enrolled machine's profile was not refused with 401"
+grep -qF "machine $M1 is enrolled: its requests must carry X-Nixprov-Proof, signed by its device key" profile.out ||
+  die "profile 401: $(cat profile.out)"
+[ "$(curl -s --noproxy '*' -o profile.out -w '%{http_code}' \
+  -H "$(device_proof d1/var/lib/nixprov "$M1" "/v1/machines/$M1/profile")" \
+  "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] || die "a pending machine got its profile"
 grep -q "waiting for an operator's approval" profile.out || die "profile 403: $(cat profile.out)"
-ok "a new device enrolls and waits: pending in nixprov fleet, its profile refused (403), nothing written"
+ok "a new device enrolls and waits: pending in nixprov fleet, its profile refused (401 unsigned, 403 with its proof), nothing written"
 
 sleep 1.5 # at least one more pending answer
 expect_exit approve 0 "$NIXPROV" fleet approve "$M1" --db "$DB"
@@ -110,7 +115,7 @@ expect_exit d1-revoked 9 agent_run d1
 expect_grep d1-revoked "machine $M1 is revoked by the operator: stopping, nothing is provisioned"
 cmp -s conf-before d1/etc/nix/nixprov.conf || die "a revoked device changed its files"
 [ "$(state_of $M1)" = revoked ] || die "M1 not revoked"
-expect_exit fleet-revoked 0 "$NIXPROV" fleet --server "$SERVER_URL"
+expect_exit fleet-revoked 0 operator_fleet
 grep "^$M1" fleet-revoked.out | grep -q revoked || die "fleet does not show M1 revoked"
 pending=$(find d1/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)
 [ "$pending" -ge 1 ] || die "the revoked run's reports are not spooled"
@@ -118,8 +123,9 @@ expect_exit flush-revoked 3 timeout 60 "$AGENT" flush --config d1.yaml --root d1
 expect_grep flush-revoked "revoked"
 [ "$(find d1/var/lib/nixprov/reports -maxdepth 1 -name '*.json' | wc -l)" = "$pending" ] ||
   die "the refused reports left the spool"
-[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] ||
-  die "a revoked machine got its profile"
+[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' \
+  -H "$(device_proof d1/var/lib/nixprov "$M1" "/v1/machines/$M1/profile")" \
+  "$SERVER_URL/v1/machines/$M1/profile")" = 403 ] || die "a revoked machine got its profile"
 ok "revoked: the run stops with exit 9 before fetching, files untouched; the server refuses its profile and reports (kept in the spool)"
 
 # --- a clone with other keys is refused until the operator resets the machine ------------------
@@ -238,7 +244,7 @@ machine_json $M4 | jq -e '.facts.macs == ["52:54:00:aa:bb:cc"]' >/dev/null || di
 ok "the enrollment policy approves by machine id, by MAC and by enrollment token; each device provisions at once"
 
 # --- seal --machine: to the key the machine enrolled with, opened by that device ---------------
-expect_exit fleet-approved 0 "$NIXPROV" fleet --server "$SERVER_URL"
+expect_exit fleet-approved 0 operator_fleet
 grep "^$M3" fleet-approved.out | grep -q "approved .* 1 .*done .*ok" ||
   { cat fleet-approved.out; die "fleet does not show M3 approved and provisioned at serial 1"; }
 SECRET=cachix-token-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
@@ -285,7 +291,7 @@ device d7 "$M7" 30
 expect_exit d7 9 agent_run d7
 expect_grep d7 "the server refuses to enroll machine $M7: its enrollment policy admits only the devices it lists or that carry its enrollment token"
 nothing_written d7
-[ "$(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "$SERVER_URL/v1/machines/$M7")" = 404 ] ||
+[ "$(operator_curl "/v1/machines/$M7" -o /dev/null -w '%{http_code}')" = 404 ] ||
   die "a refused machine is in the database"
 device d3 "$M3" 0
 publish "$M3" 3

@@ -62,7 +62,7 @@ publish() { # publish SERIAL STRATEGY SUBSTITUTERS [EXTRA YAML]
 
 agent_run() { timeout 300 "$AGENT" run --config agent.yaml --root root --cmdline - "$@"; }
 # report_field JQ: a value from this machine's history on the server.
-history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
+history() { operator_curl "/v1/machines/$MACHINE" -f > history.json; }
 final_report() { history; jq -c '[.reports[] | select(.phase == "done" or .status == "failed")] | last' history.json; }
 
 # --- binary-caches: the first build substitutes everything ------------------------------------
@@ -103,7 +103,7 @@ nixcall nix-instantiate --parse root/etc/nixos/nixprov/default.nix >/dev/null ||
   die "a profile without builders must leave an empty machines file"
 ok "nixprov.conf (0644) is accepted by nix show-config; the NixOS module parses; no builders"
 
-expect_exit fleet 0 "$BIN/nixprov" fleet --server "$SERVER_URL"
+expect_exit fleet 0 operator_fleet
 expect_grep fleet "$MACHINE"
 expect_grep fleet "done"
 ok "nixprov fleet shows the machine done at serial 1"

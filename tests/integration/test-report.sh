@@ -26,6 +26,7 @@ start_server() {
   done
   [ -s port ] || die "server did not write its port file in 10 s"
   server=http://127.0.0.1:$(cat port)
+  SERVER_URL=$server OPERATOR_TOKEN_FILE=$TMP/db/operator.token
 }
 stop_server() {
   kill -TERM "$server_pid"
@@ -36,7 +37,7 @@ at_exit '[ -n "$server_pid" ] && kill "$server_pid"'
 
 # The seqs the fleet view holds for $M, space-separated, in its order.
 fleet_seqs() {
-  curl -sf "$server/v1/machines/$M" >machine.json || die "GET /v1/machines/$M failed"
+  operator_curl "/v1/machines/$M" -f >machine.json || die "GET /v1/machines/$M failed"
   python3 -c 'import json,sys; print(" ".join(str(r["seq"]) for r in json.load(open(sys.argv[1]))["reports"]))' machine.json
 }
 spooled() { (cd "$SPOOL" && ls -- *.json 2>/dev/null | tr '\n' ' ' | sed 's/ $//'); }

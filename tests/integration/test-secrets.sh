@@ -189,7 +189,7 @@ touch agent.done
 wait $scanner || true
 expect_grep provision "provisioned at serial 1"
 for p in "${CLOSURE_PATHS[@]}"; do [ -e "$p" ] || die "$p was not substituted"; done
-curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json
+operator_curl "/v1/machines/$MACHINE" -f > history.json
 f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
 [ "$(jq -r .counts.substituted <<<"$f")" = 3 ] || die "substituted: $f"
 [ "$(jq -r .counts.built <<<"$f")" = 0 ] || die "built: $f"

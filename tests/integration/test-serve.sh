@@ -69,6 +69,9 @@ start_server() {
         [[ -s $tmp/port ]] || fail "server did not write its port file in 10 s"
         port=$(cat "$tmp/port")
         base="http://127.0.0.1:$port"
+        local token
+        token=$(<"$tmp/db/operator.token")
+        (umask 077 && printf 'Authorization: Bearer %s\n' "$token" >"$tmp/operator.header")
 }
 
 # Stops the server with SIGTERM; sets stop_rc to its exit status.
@@ -93,6 +96,12 @@ req() {
         [[ $method == HEAD ]] && method_opt=(-I)
         status=$(curl -sS --noproxy '*' --path-as-is --max-time 20 -o "$tmp/body" \
                 -D "$tmp/headers" -w '%{http_code}' "${method_opt[@]}" "$@" "$base$path")
+}
+
+# oreq METHOD PATH [curl options...]: req with the operator's token (from a 0600 header file,
+# never on a command line).
+oreq() {
+        req "$@" -H "@$tmp/operator.header"
 }
 
 expect_status() {
@@ -135,12 +144,20 @@ sign() {
 enrollment() {
         local keys
         read -r -a keys < <("$SIGN" "$tmp/dev/$2" --keys)
-        printf '{"machine_id":"%s","hostname":"%s","macs":["%s"],"system":"x86_64-linux","cpus":2,"memory":4294967296,"sign_key":"%s","box_key":"%s","time":1800000000%s}' \
-                "$1" "${3:-host-$2}" "${4:-02:00:00:00:00:01}" "${keys[0]}" "${keys[1]}" "${5:+,$5}"
+        printf '{"machine_id":"%s","hostname":"%s","macs":["%s"],"system":"x86_64-linux","cpus":2,"memory":4294967296,"sign_key":"%s","box_key":"%s","time":%s%s}' \
+                "$1" "${3:-host-$2}" "${4:-02:00:00:00:00:01}" "${keys[0]}" "${keys[1]}" \
+                "${ENROLL_TIME:-$(date +%s)}" "${5:+,$5}"
 }
 
 # enroll MACHINE DEV [HOSTNAME] [MAC] [EXTRA]: POST /v1/enroll, signed by DEV.
+# Each enrollment a second newer than the one before (the server refuses an older one, and after
+# a reset the same second), and within the server's window of its clock.
+ENROLL_TIME=0
 enroll() {
+        local t
+        t=$(date +%s)
+        ((t > ENROLL_TIME)) || t=$((ENROLL_TIME + 1))
+        ENROLL_TIME=$t
         req POST /v1/enroll -H 'Content-Type: application/json' \
                 --data-binary "$(sign "$2" nixprov-enroll-v1 "$(enrollment "$@")")"
 }
@@ -152,6 +169,30 @@ post_report() {
         dev=${2:-${DEV[$machine]:-m1}}
         req POST /v1/reports -H 'Content-Type: application/json' \
                 --data-binary "$(sign "$dev" nixprov-report-v1 "$1")"
+}
+
+# proof_header DEV MACHINE TARGET [TIME]: the X-Nixprov-Proof header of DEV for GET TARGET (the
+# decoded path and query) at TIME (default: now).
+proof_header() {
+        printf 'X-Nixprov-Proof: %s' "$("$SIGN" "$tmp/dev/$1" --proof GET "$3" "$2" "${4:-$(date +%s)}")"
+}
+
+# preq PATH [curl options...]: GET PATH with the proof of the device of the machine it names
+# (DEV[]), as the agent sends it; without one when PATH names no valid machine id.
+preq() {
+        local path=$1 machine target
+        shift
+        machine=${path#/v1/machines/}
+        machine=${machine%%/*}
+        if [[ ! $machine =~ ^[0-9a-f]{32}$ ]]; then
+                req GET "$path" "$@"
+                return
+        fi
+        # Decoded as the server decodes it: every %HH but %00.
+        target=$path
+        [[ $path != *%* ]] || target=$(python3 -c 'import re, sys
+print(re.sub("%([0-9a-fA-F]{2})", lambda m: m.group(0) if m.group(1) == "00" else chr(int(m.group(1), 16)), sys.argv[1]))' "$path")
+        req GET "$path" -H "$(proof_header "${DEV[$machine]:-m1}" "$machine" "$target")" "$@"
 }
 
 post_unsigned() {
@@ -194,6 +235,92 @@ start_server
 grep -qx "listening on http://127.0.0.1:$port" "$tmp/server.out" ||
         fail "serve did not print 'listening on http://127.0.0.1:$port'"
 pass "serve listens on the kernel's port $port and says so"
+
+# --- operator authentication -------------------------------------------------------------------
+
+tokfile=$tmp/db/operator.token
+[[ $(stat -c %a "$tokfile") == 600 && -f $tokfile ]] || fail "operator.token is not a 0600 file"
+grep -Eqx '[0-9a-f]{64}' "$tokfile" || fail "operator.token is not 64 hex digits"
+grep -qF "Made the operator token $tokfile (mode 0600)" "$tmp/server.err" ||
+        fail "serve did not log where it made the token: $(cat "$tmp/server.err")"
+pass "serve makes DB_DIR/operator.token (0600, 64 hex digits) at first start and logs its path"
+NOAUTH_REASON="operator endpoint: send 'Authorization: Bearer TOKEN' with the operator token of nixprov serve"
+BADAUTH_REASON="the bearer token is not the operator token"
+printf 'Authorization: Bearer %s\n' "wrong-token-wrong-token-wrong" >"$tmp/wrong.header"
+printf 'Authorization: Basic %s\n' "$(base64 -w0 <"$tokfile")" >"$tmp/basic.header"
+for path in /v1/machines /v1/machines/$M1 /metrics; do
+        req GET "$path"
+        expect_error 401 "GET $path without a token"
+        json_check 'd["error"] == "'"$NOAUTH_REASON"'"' "GET $path without a token: the reason"
+        [[ $(header WWW-Authenticate) == 'Bearer realm="nixprov"' ]] ||
+                fail "GET $path without a token: WWW-Authenticate is '$(header WWW-Authenticate)'"
+        req GET "$path" -H "@$tmp/wrong.header"
+        expect_error 401 "GET $path with a wrong token"
+        json_check 'd["error"] == "'"$BADAUTH_REASON"'"' "GET $path with a wrong token: the reason"
+        [[ $(header WWW-Authenticate) == 'Bearer realm="nixprov", error="invalid_token"' ]] ||
+                fail "GET $path with a wrong token: WWW-Authenticate is '$(header WWW-Authenticate)'"
+        req GET "$path" -H "@$tmp/basic.header"
+        expect_error 401 "GET $path with Basic instead of Bearer"
+        json_check 'd["error"] == "'"$NOAUTH_REASON"'"' "GET $path with Basic: the reason"
+done
+oreq GET /v1/machines
+expect_status 200 "GET /v1/machines with the operator token"
+json_check 'd == []' "GET /v1/machines with the token: no machines yet"
+oreq GET /metrics
+expect_status 200 "GET /metrics with the operator token"
+grep -qx 'nixprov_reports_total 0' "$tmp/body" || fail "/metrics with the token: no reports total"
+req GET /healthz
+expect_status 200 "GET /healthz without a token"
+pass "operator endpoints: 401 without a token, with a wrong one or with Basic (exact reason, WWW-Authenticate); 200 with it; /healthz open"
+
+rc=0
+"$NIXPROV" fleet --server "$base" 2>"$tmp/fleet.err" || rc=$?
+[[ $rc == 2 ]] && grep -qF "nixprov fleet needs the operator token: --token-file FILE, or --data DIR or --db FILE on the server host." "$tmp/fleet.err" ||
+        fail "fleet without a token: exit $rc, $(cat "$tmp/fleet.err")"
+printf 'wrong-token-wrong-token-wrong\n' >"$tmp/wrong.token"
+chmod 0600 "$tmp/wrong.token"
+rc=0
+"$NIXPROV" fleet --server "$base" --token-file "$tmp/wrong.token" 2>"$tmp/fleet.err" || rc=$?
+[[ $rc == 1 ]] && grep -qF "The server answered 401 for $base/v1/machines: $BADAUTH_REASON" "$tmp/fleet.err" ||
+        fail "fleet with a wrong token: exit $rc, $(cat "$tmp/fleet.err")"
+chmod 0644 "$tmp/wrong.token"
+rc=0
+"$NIXPROV" fleet --server "$base" --token-file "$tmp/wrong.token" 2>"$tmp/fleet.err" || rc=$?
+[[ $rc == 1 ]] && grep -qF "Operator token file $tmp/wrong.token may be read by others: it must be mode 0600 or stricter." "$tmp/fleet.err" ||
+        fail "fleet with a 0644 token file: exit $rc, $(cat "$tmp/fleet.err")"
+"$NIXPROV" fleet --server "$base" --db "$tmp/db/nixprov.db" >"$tmp/fleet.out" || fail "fleet --db"
+grep -qx "No machines." "$tmp/fleet.out" || fail "fleet --db: $(cat "$tmp/fleet.out")"
+pass "nixprov fleet: no token (exit 2), a wrong one (exit 1, the 401's reason), a 0644 file (exit 1); --db finds the default token"
+
+printf 'explicit-operator-token-%s\n' "$RANDOM$RANDOM$RANDOM" >"$tmp/explicit.token"
+for mode in 0644 0640 0604; do
+        chmod "$mode" "$tmp/explicit.token"
+        rc=0
+        "$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/other.db" \
+                --operator-token-file "$tmp/explicit.token" 2>"$tmp/tok.err" || rc=$?
+        [[ $rc == 2 ]] && grep -qF "Operator token file $tmp/explicit.token may be read by others: it must be mode 0600 or stricter." "$tmp/tok.err" ||
+                fail "serve with a token file of mode $mode: exit $rc, $(cat "$tmp/tok.err")"
+done
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/other.db" \
+        --operator-token-file "$tmp/no-such.token" 2>"$tmp/tok.err" || rc=$?
+[[ $rc == 2 ]] && grep -qF "Cannot read operator token file $tmp/no-such.token: No such file or directory" "$tmp/tok.err" ||
+        fail "serve with a missing token file: exit $rc, $(cat "$tmp/tok.err")"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/other.db" \
+        --operator-token-file "$tmp/data" 2>"$tmp/tok.err" || rc=$?
+[[ $rc == 2 ]] && grep -qF "Operator token file $tmp/data is not a regular file." "$tmp/tok.err" ||
+        fail "serve with a directory as token file: exit $rc, $(cat "$tmp/tok.err")"
+printf 'short\n' >"$tmp/short.token"
+chmod 0600 "$tmp/short.token"
+rc=0
+"$NIXPROV" serve --listen 127.0.0.1:0 --data "$tmp/data" --db "$tmp/db/other.db" \
+        --operator-token-file "$tmp/short.token" 2>"$tmp/tok.err" || rc=$?
+[[ $rc == 2 ]] && grep -qF "Operator token file $tmp/short.token must hold 16 to 512 printable characters without spaces." "$tmp/tok.err" ||
+        fail "serve with a short token: exit $rc, $(cat "$tmp/tok.err")"
+[[ ! -e $tmp/db/operator.token.tmp ]] && ! ls "$tmp/db" | grep -q '^other' ||
+        fail "a refused serve left files: $(ls "$tmp/db")"
+pass "serve --operator-token-file: mode 0644/0640/0604, missing, a directory, too short -> exit 2 with the reason"
 
 # --- health and routing ------------------------------------------------------------------------
 
@@ -250,6 +377,11 @@ enroll $M1 m1 edge-m1
 json_check 'd["state"] == "pending"' "M1 enrolled again"
 pass "the same enrollment again -> 200 pending"
 req GET "/v1/machines/$M1/profile"
+expect_error 401 "the profile of an enrolled machine without a proof"
+json_check 'd["error"] == "machine '$M1' is enrolled: its requests must carry X-Nixprov-Proof, signed by its device key"' \
+        "no-proof message"
+[[ $(header WWW-Authenticate) == Nixprov-Proof ]] || fail "401 without WWW-Authenticate: Nixprov-Proof"
+preq "/v1/machines/$M1/profile"
 expect_error 403 "the profile of a pending machine"
 json_check 'd["error"] == "machine '$M1' is waiting for an operator'"'"'s approval ('"'"'nixprov fleet approve '$M1''"'"')"' \
         "pending message"
@@ -269,7 +401,7 @@ enroll $M1 clone edge-m1
 expect_error 409 "M1's id enrolled by another device key"
 json_check 'd["error"] == "machine '$M1' is enrolled with another device key (a cloned or reinstalled disk?): an operator can allow the new key with '"'"'nixprov fleet reset '$M1''"'"'"' \
         "conflict message"
-req GET /v1/machines/$M1
+oreq GET /v1/machines/$M1
 json_check 'd["state"] == "approved" and isinstance(d["conflict_at"], int) and
             d["hostname"] == "edge-m1" and d["facts"]["cpus"] == 2 and
             d["decided_by"] == "operator" and isinstance(d["enrolled_at"], int) and
@@ -279,7 +411,7 @@ pass "a key conflict leaves M1 as it was and is noted (conflict_at)"
 # --- profiles ----------------------------------------------------------------------------------
 
 check_profile() { # check_profile PATH SOURCE CONTENT DESC
-        req GET "$1"
+        preq "$1"
         expect_status 200 "$4"
         [[ $(cat "$tmp/body") == "$3" ]] || fail "$4: got '$(cat "$tmp/body")', wanted '$3'"
         [[ $(header X-Nixprov-Source) == "$2" ]] ||
@@ -300,13 +432,36 @@ check_profile "/v1/machines/$M2/profile.minisig?groups=nosuch,web" group "sig: g
 check_profile "/v1/machines/$M2/profile" default "profile: default" "default profile"
 check_profile "/v1/machines/$M2/profile.minisig?groups=nosuch" default "sig: default" \
         "the default profile's signature"
-req GET "/v1/machines/$M3/profile.minisig"
+now=$(date +%s)
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile $((now - 400)))"
+expect_error 401 "a proof 400 s old"
+json_check 'd["error"].startswith("the proof'"'"'s time '$((now - 400))' is more than 300 s from the server'"'"'s clock (") and
+            d["error"].endswith("): replayed, or the device'"'"'s clock is wrong")' "stale proof message"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile $((now + 400)))"
+expect_error 401 "a proof 400 s ahead"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header clone $M1 /v1/machines/$M1/profile)"
+expect_error 401 "a proof signed by another key than the enrolled one"
+json_check 'd["error"] == "the proof does not verify with the enrolled key of machine '$M1' (for GET /v1/machines/'$M1'/profile)"' \
+        "bad signature message"
+req GET "/v1/machines/$M1/profile.minisig" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile)"
+expect_error 401 "the profile's proof replayed for its signature"
+req GET "/v1/machines/$M1/profile?groups=web" -H "$(proof_header m1 $M1 /v1/machines/$M1/profile)"
+expect_error 401 "a proof without the query it was sent with"
+req GET "/v1/machines/$M1/profile" -H "$(proof_header m2 $M2 /v1/machines/$M1/profile)"
+expect_error 401 "another machine's proof"
+json_check 'd["error"] == "the proof is for machine '$M2', not '$M1'"' "other machine message"
+req GET "/v1/machines/$M1/profile" -H "X-Nixprov-Proof: v1 $M1 $now AAAA"
+expect_error 401 "a malformed proof"
+json_check 'd["error"] == "malformed X-Nixprov-Proof: expected '"'"'v1 MACHINE-ID UNIXTIME BASE64SIG'"'"'"' \
+        "malformed proof message"
+pass "profile requests of an enrolled machine: stale, future, wrong key, other path or query, other machine, malformed -> 401"
+preq "/v1/machines/$M3/profile.minisig"
 expect_error 404 "signature of a machine profile that has none (no fallback to the default's)"
 
 mv "$tmp/data/default.yaml" "$tmp/data/default.yaml.off"
-req GET "/v1/machines/$M2/profile"
+preq "/v1/machines/$M2/profile"
 expect_error 404 "an approved machine, no group, no default"
-req GET "/v1/machines/$M2/profile.minisig?groups=nosuch"
+preq "/v1/machines/$M2/profile.minisig?groups=nosuch"
 expect_error 404 "signature for an approved machine, no default"
 mv "$tmp/data/default.yaml.off" "$tmp/data/default.yaml"
 
@@ -335,7 +490,7 @@ for path in \
         "/v1/machines/$M2/profile?groups=$(printf 'g,%.0s' $(seq 32))g" \
         "/v1/machines/../secret.yaml" \
         "/v1/machines/..%2fsecret.yaml"; do
-        req GET "$path"
+        preq "$path"
         [[ $status == 400 || $status == 404 ]] || fail "$path: expected 400 or 404, got $status"
         expect_error "$status" "traversal/bad name $path"
 done
@@ -361,7 +516,7 @@ post_report "$(report $M2 5 identify ok)"
 expect_status 200 "report of another machine"
 pass "a report of another enrolled machine -> 200"
 
-req GET /v1/machines
+oreq GET /v1/machines
 expect_status 200 "GET /v1/machines"
 json_check 'len(d["machines"]) == 3 and d["next"] is None' "GET /v1/machines lists 3 machines"
 json_check 'any(m["machine_id"] == "'$M1'" and m["state"] == "approved" and
@@ -372,7 +527,7 @@ json_check 'any(m["machine_id"] == "'$M2'" and m["serial"] is None and m["report
                for m in d["machines"])' "GET /v1/machines shows M2"
 pass "GET /v1/machines -> the machines with their latest report and report counts"
 
-req GET /v1/machines/$M1
+oreq GET /v1/machines/$M1
 expect_status 200 "GET /v1/machines/M1"
 json_check 'd["machine_id"] == "'$M1'" and d["state"] == "approved" and
             [r["seq"] for r in d["reports"]] == [1, 2]' "M1's history in seq order, stored once"
@@ -384,9 +539,9 @@ assert d["reports"][1] == json.loads(sys.argv[3]), "report 2 differs"' "$tmp/bod
         "$(sign m1 nixprov-report-v1 "$R1")" "$(sign m1 nixprov-report-v1 "$R2")" ||
         fail "reports not stored verbatim (with their signatures)"
 pass "GET /v1/machines/ID -> its reports, verbatim, in seq order"
-req GET /v1/machines/$MISSING
+oreq GET /v1/machines/$MISSING
 expect_error 404 "GET /v1/machines/UNKNOWN"
-req GET /v1/machines/0123456789ABCDEF0123456789ABCDEF
+oreq GET /v1/machines/0123456789ABCDEF0123456789ABCDEF
 expect_error 400 "GET /v1/machines/BAD-ID"
 
 # Bad reports: nothing stored. What is not a JSON object cannot carry a signature: 401.
@@ -467,7 +622,7 @@ req POST /v1/reports --data-binary "@$tmp/large"
 expect_status 200 "a 200 kB report (under the cap)"
 pass "a 200 kB report (under the cap) -> 200"
 
-req GET /v1/machines/$M1
+oreq GET /v1/machines/$M1
 expect_status 200 "M1 after the bad reports"
 json_check '[r["seq"] for r in d["reports"]] == [1, 2, 3] and d["status"] == "progress"' \
         "no bad report was stored"
@@ -487,14 +642,14 @@ for seq in $(seq 10 29); do
         pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid" || fail "a concurrent report failed"; done
-req GET /v1/machines/$M1
+oreq GET /v1/machines/$M1
 # In the order they were stored: 1, 2, 3, then the concurrent ones in whatever order won.
 json_check '[r["seq"] for r in d["reports"]][:3] == [1, 2, 3] and
             sorted(r["seq"] for r in d["reports"]) == [1, 2, 3] + list(range(10, 30))' \
         "40 concurrent posts of 20 reports"
 pass "40 concurrent posts of 20 reports -> each stored once"
 
-req GET /metrics
+oreq GET /metrics
 expect_status 200 "GET /metrics"
 grep -qx 'nixprov_reports_total 24' "$tmp/body" || fail "/metrics: nixprov_reports_total is not 24"
 grep -qx 'nixprov_machines{status="progress"} 1' "$tmp/body" || fail "/metrics: by status"
@@ -508,7 +663,7 @@ pass "the server still answers after all that"
 
 # --- nixprov fleet -----------------------------------------------------------------------------
 
-"$NIXPROV" fleet --server "$base" >"$tmp/fleet" || fail "nixprov fleet failed"
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" >"$tmp/fleet" || fail "nixprov fleet failed"
 grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
         fail "nixprov fleet: no table header"
 grep -Eq "^$M1  +approved! +edge-m1 +7 +rebuild +progress +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
@@ -517,22 +672,22 @@ grep -Eq "^$M2  +approved +web-m2 +- +identify +ok +1 " "$tmp/fleet" || fail "ni
 grep -Eq "^$M3  +approved +edge-m3 +- +- +- +0 " "$tmp/fleet" || fail "nixprov fleet: no row for M3"
 grep -q "^! another device key tried to enroll" "$tmp/fleet" || fail "nixprov fleet: no note of the conflict"
 pass "nixprov fleet -> a table with the machines, their state, hostname and the key conflict"
-"$NIXPROV" fleet --server "$base/" --json >"$tmp/body" || fail "nixprov fleet --json failed"
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base/" --json >"$tmp/body" || fail "nixprov fleet --json failed"
 json_check 'sorted(m["machine_id"] for m in d) == sorted(["'$M1'", "'$M2'", "'$M3'"]) and
             all(m["state"] == "approved" for m in d)' "nixprov fleet --json"
 pass "nixprov fleet --json -> the server's JSON"
-"$NIXPROV" fleet --server "$base" $M1 >"$tmp/fleet" || fail "nixprov fleet ID failed"
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" $M1 >"$tmp/fleet" || fail "nixprov fleet ID failed"
 [[ $(grep -Ec '^[0-9]+ +[0-9]{4}-[0-9-]+T[0-9:]+Z +[a-z]+ +[a-z]+' "$tmp/fleet") == 23 ]] ||
         fail "nixprov fleet ID: not 23 report lines: $(cat "$tmp/fleet")"
 grep -q '^2 .* rebuild  *failed  *nixos-rebuild exited with 1$' "$tmp/fleet" ||
         fail "nixprov fleet ID: report 2 with its error"
 pass "nixprov fleet ID -> one line per report"
 rc=0
-"$NIXPROV" fleet --server "$base" $MISSING 2>"$tmp/fleet.err" || rc=$?
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" $MISSING 2>"$tmp/fleet.err" || rc=$?
 [[ $rc == 1 ]] && grep -q 404 "$tmp/fleet.err" || fail "fleet UNKNOWN: expected exit 1 and 404"
 pass "nixprov fleet UNKNOWN -> exit 1: $(head -1 "$tmp/fleet.err")"
 rc=0
-"$NIXPROV" fleet --server "$base" NOT-AN-ID 2>/dev/null || rc=$?
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" NOT-AN-ID 2>/dev/null || rc=$?
 [[ $rc == 2 ]] || fail "fleet with a bad machine id: expected exit 2, got $rc"
 rc=0
 "$NIXPROV" fleet --server "ftp://127.0.0.1:$port" 2>/dev/null || rc=$?
@@ -558,7 +713,7 @@ grep -q "Revoked machine $M2 (was approved)" "$tmp/fleet.out" || fail "fleet rev
 post_report "$(report $M2 6 fetch ok)"
 expect_error 403 "a report of a revoked machine"
 json_check 'd["error"] == "machine '$M2' is revoked"' "revoked message"
-req GET "/v1/machines/$M2/profile?groups=web"
+preq "/v1/machines/$M2/profile?groups=web"
 expect_error 403 "the profile of a revoked machine"
 enroll $M2 m2 web-m2
 expect_status 200 "a revoked machine enrolls again"
@@ -576,7 +731,7 @@ json_check 'd["state"] == "pending"' "M3 re-enrolled with a new key"
 post_report "$(report $M3 1 identify ok)" m3-new
 expect_status 200 "M3's seq 1 from the new key"
 json_check 'd == {"stored": True, "duplicate": False}' "seq 1 again after a reset is new"
-req GET /v1/machines/$M3
+oreq GET /v1/machines/$M3
 json_check '[r["phase"] for r in d["reports"]] == ["fetch", "identify"] and d["phase"] == "identify"' \
         "both reports kept, the latest last"
 pass "nixprov fleet reset -> the new key enrolls, seq 1 is stored again, old reports kept"
@@ -622,7 +777,7 @@ stop_server
 pass "SIGTERM -> serve exits 0 promptly"
 
 start_server
-req GET /v1/machines/$M1
+oreq GET /v1/machines/$M1
 expect_status 200 "M1 after a restart"
 json_check 'sorted(r["seq"] for r in d["reports"]) == [1, 2, 3] + list(range(10, 30))' \
         "reports after a restart"
@@ -634,7 +789,7 @@ stop_server
 [[ $stop_rc == 0 ]] || fail "serve exited $stop_rc after the second SIGTERM"
 
 rc=0
-"$NIXPROV" fleet --server "$base" 2>"$tmp/fleet.err" || rc=$?
+"$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" 2>"$tmp/fleet.err" || rc=$?
 [[ $rc == 1 ]] || fail "fleet against a stopped server: expected exit 1, got $rc"
 grep -q "$base/v1/machines" "$tmp/fleet.err" || fail "fleet error does not name the URL"
 grep -qi "connect" "$tmp/fleet.err" || fail "fleet error does not give curl's reason"
@@ -711,16 +866,22 @@ enroll $P4 p4 "" "" '"token_proof":"'"$(token_proof $P3 p4)"'"'
 json_check 'd["state"] == "pending"' "P4 with a proof for another machine"
 enroll $M1 m1
 json_check 'd["state"] == "pending"' "a machine the policy does not name"
-req GET /v1/machines
+oreq GET /v1/machines
 json_check '{m["machine_id"]: m["decided_by"] for m in d} == {"'$P1'": "policy:machine-id",
             "'$P2'": "policy:mac", "'$P3'": "policy:token", "'$P4'": None, "'$M1'": None}' \
         "decided_by of each"
 pass "--enroll-policy approves by machine id, MAC and token proof; the rest wait"
-req GET "/v1/machines/$P3/profile"
+DEV[$P3]=p3
+preq "/v1/machines/$P3/profile"
 expect_status 200 "the profile of a machine the policy approved"
 stop_server
 ! grep -rq "$TOKEN" "$tmp/server.err" "$tmp/server.out" "$tmp/db" || fail "the token was logged or stored"
 pass "the token is in no log and no database"
+
+! grep -rqF "$(<"$tmp/db/operator.token")" "$tmp/server.err" "$tmp/server.out" "$tmp/tok.err" \
+        "$tmp/fleet.err" "$tmp/db"/*.db ||
+        fail "the operator token is in a log or a database"
+pass "the operator token is in no log, no error and no database"
 
 ! grep -Eq 'AddressSanitizer|runtime error|LeakSanitizer' "$tmp/server.err" ||
         fail "the sanitizers complained"

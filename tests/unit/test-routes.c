@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "enrollment.h"
 #include "http.h"
 #include "machine_id.h"
+#include "operator_token.h"
 #include "profile.h"
+#include "proof.h"
 #include "routes.h"
 #include "signedjson.h"
 #include "util.h"
@@ -22,6 +25,7 @@
 #define M1 "0123456789abcdef0123456789abcdef"
 #define M2 "fedcba9876543210fedcba9876543210"
 #define M3 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define M1_PROFILE "/v1/machines/" M1 "/profile"
 #define MAC "52:54:00:12:34:56"
 #define TOKEN "correct horse battery staple"
 
@@ -48,7 +52,13 @@ struct fixture {
         struct routes routes;
         struct http_response response;
         json_t *answer;
+        uint8_t operator_digest[OPERATOR_TOKEN_DIGEST_BYTES];
+        const char *authorization;   /* sent with every request() */
+        char proof[PROOF_VALUE_MAX]; /* X-Nixprov-Proof of every request() ("": none) */
 };
+
+#define OPERATOR_TOKEN "unit-test-operator-token"
+#define OPERATOR_AUTHORIZATION "Bearer " OPERATOR_TOKEN
 
 static struct fixture *fixture_new(void)
 {
@@ -68,7 +78,13 @@ static struct fixture *fixture_new(void)
         fputs("profile: default\n", file);
         fclose(file);
         free(profile);
-        f->routes = (struct routes){.data_dir = f->dir, .store = f->store};
+        operator_token_digest(OPERATOR_TOKEN, strlen(OPERATOR_TOKEN), f->operator_digest);
+        f->routes = (struct routes){.data_dir = f->dir,
+                                    .store = f->store,
+                                    .proof_window = PROOF_WINDOW_DEFAULT,
+                                    .enroll_window = ENROLLMENT_WINDOW_DEFAULT,
+                                    .operator_digest = f->operator_digest};
+        f->authorization = OPERATOR_AUTHORIZATION;
         return f;
 }
 
@@ -95,8 +111,12 @@ static void fixture_free(struct fixture *f)
 static unsigned request(struct fixture *f, const char *method, const char *path, const char *body,
                         size_t size)
 {
-        struct http_request request = {
-            .method = method, .path = path, .body = body ?: "", .body_size = body ? size : 0};
+        struct http_request request = {.method = method,
+                                       .path = path,
+                                       .body = body ?: "",
+                                       .body_size = body ? size : 0,
+                                       .authorization = f->authorization,
+                                       .proof = f->proof[0] ? f->proof : NULL};
 
         fixture_reset_response(f);
         routes_handle(&f->routes, &request, &f->response);
@@ -127,6 +147,17 @@ static const char *error_of(struct fixture *f)
         return e;
 }
 
+/* The devices' clock: now, and never the same second twice (a re-enrollment after a reset in
+ * the same second would be a replay). */
+static long long device_time(void)
+{
+        static long long last;
+        long long now = (long long)time(NULL);
+
+        last = now > last ? now : last + 1;
+        return last;
+}
+
 /* The enrollment JSON of device d as machine_id, with extra members (may be ""). */
 static char *enrollment(const char *machine_id, const struct device *d, const char *extra)
 {
@@ -135,8 +166,9 @@ static char *enrollment(const char *machine_id, const struct device *d, const ch
         assert_true(asprintf(&json,
                              "{\"machine_id\":\"%s\",\"hostname\":\"edge-1\",\"macs\":[\"%s\"],"
                              "\"system\":\"x86_64-linux\",\"cpus\":4,\"memory\":8589934592,"
-                             "\"sign_key\":\"%s\",\"box_key\":\"%s\",\"time\":1800000000%s}",
-                             machine_id, "02:00:00:00:00:01", d->sign_b64, d->box_b64, extra) > 0);
+                             "\"sign_key\":\"%s\",\"box_key\":\"%s\",\"time\":%lld%s}",
+                             machine_id, "02:00:00:00:00:01", d->sign_b64, d->box_b64,
+                             device_time(), extra) > 0);
         return json;
 }
 
@@ -470,8 +502,8 @@ static void test_enroll_policy(void **state)
                              "{\"machine_id\":\"%s\",\"hostname\":\"h\",\"macs\":"
                              "[\"02:00:00:00:00:09\",\"%s\"],\"system\":\"aarch64-linux\","
                              "\"cpus\":1,\"memory\":0,\"sign_key\":\"%s\",\"box_key\":\"%s\","
-                             "\"time\":1}",
-                             M2, MAC, d2.sign_b64, d2.box_b64) > 0);
+                             "\"time\":%lld}",
+                             M2, MAC, d2.sign_b64, d2.box_b64, device_time()) > 0);
         assert_int_equal(post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, &d2, json), 200);
         assert_string_equal(state_of(f), "approved");
         free(json);
@@ -591,6 +623,16 @@ static void test_reports(void **state)
         fixture_free(f);
 }
 
+static const char *header_of(const struct fixture *f, const char *name);
+
+/* Signs the next request()s as device d of machine_id would, for method and target, at time. */
+static void sign_as(struct fixture *f, const struct device *d, const char *machine_id,
+                    const char *method, const char *target, int64_t time)
+{
+        assert_int_equal(proof_build(d->sign_secret, method, target, machine_id, time, f->proof),
+                         0);
+}
+
 static void test_profile_by_state(void **state)
 {
         struct fixture *f = fixture_new();
@@ -604,28 +646,76 @@ static void test_profile_by_state(void **state)
         assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile.minisig", NULL, 0), 403);
 
         assert_int_equal(enroll(f, M1, &d, ""), 200);
+        sign_as(f, &d, M1, "GET", "/v1/machines/" M1 "/profile", time(NULL));
         assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
         assert_string_equal(error_of(f), "machine " M1 " is waiting for an operator's approval "
                                          "('nixprov fleet approve " M1 "')");
 
         assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 1, NULL), 0);
-        fixture_reset_response(f);
-        {
-                struct http_request r = {
-                    .method = "GET", .path = "/v1/machines/" M1 "/profile", .body = ""};
-
-                routes_handle(&f->routes, &r, &f->response);
-                assert_int_equal(f->response.status, 200);
-                assert_memory_equal(f->response.body, "profile: default\n", 17);
-        }
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 200);
+        assert_memory_equal(f->response.body, "profile: default\n", 17);
 
         assert_int_equal(store_decide(f->store, M1, STORE_DECISION_REVOKE, 2, NULL), 0);
         assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
         assert_string_equal(error_of(f), "machine " M1 " is revoked");
 
         assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 3, NULL), 0);
+        f->proof[0] = '\0';
         assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
         assert_non_null(strstr(error_of(f), "is not enrolled"));
+        fixture_free(f);
+}
+
+/* An enrolled machine's profile requests need its device's proof: fresh, for this request and
+ * machine, signed by its enrolled key. */
+static void test_profile_proof(void **state)
+{
+        struct fixture *f = fixture_new();
+        struct device d, other;
+        int64_t now = time(NULL);
+        char reason[256];
+        (void)state;
+
+        device_init(&d);
+        device_init(&other);
+        assert_int_equal(enroll(f, M1, &d, ""), 200);
+        assert_int_equal(enroll(f, M2, &other, ""), 200);
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_APPROVE, 1, NULL), 0);
+
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        assert_string_equal(error_of(f), "machine " M1 " is enrolled: its requests must carry "
+                                         "X-Nixprov-Proof, signed by its device key");
+        assert_string_equal(header_of(f, "WWW-Authenticate"), "Nixprov-Proof");
+        strcpy(f->proof, "v1 " M1 " 1 AAAA");
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        assert_string_equal(
+            error_of(f), "malformed X-Nixprov-Proof: expected 'v1 MACHINE-ID UNIXTIME BASE64SIG'");
+        sign_as(f, &d, M1, "GET", M1_PROFILE, now - 301);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        snprintf(reason, sizeof(reason),
+                 "the proof's time %lld is more than 300 s from the server's clock (",
+                 (long long)(now - 301));
+        assert_memory_equal(error_of(f), reason, strlen(reason));
+        sign_as(f, &d, M1, "GET", M1_PROFILE, now + 301);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        sign_as(f, &other, M1, "GET", M1_PROFILE, now);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        assert_string_equal(error_of(f), "the proof does not verify with the enrolled key of "
+                                         "machine " M1 " (for GET " M1_PROFILE ")");
+        sign_as(f, &d, M1, "GET", "/v1/machines/" M1 "/profile.minisig", now);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        sign_as(f, &other, M2, "GET", M1_PROFILE, now);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
+        assert_string_equal(error_of(f), "the proof is for machine " M2 ", not " M1);
+        /* The pending M2 is refused for its state only once its proof is good. */
+        f->proof[0] = '\0';
+        assert_int_equal(request(f, "GET", "/v1/machines/" M2 "/profile", NULL, 0), 401);
+
+        sign_as(f, &d, M1, "GET", M1_PROFILE, now - 299);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 200);
+        f->routes.proof_window = 0;
+        sign_as(f, &d, M1, "GET", M1_PROFILE, now - 2);
+        assert_int_equal(request(f, "GET", M1_PROFILE, NULL, 0), 401);
         fixture_free(f);
 }
 
@@ -770,6 +860,120 @@ static void test_locked_database(void **state)
         fixture_free(f);
 }
 
+static const char *header_of(const struct fixture *f, const char *name)
+{
+        for (size_t i = 0; i < f->response.n_headers; i++)
+                if (streq(f->response.headers[i].name, name))
+                        return f->response.headers[i].value;
+        return NULL;
+}
+
+static unsigned enroll_at(struct fixture *f, const struct device *d, long long t)
+{
+        char *json;
+        unsigned status;
+
+        assert_true(asprintf(&json,
+                             "{\"machine_id\":\"" M1 "\",\"hostname\":\"h%lld\",\"macs\":[],"
+                             "\"system\":\"x86_64-linux\",\"cpus\":1,\"memory\":0,"
+                             "\"sign_key\":\"%s\",\"box_key\":\"%s\",\"time\":%lld}",
+                             t, d->sign_b64, d->box_b64, t) > 0);
+        status = post_signed(f, "/v1/enroll", SIGNEDJSON_CONTEXT_ENROLL, d, json);
+        free(json);
+        return status;
+}
+
+/* An enrollment's time: within the window of the server's clock, newer than the last one. */
+static void test_enroll_freshness(void **state)
+{
+        struct fixture *f = fixture_new();
+        long long now = (long long)time(NULL);
+        char expected[256];
+        struct device d, other;
+        (void)state;
+
+        device_init(&d);
+        device_init(&other);
+        assert_int_equal(enroll_at(f, &d, now - 301), 400);
+        assert_memory_equal(error_of(f), "enrollment time ", 16);
+        assert_non_null(strstr(error_of(f), " is more than 300 s from the server's clock ("));
+        assert_non_null(strstr(error_of(f), "): a replay, or the device's clock is wrong"));
+        assert_int_equal(enroll_at(f, &d, now + 301), 400);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1, NULL, 0), 404);
+
+        assert_int_equal(enroll_at(f, &d, now - 10), 200);
+        assert_int_equal(enroll_at(f, &d, now - 10), 200); /* the device asking again */
+        assert_int_equal(enroll_at(f, &d, now - 5), 200);
+        assert_int_equal(enroll_at(f, &d, now - 10), 409);
+        snprintf(expected, sizeof(expected),
+                 "enrollment time %lld is not newer than the last accepted enrollment of "
+                 "machine " M1 " (%lld): a replay; nothing changed",
+                 now - 10, now - 5);
+        assert_string_equal(error_of(f), expected);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1, NULL, 0), 200);
+        snprintf(expected, sizeof(expected), "h%lld", now - 5);
+        assert_string_equal(json_string_value(json_object_get(f->answer, "hostname")), expected);
+        /* Another key in the same second is a conflict, not a replay. */
+        assert_int_equal(enroll_at(f, &other, now - 5), 409);
+        assert_non_null(strstr(error_of(f), "is enrolled with another device key"));
+        /* After a reset, the last enrollment replayed is refused; a newer one is taken. */
+        assert_int_equal(store_decide(f->store, M1, STORE_DECISION_RESET, 1, NULL), 0);
+        assert_int_equal(enroll_at(f, &d, now - 5), 409);
+        assert_int_equal(enroll_at(f, &other, now - 4), 200);
+        fixture_free(f);
+}
+
+/* Every operator endpoint needs the operator's bearer token; the device endpoints do not. */
+static void test_operator_auth(void **state)
+{
+        static const char *const paths[] = {"/v1/machines", "/v1/machines/" M1, "/metrics"};
+        static const struct {
+                const char *authorization;
+                const char *error;
+                const char *challenge;
+        } refused[] = {
+            {NULL,
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator token of "
+             "nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Basic " OPERATOR_TOKEN,
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator token of "
+             "nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Bearer ",
+             "operator endpoint: send 'Authorization: Bearer TOKEN' with the operator "
+             "token of nixprov serve",
+             "Bearer realm=\"nixprov\""},
+            {"Bearer " OPERATOR_TOKEN "x", "the bearer token is not the operator token",
+             "Bearer realm=\"nixprov\", error=\"invalid_token\""},
+            {"Bearer unit-test-operator-toke", "the bearer token is not the operator token",
+             "Bearer realm=\"nixprov\", error=\"invalid_token\""},
+        };
+        struct fixture *f = fixture_new();
+        (void)state;
+
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+                for (size_t j = 0; j < ELEMENTSOF(refused); j++) {
+                        f->authorization = refused[j].authorization;
+                        assert_int_equal(request(f, "GET", paths[i], NULL, 0), 401);
+                        assert_string_equal(error_of(f), refused[j].error);
+                        assert_string_equal(header_of(f, "WWW-Authenticate"), refused[j].challenge);
+                }
+                f->authorization = "bearer  " OPERATOR_TOKEN; /* the scheme is case-blind */
+                assert_int_equal(request(f, "GET", paths[i], NULL, 0),
+                                 streq(paths[i], "/v1/machines/" M1) ? 404 : 200);
+        }
+        /* Without a configured token, nobody is an operator. */
+        f->routes.operator_digest = NULL;
+        f->authorization = OPERATOR_AUTHORIZATION;
+        assert_int_equal(request(f, "GET", "/v1/machines", NULL, 0), 401);
+        /* The device endpoints and /healthz need no token. */
+        f->authorization = NULL;
+        assert_int_equal(request(f, "GET", "/healthz", NULL, 0), 200);
+        assert_int_equal(request(f, "GET", "/v1/machines/" M1 "/profile", NULL, 0), 403);
+        fixture_free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -778,6 +982,8 @@ int main(void)
             cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
             cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
             cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
+            cmocka_unit_test(test_operator_auth),    cmocka_unit_test(test_profile_proof),
+            cmocka_unit_test(test_enroll_freshness),
         };
         if (sodium_init() < 0)
                 return 1;

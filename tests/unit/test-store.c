@@ -64,10 +64,14 @@ static struct store_report make_report(const char *machine_id, uint64_t seq, con
         };
 }
 
+/* The devices' clock: every enrollment is newer than the one before. */
+static int64_t device_clock = 1000;
+
 static void enroll_with(struct store *store, const char *machine_id, const char *sign_key,
                         const char *decided_by, int r_expected, enum store_state expected)
 {
         struct store_enrollment e = {
+            .time = device_clock++,
             .machine_id = machine_id,
             .hostname = "edge-1",
             .facts = "{\"cpus\":2}",
@@ -629,6 +633,84 @@ static void test_pending_cap_and_purge(void **state)
         enroll_with(store, M1, KEY_B, NULL, 0, STORE_STATE_PENDING);
 }
 
+/* A replayed enrollment changes nothing, also after a reset; the approved keys survive it.
+ */
+static void test_enroll_freshness(void **state)
+{
+        struct store_enrollment e = {.machine_id = M1,
+                                     .hostname = "edge-1",
+                                     .facts = "{\"cpus\":2}",
+                                     .sign_key = KEY_A,
+                                     .box_key = KEY_C,
+                                     .time = 500};
+        struct store_machine m = {};
+        struct store_history history = {};
+        struct store_trust trust;
+        struct store *store;
+        char path[128];
+        (void)state;
+
+        snprintf(path, sizeof(path), "%s/fresh.db", dir);
+        assert_int_equal(store_open(path, &store), 0);
+        assert_int_equal(store_enroll(store, &e, 50, NULL), 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_true(trust.has_enroll_time);
+        assert_int_equal(trust.enroll_time, 500);
+        assert_false(trust.has_approved_keys);
+        /* The same second with the same keys: the device asking again. */
+        e.hostname = "edge-1b";
+        assert_int_equal(store_enroll(store, &e, 51, NULL), 0);
+        /* Older: refused, nothing changed. */
+        e.time = 499;
+        e.hostname = "rolled-back";
+        assert_int_equal(store_enroll(store, &e, 52, NULL), -ESTALE);
+        assert_int_equal(store_get_machine(store, M1, NULL, &m, &history), 0);
+        assert_string_equal(m.hostname, "edge-1b");
+        assert_int_equal(m.last_seen, 51);
+        store_machine_done(&m);
+        store_history_done(&history);
+
+        /* Approved by the operator: the keys are recorded; a reset keeps them and the time.
+         */
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 60, NULL), 0);
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_RESET, 61, NULL), 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_false(trust.has_keys);
+        assert_true(trust.has_approved_keys);
+        assert_string_equal(trust.approved_sign_key, KEY_A);
+        assert_int_equal(trust.enroll_time, 500);
+        /* The old enrollment replayed after the reset, or another key in the same second.
+         */
+        e.time = 500;
+        assert_int_equal(store_enroll(store, &e, 62, NULL), -ESTALE);
+        e.sign_key = KEY_B;
+        assert_int_equal(store_enroll(store, &e, 62, NULL), -ESTALE);
+        e.time = 499;
+        assert_int_equal(store_enroll(store, &e, 62, NULL), -ESTALE);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_int_equal(trust.state, STORE_STATE_UNENROLLED);
+        /* A newer one with new keys, approved by a policy: the approved keys stay the old.
+         */
+        e.time = 501;
+        e.decided_by = "policy:machine-id";
+        assert_int_equal(store_enroll(store, &e, 63, NULL), 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_int_equal(trust.state, STORE_STATE_APPROVED);
+        assert_string_equal(trust.sign_key, KEY_B);
+        assert_string_equal(trust.approved_sign_key, KEY_A);
+        /* Until an operator approves it again. */
+        assert_int_equal(store_decide(store, M1, STORE_DECISION_APPROVE, 64, NULL), 0);
+        assert_int_equal(store_get_trust(store, M1, &trust), 0);
+        assert_string_equal(trust.approved_sign_key, KEY_B);
+        /* A machine first approved by a policy records the keys it had. */
+        e.machine_id = M2;
+        assert_int_equal(store_enroll(store, &e, 65, NULL), 0);
+        assert_int_equal(store_get_trust(store, M2, &trust), 0);
+        assert_true(trust.has_approved_keys);
+        assert_string_equal(trust.approved_box_key, KEY_C);
+        store_close(store);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -642,6 +724,7 @@ int main(void)
             cmocka_unit_test(test_quotas_trim_oldest),
             cmocka_unit_test(test_pages),
             cmocka_unit_test(test_pending_cap_and_purge),
+            cmocka_unit_test(test_enroll_freshness),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
