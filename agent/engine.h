@@ -117,6 +117,9 @@ int phase_plan(struct run_state *r, struct phase_result *res);
 int phase_builders(struct run_state *r, struct phase_result *res);
 bool phase_builders_wanted(const struct run_state *r);
 int phase_write(struct run_state *r, struct phase_result *res);
+/* Removes what an interrupted run left (temporary files of atomic writes) in every directory a
+ * run writes to, the secret ones first; identify calls it before anything is written. */
+int phase_write_remove_leftovers(struct run_state *r, struct phase_result *res);
 int phase_no_rebuild(struct run_state *r, struct phase_result *res);
 int phase_rebuild(struct run_state *r, struct phase_result *res);
 int phase_done(struct run_state *r, struct phase_result *res);

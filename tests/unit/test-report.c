@@ -339,7 +339,7 @@ static void test_spool_seq_never_reused(void **state)
         run("rm -f '%s'/*.json", dir);
         assert_int_equal(count_reports(dir), 0);
         /* A leftover of an interrupted write is removed at open. */
-        tmp_left = spool_file(dir, "00000000000000000009.json.tmp-0badf00d");
+        tmp_left = spool_file(dir, ".00000000000000000009.json" FILEIO_TEMPORARY_MARK "0badf00d");
         assert_int_equal(write_file_atomic(tmp_left, "{", 1, 0600, 0), 0);
         assert_int_equal(report_open(dir, MACHINE, NULL, NULL, &s), 0);
         assert_int_equal(access(tmp_left, F_OK), -1);
