@@ -17,6 +17,8 @@
 /* The first build's copy of the ssh_config under a root (struct root_view), in the state
  * directory; removed after the build. */
 #define ROOT_VIEW_SSH_CONFIG "first-build-ssh_config"
+/* What the pre-flight reads of the dry run's output at most. */
+#define PREFLIGHT_OUTPUT_MAX (4 * 1024 * 1024)
 
 static void on_progress(const struct nixlog_counts *counts, uint64_t elapsed_ms, void *userdata)
 {
@@ -168,6 +170,117 @@ static int rebuild_argv(const struct run_state *r, char ***ret)
         argv[0] = command;
         *ret = argv;
         return 0;
+}
+
+/* The pre-flight's command line: the rebuild command with the action dry-build, in plain text
+ * (no --log-format: the summary is what Nix prints for people). */
+static int dry_run_argv(const struct run_state *r, char ***ret)
+{
+        const char *flake = r->trust.profile->rebuild.flake;
+        char **argv = calloc(5, sizeof(char *));
+        size_t n = 0;
+
+        if (!argv)
+                return -ENOMEM;
+        if (!(argv[n++] = strdup(r->config->rebuild_command)) ||
+            !(argv[n++] = strdup("dry-build")) || (flake && !(argv[n++] = strdup("--flake"))) ||
+            (flake && !(argv[n++] = strdup(flake)))) {
+                rebuild_argv_free(argv);
+                return -ENOMEM;
+        }
+        *ret = argv;
+        return 0;
+}
+
+bool phase_preflight_wanted(const struct run_state *r)
+{
+        return r->trust.profile->rebuild.max_local_builds != PROFILE_NO_LIMIT;
+}
+
+/* Runs the dry run into log_path and parses what it printed into r->preflight. */
+static int dry_run(struct run_state *r, const char *log_path, struct phase_result *res)
+{
+        _cleanup_free_ char *nix_config = NULL, *output = NULL;
+        struct rebuild_result result = {};
+        struct root_view view = {};
+        char **argv = NULL;
+        size_t size;
+        int k;
+
+        k = root_view_make(r, &view);
+        if (k >= 0)
+                k = nix_config_env(r, &view, &nix_config);
+        if (k >= 0)
+                k = dry_run_argv(r, &argv);
+        if (k < 0) {
+                root_view_done(&view);
+                return phase_fail(res, "failed to prepare the dry run: %s", strerror(-k));
+        }
+        struct rebuild_options o = {
+            .argv = argv,
+            .nix_config = nix_config,
+            .ssh_config = view.ssh_config_path ?: r->ssh_config_path,
+            .path = r->config->rebuild_path,
+            .timeout_sec = r->trust.profile->rebuild.timeout,
+            .log_path = log_path,
+        };
+        engine_note(r, "%s dry-build (log: %s)", argv[0], log_path);
+        k = rebuild_run(&o, &result);
+        argv = rebuild_argv_free(argv);
+        root_view_done(&view);
+        if (k < 0 && result.exec_failed)
+                return phase_fail(res, "cannot run %s dry-build: %s", r->config->rebuild_command,
+                                  strerror(result.exec_errno));
+        if (k < 0)
+                return phase_fail(res, "the dry run failed (%s %d)%s%s; see %s",
+                                  result.exited ? "exit status" : "signal",
+                                  result.exited ? result.exit_status : result.signal,
+                                  result.last_error[0] ? ": " : "", result.last_error, log_path);
+        k = read_file_bounded(log_path, PREFLIGHT_OUTPUT_MAX, &output, &size);
+        if (k >= 0)
+                k = dryrun_parse(output, size, &r->preflight);
+        if (k < 0)
+                return phase_fail(res, "cannot read what the dry run will do from %s: %s", log_path,
+                                  k == -EBADMSG ? "a summary line does not parse" : strerror(-k));
+        r->have_preflight = true;
+        return 0;
+}
+
+int phase_preflight(struct run_state *r, struct phase_result *res)
+{
+        const struct profile *p = r->trust.profile;
+        _cleanup_free_ char *log_path = NULL;
+        const struct dryrun_summary *s = &r->preflight;
+        uint64_t local;
+        int k;
+
+        if (asprintf(&log_path, "%s/dry-build-%" PRIu64 "-%" PRId64 ".log", r->log_dir, p->serial,
+                     (int64_t)time(NULL)) < 0) {
+                log_path = NULL;
+                k = phase_fail(res, "Out of memory.");
+        } else {
+                (void)unlink(log_path); /* an earlier attempt in the same second */
+                k = dry_run(r, log_path, res);
+        }
+        if (k < 0) {
+                (void)write_restore(&r->written);
+                return k;
+        }
+        /* While a builder answers and the device builds nothing itself, none is local. */
+        local = r->plan->local_builds == PLAN_LOCAL_BUILDS_NONE ? 0 : s->to_build;
+        if (local > p->rebuild.max_local_builds) {
+                int restored = write_restore(&r->written);
+                return phase_fail(res,
+                                  "the build would compile %" PRIu64 " derivations on this "
+                                  "device, more than rebuild.max-local-builds (%" PRIu64
+                                  "); nothing was built, previous Nix files %s",
+                                  local, p->rebuild.max_local_builds,
+                                  restored < 0 ? "could NOT be restored" : "restored");
+        }
+        return phase_ok(res,
+                        "%" PRIu64 " derivations to build (%" PRIu64 " locally), %" PRIu64
+                        " paths to fetch (%" PRIu64 " bytes download, %" PRIu64 " unpacked)",
+                        s->to_build, local, s->to_fetch, s->download_bytes, s->unpacked_bytes);
 }
 
 static int failed(struct run_state *r, int k, struct phase_result *res)
