@@ -182,7 +182,7 @@ static int dry_run_argv(const struct run_state *r, char ***ret)
 
         if (!argv)
                 return -ENOMEM;
-        if (!(argv[n++] = strdup(r->config->rebuild_command)) ||
+        if (!(argv[n++] = strdup(r->config->dry_run_command ?: r->config->rebuild_command)) ||
             !(argv[n++] = strdup("dry-build")) || (flake && !(argv[n++] = strdup("--flake"))) ||
             (flake && !(argv[n++] = strdup(flake)))) {
                 rebuild_argv_free(argv);
@@ -229,7 +229,8 @@ static int dry_run(struct run_state *r, const char *log_path, struct phase_resul
         argv = rebuild_argv_free(argv);
         root_view_done(&view);
         if (k < 0 && result.exec_failed)
-                return phase_fail(res, "cannot run %s dry-build: %s", r->config->rebuild_command,
+                return phase_fail(res, "cannot run %s dry-build: %s",
+                                  r->config->dry_run_command ?: r->config->rebuild_command,
                                   strerror(result.exec_errno));
         if (k < 0)
                 return phase_fail(res, "the dry run failed (%s %d)%s%s; see %s",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The pre-flight with the real Nix: the rebuild stand-in answers dry-build with the real
-# nix-build --dry-run of a tiny closure (3 derivations). A profile whose rebuild.max-local-builds
+# The pre-flight with the real Nix: the configured dry-run command (rebuild.dry-run-command) runs
+# the real nix-build --dry-run of a tiny closure (3 derivations). A profile whose rebuild.max-local-builds
 # is below what would be compiled is refused before the build (exit 10, the exact error, nothing
 # written, nothing built); with a binary cache on 127.0.0.1 the same closure is fetched instead,
 # the dry run reports 3 paths and their sizes, and the build goes ahead. The reports carry the
@@ -20,17 +20,21 @@ mkdir -p data/machines root/etc
 echo "$MACHINE" > root/etc/machine-id
 approve_machines "$MACHINE"
 start_server "$TMP/data"
+# The rebuild stand-in for the build, another one (rebuild.dry-run-command) for the dry run.
 cat > nixos-rebuild <<END_REBUILD
 #!/bin/sh
-echo "\$*" >> $TMP/rebuild.calls
-if [ "\$1" = dry-build ]; then
-  NIX_CONFIG="\$NIX_CONFIG
-build-users-group =
-sandbox = false" exec nix-build --dry-run --no-out-link $CLOSURE --argstr nonce $NONCE
-fi
+echo "rebuild \$*" >> $TMP/rebuild.calls
 exec $SRC/tests/integration/rebuild-standin.sh $CLOSURE $NONCE
 END_REBUILD
-chmod +x nixos-rebuild
+cat > dry-build <<END_DRY
+#!/bin/sh
+echo "dry-run \$*" >> $TMP/rebuild.calls
+[ "\$1" = dry-build ] || exit 2
+NIX_CONFIG="\$NIX_CONFIG
+build-users-group =
+sandbox = false" exec nix-build --dry-run --no-out-link $CLOSURE --argstr nonce $NONCE
+END_DRY
+chmod +x nixos-rebuild dry-build
 cat > agent.yaml <<END_CONFIG
 server:
   urls: [$SERVER_URL]
@@ -39,6 +43,7 @@ server:
 trusted-keys: [$(tail -n 1 "$KEYS/fleet.pub")]
 rebuild:
   command: $TMP/nixos-rebuild
+  dry-run-command: $TMP/dry-build
   path: /usr/bin:/bin
 enroll: {wait: 0}
 END_CONFIG
@@ -66,7 +71,7 @@ history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE"; }
 publish 1 2 ""
 expect_exit refused 10 run_agent
 expect_grep refused "preflight failed: the build would compile 3 derivations on this device, more than rebuild.max-local-builds (2); nothing was built, previous Nix files restored"
-[ "$(cat rebuild.calls)" = dry-build ] || die "the rebuild command was called as: $(cat rebuild.calls)"
+[ "$(cat rebuild.calls)" = "dry-run dry-build" ] || die "the rebuild command was called as: $(cat rebuild.calls)"
 for f in etc/nix/nixprov.conf etc/nixos/nixprov/default.nix etc/nix/nixprov-machines var/lib/nixprov/applied; do
   [ ! -e "root/$f" ] || die "root/$f was written"
 done
@@ -84,7 +89,7 @@ publish 2 0 "$CACHE_URL"
 expect_exit fetched 0 run_agent
 expect_grep fetched "0 derivations to build (0 locally), 3 paths to fetch ("
 expect_grep fetched "provisioned at serial 2"
-[ "$(tr '\n' ' ' < rebuild.calls)" = "dry-build switch --log-format internal-json " ] ||
+[ "$(tr '\n' ' ' < rebuild.calls)" = "dry-run dry-build rebuild switch --log-format internal-json " ] ||
   die "the rebuild command was called as: $(cat rebuild.calls)"
 for p in "${CLOSURE_PATHS[@]}"; do [ -e "$p" ] || die "$p was not substituted"; done
 history > fetched.json
