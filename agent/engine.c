@@ -37,6 +37,8 @@ static const struct phase phases[] = {
     {"write", REPORT_PHASE_WRITE, AGENT_EXIT_WRITE, phase_write, NULL, PHASE_IF_CHANGED},
     {"no-rebuild", REPORT_PHASE_REBUILD, AGENT_EXIT_OK, phase_no_rebuild, NULL,
      PHASE_STAMP | PHASE_FINAL | PHASE_IF_CHANGED | PHASE_IF_NO_REBUILD},
+    {"preflight", REPORT_PHASE_PREFLIGHT, AGENT_EXIT_PREFLIGHT, phase_preflight,
+     phase_preflight_wanted, PHASE_IF_CHANGED | PHASE_IF_REBUILD},
     {"rebuild", REPORT_PHASE_REBUILD, AGENT_EXIT_REBUILD, phase_rebuild, NULL,
      PHASE_LONG | PHASE_COUNTS | PHASE_IF_CHANGED | PHASE_IF_REBUILD},
     {"done", REPORT_PHASE_DONE, AGENT_EXIT_WRITE, phase_done, NULL,
@@ -83,6 +85,9 @@ static void emit(struct engine *e, enum report_status status, const char *messag
             .message = message,
             .error = error,
             .counts = with_counts ? &r->rebuild.counts : NULL,
+            .preflight = e->current->phase == REPORT_PHASE_PREFLIGHT && r->have_preflight
+                             ? &r->preflight
+                             : NULL,
             .timings = e->timings,
             .n_timings = e->n_timings,
             .log_tail = log_tail,

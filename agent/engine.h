@@ -55,6 +55,8 @@ struct run_state {
         char *netrc_path;       /* the written netrc, absolute, for the first build's NIX_CONFIG */
         char *ssh_config_path; /* the written ssh_config, absolute, when a builder needs an alias */
         struct write_set written;
+        struct dryrun_summary preflight; /* what the dry run said (have_preflight) */
+        bool have_preflight;
         struct rebuild_result rebuild;
 
         bool pending_logged;
@@ -117,6 +119,11 @@ int phase_plan(struct run_state *r, struct phase_result *res);
 int phase_builders(struct run_state *r, struct phase_result *res);
 bool phase_builders_wanted(const struct run_state *r);
 int phase_write(struct run_state *r, struct phase_result *res);
+/* Removes what an interrupted run left (temporary files of atomic writes) in every directory a
+ * run writes to, the secret ones first; identify calls it before anything is written. */
+int phase_write_remove_leftovers(struct run_state *r, struct phase_result *res);
 int phase_no_rebuild(struct run_state *r, struct phase_result *res);
+int phase_preflight(struct run_state *r, struct phase_result *res);
+bool phase_preflight_wanted(const struct run_state *r);
 int phase_rebuild(struct run_state *r, struct phase_result *res);
 int phase_done(struct run_state *r, struct phase_result *res);

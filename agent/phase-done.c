@@ -11,8 +11,8 @@
 #include "fileio.h"
 #include "state.h"
 
-/* The previous versions of the secret files go once the new ones are in force (or, without a
- * rebuild, written). A failure is only a warning: they are 0600. */
+/* Without a rebuild, the previous versions of the secret files go once the new ones are written.
+ * A failure is only a warning: they are 0600, and nothing is recorded as applied. */
 static void forget_secrets(struct run_state *r, struct phase_result *res)
 {
         int k = write_forget_secrets(&r->written);
@@ -48,13 +48,21 @@ int phase_done(struct run_state *r, struct phase_result *res)
         };
         int k;
 
+        /* Before the serial is recorded: once it is, no later run looks at this write set again,
+         * so a secret left in a FILE~ now would stay for good. Killed before the record, the
+         * next run applies the serial again and removes them then. */
+        k = write_forget_secrets(&r->written);
+        if (k < 0)
+                return phase_fail(res,
+                                  "failed to remove the previous versions of the secret files: "
+                                  "%s; the serial is not recorded as applied",
+                                  strerror(-k));
         k = save_applied_profile(r);
         if (k >= 0)
                 k = state_save(r->state_dir, &state);
         if (k < 0)
                 return phase_fail(res, "failed to record the applied profile and serial in %s: %s",
                                   r->state_dir, strerror(-k));
-        forget_secrets(r, res);
         return phase_ok(res, "provisioned at serial %" PRIu64, r->trust.profile->serial);
 }
 

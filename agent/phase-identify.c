@@ -18,6 +18,10 @@ static int open_dirs_and_spool(struct run_state *r, struct phase_result *res)
         k = context_state_dir(c, &r->state_dir);
         if (k < 0)
                 return phase_fail(res, "%s", c->error);
+        /* Before anything is written: the spool, the keys and the files of the write phase. */
+        k = phase_write_remove_leftovers(r, res);
+        if (k < 0)
+                return k;
         r->log_dir = path_join_root(c->root, r->config->log_dir);
         if (!r->log_dir)
                 return phase_fail(res, "Out of memory.");

@@ -55,11 +55,13 @@ static int add_stale_builder_keys(const char *root, struct write_item *items, si
                 size_t index;
                 int end = 0;
 
+                /* KEY~ too: what an interrupted run moved aside goes with the removal of KEY. */
                 if (sscanf(de->d_name, "nixprov-builder-%zu.key%n", &index, &end) != 1 ||
-                    de->d_name[end] != '\0')
+                    (de->d_name[end] != '\0' && !streq(de->d_name + end, "~")))
                         continue;
                 snprintf(path, sizeof(path), PLAN_SEALED_IDENTITY_FORMAT, index);
-                if (!streq(path + strlen("/etc/nix/"), de->d_name) || items_have(items, *n, path))
+                if (strncmp(path + strlen("/etc/nix/"), de->d_name, (size_t)end) != 0 ||
+                    path[strlen("/etc/nix/") + (size_t)end] != '\0' || items_have(items, *n, path))
                         continue;
                 if (*n >= max)
                         k = -E2BIG;
@@ -167,13 +169,61 @@ static int collect(struct run_state *r, struct write_item *items, size_t *n, cha
         return 0;
 }
 
+/* Every directory a run writes files into with atomic writes, the state directory aside. */
+static const char *const written_dirs[] = {
+    "/etc/nix",             /* RENDER_NIX_CONF_FILE, the machines, the secrets, builder keys */
+    "/etc/nixos/nixprov",   /* RENDER_NIXOS_MODULE_FILE */
+    "/etc/nixprov",         /* RENDER_SSH_CONFIG_FILE */
+    "/root/.config/cachix", /* SECRETS_CACHIX_DHALL_FILE */
+};
+
+static int remove_leftovers_in(const char *dir, enum remove_temporary_flags flags, unsigned *n,
+                               struct phase_result *res)
+{
+        int k = remove_temporary_files(dir, flags);
+
+        if (k < 0)
+                return phase_fail_code(res, AGENT_EXIT_WRITE,
+                                       "failed to remove the temporary files an interrupted run "
+                                       "left in %s: %s",
+                                       dir, strerror(-k));
+        *n += (unsigned)k;
+        return 0;
+}
+
+int phase_write_remove_leftovers(struct run_state *r, struct phase_result *res)
+{
+        static const enum remove_temporary_flags passes[] = {REMOVE_TEMPORARY_SECRET,
+                                                             REMOVE_TEMPORARY_OTHER};
+        unsigned n = 0;
+        int k = 0;
+
+        /* The secret ones (a token or a key in plain text) first, in every directory. */
+        for (size_t p = 0; k >= 0 && p < ELEMENTSOF(passes); p++) {
+                for (size_t i = 0; k >= 0 && i < ELEMENTSOF(written_dirs); i++) {
+                        _cleanup_free_ char *dir = path_join_root(r->ctx->root, written_dirs[i]);
+
+                        k = dir ? remove_leftovers_in(dir, passes[p], &n, res)
+                                : phase_fail(res, "Out of memory.");
+                }
+                if (k >= 0)
+                        k = remove_leftovers_in(r->state_dir, passes[p], &n, res);
+        }
+        if (k < 0)
+                return k;
+        if (n > 0)
+                engine_note(r, "removed %u temporary file%s of an interrupted run", n,
+                            n == 1 ? "" : "s");
+        return 0;
+}
+
 int phase_write(struct run_state *r, struct phase_result *res)
 {
         _cleanup_free_ char *conf = NULL, *machines = NULL, *module = NULL, *failed = NULL,
                             *ssh_config = NULL;
         struct write_item items[WRITE_MAX_FILES];
         struct stale stale = {};
-        size_t n = 0, n_removals = 0;
+        size_t n = 0, n_removals = 0, n_removed = 0;
         int k;
 
         k = collect(r, items, &n, &conf, &module, &machines, &ssh_config, &stale, res);
@@ -187,10 +237,12 @@ int phase_write(struct run_state *r, struct phase_result *res)
                                   failed ?: "the Nix files", strerror(-k));
         if (k < 0)
                 return k;
-        for (size_t i = 0; i < r->written.n_files; i++)
+        for (size_t i = 0; i < r->written.n_files; i++) {
                 n_removals += r->written.files[i].removed;
+                n_removed += r->written.files[i].removed && r->written.files[i].had_previous;
+        }
         return phase_ok(res, "wrote %zu files (previous versions kept as FILE~)%s",
                         r->written.n_files - n_removals,
-                        n_removals > 0 ? "; removed the secret files this profile no longer has"
-                                       : "");
+                        n_removed > 0 ? "; removed the secret files this profile no longer has"
+                                      : "");
 }

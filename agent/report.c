@@ -11,11 +11,12 @@
 #include "util.h"
 
 static const char *const phase_names[_REPORT_PHASE_MAX] = {
-    [REPORT_PHASE_IDENTIFY] = "identify", [REPORT_PHASE_ENROLL] = "enroll",
-    [REPORT_PHASE_FETCH] = "fetch",       [REPORT_PHASE_VERIFY] = "verify",
-    [REPORT_PHASE_PLAN] = "plan",         [REPORT_PHASE_BUILDERS] = "builders",
-    [REPORT_PHASE_WRITE] = "write",       [REPORT_PHASE_REBUILD] = "rebuild",
-    [REPORT_PHASE_REPORT] = "report",     [REPORT_PHASE_DONE] = "done",
+    [REPORT_PHASE_IDENTIFY] = "identify",   [REPORT_PHASE_ENROLL] = "enroll",
+    [REPORT_PHASE_FETCH] = "fetch",         [REPORT_PHASE_VERIFY] = "verify",
+    [REPORT_PHASE_PLAN] = "plan",           [REPORT_PHASE_BUILDERS] = "builders",
+    [REPORT_PHASE_WRITE] = "write",         [REPORT_PHASE_REBUILD] = "rebuild",
+    [REPORT_PHASE_REPORT] = "report",       [REPORT_PHASE_DONE] = "done",
+    [REPORT_PHASE_PREFLIGHT] = "preflight",
 };
 
 static const char *const status_names[_REPORT_STATUS_MAX] = {
@@ -111,6 +112,20 @@ static int set(json_t *object, const char *key, json_t *value)
         return json_object_set_new(object, key, value) < 0 ? -ENOMEM : 0;
 }
 
+static int set_preflight(json_t *o, const struct dryrun_summary *p)
+{
+        json_t *c = json_object();
+        int k;
+
+        if ((k = set(o, "preflight", c)) < 0 ||
+            (k = set(c, "to_build", json_u64(p->to_build))) < 0 ||
+            (k = set(c, "to_fetch", json_u64(p->to_fetch))) < 0 ||
+            (k = set(c, "download_bytes", json_u64(p->download_bytes))) < 0 ||
+            (k = set(c, "unpacked_bytes", json_u64(p->unpacked_bytes))) < 0)
+                return k;
+        return 0;
+}
+
 int report_to_json(const struct report *r, const char *machine_id, uint64_t seq, int64_t time,
                    char **ret_json, size_t *ret_size)
 {
@@ -156,6 +171,8 @@ int report_to_json(const struct report *r, const char *machine_id, uint64_t seq,
                     (k = set(c, "downloaded_bytes", json_u64(r->counts->downloaded_bytes))) < 0)
                         return k;
         }
+        if (r->preflight && (k = set_preflight(o, r->preflight)) < 0)
+                return k;
         if (r->n_timings > 0) {
                 json_t *t = json_object();
 

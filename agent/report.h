@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dryrun.h"
 #include "macro.h"
 #include "nixlog.h"
 
@@ -35,6 +36,7 @@ enum report_phase {
         REPORT_PHASE_PLAN,
         REPORT_PHASE_BUILDERS,
         REPORT_PHASE_WRITE,
+        REPORT_PHASE_PREFLIGHT,
         REPORT_PHASE_REBUILD,
         REPORT_PHASE_REPORT,
         REPORT_PHASE_DONE,
@@ -75,6 +77,8 @@ struct report {
         const char *error;   /* why it failed; cut to REPORT_ERROR_MAX bytes */
         /* Sent as {"substituted", "built" (= built_local), "built_remote", "downloaded_bytes"}. */
         const struct nixlog_counts *counts;
+        /* Sent as "preflight": {"to_build", "to_fetch", "download_bytes", "unpacked_bytes"}. */
+        const struct dryrun_summary *preflight;
         const struct report_timing *timings; /* phase -> milliseconds, at most
                                                 REPORT_TIMINGS_MAX */
         size_t n_timings;

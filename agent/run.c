@@ -34,7 +34,9 @@ static void run_help(void)
             "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
             "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
             "failed, 8 a report could not be spooled, 9 not admitted by the server (revoked,\n"
-            "still pending when the configured wait ran out, or enrolled with another key).\n");
+            "still pending when the configured wait ran out, or enrolled with another key),\n"
+            "10 pre-flight refused (the dry run failed, or the build would compile more than\n"
+            "rebuild.max-local-builds derivations on this device).\n");
 }
 
 /* The configuration, with what a run cannot do without: a server and a trusted key. */

@@ -150,7 +150,7 @@ static int seqs_push(uint64_t **seqs, size_t *n, size_t *allocated, uint64_t seq
 }
 
 /* The seqs of the spooled reports, ascending. When remove_temporary, leftovers of interrupted
- * atomic writes ("*.tmp-XXXXXXXX") are removed; only under the seq lock, when no one writes. */
+ * atomic writes (is_temporary_name()) are removed; only under the seq lock, when no one writes. */
 static int list_seqs(const struct spool *s, bool remove_temporary, uint64_t **ret_seqs,
                      size_t *ret_n)
 {
@@ -172,7 +172,7 @@ static int list_seqs(const struct spool *s, bool remove_temporary, uint64_t **re
         for (errno = 0; r == 0 && (de = readdir(d)); errno = 0) {
                 uint64_t seq;
 
-                if (remove_temporary && strstr(de->d_name, ".tmp-") && de->d_name[0] != '.')
+                if (remove_temporary && is_temporary_name(de->d_name))
                         (void)unlinkat(s->dir_fd, de->d_name, 0);
                 else if (spool_name_parse(de->d_name, &seq))
                         r = seqs_push(&seqs, &n, &allocated, seq);

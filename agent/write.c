@@ -28,9 +28,8 @@ static int restore_one(const char *path, bool had_previous)
                 return -ENOMEM;
         /* Keep PATH~ as well: link, then rename over, so PATH is never missing. */
         _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, "%s.restore", path) < 0)
+        if (temporary_path(path, &tmp) < 0)
                 return -ENOMEM;
-        (void)unlink(tmp);
         if (link(previous, tmp) < 0)
                 return -errno;
         if (rename(tmp, path) < 0) {
@@ -61,13 +60,14 @@ int write_forget_secrets(struct write_set *set)
                 _cleanup_free_ char *previous = NULL;
                 int r = 0;
 
-                if (!set->files[i].secret || !set->files[i].had_previous)
+                /* Whether or not this run kept one: an interrupted earlier run may have. */
+                if (!set->files[i].secret)
                         continue;
                 if (asprintf(&previous, "%s~", set->files[i].path) < 0) {
                         previous = NULL;
                         r = -ENOMEM;
-                } else if (unlink(previous) < 0 && errno != ENOENT)
-                        r = -errno;
+                } else if (unlink(previous) < 0)
+                        r = errno == ENOENT ? 0 : -errno;
                 else
                         r = fsync_directory_of(set->files[i].path);
                 if (r < 0 && ret == 0)
@@ -163,11 +163,10 @@ static int commit_all(const struct write_item *items, struct write_job *job, str
         int r = 0;
 
         for (size_t i = 0; i < job->n_prepared; i++) {
-                if (!items[i].data) {
-                        if (!job->had_previous[i])
-                                continue;
-                        r = move_aside(job->paths[i]);
-                } else
+                if (!items[i].data)
+                        /* Recorded even when there is nothing to remove: its PATH~ may be. */
+                        r = job->had_previous[i] ? move_aside(job->paths[i]) : 0;
+                else
                         r = atomic_write_commit(job->paths[i], job->tmps[i],
                                                 WRITE_FILE_KEEP_PREVIOUS);
                 if (r < 0) {
@@ -184,16 +183,23 @@ static int commit_all(const struct write_item *items, struct write_job *job, str
         return 0;
 }
 
+/* A removal with nothing to remove changed nothing (and its directory may not exist). */
+static bool changed(const struct write_set *set, size_t i)
+{
+        return !set->files[i].removed || set->files[i].had_previous;
+}
+
 /* 4. The directories, once each. */
 static int sync_directories(const struct write_set *set, size_t *failed)
 {
         int r;
 
         for (size_t i = 0; i < set->n_files; i++) {
-                bool seen = false;
+                bool seen = !changed(set, i);
 
                 for (size_t j = 0; j < i && !seen; j++)
-                        seen = same_directory(set->files[i].path, set->files[j].path);
+                        seen = changed(set, j) &&
+                               same_directory(set->files[i].path, set->files[j].path);
                 if (!seen) {
                         r = fsync_directory_of(set->files[i].path);
                         if (r < 0) {

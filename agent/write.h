@@ -23,7 +23,8 @@ struct write_set {
                 char *path;        /* under the root */
                 bool had_previous; /* PATH~ holds what was there before */
                 bool secret;       /* readable by its owner only: PATH~ may hold an old secret */
-                bool removed;      /* a removal: PATH is gone, PATH~ holds it */
+                bool removed;      /* a removal: PATH is gone, PATH~ holds it (had_previous),
+                                      or there was none */
         } files[WRITE_MAX_FILES];
         size_t n_files;
 };
@@ -40,7 +41,8 @@ int write_files(const char *root, const struct write_item *items, size_t n_items
  * with the other files). */
 int write_restore(struct write_set *set);
 
-/* Once the set is final (the rebuild succeeded): removes PATH~ of every secret file of the set,
+/* Once the set is final (the rebuild succeeded): removes PATH~ of every secret file of the set
+ * (removals with nothing to remove included: an interrupted earlier run may have left PATH~),
  * so that a rotated token or key, or the secret of a file the profile dropped, does not stay on
  * the device. Returns 0 or the first negative errno (it goes on with the other files). */
 int write_forget_secrets(struct write_set *set);

@@ -269,6 +269,9 @@ static const struct yaml_schema_field rebuild_fields[] = {
     {.key = "path",
      .parse = parse_search_path,
      .offset = offsetof(struct agent_config, rebuild_path)},
+    {.key = "dry-run-command",
+     .parse = parse_command,
+     .offset = offsetof(struct agent_config, dry_run_command)},
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 
@@ -383,6 +386,7 @@ struct agent_config *agent_config_free(struct agent_config *c)
         free(c->log_dir);
         free(c->rebuild_command);
         free(c->rebuild_path);
+        free(c->dry_run_command);
         free(c->enroll_token_file);
         free(c);
         return NULL;

@@ -18,9 +18,9 @@
  *   rebuild:
  *     command: nixos-rebuild            # run as COMMAND ACTION [--flake REF] --log-format ...
  *     path: /run/current-system/sw/bin:/usr/bin:/bin
- *   enroll:
- *     token-file: /etc/nixprov/enroll-token   # optional: an enrollment token baked into the image
- *     wait: 3600                        # seconds to wait for an operator's approval
+ *     dry-run-command: nixos-rebuild    # the pre-flight: CMD dry-build [--flake REF]; default:
+ * command enroll: token-file: /etc/nixprov/enroll-token   # optional: an enrollment token baked
+ * into the image wait: 3600                        # seconds to wait for an operator's approval
  *
  * Parsed as strictly as the profile (same errors, file:line:column and key; see profile.h and
  * yaml_schema.h): unknown and duplicate keys, wrong types, null values, aliases, anchors and tags
@@ -36,7 +36,8 @@
  *  - groups: at most AGENT_CONFIG_MAX_GROUPS names like a profile's (profile_group_name_valid()).
  *  - ca-file, state-dir, log-dir: absolute paths without control characters.
  *  - rebuild.command: a program name (looked up in rebuild.path) or an absolute path, without
- *    white space. rebuild.path: absolute directories separated by ':', none empty.
+ *    white space; rebuild.dry-run-command likewise. rebuild.path: absolute directories separated by
+ * ':', none empty.
  *  - enroll.token-file: an absolute path (read by the enroll phase, not here); enroll.wait:
  *    0..AGENT_CONFIG_ENROLL_WAIT_MAX (0: ask once, do not wait).
  *  - No value is longer than AGENT_CONFIG_MAX_VALUE bytes (-E2BIG).
@@ -83,6 +84,7 @@ struct agent_config {
 
         char *rebuild_command; /* a program name or an absolute path */
         char *rebuild_path;    /* NULL: the rebuild module's default PATH */
+        char *dry_run_command; /* the pre-flight's, run as CMD dry-build; NULL: rebuild_command */
 
         char *enroll_token_file; /* NULL: no enrollment token */
         uint64_t enroll_wait;    /* seconds to wait for approval */

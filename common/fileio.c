@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -29,6 +30,74 @@ int fsync_directory_of(const char *path)
         return 0;
 }
 
+int temporary_path(const char *path, char **ret)
+{
+        const char *slash = strrchr(path, '/');
+        int dir_len = slash ? (int)(slash - path + 1) : 0;
+
+        if (asprintf(ret, "%.*s.%s" FILEIO_TEMPORARY_MARK "%08x", dir_len, path, path + dir_len,
+                     randombytes_random()) < 0) {
+                *ret = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+bool is_temporary_name(const char *name)
+{
+        const char *mark = NULL, *p = name;
+        size_t n = 0;
+
+        if (name[0] != '.')
+                return false;
+        while ((p = strstr(p, FILEIO_TEMPORARY_MARK))) /* the last one */
+                mark = p++;
+        if (!mark || mark == name)
+                return false;
+        for (p = mark + strlen(FILEIO_TEMPORARY_MARK); *p; p++, n++)
+                if (!strchr("0123456789abcdef", *p))
+                        return false;
+        return n == 8;
+}
+
+/* Whether the entry is a leftover that flags asks to remove. */
+static bool temporary_wanted(int dir_fd, const char *name, enum remove_temporary_flags flags)
+{
+        struct stat st;
+        bool secret;
+
+        if (!is_temporary_name(name))
+                return false;
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return false;
+        secret = S_ISREG(st.st_mode) && (st.st_mode & 077) == 0;
+        return (flags & (secret ? REMOVE_TEMPORARY_SECRET : REMOVE_TEMPORARY_OTHER)) != 0;
+}
+
+int remove_temporary_files(const char *dir, enum remove_temporary_flags flags)
+{
+        struct dirent *de;
+        int n = 0, r = 0;
+        DIR *d;
+
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+        for (errno = 0; (de = readdir(d)); errno = 0) {
+                if (!temporary_wanted(dirfd(d), de->d_name, flags))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0) {
+                        if (errno != ENOENT && r == 0)
+                                r = -errno;
+                } else
+                        n++;
+        }
+        if (errno != 0 && r == 0)
+                r = -errno;
+        closedir(d);
+        return r < 0 ? r : n;
+}
+
 int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode, int *ret_fd,
                          char **ret_tmp)
 {
@@ -36,8 +105,9 @@ int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t
         _cleanup_close_ int fd = -EBADF;
         int r;
 
-        if (asprintf(&tmp, "%s.tmp-%08x", path, randombytes_random()) < 0)
-                return -ENOMEM;
+        r = temporary_path(path, &tmp);
+        if (r < 0)
+                return r;
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode);
         if (fd < 0)
                 return -errno;

@@ -4,6 +4,7 @@
 /* Safe file writing: nothing half-written is ever visible, and a file is never more readable
  * than its final mode, not even for an instant. */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -31,6 +32,27 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 int atomic_write_prepare(const char *path, const void *data, size_t size, mode_t mode, int *ret_fd,
                          char **ret_tmp);
 int atomic_write_commit(const char *path, const char *tmp, enum write_file_flags flags);
+
+/* The temporary files of atomic writes are DIR/.NAME.nixprov-tmp-XXXXXXXX (8 random hex digits)
+ * for DIR/NAME, created with the final file's mode: an interrupted run leaves them behind, and
+ * the next one recognises and removes them (remove_temporary_files()). */
+#define FILEIO_TEMPORARY_MARK ".nixprov-tmp-"
+
+/* Allocates the name of a new temporary file beside path. Returns 0 or -ENOMEM. */
+int temporary_path(const char *path, char **ret);
+
+/* Whether a directory entry's name is one temporary_path() makes. */
+bool is_temporary_name(const char *name);
+
+enum remove_temporary_flags {
+        REMOVE_TEMPORARY_SECRET = 1 << 0, /* those readable by their owner only (a secret's) */
+        REMOVE_TEMPORARY_OTHER = 1 << 1,  /* the others */
+};
+
+/* Removes the leftovers of interrupted atomic writes directly in dir (is_temporary_name(), not
+ * recursive; symbolic links are not followed). A missing dir has none. Returns the number
+ * removed, or a negative errno (it goes on with the other entries). */
+int remove_temporary_files(const char *dir, enum remove_temporary_flags flags);
 
 /* fsyncs the directory that holds path. */
 int fsync_directory_of(const char *path);

@@ -742,6 +742,11 @@ static const struct yaml_schema_field rebuild_fields[] = {
      .offset = offsetof(struct profile, rebuild.timeout),
      .min = 1,
      .max = 604800},
+    {.key = "max-local-builds",
+     .parse = yaml_schema_parse_uint,
+     .offset = offsetof(struct profile, rebuild.max_local_builds),
+     .min = 0,
+     .max = 1000000},
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 
@@ -837,6 +842,7 @@ int profile_parse(const char *data, size_t size, const char *filename, struct pr
         }
         profile->rebuild.action = PROFILE_REBUILD_SWITCH;
         profile->rebuild.timeout = 7200;
+        profile->rebuild.max_local_builds = PROFILE_NO_LIMIT;
         profile->report.interval = 30;
 
         r = yaml_schema_parse_document(&p, &profile_table, profile, &start);

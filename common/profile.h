@@ -103,6 +103,8 @@ struct profile_secret {
 /* One nix.conf setting. A list in YAML is joined with single spaces, as nix.conf wants it.
  * "fit" is kept as is (max-jobs and cores only); the agent sizes it. Scalars are kept as
  * written: true stays "true", 10 stays "10". location is where the setting's key stands. */
+#define PROFILE_NO_LIMIT UINT64_MAX
+
 struct profile_setting {
         char *name;
         char *value;
@@ -170,6 +172,9 @@ struct profile {
                 char *flake;                        /* NULL: the local /etc/nixos configuration */
                 enum profile_rebuild_action action; /* default switch */
                 uint64_t timeout;                   /* seconds, default 7200 */
+                /* rebuild.max-local-builds: the pre-flight refuses a build that would compile
+                 * more derivations on the device; PROFILE_NO_LIMIT when not set. */
+                uint64_t max_local_builds;
         } rebuild;
 
         struct {

@@ -16,6 +16,7 @@ NIXPROV_PACKAGES=(
   libjansson-dev libcmocka-dev
   clang libclang-rt-14-dev clang-format
   minisign nix-bin openssh-server openssh-client curl openssl python3 procps jq time
+  strace # the kill test (tests/integration/test-crash.sh)
   qemu-system-x86 linux-image-amd64 initramfs-tools dracut-core busybox-static e2fsprogs socat
   systemd # systemd-analyze verify, for the units in systemd/
 )

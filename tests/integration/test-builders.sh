@@ -295,14 +295,14 @@ sed -i "s|identity: /etc/nixprov/builder_ed25519|identity: $TMP/key/id|" "data/m
 grep -q "max-jobs: fit" "data/machines/$MACHINE.yaml" || die "the profile lost its max-jobs: fit"
 minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial 7" >/dev/null
 # Nix 2.8 takes no port in an ssh:// URI (it hands "host:port" to ssh as a host name): the
-# machines file names the Host alias, and the agent gives the rebuild NIX_SSHOPTS="-F
-# ROOT/etc/nixprov/ssh_config". The stand-in only points Nix at the machines file under the root
-# (the settings name it unrooted) and keeps the environment it got, for the checks below.
+# machines file names the Host alias. Under --root the agent gives the rebuild the builders
+# inline (their identity files under the root) and NIX_SSHOPTS="-F
+# ROOT/var/lib/nixprov/first-build-ssh_config", a copy of the ssh_config with the identity files
+# under the root. The stand-in keeps the environment it got, for the checks below.
 cat > nixos-rebuild <<EOF
 #!/bin/sh
 env > $TMP/rebuild-env
-export NIX_CONFIG="\$NIX_CONFIG
-builders = @$TMP/root/etc/nix/nixprov-machines"
+cp "\${NIX_SSHOPTS#-F }" $TMP/rebuild-ssh_config
 exec timeout 120 $SRC/tests/integration/rebuild-standin.sh $SRC/tests/data/nix/closure.nix rb-$RUN_ID
 EOF
 expect_exit remote-build 0 agent_run
@@ -314,8 +314,13 @@ f=$(jq -c '[.reports[] | select(.phase == "done")] | last' history.json)
 [ "$(jq -r .counts.built <<<"$f")" = 0 ] || die "built locally: $f"
 grep -qF "on 'ssh://root@nixprov-builder-0?remote-program=$TMP/ssh/nix-store-builder'" root/var/log/nixprov/rebuild-7-*.log ||
   die "the rebuild log does not name the builder's alias"
-grep -qx "NIX_SSHOPTS=-F $TMP/root/etc/nixprov/ssh_config" rebuild-env ||
+grep -qx "NIX_SSHOPTS=-F $TMP/root/var/lib/nixprov/first-build-ssh_config" rebuild-env ||
   die "the rebuild's NIX_SSHOPTS: $(grep NIX_SSHOPTS rebuild-env)"
+grep -q "^builders = ssh://root@nixprov-builder-0?remote-program=$TMP/ssh/nix-store-builder x86_64-linux $TMP/root$TMP/key/id " rebuild-env ||
+  die "the rebuild's builders: $(grep builders rebuild-env)"
+grep -qxF "  IdentityFile $TMP/root$TMP/key/id" rebuild-ssh_config ||
+  die "the rebuild's ssh config: $(cat rebuild-ssh_config)"
+! grep -q "@/etc/nix/nixprov-machines" rebuild-env || die "the rebuild is given the unrooted machines file"
 ls "$TMP/builder-store/nix/store/" | grep -q "nixprov-demo-c" || die "the builder's store has no output"
 grep -q "^max-jobs = 0$" root/etc/nix/nixprov.conf || die "max-jobs is not 0"
 ok "a real remote build on port $SSH_PORT with Nix $(nix-store --version | cut -d' ' -f3), through the Host alias: 3 derivations built on the sshd builder in its own store, 0 locally"

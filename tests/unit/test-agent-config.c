@@ -158,6 +158,8 @@ static const struct bad_case bad_cases[] = {
          "expected a program name or an absolute path"},
         {"rebuild: {command: \"\"}\n", -EBADMSG, 1, 20, "rebuild.command",
          "invalid command '': empty"},
+        {"rebuild: {dry-run-command: nix build}\n", -EBADMSG, 1, 28, "rebuild.dry-run-command",
+         "invalid command 'nix build': white space"},
         {"rebuild: {path: /bin::/usr/bin}\n", -EBADMSG, 1, 17, "rebuild.path",
          "invalid search path '/bin::/usr/bin': an empty entry"},
         {"rebuild: {path: \"/bin:\"}\n", -EBADMSG, 1, 17, "rebuild.path", "an empty entry"},
@@ -308,6 +310,7 @@ static void assert_defaults(const struct agent_config *c)
         assert_string_equal(c->log_dir, AGENT_CONFIG_LOG_DIR_DEFAULT);
         assert_string_equal(c->rebuild_command, AGENT_CONFIG_REBUILD_COMMAND_DEFAULT);
         assert_null(c->rebuild_path);
+        assert_null(c->dry_run_command);
         assert_null(c->enroll_token_file);
         assert_int_equal(c->enroll_wait, AGENT_CONFIG_ENROLL_WAIT_DEFAULT);
 }
@@ -362,6 +365,7 @@ static void test_values(void **state)
                      "log-dir: /var/log/nixprov/\n"
                      "rebuild:\n"
                      "  command: /run/current-system/sw/bin/nixos-rebuild\n"
+                     "  dry-run-command: /usr/local/bin/dry-build\n"
                      "  path: /bin\n"
                      "enroll:\n"
                      "  token-file: /etc/nixprov/enroll-token\n"
@@ -387,6 +391,7 @@ static void test_values(void **state)
         assert_string_equal(c->log_dir, "/var/log/nixprov/");
         assert_string_equal(c->rebuild_command, "/run/current-system/sw/bin/nixos-rebuild");
         assert_string_equal(c->rebuild_path, "/bin");
+        assert_string_equal(c->dry_run_command, "/usr/local/bin/dry-build");
         assert_string_equal(c->enroll_token_file, "/etc/nixprov/enroll-token");
         assert_int_equal(c->enroll_wait, 0);
 }

@@ -132,6 +132,44 @@ static void test_failure_leaves_nothing(void **state)
         assert_int_equal(count_entries(), 0);
 }
 
+static void test_temporary_names_and_leftovers(void **state)
+{
+        _cleanup_free_ char *tmp = NULL, *secret = NULL, *other = NULL, *keep = NULL;
+        _cleanup_free_ char *final = in_dir("netrc"), *tilde = in_dir("netrc~");
+        int fd = -EBADF;
+        (void)state;
+
+        assert_int_equal(temporary_path("/etc/nix/nixprov-netrc", &tmp), 0);
+        assert_true(strncmp(tmp, "/etc/nix/.nixprov-netrc" FILEIO_TEMPORARY_MARK, 36) == 0);
+        assert_int_equal(strlen(tmp), strlen("/etc/nix/.nixprov-netrc" FILEIO_TEMPORARY_MARK) + 8);
+        assert_true(is_temporary_name(strrchr(tmp, '/') + 1));
+        assert_false(is_temporary_name("nixprov-netrc"));
+        assert_false(is_temporary_name("nixprov-netrc.tmp-0badf00d")); /* not ours */
+        assert_false(is_temporary_name(".x" FILEIO_TEMPORARY_MARK "0badf00"));
+        assert_false(is_temporary_name(".x" FILEIO_TEMPORARY_MARK "0badf00d~"));
+        assert_false(is_temporary_name(FILEIO_TEMPORARY_MARK "0badf00d"));
+
+        /* Two leftovers (a secret one, 0600, and another), and files that are not ones. */
+        assert_int_equal(atomic_write_prepare(final, "token", 5, 0600, &fd, &secret), 0);
+        safe_close(fd);
+        assert_int_equal(atomic_write_prepare(final, "conf", 4, 0644, &fd, &other), 0);
+        safe_close(fd);
+        assert_int_equal(write_file_atomic(final, "x", 1, 0600, 0), 0);
+        assert_int_equal(write_file_atomic(tilde, "x", 1, 0600, 0), 0);
+        assert_int_equal(count_entries(), 4);
+        assert_int_equal(remove_temporary_files(dir, REMOVE_TEMPORARY_SECRET), 1);
+        assert_int_equal(access(secret, F_OK), -1);
+        assert_int_equal(access(other, F_OK), 0);
+        assert_int_equal(remove_temporary_files(dir, REMOVE_TEMPORARY_SECRET), 0);
+        assert_int_equal(remove_temporary_files(dir, REMOVE_TEMPORARY_OTHER), 1);
+        assert_int_equal(access(other, F_OK), -1);
+        assert_int_equal(count_entries(), 2); /* netrc and netrc~ stay */
+        keep = in_dir("missing");
+        assert_int_equal(remove_temporary_files(keep, REMOVE_TEMPORARY_SECRET), 0);
+        unlink(final);
+        unlink(tilde);
+}
+
 static void test_mkdir_parents_and_root_join(void **state)
 {
         _cleanup_free_ char *deep = in_dir("a/b/c"), *j1 = NULL, *j2 = NULL, *j3 = NULL;
@@ -228,6 +266,7 @@ int main(void)
             cmocka_unit_test(test_keep_previous),
             cmocka_unit_test(test_symlink_is_not_followed),
             cmocka_unit_test(test_failure_leaves_nothing),
+            cmocka_unit_test(test_temporary_names_and_leftovers),
             cmocka_unit_test(test_mkdir_parents_and_root_join),
             cmocka_unit_test(test_machine_id),
             cmocka_unit_test(test_machine_id_read),

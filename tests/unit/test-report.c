@@ -215,6 +215,28 @@ static void test_json_shape(void **state)
         json_decref(j);
 }
 
+static void test_json_preflight(void **state)
+{
+        const struct dryrun_summary pre = {.to_build = 3,
+                                           .to_fetch = 12,
+                                           .download_bytes = 37193400,
+                                           .unpacked_bytes = UINT64_MAX,
+                                           .have_build = true,
+                                           .have_fetch = true};
+        const struct report r = {
+            .phase = REPORT_PHASE_PREFLIGHT, .status = REPORT_STATUS_OK, .preflight = &pre};
+        _cleanup_free_ char *text = NULL;
+
+        (void)state;
+        assert_string_equal(report_phase_to_string(REPORT_PHASE_PREFLIGHT), "preflight");
+        assert_int_equal(report_to_json(&r, MACHINE, 1, 5, &text, NULL), 0);
+        /* A saturated size is sent as the largest JSON integer the server takes. */
+        assert_string_equal(text, "{\"machine_id\":\"" MACHINE "\",\"seq\":1,\"time\":5,"
+                                  "\"phase\":\"preflight\",\"status\":\"ok\",\"preflight\":"
+                                  "{\"to_build\":3,\"to_fetch\":12,\"download_bytes\":37193400,"
+                                  "\"unpacked_bytes\":9223372036854775807}}");
+}
+
 static void test_json_minimal(void **state)
 {
         const struct report r = {.phase = REPORT_PHASE_IDENTIFY, .status = REPORT_STATUS_STARTED};
@@ -339,7 +361,7 @@ static void test_spool_seq_never_reused(void **state)
         run("rm -f '%s'/*.json", dir);
         assert_int_equal(count_reports(dir), 0);
         /* A leftover of an interrupted write is removed at open. */
-        tmp_left = spool_file(dir, "00000000000000000009.json.tmp-0badf00d");
+        tmp_left = spool_file(dir, ".00000000000000000009.json" FILEIO_TEMPORARY_MARK "0badf00d");
         assert_int_equal(write_file_atomic(tmp_left, "{", 1, 0600, 0), 0);
         assert_int_equal(report_open(dir, MACHINE, NULL, NULL, &s), 0);
         assert_int_equal(access(tmp_left, F_OK), -1);
@@ -635,6 +657,7 @@ int main(void)
             cmocka_unit_test(test_delivery_verdict),
             cmocka_unit_test(test_json_refusals),
             cmocka_unit_test(test_json_shape),
+            cmocka_unit_test(test_json_preflight),
             cmocka_unit_test(test_json_minimal),
             cmocka_unit_test(test_json_bounds_and_utf8),
             cmocka_unit_test(test_open_refusals),
