@@ -790,6 +790,7 @@ static const struct yaml_schema_field profile_fields[] = {
     {.key = "cachix", .parse = parse_caches, .offset = 0},
     {.key = "rebuild", .parse = yaml_schema_parse_section, .offset = 0, .table = &rebuild_table},
     {.key = "report", .parse = yaml_schema_parse_section, .offset = 0, .table = &report_table},
+    {.key = "health", .parse = profile_health_parse, .offset = offsetof(struct profile, health)},
 };
 YAML_SCHEMA_DEFINE_TABLE(profile_table, profile_fields);
 
@@ -838,6 +839,7 @@ int profile_parse(const char *data, size_t size, const char *filename, struct pr
         profile->rebuild.action = PROFILE_REBUILD_SWITCH;
         profile->rebuild.timeout = 7200;
         profile->report.interval = 30;
+        profile_health_init(&profile->health);
 
         r = yaml_schema_parse_document(&p, &profile_table, profile, &start);
         if (r < 0)
@@ -933,6 +935,7 @@ struct profile *profile_free(struct profile *p)
         }
         free(p->caches);
         free(p->rebuild.flake);
+        profile_health_done(&p->health);
         free(p);
         return NULL;
 }

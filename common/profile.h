@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "macro.h"
+#include "profile_health.h"
 
 #define PROFILE_SCHEMA 1
 #define PROFILE_MAX_BYTES (1024 * 1024) /* one document */
@@ -175,6 +176,8 @@ struct profile {
         struct {
                 uint64_t interval; /* seconds, default 30 */
         } report;
+
+        struct profile_health health; /* health: (profile_health.h) */
 };
 
 #define PROFILE_ERROR_FILE_MAX 256
