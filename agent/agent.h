@@ -14,6 +14,7 @@
 #define AGENT_EXIT_REBUILD 7  /* rebuild failed */
 #define AGENT_EXIT_REPORT 8   /* report could not be spooled */
 #define AGENT_EXIT_ENROLL 9   /* not admitted: revoked, still pending, or another key */
+#define AGENT_EXIT_HEALTH 10  /* health checks failed (rolled back, or nothing to roll back to) */
 
 int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -742,6 +742,9 @@ static const struct yaml_schema_field rebuild_fields[] = {
      .offset = offsetof(struct profile, rebuild.timeout),
      .min = 1,
      .max = 604800},
+    {.key = "allow-reboot",
+     .parse = yaml_schema_parse_bool,
+     .offset = offsetof(struct profile, rebuild.reboot)},
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 

@@ -171,6 +171,9 @@ struct profile {
                 char *flake;                        /* NULL: the local /etc/nixos configuration */
                 enum profile_rebuild_action action; /* default switch */
                 uint64_t timeout;                   /* seconds, default 7200 */
+                /* The agent may reboot the device (default false): into a new kernel or
+                 * initrd after a switch, or into the previous system after a failed boot. */
+                bool reboot;
         } rebuild;
 
         struct {
