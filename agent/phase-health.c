@@ -171,7 +171,7 @@ int phase_health(struct run_state *r, struct phase_result *res)
 
         (void)system_resolve(r->ctx->root, SYSTEM_PROFILE, &r->new_system);
         if (p->rebuild.action == PROFILE_REBUILD_BOOT)
-                return pending_reboot(r, res, "rebuild.action is boot", p->rebuild.allow - reboot);
+                return pending_reboot(r, res, "rebuild.action is boot", p->rebuild.allow_reboot);
         k = run_checks(r, &p->health);
         if (k == -ENOMEM)
                 return phase_fail(res, "out of memory");
@@ -183,7 +183,7 @@ int phase_health(struct run_state *r, struct phase_result *res)
                 return -1;
         }
         (void)system_resolve(r->ctx->root, SYSTEM_BOOTED, &booted);
-        if (p->rebuild.allow - reboot && booted && r->new_system &&
+        if (p->rebuild.allow_reboot && booted && r->new_system &&
             system_boot_files_differ(r->ctx->root, booted, r->new_system))
                 return pending_reboot(r, res, "the new system has another kernel or initrd", true);
         res->outcome = "applied";
@@ -256,7 +256,7 @@ static int roll_back_boot(struct run_state *r, const struct update_state *u, con
                                       .applied_time = u->previous_time};
         struct update_state done = *u;
         bool running = booted && streq(booted, u->previous);
-        bool reboot = !running && p && p->rebuild.allow - reboot;
+        bool reboot = !running && p && p->rebuild.allow_reboot;
         char error[512] = "";
         int k = 0;
 

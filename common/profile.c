@@ -744,7 +744,7 @@ static const struct yaml_schema_field rebuild_fields[] = {
      .max = 604800},
     {.key = "allow-reboot",
      .parse = yaml_schema_parse_bool,
-     .offset = offsetof(struct profile, rebuild.reboot)},
+     .offset = offsetof(struct profile, rebuild.allow_reboot)},
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 

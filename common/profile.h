@@ -173,7 +173,7 @@ struct profile {
                 uint64_t timeout;                   /* seconds, default 7200 */
                 /* The agent may reboot the device (default false): into a new kernel or
                  * initrd after a switch, or into the previous system after a failed boot. */
-                bool reboot;
+                bool allow_reboot;
         } rebuild;
 
         struct {
