@@ -114,4 +114,14 @@ wait_http "http://127.0.0.1:$PORT/"
 [ "$(listener)" = "system n2-$run_id" ] || die "unit: the old listener does not answer"
 ok "an inactive unit rolls back too (the new listener was healthy, the old one answers again)"
 
+# --- what the operator sees -----------------------------------------------------------------------
+expect_exit status 0 "$AGENT" status --config agent.yaml --root "$ROOT" --json
+jq -e '.serial == 2 and .update.serial == 5 and .update.outcome == "rolled-back"
+       and .update.previous_system == "'"$good"'"
+       and (.update.cause | test("unit nixprov-missing.service"))' status.out >/dev/null ||
+  die "status: $(cat status.out)"
+expect_exit status-text 0 "$AGENT" status --config agent.yaml --root "$ROOT"
+expect_grep status-text "last update: serial 5 rolled back to $good (health check failed: unit nixprov-missing.service"
+ok "nixprov-agent status shows serial 2 applied and serial 5 rolled back, with the cause"
+
 echo "$checks passed, 0 failed"
