@@ -24,8 +24,9 @@
 static const struct phase phases[] = {
     {"identify", REPORT_PHASE_IDENTIFY, AGENT_EXIT_USAGE, phase_identify, NULL, 0},
     {"enroll", REPORT_PHASE_ENROLL, AGENT_EXIT_ENROLL, phase_enroll, NULL, 0},
-    {"fetch", REPORT_PHASE_FETCH, AGENT_EXIT_FETCH, phase_fetch, NULL, 0},
+    /* Before the fetch: a device that booted into a system without network rolls back too. */
     {"confirm", REPORT_PHASE_CONFIRM, AGENT_EXIT_HEALTH, phase_confirm, phase_confirm_wanted, 0},
+    {"fetch", REPORT_PHASE_FETCH, AGENT_EXIT_FETCH, phase_fetch, NULL, 0},
     {"verify", REPORT_PHASE_VERIFY, AGENT_EXIT_REFUSED, phase_verify, NULL, 0},
     {"up-to-date", REPORT_PHASE_DONE, AGENT_EXIT_OK, phase_up_to_date, NULL,
      PHASE_STAMP | PHASE_FINAL | PHASE_IF_UP_TO_DATE},
@@ -99,8 +100,8 @@ static void emit(struct engine *e, enum report_status status, const char *messag
         struct report rep = {
             .phase = e->current->phase,
             .status = status,
-            .has_serial = have_serial,
-            .serial = have_serial ? r->trust.profile->serial : 0,
+            .has_serial = have_serial || r->has_update_serial,
+            .serial = have_serial ? r->trust.profile->serial : r->update_serial,
             .message = message,
             .error = error,
             .counts = with_counts ? &r->rebuild.counts : NULL,

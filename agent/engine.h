@@ -65,6 +65,8 @@ struct run_state {
         char *new_system;
         struct health_result *health;
         const char *outcome;
+        bool has_update_serial; /* confirm: the serial of the pending update, for its reports */
+        uint64_t update_serial;
 
         bool pending_logged;
         struct engine *engine; /* the engine's, while it runs */

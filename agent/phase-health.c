@@ -297,6 +297,8 @@ int phase_confirm(struct run_state *r, struct phase_result *res)
                 return phase_fail(res, "cannot read %s/%s: %s", r->state_dir, STATE_UPDATE_FILE,
                                   strerror(-k));
         (void)system_resolve(r->ctx->root, SYSTEM_BOOTED, &booted);
+        r->has_update_serial = true;
+        r->update_serial = u.serial;
         r->new_system = strdup(u.system);
         r->previous_system = u.previous[0] ? strdup(u.previous) : NULL;
         if (streq(booted ?: "", u.booted)) {

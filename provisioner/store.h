@@ -109,6 +109,13 @@ struct store_machine {
         char *decided_by;
         struct store_optional conflict_at;
         char *facts; /* JSON text, as store_enroll() was given it */
+        /* The update, from the reports' "outcome" (common/report_body.h): the serial of the
+         * latest report done ok (not a "not-retried" stamp), and the latest outcome reported
+         * (not "not-retried"), its serial and error. */
+        struct store_optional running_serial;
+        char *update_outcome;
+        struct store_optional update_serial;
+        char *update_error;
 };
 
 void store_machine_done(struct store_machine *machine);
@@ -150,6 +157,8 @@ struct store_stats {
         size_t n_by_status;
         struct store_count by_state[STORE_COUNTS_MAX];
         size_t n_by_state;
+        struct store_count by_update[STORE_COUNTS_MAX]; /* by the latest outcome ("none") */
+        size_t n_by_update;
 };
 
 struct store_ops;

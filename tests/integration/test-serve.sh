@@ -509,7 +509,7 @@ pass "the server still answers after all that"
 # --- nixprov fleet -----------------------------------------------------------------------------
 
 "$NIXPROV" fleet --server "$base" >"$tmp/fleet" || fail "nixprov fleet failed"
-grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
+grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *RUNS  *UPDATE  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
         fail "nixprov fleet: no table header"
 grep -Eq "^$M1  +approved! +edge-m1 +7 +rebuild +progress +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
         "$tmp/fleet" || fail "nixprov fleet: no row for M1: $(cat "$tmp/fleet")"
