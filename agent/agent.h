@@ -15,6 +15,7 @@
 #define AGENT_EXIT_REPORT 8     /* report could not be spooled */
 #define AGENT_EXIT_ENROLL 9     /* not admitted: revoked, still pending, or another key */
 #define AGENT_EXIT_PREFLIGHT 10 /* the dry run failed, or the build would compile too much */
+#define AGENT_EXIT_HEALTH 11    /* health checks failed (rolled back, or nothing to roll back to) */
 
 int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);

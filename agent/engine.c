@@ -27,10 +27,14 @@
 static const struct phase phases[] = {
     {"identify", REPORT_PHASE_IDENTIFY, AGENT_EXIT_USAGE, phase_identify, NULL, 0},
     {"enroll", REPORT_PHASE_ENROLL, AGENT_EXIT_ENROLL, phase_enroll, NULL, 0},
+    /* Before the fetch: a device that booted into a system without network rolls back too. */
+    {"confirm", REPORT_PHASE_CONFIRM, AGENT_EXIT_HEALTH, phase_confirm, phase_confirm_wanted, 0},
     {"fetch", REPORT_PHASE_FETCH, AGENT_EXIT_FETCH, phase_fetch, NULL, 0},
     {"verify", REPORT_PHASE_VERIFY, AGENT_EXIT_REFUSED, phase_verify, NULL, 0},
     {"up-to-date", REPORT_PHASE_DONE, AGENT_EXIT_OK, phase_up_to_date, NULL,
      PHASE_STAMP | PHASE_FINAL | PHASE_IF_UP_TO_DATE},
+    {"not-retried", REPORT_PHASE_DONE, AGENT_EXIT_OK, phase_not_retried, phase_not_retried_wanted,
+     PHASE_STAMP | PHASE_FINAL | PHASE_IF_CHANGED},
     {"plan", REPORT_PHASE_PLAN, AGENT_EXIT_REFUSED, phase_plan, NULL, PHASE_IF_CHANGED},
     {"builders", REPORT_PHASE_BUILDERS, AGENT_EXIT_BUILDERS, phase_builders, phase_builders_wanted,
      PHASE_IF_CHANGED},
@@ -41,6 +45,8 @@ static const struct phase phases[] = {
      phase_preflight_wanted, PHASE_IF_CHANGED | PHASE_IF_REBUILD},
     {"rebuild", REPORT_PHASE_REBUILD, AGENT_EXIT_REBUILD, phase_rebuild, NULL,
      PHASE_LONG | PHASE_COUNTS | PHASE_IF_CHANGED | PHASE_IF_REBUILD},
+    {"health", REPORT_PHASE_HEALTH, AGENT_EXIT_HEALTH, phase_health, NULL,
+     PHASE_IF_CHANGED | PHASE_IF_REBUILD},
     {"done", REPORT_PHASE_DONE, AGENT_EXIT_WRITE, phase_done, NULL,
      PHASE_COUNTS | PHASE_FINAL | PHASE_IF_CHANGED | PHASE_IF_REBUILD},
 };
@@ -56,6 +62,7 @@ struct engine {
         bool spool_set_up;
         bool spool_failed;
         char error[ENGINE_MESSAGE_MAX]; /* why the run failed: what the report says */
+        const char *outcome;            /* the current phase's outcome of the update */
 };
 
 static bool phase_is_wanted(const struct run_state *r, const struct phase *p)
@@ -72,16 +79,34 @@ static bool phase_is_wanted(const struct run_state *r, const struct phase *p)
 }
 
 /* Spools one report; a report that cannot even be spooled ends the run with exit code 8. */
+/* The health checks of the run, for the reports of the phases that ran them. */
+static size_t report_checks(const struct engine *e, struct report_check *checks)
+{
+        const struct health_result *h = e->r->health;
+        size_t n = 0;
+
+        if (!h ||
+            (e->current->phase != REPORT_PHASE_HEALTH && e->current->phase != REPORT_PHASE_CONFIRM))
+                return 0;
+        for (; n < h->n_checks && n < REPORT_CHECKS_MAX; n++)
+                checks[n] =
+                    (struct report_check){h->checks[n].name, h->checks[n].ok, h->checks[n].attempts,
+                                          h->checks[n].ok ? NULL : h->checks[n].error};
+        return n;
+}
+
 static void emit(struct engine *e, enum report_status status, const char *message,
                  const char *error, bool with_counts, const char *log_tail)
 {
         struct run_state *r = e->r;
         bool have_serial = r->trust.profile != NULL;
+        struct report_check checks[REPORT_CHECKS_MAX];
+        bool final = status == REPORT_STATUS_OK || status == REPORT_STATUS_FAILED;
         struct report rep = {
             .phase = e->current->phase,
             .status = status,
-            .has_serial = have_serial,
-            .serial = have_serial ? r->trust.profile->serial : 0,
+            .has_serial = have_serial || r->has_update_serial,
+            .serial = have_serial ? r->trust.profile->serial : r->update_serial,
             .message = message,
             .error = error,
             .counts = with_counts ? &r->rebuild.counts : NULL,
@@ -91,6 +116,11 @@ static void emit(struct engine *e, enum report_status status, const char *messag
             .timings = e->timings,
             .n_timings = e->n_timings,
             .log_tail = log_tail,
+            .outcome = final ? e->outcome : NULL,
+            .system = final && e->outcome ? r->new_system : NULL,
+            .previous_system = final && e->outcome ? r->previous_system : NULL,
+            .checks = checks,
+            .n_checks = final ? report_checks(e, checks) : 0,
         };
         struct report_spool *spool = r->ctx->spool;
         int k;
@@ -147,6 +177,9 @@ static int phase_outcome(struct engine *e, int k, const struct phase_result *res
         const struct phase *p = e->current;
 
         phase_end(e);
+        e->outcome = res->outcome;
+        if (res->outcome)
+                e->r->outcome = res->outcome;
         if (res->warning[0])
                 log_warning("%s", res->warning);
         if (k < 0) {
@@ -214,6 +247,8 @@ static void save_last_run(const struct engine *e, int exit_code)
                                     json_integer((json_int_t)r->trust.profile->serial));
         if (r->rebuild.started)
                 json_object_set_new(o, "counts", counts_to_json(&r->rebuild.counts));
+        if (r->outcome)
+                json_object_set_new(o, "update", json_string(r->outcome));
         timings = json_object();
         for (size_t i = 0; timings && i < e->n_timings; i++)
                 json_object_set_new(timings, report_phase_to_string(e->timings[i].phase),

@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "builders.h"
 #include "context.h"
+#include "health.h"
 #include "plan.h"
 #include "rebuild.h"
 #include "report-log.h"
@@ -59,6 +60,16 @@ struct run_state {
         bool have_preflight;
         struct rebuild_result rebuild;
 
+        /* The update (phase-health.c): the system before it, the one it switched to, the
+         * health checks' outcome (NULL until they ran) and how it ended, for the reports. */
+        bool retry;            /* run --retry: a serial that was rolled back is tried again */
+        char *previous_system; /* the store path of the system profile before; NULL: none */
+        char *new_system;
+        struct health_result *health;
+        const char *outcome;
+        bool has_update_serial; /* confirm: the serial of the pending update, for its reports */
+        uint64_t update_serial;
+
         bool pending_logged;
         struct engine *engine; /* the engine's, while it runs */
 };
@@ -70,6 +81,7 @@ struct phase_result {
         char log[ENGINE_WARNING_MAX];     /* a stamp's line for the log (not the report's) */
         const char *log_tail;             /* failed: the end of the command's log, for the report */
         int exit_code;                    /* failed: 0 for the row's exit code */
+        const char *outcome;              /* the update's outcome, when this phase decided it */
 };
 
 enum {
@@ -127,3 +139,13 @@ int phase_preflight(struct run_state *r, struct phase_result *res);
 bool phase_preflight_wanted(const struct run_state *r);
 int phase_rebuild(struct run_state *r, struct phase_result *res);
 int phase_done(struct run_state *r, struct phase_result *res);
+int phase_health(struct run_state *r, struct phase_result *res);
+int phase_not_retried(struct run_state *r, struct phase_result *res);
+bool phase_not_retried_wanted(const struct run_state *r);
+int phase_confirm(struct run_state *r, struct phase_result *res);
+bool phase_confirm_wanted(const struct run_state *r);
+/* The rebuild phase's part of the update: before it switches, the system it switches from is
+ * recorded; when it failed, the system is switched back to it (cause: why), the Nix files put
+ * back, and res's message says what was done. */
+int update_begin(struct run_state *r, struct phase_result *res);
+void update_rebuild_failed(struct run_state *r, struct phase_result *res);

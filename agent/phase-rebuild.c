@@ -341,13 +341,22 @@ int phase_rebuild(struct run_state *r, struct phase_result *res)
             .progress_interval_sec = p->report.interval,
             .userdata = r,
         };
+        k = update_begin(r, res);
+        if (k < 0) {
+                argv = rebuild_argv_free(argv);
+                (void)write_restore(&r->written);
+                return k;
+        }
         engine_note(r, "%s %s%s%s (log: %s)", argv[0], argv[1], p->rebuild.flake ? " --flake " : "",
                     p->rebuild.flake ?: "", log_path);
         k = rebuild_run(&o, &r->rebuild);
         argv = rebuild_argv_free(argv);
         root_view_done(&view);
-        if (k < 0)
-                return failed(r, k, res);
+        if (k < 0) {
+                (void)failed(r, k, res);
+                update_rebuild_failed(r, res);
+                return -1;
+        }
         return phase_ok(
             res,
             "done in %" PRIu64 " ms: %" PRIu64 " paths substituted, %" PRIu64

@@ -16,7 +16,8 @@ static const char *const phase_names[_REPORT_PHASE_MAX] = {
     [REPORT_PHASE_PLAN] = "plan",           [REPORT_PHASE_BUILDERS] = "builders",
     [REPORT_PHASE_WRITE] = "write",         [REPORT_PHASE_REBUILD] = "rebuild",
     [REPORT_PHASE_REPORT] = "report",       [REPORT_PHASE_DONE] = "done",
-    [REPORT_PHASE_PREFLIGHT] = "preflight",
+    [REPORT_PHASE_PREFLIGHT] = "preflight", [REPORT_PHASE_HEALTH] = "health",
+    [REPORT_PHASE_CONFIRM] = "confirm",
 };
 
 static const char *const status_names[_REPORT_STATUS_MAX] = {
@@ -126,6 +127,43 @@ static int set_preflight(json_t *o, const struct dryrun_summary *p)
         return 0;
 }
 
+/* The update's outcome, systems and health checks. */
+static int set_update(json_t *o, const struct report *r)
+{
+        json_t *checks;
+        int k;
+
+        if (r->outcome && (k = set(o, "outcome", json_string(r->outcome))) < 0)
+                return k;
+        if (r->system &&
+            (k = set(o, "system", json_text(r->system, REPORT_MESSAGE_MAX, false))) < 0)
+                return k;
+        if (r->previous_system &&
+            (k = set(o, "previous_system",
+                     json_text(r->previous_system, REPORT_MESSAGE_MAX, false))) < 0)
+                return k;
+        if (r->n_checks == 0)
+                return 0;
+        if (r->n_checks > REPORT_CHECKS_MAX || !r->checks)
+                return -EINVAL;
+        if ((k = set(o, "checks", checks = json_array())) < 0)
+                return k;
+        for (size_t i = 0; i < r->n_checks; i++) {
+                const struct report_check *c = &r->checks[i];
+                json_t *item = json_object();
+
+                if (!item || json_array_append_new(checks, item) < 0)
+                        return -ENOMEM;
+                if ((k = set(item, "name", json_text(c->name ?: "", 200, false))) < 0 ||
+                    (k = set(item, "ok", json_boolean(c->ok))) < 0 ||
+                    (k = set(item, "attempts", json_integer(c->attempts))) < 0)
+                        return k;
+                if (c->error && (k = set(item, "error", json_text(c->error, 200, false))) < 0)
+                        return k;
+        }
+        return 0;
+}
+
 int report_to_json(const struct report *r, const char *machine_id, uint64_t seq, int64_t time,
                    char **ret_json, size_t *ret_size)
 {
@@ -189,6 +227,8 @@ int report_to_json(const struct report *r, const char *machine_id, uint64_t seq,
         }
         if (r->log_tail &&
             (k = set(o, "log_tail", json_text(r->log_tail, REPORT_LOG_TAIL_MAX, true))) < 0)
+                return k;
+        if ((k = set_update(o, r)) < 0)
                 return k;
 
         dump = json_dumps(o, JSON_COMPACT);

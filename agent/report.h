@@ -38,6 +38,8 @@ enum report_phase {
         REPORT_PHASE_WRITE,
         REPORT_PHASE_PREFLIGHT,
         REPORT_PHASE_REBUILD,
+        REPORT_PHASE_HEALTH,
+        REPORT_PHASE_CONFIRM,
         REPORT_PHASE_REPORT,
         REPORT_PHASE_DONE,
         _REPORT_PHASE_MAX,
@@ -62,6 +64,15 @@ int report_phase_from_string(const char *s);
 const char *report_status_to_string(enum report_status status);
 int report_status_from_string(const char *s);
 
+/* One health check's outcome, sent as {"name", "ok", "attempts", "error"}. */
+struct report_check {
+        const char *name; /* "tcp 127.0.0.1:22", "unit sshd.service", ... */
+        bool ok;
+        unsigned attempts;
+        const char *error; /* the last attempt's, when not ok; may be NULL */
+};
+#define REPORT_CHECKS_MAX 160
+
 struct report_timing {
         enum report_phase phase;
         uint64_t ms;
@@ -85,6 +96,13 @@ struct report {
         /* The rebuild's readable output (nixlog_tail()), cut to its last REPORT_LOG_TAIL_MAX
          * bytes. Never anything else: see the note on secrets above. */
         const char *log_tail;
+        /* How the update ended, when this report says it: "applied", "rolled-back", "failed"
+         * (nothing to roll back to), "pending-reboot", "confirmed" or "not-retried". */
+        const char *outcome;
+        const char *system;                /* the store path the device runs (or will boot) */
+        const char *previous_system;       /* the store path it rolled back to, or would */
+        const struct report_check *checks; /* the health checks, at most REPORT_CHECKS_MAX */
+        size_t n_checks;
 };
 
 /* Builds the JSON body of report r (compact, with jansson) as machine_id sent it with seq at

@@ -11,6 +11,7 @@
 #include "log.h"
 
 #define ARG_NO_REBUILD 0x100
+#define ARG_RETRY 0x101
 
 static void run_help(void)
 {
@@ -30,13 +31,15 @@ static void run_help(void)
             "  -m, --machine-id ID    this machine's id (default: ROOT/etc/machine-id)\n"
             "      --no-rebuild       write the files but run no rebuild (an installer that\n"
             "                         builds the system itself); the serial is not recorded\n"
+            "      --retry            try a serial again that was rolled back or failed\n"
             "  -h, --help             show this help\n\n"
             "Exit codes: 0 done or nothing to do, 2 usage or configuration error, 3 fetch\n"
             "failed, 4 verification refused, 5 write failed, 6 builders unusable, 7 rebuild\n"
             "failed, 8 a report could not be spooled, 9 not admitted by the server (revoked,\n"
             "still pending when the configured wait ran out, or enrolled with another key),\n"
             "10 pre-flight refused (the dry run failed, or the build would compile more than\n"
-            "rebuild.max-local-builds derivations on this device).\n");
+            "rebuild.max-local-builds derivations on this device), 11 health checks failed\n"
+            "(rolled back, or nothing to roll back to).\n");
 }
 
 /* The configuration, with what a run cannot do without: a server and a trusted key. */
@@ -64,12 +67,14 @@ static int load_config(struct agent_context *ctx, const struct agent_config **re
 }
 
 /* Returns 1 to go on, or an exit code's negation. */
-static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no_rebuild)
+static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no_rebuild,
+                      bool *retry)
 {
         static const struct option options[] = {
             CONTEXT_LONG_OPTIONS,
             CONTEXT_LONG_OPTION_MACHINE_ID,
             {"no-rebuild", no_argument, NULL, ARG_NO_REBUILD},
+            {"retry", no_argument, NULL, ARG_RETRY},
             {"help", no_argument, NULL, 'h'},
             {},
         };
@@ -82,6 +87,8 @@ static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no
                         continue;
                 if (c == ARG_NO_REBUILD)
                         *no_rebuild = true;
+                else if (c == ARG_RETRY)
+                        *retry = true;
                 else if (c == 'h') {
                         run_help();
                         return -AGENT_EXIT_OK;
@@ -107,6 +114,9 @@ static void run_state_done(struct run_state *r)
         free(r->profile);
         free(r->signature);
         free(r->log_dir);
+        free(r->previous_system);
+        free(r->new_system);
+        free(r->health);
 }
 
 int cmd_run(int argc, char **argv)
@@ -116,7 +126,7 @@ int cmd_run(int argc, char **argv)
         int k, exit_code;
 
         context_init(&ctx);
-        k = parse_args(argc, argv, &ctx, &r.no_rebuild);
+        k = parse_args(argc, argv, &ctx, &r.no_rebuild, &r.retry);
         if (k <= 0)
                 return -k;
         k = fetch_global_init();

@@ -55,6 +55,51 @@ static unsigned count_spooled(const char *dir)
 }
 
 /* The status for people: the applied serial, how the last run ended, the spool. */
+/* The last update the agent tried (state.h's DIR/update), as JSON; NULL when there is none. */
+static json_t *update_json(const char *state_dir)
+{
+        struct update_state u;
+        json_t *o;
+
+        if (state_update_load(state_dir, &u) < 0 || !u.have)
+                return NULL;
+        o = json_pack("{s:I, s:s, s:I}", "serial", (json_int_t)u.serial, "outcome", u.outcome,
+                      "time", (json_int_t)u.time);
+        if (o && u.system[0])
+                json_object_set_new(o, "system", json_string(u.system));
+        if (o && u.previous[0])
+                json_object_set_new(o, "previous_system", json_string(u.previous));
+        if (o && u.cause[0])
+                json_object_set_new(o, "cause", json_string(u.cause));
+        return o;
+}
+
+static void print_update(json_t *update)
+{
+        const char *outcome = json_string_value(json_object_get(update, "outcome")) ?: "?";
+        const char *system = json_string_value(json_object_get(update, "system")) ?: "?";
+        const char *previous = json_string_value(json_object_get(update, "previous_system"));
+        const char *cause = json_string_value(json_object_get(update, "cause"));
+        json_int_t serial = json_integer_value(json_object_get(update, "serial"));
+
+        if (!update)
+                return;
+        printf("last update: serial %" JSON_INTEGER_FORMAT " ", serial);
+        if (streq(outcome, "rolled-back"))
+                printf("rolled back to %s", previous ?: "the previous system");
+        else if (streq(outcome, "failed"))
+                printf("failed%s", previous ? "" : ", nothing to roll back to");
+        else if (streq(outcome, "pending-reboot"))
+                printf("waiting for a reboot into %s", system);
+        else if (streq(outcome, "confirmed"))
+                printf("confirmed after the reboot: %s", system);
+        else if (streq(outcome, "applied"))
+                printf("applied: %s", system);
+        else
+                printf("%s (interrupted?)", outcome);
+        printf(cause ? " (%s)\n" : "\n", cause);
+}
+
 static void print_text(const struct agent_state *state, json_t *last, unsigned pending,
                        const char *spool)
 {
@@ -177,14 +222,17 @@ int cmd_status(int argc, char **argv)
         json_object_set_new(out, "reports_pending", json_integer(pending));
         if (last)
                 json_object_set(out, "last_run", last);
+        json_object_set_new(out, "update", update_json(state_dir));
 
         if (json) {
                 char *text = json_dumps(out, JSON_COMPACT);
                 if (text)
                         puts(text);
                 free(text);
-        } else
+        } else {
                 print_text(&state, last, pending, spool);
+                print_update(json_object_get(out, "update"));
+        }
         json_decref(out);
         json_decref(last);
         return AGENT_EXIT_OK;

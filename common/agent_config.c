@@ -275,6 +275,27 @@ static const struct yaml_schema_field rebuild_fields[] = {
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 
+static const struct yaml_schema_field health_fields[] = {
+    {.key = "systemctl",
+     .parse = parse_command,
+     .offset = offsetof(struct agent_config, systemctl_command)},
+};
+YAML_SCHEMA_DEFINE_TABLE(health_table, health_fields);
+
+static const struct yaml_schema_field rollback_fields[] = {
+    {.key = "command",
+     .parse = parse_command,
+     .offset = offsetof(struct agent_config, rollback_command)},
+};
+YAML_SCHEMA_DEFINE_TABLE(rollback_table, rollback_fields);
+
+static const struct yaml_schema_field reboot_fields[] = {
+    {.key = "command",
+     .parse = parse_command,
+     .offset = offsetof(struct agent_config, reboot_command)},
+};
+YAML_SCHEMA_DEFINE_TABLE(reboot_table, reboot_fields);
+
 static const struct yaml_schema_field enroll_fields[] = {
     {.key = "token-file",
      .parse = parse_absolute_path,
@@ -303,6 +324,9 @@ static const struct yaml_schema_field agent_config_fields[] = {
      .offset = offsetof(struct agent_config, log_dir)},
     {.key = "rebuild", .parse = yaml_schema_parse_section, .offset = 0, .table = &rebuild_table},
     {.key = "enroll", .parse = yaml_schema_parse_section, .offset = 0, .table = &enroll_table},
+    {.key = "health", .parse = yaml_schema_parse_section, .offset = 0, .table = &health_table},
+    {.key = "rollback", .parse = yaml_schema_parse_section, .offset = 0, .table = &rollback_table},
+    {.key = "reboot", .parse = yaml_schema_parse_section, .offset = 0, .table = &reboot_table},
 };
 YAML_SCHEMA_DEFINE_TABLE(agent_config_table, agent_config_fields);
 
@@ -361,7 +385,10 @@ int agent_config_new_default(struct agent_config **ret)
         c->state_dir = strdup(AGENT_CONFIG_STATE_DIR_DEFAULT);
         c->log_dir = strdup(AGENT_CONFIG_LOG_DIR_DEFAULT);
         c->rebuild_command = strdup(AGENT_CONFIG_REBUILD_COMMAND_DEFAULT);
-        if (!c->state_dir || !c->log_dir || !c->rebuild_command)
+        c->systemctl_command = strdup(AGENT_CONFIG_SYSTEMCTL_DEFAULT);
+        c->reboot_command = strdup(AGENT_CONFIG_REBOOT_DEFAULT);
+        if (!c->state_dir || !c->log_dir || !c->rebuild_command || !c->systemctl_command ||
+            !c->reboot_command)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -387,6 +414,9 @@ struct agent_config *agent_config_free(struct agent_config *c)
         free(c->rebuild_command);
         free(c->rebuild_path);
         free(c->dry_run_command);
+        free(c->systemctl_command);
+        free(c->rollback_command);
+        free(c->reboot_command);
         free(c->enroll_token_file);
         free(c);
         return NULL;

@@ -21,6 +21,12 @@
  *     dry-run-command: nixos-rebuild    # the pre-flight: CMD dry-build [--flake REF]; default:
  * command enroll: token-file: /etc/nixprov/enroll-token   # optional: an enrollment token baked
  * into the image wait: 3600                        # seconds to wait for an operator's approval
+ *   health:
+ *     systemctl: systemctl              # run as SYSTEMCTL is-active --quiet UNIT
+ *   rollback:
+ *     command: /usr/local/bin/rollback  # run as COMMAND PROFILE STORE-PATH; default: built in
+ *   reboot:
+ *     command: reboot                   # run with no argument when a rollback needs a reboot
  *
  * Parsed as strictly as the profile (same errors, file:line:column and key; see profile.h and
  * yaml_schema.h): unknown and duplicate keys, wrong types, null values, aliases, anchors and tags
@@ -36,8 +42,10 @@
  *  - groups: at most AGENT_CONFIG_MAX_GROUPS names like a profile's (profile_group_name_valid()).
  *  - ca-file, state-dir, log-dir: absolute paths without control characters.
  *  - rebuild.command: a program name (looked up in rebuild.path) or an absolute path, without
- *    white space; rebuild.dry-run-command likewise. rebuild.path: absolute directories separated by
- * ':', none empty.
+ *    white space; rebuild.dry-run-command likewise. rebuild.path: absolute directories
+ *    separated by ':', none empty.
+ *  - health.systemctl, rollback.command, reboot.command: like rebuild.command (and looked up
+ *    in rebuild.path).
  *  - enroll.token-file: an absolute path (read by the enroll phase, not here); enroll.wait:
  *    0..AGENT_CONFIG_ENROLL_WAIT_MAX (0: ask once, do not wait).
  *  - No value is longer than AGENT_CONFIG_MAX_VALUE bytes (-E2BIG).
@@ -61,6 +69,8 @@
 #define AGENT_CONFIG_STATE_DIR_DEFAULT "/var/lib/nixprov"
 #define AGENT_CONFIG_LOG_DIR_DEFAULT "/var/log/nixprov"
 #define AGENT_CONFIG_REBUILD_COMMAND_DEFAULT "nixos-rebuild"
+#define AGENT_CONFIG_SYSTEMCTL_DEFAULT "systemctl"
+#define AGENT_CONFIG_REBOOT_DEFAULT "reboot"
 #define AGENT_CONFIG_CONNECT_TIMEOUT_DEFAULT 10
 #define AGENT_CONFIG_DEADLINE_DEFAULT 900
 #define AGENT_CONFIG_ENROLL_WAIT_DEFAULT 3600
@@ -85,6 +95,10 @@ struct agent_config {
         char *rebuild_command; /* a program name or an absolute path */
         char *rebuild_path;    /* NULL: the rebuild module's default PATH */
         char *dry_run_command; /* the pre-flight's, run as CMD dry-build; NULL: rebuild_command */
+
+        char *systemctl_command; /* health checks of units */
+        char *rollback_command;  /* NULL: nix-env -p PROFILE --set PATH, then its switch */
+        char *reboot_command;
 
         char *enroll_token_file; /* NULL: no enrollment token */
         uint64_t enroll_wait;    /* seconds to wait for approval */

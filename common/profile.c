@@ -747,6 +747,9 @@ static const struct yaml_schema_field rebuild_fields[] = {
      .offset = offsetof(struct profile, rebuild.max_local_builds),
      .min = 0,
      .max = 1000000},
+    {.key = "allow-reboot",
+     .parse = yaml_schema_parse_bool,
+     .offset = offsetof(struct profile, rebuild.allow_reboot)},
 };
 YAML_SCHEMA_DEFINE_TABLE(rebuild_table, rebuild_fields);
 
@@ -795,6 +798,7 @@ static const struct yaml_schema_field profile_fields[] = {
     {.key = "cachix", .parse = parse_caches, .offset = 0},
     {.key = "rebuild", .parse = yaml_schema_parse_section, .offset = 0, .table = &rebuild_table},
     {.key = "report", .parse = yaml_schema_parse_section, .offset = 0, .table = &report_table},
+    {.key = "health", .parse = profile_health_parse, .offset = offsetof(struct profile, health)},
 };
 YAML_SCHEMA_DEFINE_TABLE(profile_table, profile_fields);
 
@@ -844,6 +848,7 @@ int profile_parse(const char *data, size_t size, const char *filename, struct pr
         profile->rebuild.timeout = 7200;
         profile->rebuild.max_local_builds = PROFILE_NO_LIMIT;
         profile->report.interval = 30;
+        profile_health_init(&profile->health);
 
         r = yaml_schema_parse_document(&p, &profile_table, profile, &start);
         if (r < 0)
@@ -939,6 +944,7 @@ struct profile *profile_free(struct profile *p)
         }
         free(p->caches);
         free(p->rebuild.flake);
+        profile_health_done(&p->health);
         free(p);
         return NULL;
 }

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "macro.h"
+#include "profile_health.h"
 
 #define PROFILE_SCHEMA 1
 #define PROFILE_MAX_BYTES (1024 * 1024) /* one document */
@@ -175,11 +176,16 @@ struct profile {
                 /* rebuild.max-local-builds: the pre-flight refuses a build that would compile
                  * more derivations on the device; PROFILE_NO_LIMIT when not set. */
                 uint64_t max_local_builds;
+                /* The agent may reboot the device (default false): into a new kernel or
+                 * initrd after a switch, or into the previous system after a failed boot. */
+                bool allow_reboot;
         } rebuild;
 
         struct {
                 uint64_t interval; /* seconds, default 30 */
         } report;
+
+        struct profile_health health; /* health: (profile_health.h) */
 };
 
 #define PROFILE_ERROR_FILE_MAX 256

@@ -81,10 +81,43 @@ static const char *report_body_check_log_tail(json_t *log_tail, _unused_ void *f
         return NULL;
 }
 
+/* An update's outcome: a token like a phase name, so that a newer agent's outcome is kept, and
+ * safe in a metric's label. */
+static bool report_body_outcome_is_valid(const char *s)
+{
+        return report_body_phase_is_valid(s);
+}
+
+/* [{"name": string, "ok": bool, "attempts": integer >= 0, "error": string}, ...]: the health
+ * checks; other members of an item are a newer agent's. */
+static const char *report_body_check_checks(json_t *checks, _unused_ void *field)
+{
+        size_t i;
+        json_t *c;
+
+        if (!json_is_array(checks))
+                return "must be an array of checks";
+        json_array_foreach(checks, i, c) {
+                json_t *name = json_object_get(c, "name"), *ok = json_object_get(c, "ok");
+                json_t *attempts = json_object_get(c, "attempts"),
+                       *error = json_object_get(c, "error");
+
+                if (!json_is_object(c) || !json_is_string(name) || !json_is_boolean(ok))
+                        return "must hold objects with a string name and a boolean ok";
+                if (attempts && (!json_is_integer(attempts) || json_integer_value(attempts) < 0))
+                        return "must hold non-negative attempts";
+                if (error && !json_is_string(error))
+                        return "must hold string errors";
+        }
+        return NULL;
+}
+
 /* Optional strings the server does not keep apart from the body: checked for their type. */
 struct report_body_unused {
         const char *message;
         const char *error;
+        const char *system;
+        const char *previous_system;
 };
 
 struct report_body_fields {
@@ -138,6 +171,18 @@ static const struct json_schema_field report_body_fields[] = {
     {.key = "counts", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_counts},
     {.key = "timings", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_timings},
     {.key = "log_tail", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_log_tail},
+    {.key = "outcome",
+     .type = JSON_SCHEMA_STRING,
+     .offset = RB(outcome),
+     .valid = report_body_outcome_is_valid,
+     .expected = "an outcome like 'rolled-back' ([a-z][a-z0-9_-]{0,31})"},
+    {.key = "system",
+     .type = JSON_SCHEMA_STRING,
+     .offset = offsetof(struct report_body_fields, unused.system)},
+    {.key = "previous_system",
+     .type = JSON_SCHEMA_STRING,
+     .offset = offsetof(struct report_body_fields, unused.previous_system)},
+    {.key = "checks", .type = JSON_SCHEMA_CUSTOM, .parse = report_body_check_checks},
 };
 
 int report_body_parse(json_t *json, struct report_body *ret,

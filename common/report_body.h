@@ -8,6 +8,9 @@
  *    "serial": integer >= 0 (optional), "message": string, "error": string,
  *    "counts": {"substituted", "built", "built_remote", "downloaded_bytes": integers >= 0},
  *    "timings": {NAME: number >= 0, ...}, "log_tail": string or [string, ...],
+ *    "outcome": [a-z][a-z0-9_-]{0,31} (how an update ended: applied, rolled-back, failed,
+ *    pending-reboot, confirmed, not-retried), "system", "previous_system": strings,
+ *    "checks": [{"name": string, "ok": boolean, "attempts": integer >= 0, "error": string}],
  *    "signature": ... (signedjson.h; not checked here)}
  *
  * Members not named here are kept (the body is stored as received) but not checked; nesting
@@ -29,7 +32,8 @@ struct report_body {
         const char *phase;
         const char *status;
         bool has_serial;
-        int64_t serial; /* >= 0 */
+        int64_t serial;      /* >= 0 */
+        const char *outcome; /* NULL when the report has none */
 };
 
 /* Validates json (an object parsed with JSON_REJECT_DUPLICATES) into *ret (json_schema.h).

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "macro.h"
 #include "state.h"
 #include "util.h"
 
@@ -64,6 +65,115 @@ int state_save(const char *state_dir, const struct agent_state *state)
                 return -ENOMEM;
         n = asprintf(&text, "serial %" PRIu64 "\napplied-at %" PRId64 "\n", state->applied_serial,
                      state->applied_time);
+        if (n < 0)
+                return -ENOMEM;
+        return write_file_atomic(path, text, (size_t)n, 0600, 0);
+}
+
+/* DIR/update: one "KEY VALUE" line each, VALUE to the end of the line ("-": empty). */
+static int update_set(struct update_state *u, const char *key, const char *value)
+{
+        struct {
+                const char *key;
+                char *text;
+                size_t size;
+        } texts[] = {
+            {"outcome", u->outcome, sizeof(u->outcome)},
+            {"previous", u->previous, sizeof(u->previous)},
+            {"system", u->system, sizeof(u->system)},
+            {"booted", u->booted, sizeof(u->booted)},
+            {"cause", u->cause, sizeof(u->cause)},
+        };
+        uint64_t v;
+
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++)
+                if (streq(key, texts[i].key)) {
+                        if (strlen(value) >= texts[i].size)
+                                return -EBADMSG;
+                        strcpy(texts[i].text, streq(value, "-") ? "" : value);
+                        return 0;
+                }
+        if (streq(key, "previous-serial") && streq(value, "-"))
+                return 0;
+        if (parse_u64(value, &v) < 0)
+                return -EBADMSG;
+        if (streq(key, "serial"))
+                u->serial = v;
+        else if (streq(key, "time") && v <= INT64_MAX)
+                u->time = (int64_t)v;
+        else if (streq(key, "previous-time") && v <= INT64_MAX)
+                u->previous_time = (int64_t)v;
+        else if (streq(key, "previous-serial")) {
+                u->previous_serial = v;
+                u->have_previous_serial = true;
+        } else
+                return -EBADMSG;
+        return 0;
+}
+
+int state_update_load(const char *state_dir, struct update_state *ret)
+{
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        struct update_state u = {.have = true};
+        char *line, *save = NULL;
+        size_t size;
+        int r;
+
+        if (asprintf(&path, "%s/%s", state_dir, STATE_UPDATE_FILE) < 0)
+                return -ENOMEM;
+        r = read_file_bounded(path, STATE_FILE_MAX, &data, &size);
+        if (r == -ENOENT || r == -ENOTDIR) {
+                *ret = (struct update_state){};
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        if (strlen(data) != size)
+                return -EBADMSG;
+        for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *value = strchr(line, ' ');
+
+                if (!value)
+                        return -EBADMSG;
+                *value++ = '\0';
+                r = update_set(&u, line, value);
+                if (r < 0)
+                        return r;
+        }
+        if (!u.outcome[0])
+                return -EBADMSG;
+        *ret = u;
+        return 0;
+}
+
+static const char *or_dash(const char *s)
+{
+        return s[0] ? s : "-";
+}
+
+int state_update_save(const char *state_dir, const struct update_state *u)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL, *previous_serial = NULL;
+        char cause[STATE_UPDATE_CAUSE_MAX];
+        int n;
+
+        if (!u->outcome[0] || strchr(u->outcome, ' ') || u->time < 0)
+                return -EINVAL;
+        snprintf(cause, sizeof(cause), "%s", u->cause);
+        for (char *c = cause; *c; c++)
+                if ((unsigned char)*c < ' ' || *c == 0x7f)
+                        *c = ' ';
+        if (u->have_previous_serial ? asprintf(&previous_serial, "%" PRIu64, u->previous_serial) < 0
+                                    : !(previous_serial = strdup("-")))
+                return -ENOMEM;
+        if (asprintf(&path, "%s/%s", state_dir, STATE_UPDATE_FILE) < 0)
+                return -ENOMEM;
+        n = asprintf(&text,
+                     "serial %" PRIu64 "\noutcome %s\ntime %" PRId64 "\nprevious-serial %s\n"
+                     "previous-time %" PRId64 "\nprevious %s\nsystem %s\nbooted %s\ncause %s\n",
+                     u->serial, u->outcome, u->time, previous_serial,
+                     u->previous_time < 0 ? 0 : u->previous_time, or_dash(u->previous),
+                     or_dash(u->system), or_dash(u->booted), or_dash(cause));
         if (n < 0)
                 return -ENOMEM;
         return write_file_atomic(path, text, (size_t)n, 0600, 0);

@@ -24,3 +24,31 @@ int state_load(const char *state_dir, struct agent_state *ret);
 
 /* Writes DIR/applied atomically (0600). The directory must exist. */
 int state_save(const char *state_dir, const struct agent_state *state);
+
+/* How the last update the agent tried went, in DIR/update (0600), for the rollback rules, the
+ * confirmation after a reboot and `nixprov-agent status`: the serial tried, its outcome
+ * (switching, applied, rolled-back, failed, pending-reboot, confirmed), when, the system before
+ * it and the one it switched to (store paths, "" when none), the booted system when it switched,
+ * the serial applied before it, and the cause of a rollback (one line). */
+#define STATE_UPDATE_FILE "update"
+#define STATE_UPDATE_PATH_MAX 512
+#define STATE_UPDATE_CAUSE_MAX 1024
+
+struct update_state {
+        bool have; /* the file exists */
+        uint64_t serial;
+        char outcome[32];
+        int64_t time;
+        bool have_previous_serial;
+        uint64_t previous_serial;
+        int64_t previous_time;
+        char previous[STATE_UPDATE_PATH_MAX];
+        char system[STATE_UPDATE_PATH_MAX];
+        char booted[STATE_UPDATE_PATH_MAX];
+        char cause[STATE_UPDATE_CAUSE_MAX];
+};
+
+/* Loads DIR/update: 0 with have false when there is none, -EBADMSG when it does not parse. */
+int state_update_load(const char *state_dir, struct update_state *ret);
+/* Writes DIR/update atomically (0600); control characters of the cause become spaces. */
+int state_update_save(const char *state_dir, const struct update_state *u);

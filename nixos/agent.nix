@@ -43,9 +43,9 @@ let
   agent = "${cfg.package}/bin/nixprov-agent";
   configFlag = "--config /etc/nixprov/agent.yaml";
 
-  # Exit codes (nixprov-agent's README): 3 the server could not be reached; 2 4 6 9 refusals
+  # Exit codes (nixprov-agent's README): 3 the server could not be reached; 2 4 6 9 10 11 refusals
   # that a retry does not change; 5 7 8 passing faults, retried like 3.
-  refusedCodes = [ 2 4 6 9 ];
+  refusedCodes = [ 2 4 6 9 10 11 ];
   # Stage 1: every failure but 3 is a refusal (onRefused); 3 is onOffline.
   initrdRefusedCodes = [ 2 4 5 6 7 8 9 ];
   initrdContinueCodes =

@@ -148,6 +148,40 @@ static void fleet_print_hostname(const char *hostname)
         fleet_print_field(hostname, 20);
 }
 
+/* RUNS and UPDATE: the serial of the last update done, and the last one tried with how it
+ * ended ("5 rolled-back"). */
+static void fleet_print_update(json_t *update)
+{
+        char running[32], serial[32], text[64];
+        const char *outcome = json_string_value(json_object_get(update, "outcome"));
+
+        fleet_print_field(fleet_integer(json_object_get(update, "running_serial"), running), 6);
+        printf(" ");
+        snprintf(text, sizeof(text), "%s %.40s",
+                 fleet_integer(json_object_get(update, "serial"), serial) ?: "-", outcome ?: "");
+        fleet_print_field(outcome ? text : NULL, 22);
+}
+
+/* The last update tried, how it ended and why. */
+static void fleet_print_machine_update(json_t *update)
+{
+        char serial[32];
+        const char *outcome = json_string_value(json_object_get(update, "outcome"));
+        const char *error = json_string_value(json_object_get(update, "error"));
+
+        if (!outcome)
+                return;
+        printf("Last update: serial ");
+        fleet_print_field(fleet_integer(json_object_get(update, "serial"), serial), 0);
+        printf(" ");
+        fleet_print_field(outcome, 0);
+        if (error) {
+                printf(": ");
+                fleet_print_field(error, 0);
+        }
+        printf("\n");
+}
+
 static int fleet_print_machines(json_t *machines)
 {
         size_t i, conflicts = 0;
@@ -159,8 +193,8 @@ static int fleet_print_machines(json_t *machines)
                 printf("No machines.\n");
                 return 0;
         }
-        printf("%-32s  %-11s %-20s %-8s %-10s %-9s %-8s %s\n", "MACHINE", "STATE", "HOSTNAME",
-               "SERIAL", "PHASE", "STATUS", "REPORTS", "LAST SEEN");
+        printf("%-32s  %-11s %-20s %-8s %-10s %-9s %-6s %-22s %-8s %s\n", "MACHINE", "STATE",
+               "HOSTNAME", "SERIAL", "PHASE", "STATUS", "RUNS", "UPDATE", "REPORTS", "LAST SEEN");
         json_array_foreach(machines, i, m) {
                 char serial[32], reports[32], seen[RFC3339_MAX], state[32];
                 const char *s = json_string_value(json_object_get(m, "state"));
@@ -179,6 +213,8 @@ static int fleet_print_machines(json_t *machines)
                 fleet_print_field(json_string_value(json_object_get(m, "phase")), 10);
                 printf(" ");
                 fleet_print_field(json_string_value(json_object_get(m, "status")), 9);
+                printf(" ");
+                fleet_print_update(json_object_get(m, "update"));
                 printf(" ");
                 fleet_print_field(fleet_integer(json_object_get(m, "reports"), reports), 8);
                 printf(" ");
@@ -217,6 +253,7 @@ static int fleet_print_machine(json_t *machine)
         printf(", last seen ");
         fleet_print_field(fleet_time(json_object_get(machine, "last_seen"), seen), 0);
         printf("\n");
+        fleet_print_machine_update(json_object_get(machine, "update"));
         if (json_is_integer(json_object_get(machine, "conflict_at"))) {
                 char when[RFC3339_MAX];
 

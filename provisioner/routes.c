@@ -85,10 +85,20 @@ static json_t *routes_facts(const char *facts)
         return v ?: json_null();
 }
 
+/* The latest update: {"running_serial", "serial", "outcome", "error"}. */
+static json_t *routes_update(const struct store_machine *m)
+{
+        return json_pack("{s:o, s:o, s:o, s:o}", "running_serial",
+                         routes_optional(m->running_serial), "serial",
+                         routes_optional(m->update_serial), "outcome",
+                         routes_text(m->update_outcome), "error", routes_text(m->update_error));
+}
+
 static json_t *routes_machine_json(const struct store_machine *m)
 {
         return json_pack(
-            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+            "{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+            "s:o}",
             "machine_id", m->machine_id, "state", store_state_to_string(m->state), "first_seen",
             (json_int_t)m->first_seen, "last_seen", (json_int_t)m->last_seen, "phase",
             routes_text(m->phase), "status", routes_text(m->status), "serial",
@@ -97,7 +107,8 @@ static json_t *routes_machine_json(const struct store_machine *m)
             routes_text(m->sign_key), "box_key", routes_text(m->box_key), "enrolled_at",
             routes_optional(m->enrolled_at), "decided_at", routes_optional(m->decided_at),
             "decided_by", routes_text(m->decided_by), "conflict_at",
-            routes_optional(m->conflict_at), "facts", routes_facts(m->facts));
+            routes_optional(m->conflict_at), "facts", routes_facts(m->facts), "update",
+            routes_update(m));
 }
 
 /* The cursor of the page after history's: its last report's id, or null. */

@@ -35,6 +35,14 @@ static int service_metrics_format(const struct store_stats *stats, struct buf *t
                 r = service_metrics_counts(text, "nixprov_machines_enrollment", "state",
                                            stats->by_state, stats->n_by_state);
         if (r >= 0)
+                r = buf_puts(text, "# HELP nixprov_machines_update Machines by how their latest "
+                                   "update ended (applied, rolled-back, failed, pending-reboot, "
+                                   "confirmed; none).\n"
+                                   "# TYPE nixprov_machines_update gauge\n");
+        if (r >= 0)
+                r = service_metrics_counts(text, "nixprov_machines_update", "outcome",
+                                           stats->by_update, stats->n_by_update);
+        if (r >= 0)
                 r = buf_printf(text,
                                "# HELP nixprov_reports_total Reports stored.\n"
                                "# TYPE nixprov_reports_total counter\n"

@@ -90,6 +90,14 @@ static const char store_migrate_v4[] =
     "UPDATE machines SET approved_sign_key = sign_key, approved_box_key = box_key "
     "WHERE state = 'approved';\n";
 
+/* Reports that tell how an update ended: with an outcome, not the stamp of a serial that is not
+ * tried again. */
+#define STORE_NOT_STAMP "IFNULL(json_extract(body, '$.outcome'), '') != 'not-retried'"
+#define STORE_LATEST_UPDATE(column)                                                                \
+        "(SELECT " column " FROM reports r WHERE r.machine_id = m.machine_id "                     \
+        "  AND json_extract(body, '$.outcome') IS NOT NULL AND " STORE_NOT_STAMP                   \
+        "  ORDER BY id DESC LIMIT 1)"
+
 /* The latest report's phase and status, the latest serial reported, and the count; the
  * machines' columns first. Used with a WHERE or ORDER BY appended. */
 #define STORE_MACHINE_SELECT                                                                       \
@@ -102,8 +110,22 @@ static const char store_migrate_v4[] =
         "    AND serial IS NOT NULL ORDER BY id DESC LIMIT 1), "                                   \
         "  (SELECT COUNT(*) FROM reports r WHERE r.machine_id = m.machine_id), "                   \
         "  m.hostname, m.sign_key, m.box_key, m.enrolled_at, m.decided_at, m.decided_by, "         \
-        "  m.conflict_at, m.facts, m.reports_trimmed "                                             \
-        "FROM machines m "
+        "  m.conflict_at, m.facts, m.reports_trimmed, "                                            \
+        "  (SELECT serial FROM reports r WHERE r.machine_id = m.machine_id AND phase = 'done' "    \
+        "    AND status = 'ok' AND " STORE_NOT_STAMP " ORDER BY id DESC LIMIT 1), "                \
+        "  " STORE_LATEST_UPDATE(                                                                  \
+            "json_extract(body, '$.outcome')") ", "                                                \
+                                               "  " STORE_LATEST_UPDATE(                           \
+                                                   "serial") ", "                                  \
+                                                             "  " STORE_LATEST_UPDATE("json_"      \
+                                                                                      "extract("   \
+                                                                                      "body, "     \
+                                                                                      "'$.error'"  \
+                                                                                      ")") " "     \
+                                                                                           "FROM " \
+                                                                                           "machi" \
+                                                                                           "nes "  \
+                                                                                           "m "
 
 static int store_errno(int code)
 {
@@ -962,13 +984,17 @@ static int store_machine_from_row(sqlite3_stmt *stmt, struct store_machine *ret_
         m.decided_at = store_column_optional(stmt, 12);
         m.conflict_at = store_column_optional(stmt, 14);
         m.reports_trimmed = sqlite3_column_int64(stmt, 16);
+        m.running_serial = store_column_optional(stmt, 17);
+        m.update_serial = store_column_optional(stmt, 19);
         if ((r = store_column_text(stmt, 4, &m.phase)) < 0 ||
             (r = store_column_text(stmt, 5, &m.status)) < 0 ||
             (r = store_column_text(stmt, 8, &m.hostname)) < 0 ||
             (r = store_column_text(stmt, 9, &m.sign_key)) < 0 ||
             (r = store_column_text(stmt, 10, &m.box_key)) < 0 ||
             (r = store_column_text(stmt, 13, &m.decided_by)) < 0 ||
-            (r = store_column_text(stmt, 15, &m.facts)) < 0) {
+            (r = store_column_text(stmt, 15, &m.facts)) < 0 ||
+            (r = store_column_text(stmt, 18, &m.update_outcome)) < 0 ||
+            (r = store_column_text(stmt, 20, &m.update_error)) < 0) {
                 store_machine_done(&m);
                 return r;
         }
@@ -1197,6 +1223,14 @@ static int store_sqlite_stats(struct store *base, struct store_stats *ret_stats)
                 r = store_read_counts(
                     store, "SELECT state, COUNT(*) FROM machines GROUP BY state ORDER BY state",
                     stats.by_state, &stats.n_by_state, NULL);
+        if (r >= 0)
+                r = store_read_counts(store,
+                                      "SELECT IFNULL(" STORE_LATEST_UPDATE(
+                                          "json_extract(body, '$.outcome')") ", 'none') AS o, "
+                                                                             "COUNT(*) FROM "
+                                                                             "machines m GROUP BY "
+                                                                             "o ORDER BY o",
+                                      stats.by_update, &stats.n_by_update, NULL);
         if (r >= 0)
                 r = store_read_counts(store, "SELECT 'reports', COUNT(*) FROM reports", total,
                                       &n_total, &stats.reports);

@@ -42,6 +42,8 @@ void store_machine_done(struct store_machine *machine)
         free(machine->box_key);
         free(machine->decided_by);
         free(machine->facts);
+        free(machine->update_outcome);
+        free(machine->update_error);
         *machine = (struct store_machine){};
 }
 

@@ -133,6 +133,13 @@ struct store_machine {
         struct store_optional conflict_at;
         char *facts;             /* JSON text, as store_enroll() was given it */
         int64_t reports_trimmed; /* deleted by the quotas (struct store_limits) */
+        /* The update, from the reports' "outcome" (common/report_body.h): the serial of the
+         * latest report done ok (not a "not-retried" stamp), and the latest outcome reported
+         * (not "not-retried"), its serial and error. */
+        struct store_optional running_serial;
+        char *update_outcome;
+        struct store_optional update_serial;
+        char *update_error;
 };
 
 void store_machine_done(struct store_machine *machine);
@@ -184,6 +191,8 @@ struct store_stats {
         size_t n_by_status;
         struct store_count by_state[STORE_COUNTS_MAX];
         size_t n_by_state;
+        struct store_count by_update[STORE_COUNTS_MAX]; /* by the latest outcome ("none") */
+        size_t n_by_update;
 };
 
 /* What the store keeps of one machine's reports: after each report stored, in the same

@@ -72,7 +72,7 @@ ok "typical: evaluates without a warning; agent.yaml is the options' text and th
 unit typical '.systemd.services."nixprov-agent"'
 has typical "ExecStart=$PKG/bin/nixprov-agent run --config /etc/nixprov/agent.yaml" \
   "After=network-online.target" "Wants=network-online.target" "Type=oneshot" \
-  "RemainAfterExit=true" "Restart=on-failure" "RestartPreventExitStatus=2 4 6 9" \
+  "RemainAfterExit=true" "Restart=on-failure" "RestartPreventExitStatus=2 4 6 9 10 11" \
   "RestartSec=60s" "KillMode=process" "TimeoutStartSec=infinity" "StartLimitIntervalSec=1h" \
   "StartLimitBurst=6" "X-RestartIfChanged=false" "X-StopOnRemoval=false" \
   "WantedBy=multi-user.target"
@@ -82,7 +82,7 @@ for key in Type Restart RestartSec RestartPreventExitStatus KillMode TimeoutStar
   want=$(grep "^$key=" "$SRC/systemd/nixprov-agent.service.in") || die "systemd/: no $key"
   grep -qxF -- "$want" typical.unit || die "the NixOS unit's $key differs from systemd/'s '$want'"
 done
-ok "stage 2: oneshot after network-online, retried but not on 2 4 6 9, KillMode=process, not restarted by a switch; as systemd/"
+ok "stage 2: oneshot after network-online, retried but not on 2 4 6 9 10 11, KillMode=process, not restarted by a switch; as systemd/"
 
 cp typical.json update.json
 unit update '.systemd.services."nixprov-agent-update"'

@@ -664,12 +664,12 @@ pass "the server still answers after all that"
 # --- nixprov fleet -----------------------------------------------------------------------------
 
 "$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base" >"$tmp/fleet" || fail "nixprov fleet failed"
-grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
+grep -q '^MACHINE  *STATE  *HOSTNAME  *SERIAL  *PHASE  *STATUS  *RUNS  *UPDATE  *REPORTS  *LAST SEEN$' "$tmp/fleet" ||
         fail "nixprov fleet: no table header"
-grep -Eq "^$M1  +approved! +edge-m1 +7 +rebuild +progress +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
+grep -Eq "^$M1  +approved! +edge-m1 +7 +rebuild +progress +- +- +23 +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
         "$tmp/fleet" || fail "nixprov fleet: no row for M1: $(cat "$tmp/fleet")"
-grep -Eq "^$M2  +approved +web-m2 +- +identify +ok +1 " "$tmp/fleet" || fail "nixprov fleet: no row for M2"
-grep -Eq "^$M3  +approved +edge-m3 +- +- +- +0 " "$tmp/fleet" || fail "nixprov fleet: no row for M3"
+grep -Eq "^$M2  +approved +web-m2 +- +identify +ok +- +- +1 " "$tmp/fleet" || fail "nixprov fleet: no row for M2"
+grep -Eq "^$M3  +approved +edge-m3 +- +- +- +- +- +0 " "$tmp/fleet" || fail "nixprov fleet: no row for M3"
 grep -q "^! another device key tried to enroll" "$tmp/fleet" || fail "nixprov fleet: no note of the conflict"
 pass "nixprov fleet -> a table with the machines, their state, hostname and the key conflict"
 "$NIXPROV" fleet --token-file "$tmp/db/operator.token" --server "$base/" --json >"$tmp/body" || fail "nixprov fleet --json failed"

@@ -67,13 +67,13 @@ ok "nixprov-agent.service: oneshot, stays active, runs the installed agent after
 
 # Exit 3 (unreachable) is retried; the refusals 2, 4, 6, 9 are final; bounded by a start limit.
 expect_prop "$S" Service Restart on-failure
-expect_prop "$S" Service RestartPreventExitStatus "2 4 6 9"
+expect_prop "$S" Service RestartPreventExitStatus "2 4 6 9 10 11"
 expect_prop "$S" Service RestartSec 60s
 expect_prop "$S" Unit StartLimitIntervalSec 1h
 expect_prop "$S" Unit StartLimitBurst 6
 prevent=" $(prop "$S" Service RestartPreventExitStatus) "
 case $prevent in *" 3 "*) die "exit 3 must be retried" ;; esac
-ok "nixprov-agent.service: retried on failure except refusals (2 4 6 9), 6 starts an hour at most"
+ok "nixprov-agent.service: retried on failure except refusals (2 4 6 9 10 11), 6 starts an hour at most"
 
 for u in "$S" "$UNITS/nixprov-agent-update.service"; do
   expect_prop "$u" Service KillMode process

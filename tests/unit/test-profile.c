@@ -439,6 +439,36 @@ static const struct bad_case bad_cases[] = {
         {HEAD "rebuild: {flake: {url: x}}\n", -EBADMSG, 6, 18, "rebuild.flake",
          "expected a flake reference, got a mapping"},
         {HEAD "report: 30\n", -EBADMSG, 6, 9, "report", "expected a mapping, got '30'"},
+        /* health: */
+        {HEAD "health: {deadline: 0}\n", -EBADMSG, 6, 20, "health.deadline", "out of range"},
+        {HEAD "health: {probe: 1}\n", -EBADMSG, 6, 10, "health.probe", "unknown key"},
+        {HEAD "health: {units: [-x.service]}\n", -EBADMSG, 6, 18, "health.units[0]",
+         "invalid unit name '-x.service'"},
+        {HEAD "health: {units: ['a b.service']}\n", -EBADMSG, 6, 18, "health.units[0]",
+         "invalid unit name"},
+        {HEAD "health: {tcp: [0]}\n", -EBADMSG, 6, 16, "health.tcp[0]", "invalid port '0'"},
+        {HEAD "health: {tcp: [65536]}\n", -EBADMSG, 6, 16, "health.tcp[0]", "invalid port"},
+        {HEAD "health: {tcp: [22, 'localhost:22']}\n", -EBADMSG, 6, 20, "health.tcp[1]",
+         "expected PORT or IPV4:PORT"},
+        {HEAD "health: {tcp: ['1.2.3.256:22']}\n", -EBADMSG, 6, 16, "health.tcp[0]",
+         "invalid port"},
+        {HEAD "health: {http: ['ftp://127.0.0.1/']}\n", -EBADMSG, 6, 17, "health.http[0]",
+         "invalid URL 'ftp://127.0.0.1/'"},
+        {HEAD "health: {http: ['http:///x']}\n", -EBADMSG, 6, 17, "health.http[0]",
+         "invalid URL"},
+        {HEAD "health: {http: ['http://127.0.0.1/a b']}\n", -EBADMSG, 6, 17, "health.http[0]",
+         "invalid URL"},
+        {HEAD "health: {commands: [{timeout: 5}]}\n", -EBADMSG, 6, 21, "health.commands[0].argv",
+         "missing required key"},
+        {HEAD "health: {commands: [{argv: []}]}\n", -EBADMSG, 6, 28, "health.commands[0].argv",
+         ""},
+        {HEAD "health: {commands: [{argv: [bin/true]}]}\n", -EBADMSG, 6, 28,
+         "health.commands[0].argv[0]", "expected a program name or an absolute path"},
+        {HEAD "health: {commands: [{argv: [/bin/true, '']}]}\n", -EBADMSG, 6, 40,
+         "health.commands[0].argv[1]", "empty argument"},
+        {HEAD "health: {commands: [{argv: [true], timeout: 3601}]}\n", -EBADMSG, 6, 45,
+         "health.commands[0].timeout", "out of range"},
+        {HEAD "health: {server: yes}\n", -EBADMSG, 6, 18, "health.server", ""},
 };
 /* clang-format on */
 
@@ -657,6 +687,45 @@ static void test_defaults(void **state)
         assert_null(profile_find_setting(p, "max-jobs"));
         assert_false(p->fallback_local);
         assert_false(p->local_builds);
+        assert_int_equal(p->health.deadline, 60);
+        assert_int_equal(profile_health_n_checks(&p->health), 0);
+}
+
+static void test_health(void **state)
+{
+        _cleanup_(profile_freep) struct profile *p =
+            parse_ok(HEAD "health:\n"
+                          "  deadline: 90\n"
+                          "  units: [sshd.service, 'getty@tty1.service']\n"
+                          "  tcp: [22, '10.0.0.1:8080']\n"
+                          "  http: ['http://127.0.0.1:8080/healthz?x=1', 'https://[::1]:8443/']\n"
+                          "  commands:\n"
+                          "    - argv: [/bin/test, -e, /run/booted-system]\n"
+                          "      timeout: 5\n"
+                          "    - argv: [true]\n"
+                          "  server: true\n");
+        char address[16];
+        uint16_t port;
+
+        (void)state;
+        assert_int_equal(p->health.deadline, 90);
+        assert_int_equal(p->health.n_units, 2);
+        assert_string_equal(p->health.units[1], "getty@tty1.service");
+        assert_int_equal(p->health.n_tcp, 2);
+        profile_health_tcp_address(p->health.tcp[0], address, &port);
+        assert_string_equal(address, "127.0.0.1");
+        assert_int_equal(port, 22);
+        profile_health_tcp_address(p->health.tcp[1], address, &port);
+        assert_string_equal(address, "10.0.0.1");
+        assert_int_equal(port, 8080);
+        assert_int_equal(p->health.n_http, 2);
+        assert_int_equal(p->health.n_commands, 2);
+        assert_int_equal(p->health.commands[0].n_argv, 3);
+        assert_string_equal(p->health.commands[0].argv[2], "/run/booted-system");
+        assert_int_equal(p->health.commands[0].timeout, 5);
+        assert_int_equal(p->health.commands[1].timeout, 30);
+        assert_true(p->health.server);
+        assert_int_equal(profile_health_n_checks(&p->health), 9);
 }
 
 static void test_values(void **state)
@@ -943,7 +1012,7 @@ int main(void)
             cmocka_unit_test(test_long_key_path), cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_values),        cmocka_unit_test(test_syntax_variants),
             cmocka_unit_test(test_examples),      cmocka_unit_test(test_error_format),
-            cmocka_unit_test(test_helpers),
+            cmocka_unit_test(test_helpers),       cmocka_unit_test(test_health),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,6 +81,18 @@ static void test_refusals(void **state)
             {WITH("\"log_tail\":[1,2]"),
              "field 'log_tail' must be a string or an array of strings"},
             {WITH("\"x\":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]"), "nested deeper than 16"},
+            {WITH("\"outcome\":\"Rolled back\""),
+             "field 'outcome' must be an outcome like 'rolled-back' ([a-z][a-z0-9_-]{0,31})"},
+            {WITH("\"outcome\":1"), "field 'outcome' must be a string"},
+            {WITH("\"system\":[]"), "field 'system' must be a string"},
+            {WITH("\"previous_system\":7"), "field 'previous_system' must be a string"},
+            {WITH("\"checks\":{}"), "field 'checks' must be an array of checks"},
+            {WITH("\"checks\":[{\"name\":\"tcp 22\"}]"),
+             "field 'checks' must hold objects with a string name and a boolean ok"},
+            {WITH("\"checks\":[{\"name\":\"tcp 22\",\"ok\":true,\"attempts\":-1}]"),
+             "field 'checks' must hold non-negative attempts"},
+            {WITH("\"checks\":[{\"name\":\"tcp 22\",\"ok\":false,\"error\":5}]"),
+             "field 'checks' must hold string errors"},
         };
         (void)state;
 
@@ -119,6 +131,14 @@ static void test_accepted(void **state)
         json = load(OK_HEAD "}");
         assert_int_equal(report_body_parse(json, &report, problem), 0);
         assert_false(report.has_serial);
+        assert_null(report.outcome);
+        json_decref(json);
+
+        json = load(WITH("\"outcome\":\"rolled-back\",\"system\":\"/nix/store/a-x\","
+                         "\"previous_system\":\"/nix/store/b-y\",\"checks\":[{\"name\":\"tcp "
+                         "22\",\"ok\":false,\"attempts\":3,\"error\":\"refused\",\"new\":1}]"));
+        assert_int_equal(report_body_parse(json, &report, problem), 0);
+        assert_string_equal(report.outcome, "rolled-back");
         json_decref(json);
 
         /* the longest phase name: 31 characters */

@@ -237,6 +237,48 @@ static void test_json_preflight(void **state)
                                   "\"unpacked_bytes\":9223372036854775807}}");
 }
 
+/* An update's outcome, systems and health checks, as the health and confirm phases send them. */
+static void test_json_update(void **state)
+{
+        const struct report_check checks[] = {
+            {"unit sshd.service", true, 1, NULL},
+            {"tcp 8080", false, 5, "Connection refused"},
+        };
+        const struct report r = {
+            .phase = REPORT_PHASE_HEALTH,
+            .status = REPORT_STATUS_FAILED,
+            .outcome = "rolled-back",
+            .system = "/nix/store/b-new",
+            .previous_system = "/nix/store/a-old",
+            .checks = checks,
+            .n_checks = ELEMENTSOF(checks),
+        };
+        struct report bad = r;
+        _cleanup_free_ char *text = NULL;
+        char *untouched = (char *)"untouched";
+        json_t *j, *c;
+
+        (void)state;
+        assert_int_equal(report_to_json(&r, MACHINE, 1, 1, &text, NULL), 0);
+        j = load_json(text);
+        assert_string_equal(json_string_value(json_object_get(j, "phase")), "health");
+        assert_string_equal(json_string_value(json_object_get(j, "outcome")), "rolled-back");
+        assert_string_equal(json_string_value(json_object_get(j, "system")), "/nix/store/b-new");
+        assert_string_equal(json_string_value(json_object_get(j, "previous_system")),
+                            "/nix/store/a-old");
+        c = json_object_get(j, "checks");
+        assert_int_equal(json_array_size(c), 2);
+        assert_true(json_is_true(json_object_get(json_array_get(c, 0), "ok")));
+        assert_null(json_object_get(json_array_get(c, 0), "error"));
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(c, 1), "attempts")), 5);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(c, 1), "error")),
+                            "Connection refused");
+        json_decref(j);
+        bad.n_checks = REPORT_CHECKS_MAX + 1;
+        assert_int_equal(report_to_json(&bad, MACHINE, 1, 1, &untouched, NULL), -EINVAL);
+        assert_string_equal(untouched, "untouched");
+}
+
 static void test_json_minimal(void **state)
 {
         const struct report r = {.phase = REPORT_PHASE_IDENTIFY, .status = REPORT_STATUS_STARTED};
@@ -658,6 +700,7 @@ int main(void)
             cmocka_unit_test(test_json_refusals),
             cmocka_unit_test(test_json_shape),
             cmocka_unit_test(test_json_preflight),
+            cmocka_unit_test(test_json_update),
             cmocka_unit_test(test_json_minimal),
             cmocka_unit_test(test_json_bounds_and_utf8),
             cmocka_unit_test(test_open_refusals),

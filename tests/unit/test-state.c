@@ -90,12 +90,65 @@ static void test_round_trip(void **state)
         assert_int_equal(out.applied_time, 4);
 }
 
+static void put_update(const char *text)
+{
+        _cleanup_free_ char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/%s", dir, STATE_UPDATE_FILE) > 0);
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0600, 0), 0);
+}
+
+static void test_update(void **state)
+{
+        struct update_state in = {.serial = 5,
+                                  .time = 1801353600,
+                                  .have_previous_serial = true,
+                                  .previous_serial = 4,
+                                  .previous_time = 17},
+                            out = {};
+        static const char *const damaged[] = {
+            "serial 5\n",                        /* no outcome */
+            "serial 5\noutcome x\nserial\n",     /* no value */
+            "serial five\noutcome x\n",          /* not a number */
+            "serial 5\noutcome x\nsurprise 1\n", /* unknown key */
+            "serial 5\noutcome x\ntime 9223372036854775808\n",
+        };
+        (void)state;
+
+        assert_int_equal(state_update_load(dir, &out), 0);
+        assert_false(out.have);
+        strcpy(in.outcome, "rolled-back");
+        strcpy(in.previous, "/nix/store/aaaa-nixos-system-a");
+        strcpy(in.system, "/nix/store/bbbb-nixos-system-b");
+        strcpy(in.cause, "health check failed:\ntcp 22");
+        assert_int_equal(state_update_save(dir, &in), 0);
+        assert_int_equal(state_update_load(dir, &out), 0);
+        assert_true(out.have);
+        assert_true(out.serial == 5);
+        assert_string_equal(out.outcome, "rolled-back");
+        assert_int_equal(out.time, 1801353600);
+        assert_true(out.have_previous_serial && out.previous_serial == 4);
+        assert_int_equal(out.previous_time, 17);
+        assert_string_equal(out.previous, "/nix/store/aaaa-nixos-system-a");
+        assert_string_equal(out.system, "/nix/store/bbbb-nixos-system-b");
+        assert_string_equal(out.booted, "");
+        assert_string_equal(out.cause, "health check failed: tcp 22"); /* one line */
+        strcpy(in.outcome, "two words");
+        assert_int_equal(state_update_save(dir, &in), -EINVAL);
+        for (size_t i = 0; i < ELEMENTSOF(damaged); i++) {
+                put_update(damaged[i]);
+                if (state_update_load(dir, &out) != -EBADMSG)
+                        fail_msg("case %zu was accepted", i);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_damaged_state_is_an_error),
             cmocka_unit_test(test_missing_state_is_a_new_device),
             cmocka_unit_test(test_round_trip),
+            cmocka_unit_test(test_update),
         };
         int r;
 
