@@ -29,6 +29,7 @@
 #define FLEET_URL_MAX (FETCH_URL_MAX - 64)
 #define FLEET_PAGE_LIMIT 1000 /* asked for; the server may answer fewer */
 #define FLEET_CURSOR_MAX 64
+#define FLEET_PAGES_MAX 10000
 
 static void fleet_help(void)
 {
@@ -604,9 +605,18 @@ static int fleet_get_all(const struct fleet_options *o, const char *server, json
 {
         char cursor[FLEET_CURSOR_MAX] = "";
         json_t *all = NULL, *page = NULL, *items;
+        size_t pages = 0;
         int r;
 
         do {
+                /* A server whose cursors go round in circles is not followed for ever. */
+                if (++pages > FLEET_PAGES_MAX) {
+                        r = log_error_errno(-E2BIG,
+                                            "The server's answer from %s has more than %d "
+                                            "pages.",
+                                            o->url, FLEET_PAGES_MAX);
+                        break;
+                }
                 r = fleet_get_page(o, server, cursor, &page);
                 if (r < 0)
                         break;
