@@ -18,6 +18,7 @@
 #include "fileio.h"
 #include "state.h"
 #include "system.h"
+#include "trust.h"
 #include "util.h"
 
 #define SWITCH_TIMEOUT_SEC 600
@@ -231,19 +232,31 @@ bool phase_confirm_wanted(const struct run_state *r)
 }
 
 /* The applied profile kept by the done phase (0600 in the state directory), for its health:
- * section and rebuild.allow-reboot. It was verified when it was applied. */
+ * section and rebuild.allow-reboot: verified again with the trusted keys, as `nixprov-agent
+ * builders` does, so that nothing but a signed profile decides a rollback or a reboot. */
 static int load_applied_profile(const struct run_state *r, struct profile **ret)
 {
-        _cleanup_free_ char *path = NULL, *data = NULL;
-        size_t size;
+        _cleanup_free_ char *path = NULL, *sig_path = NULL, *failed = NULL;
+        _cleanup_free_ char *data = NULL, *signature = NULL;
+        struct trust_result trust = {};
+        size_t size = 0, signature_size = 0;
         int k;
 
-        if (asprintf(&path, "%s/%s", r->state_dir, BUILDERS_APPLIED_PROFILE) < 0)
+        if (asprintf(&path, "%s/%s", r->state_dir, BUILDERS_APPLIED_PROFILE) < 0 ||
+            asprintf(&sig_path, "%s/%s", r->state_dir, BUILDERS_APPLIED_SIGNATURE) < 0)
                 return -ENOMEM;
-        k = read_file_bounded(path, PROFILE_MAX_BYTES, &data, &size);
+        k = trust_read_files(path, sig_path, &data, &size, &signature, &signature_size, &failed);
         if (k < 0)
                 return k;
-        return profile_parse(data, size, path, ret, NULL);
+        k = trust_check_signed(r->config->keys, r->config->n_keys, (const uint8_t *)data, size,
+                               path, signature, signature_size, &trust);
+        if (k < 0) {
+                trust_result_done(&trust);
+                return -EKEYREJECTED;
+        }
+        *ret = TAKE_PTR(trust.profile);
+        trust_result_done(&trust);
+        return 0;
 }
 
 /* Back to the previous system after a boot: it becomes the default (and is booted into, when

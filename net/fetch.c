@@ -600,6 +600,9 @@ static bool attempts_used_up(const struct fetch_options *o, const struct fetch_e
         return o->max_attempts > 0 && e->attempts >= o->max_attempts;
 }
 
+/* The least time left worth starting another attempt with. */
+#define FETCH_ATTEMPT_MIN_MS 200
+
 /* One round: every mirror not ruled out, once, in order. Returns 0 with *ret_body, 1 when a
  * later round may still succeed, or the error to give up with (*last_error, the last
  * attempt's). */
@@ -618,7 +621,9 @@ static int request_round(const struct fetch_options *o, const struct request *re
                 if (attempts_used_up(o, e))
                         return *last_error;
                 now = monotonic_ms();
-                if (now >= deadline) {
+                /* An attempt with only a few milliseconds left can only time out, and its
+                 * "timed out" would hide why the attempts before it failed. */
+                if (now >= deadline || (e->attempts > 0 && deadline - now < FETCH_ATTEMPT_MIN_MS)) {
                         e->deadline_reached = true;
                         return *last_error;
                 }
@@ -666,7 +671,7 @@ static int request_rounds(const struct fetch_options *o, const struct request *r
                 /* Sleeping past the deadline only to give up then would waste the time. */
                 now = monotonic_ms();
                 sleep_ms = fetch_backoff_ms(o, round, randombytes_random());
-                if (now >= deadline || sleep_ms >= deadline - now) {
+                if (now >= deadline || sleep_ms + FETCH_ATTEMPT_MIN_MS >= deadline - now) {
                         e->deadline_reached = true;
                         return last_error;
                 }

@@ -39,7 +39,7 @@ publish() {
   minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
 }
 agent_run() { timeout 300 "$AGENT" run --config agent.yaml --root "$ROOT" --cmdline - "$@"; }
-history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" > history.json; }
+history() { operator_curl "/v1/machines/$MACHINE" -f > history.json; }
 # last_report PHASE: the last final (ok or failed) report of PHASE.
 last_report() {
   history

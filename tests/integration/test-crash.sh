@@ -168,13 +168,13 @@ strace -f -o count.trace -e trace="$SYSCALLS" "$AGENT" run --config agent.yaml -
   --cmdline - >count.out 2>&1 || { cat count.out >&2; die "the counting run failed"; }
 expect_grep count "provisioned at serial 2"
 AGENT_PID=$(head -n 1 count.trace | cut -d' ' -f1)
-grep -qF 'write(2, "[write]"' count.trace || die "no [write] mark in the trace"
+grep -qF 'write(2, "nixprov-agent: [write]' count.trace || die "no [write] mark in the trace"
 # For each system call: how many the agent made before the mark, and in all.
 mapfile -t POINTS < <(awk -v pid="$AGENT_PID" '
   $1 != pid { next }
   { name = $2; sub(/\(.*/, "", name) }
   name !~ /^[a-z_0-9]+$/ { next }
-  !marked && name == "write" && index($0, "write(2, \"[write]\"") { marked = 1 }
+  !marked && name == "write" && index($0, "write(2, \"nixprov-agent: [write]") { marked = 1 }
   { total[name]++; if (!marked) before[name]++ }
   END { for (n in total) for (i = before[n] + 1; i <= total[n]; i++) print n, i }' count.trace |
   sort -k1,1 -k2,2n)
@@ -218,6 +218,11 @@ for rel, p in root.items():
     if rel == "var/lib/nixprov/applied":
         if not data.startswith(b"serial 2\n"):
             fail(f"applied: {data!r}")
+    elif rel == "var/lib/nixprov/update":
+        # The last update tried (health phase): it holds its time, so it is whole, not equal.
+        if not (data.startswith(b"serial 2\noutcome applied\ntime ") and
+                data.endswith(b"\n") and data.count(b"\n") == 9):
+            fail(f"update: {data!r}")
     elif rel.endswith("~"):
         if stat.S_IMODE(os.stat(p).st_mode) & 0o077 == 0:
             fail(f"{rel}, a previous version of a secret file, is left")

@@ -124,11 +124,11 @@ expect_exit status-text 0 "$AGENT" status --config agent.yaml --root "$ROOT"
 expect_grep status-text "last update: serial 5 rolled back to $good (health check failed: unit nixprov-missing.service"
 ok "nixprov-agent status shows serial 2 applied and serial 5 rolled back, with the cause"
 
-expect_exit fleet 0 "$BIN/nixprov" fleet --server "$SERVER_URL"
+expect_exit fleet 0 operator_fleet
 grep -Eq "^$MACHINE .* 2 +5 rolled-back " fleet.out || die "fleet: $(cat fleet.out)"
-expect_exit fleet-machine 0 "$BIN/nixprov" fleet --server "$SERVER_URL" "$MACHINE"
+expect_exit fleet-machine 0 operator_fleet "$MACHINE"
 expect_grep fleet-machine "Last update: serial 5 rolled-back: health check failed: unit nixprov-missing.service"
-curl -fs --noproxy '*' "$SERVER_URL/metrics" > metrics.out
+operator_curl /metrics -f > metrics.out
 grep -qx 'nixprov_machines_update{outcome="rolled-back"} 1' metrics.out || die "metrics: $(cat metrics.out)"
 ok "nixprov fleet shows the machine running serial 2 with serial 5 rolled back (and why); /metrics counts it"
 

@@ -65,7 +65,7 @@ rebuild:
 END_PROFILE
   minisign -S -s "$KEYS/fleet.sec" -m "data/machines/$MACHINE.yaml" -t "serial $1" >/dev/null
 }
-history() { curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE"; }
+history() { operator_curl "/v1/machines/$MACHINE" -f; }
 
 # --- would compile 3 derivations, the limit is 2: refused before the build ----------------------
 publish 1 2 ""

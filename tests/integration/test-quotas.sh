@@ -22,9 +22,9 @@ approve_machines "$A"
 
 # The operator's side, in one place: the endpoints and nixprov fleet.
 operator_get() { # operator_get PATH: the answer in answer.json, its status in $status
-  status=$(curl -sS --noproxy '*' -o answer.json -w '%{http_code}' "$SERVER_URL$1")
+  status=$(operator_curl "$1" -S -o answer.json -w '%{http_code}')
 }
-fleet() { "$BIN/nixprov" fleet --server "$SERVER_URL" "$@"; }
+fleet() { operator_fleet "$@"; }
 
 # check EXPR DESC: EXPR, Python over d (answer.json), must hold.
 check() {

@@ -50,8 +50,8 @@ chunked() {
 start_server data "$DB"
 keys=$("$SIGN" "$TMP/dev" --keys)
 read -r sign_key box_key <<<"$keys"
-printf '{"machine_id":"%s","hostname":"h","macs":["02:00:00:00:00:01"],"system":"x86_64-linux","cpus":1,"memory":1,"sign_key":"%s","box_key":"%s","time":1800000000}' \
-  $M1 "$sign_key" "$box_key" | "$SIGN" "$TMP/dev" nixprov-enroll-v1 >enroll.json
+printf '{"machine_id":"%s","hostname":"h","macs":["02:00:00:00:00:01"],"system":"x86_64-linux","cpus":1,"memory":1,"sign_key":"%s","box_key":"%s","time":%s}' \
+  $M1 "$sign_key" "$box_key" "$(date +%s)" | "$SIGN" "$TMP/dev" nixprov-enroll-v1 >enroll.json
 code=$(curl -sS -o enroll.out -w '%{http_code}' --data-binary @enroll.json "$SERVER_URL/v1/enroll")
 [ "$code" = 200 ] || { cat enroll.out >&2; die "enrollment: $code"; }
 

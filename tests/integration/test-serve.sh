@@ -265,7 +265,7 @@ for path in /v1/machines /v1/machines/$M1 /metrics; do
 done
 oreq GET /v1/machines
 expect_status 200 "GET /v1/machines with the operator token"
-json_check 'd == []' "GET /v1/machines with the token: no machines yet"
+json_check 'd["machines"] == []' "GET /v1/machines with the token: no machines yet"
 oreq GET /metrics
 expect_status 200 "GET /metrics with the operator token"
 grep -qx 'nixprov_reports_total 0' "$tmp/body" || fail "/metrics with the token: no reports total"
