@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +17,25 @@
  * beyond it the connection is simply closed. */
 #define HTTP_DISCARD_MAX (1024 * 1024)
 
+struct http_request_state;
+
 struct http_server {
         struct MHD_Daemon *daemon;
         http_handler_fn handler;
         void *userdata;
         size_t max_body;
         uint16_t port;
+
+        /* The held requests (http_response_hold()), resumed by the waker thread. */
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* CLOCK_MONOTONIC */
+        pthread_t waker;
+        bool waker_started;
+        bool stopping; /* under lock */
+        bool wake_all; /* under lock */
+        unsigned max_waiters;
+        unsigned n_waiters; /* under lock */
+        struct http_request_state *waiters;
 };
 
 /* Per request, from the first call of the access handler to the completion notification. */
@@ -29,6 +43,12 @@ struct http_request_state {
         struct buf body;
         bool too_large;
         uint64_t discarded;
+
+        struct MHD_Connection *connection;
+        bool held;            /* held once: its deadline is set */
+        bool waiting;         /* suspended, in the server's list (under lock) */
+        uint64_t deadline_ms; /* monotonic: the end of the wait */
+        struct http_request_state *prev, *next;
 };
 
 int http_listen_parse(const char *s, struct http_listen *ret)
@@ -90,11 +110,220 @@ const char *http_request_query(const struct http_request *request, const char *k
         return MHD_lookup_connection_value(request->connection, MHD_GET_ARGUMENT_KIND, key);
 }
 
+const char *http_request_header(const struct http_request *request, const char *name)
+{
+        if (!request->connection)
+                return NULL;
+        return MHD_lookup_connection_value(request->connection, MHD_HEADER_KIND, name);
+}
+
+/* The opaque part of an entity tag, without W/ and the quotes: *ret_start and length, or -1. */
+static ssize_t http_etag_opaque(const char *s, const char **ret_start)
+{
+        const char *end;
+
+        if (strncmp(s, "W/", 2) == 0)
+                s += 2;
+        if (s[0] != '"' || !(end = strchr(s + 1, '"')))
+                return -1;
+        *ret_start = s + 1;
+        return end - (s + 1);
+}
+
+bool http_etag_matches(const char *if_none_match, const char *etag)
+{
+        const char *want, *p = if_none_match;
+        ssize_t n_want;
+
+        if (!p || !etag || (n_want = http_etag_opaque(etag, &want)) < 0)
+                return false;
+        for (;;) {
+                const char *have;
+                ssize_t n_have;
+
+                p += strspn(p, " \t,");
+                if (*p == '\0')
+                        return false;
+                if (*p == '*')
+                        return true;
+                n_have = http_etag_opaque(p, &have);
+                if (n_have < 0)
+                        return false; /* malformed: matches nothing, the answer is sent */
+                if (n_have == n_want && memcmp(have, want, (size_t)n_want) == 0)
+                        return true;
+                p = have + n_have + 1;
+        }
+}
+
+void http_response_set_not_modified(struct http_response *response)
+{
+        char *empty = strdup("");
+
+        if (!empty)
+                return; /* unset: a 500 */
+        http_response_set_data(response, HTTP_STATUS_NOT_MODIFIED, NULL, empty, 0);
+}
+
+int http_response_set_etag(struct http_response *response, const char *etag)
+{
+        size_t n = strlen(etag);
+
+        if (n >= sizeof(response->etag))
+                return -E2BIG;
+        memcpy(response->etag, etag, n + 1);
+        return 0;
+}
+
+static void http_waiters_unlink(struct http_server *server, struct http_request_state *w)
+{
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                server->waiters = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        w->prev = w->next = NULL;
+        w->waiting = false;
+        server->n_waiters--;
+}
+
+/* Whether the handler may hold state's request now. */
+static bool http_may_wait(struct http_server *server, const struct http_request_state *state)
+{
+        bool ok;
+
+        pthread_mutex_lock(&server->lock);
+        if (state->held)
+                ok = !server->stopping && monotonic_ms() < state->deadline_ms;
+        else
+                ok = !server->stopping && server->n_waiters < server->max_waiters;
+        pthread_mutex_unlock(&server->lock);
+        return ok;
+}
+
+/* Suspends the connection until the waker resumes it. Returns false when it cannot wait. */
+static bool http_hold(struct http_server *server, struct http_request_state *state,
+                      unsigned seconds)
+{
+        uint64_t now = monotonic_ms();
+
+        pthread_mutex_lock(&server->lock);
+        if (server->stopping || server->n_waiters >= server->max_waiters ||
+            (state->held && now >= state->deadline_ms)) {
+                pthread_mutex_unlock(&server->lock);
+                return false;
+        }
+        if (!state->held) {
+                state->held = true;
+                state->deadline_ms = now + (uint64_t)seconds * 1000;
+        }
+        state->waiting = true;
+        state->prev = NULL;
+        state->next = server->waiters;
+        if (server->waiters)
+                server->waiters->prev = state;
+        server->waiters = state;
+        server->n_waiters++;
+        /* Under the lock: the waker resumes only what is suspended. */
+        MHD_suspend_connection(state->connection);
+        pthread_cond_signal(&server->cond);
+        pthread_mutex_unlock(&server->lock);
+        return true;
+}
+
+/* Takes the waiters to resume out of the list (all of them when all): under lock. */
+static struct http_request_state *http_waiters_take(struct http_server *server, bool all,
+                                                    uint64_t now, uint64_t *ret_earliest)
+{
+        struct http_request_state *taken = NULL, *next;
+        uint64_t earliest = UINT64_MAX;
+
+        for (struct http_request_state *w = server->waiters; w; w = next) {
+                next = w->next;
+                if (all || w->deadline_ms <= now) {
+                        http_waiters_unlink(server, w);
+                        w->next = taken;
+                        taken = w;
+                } else if (w->deadline_ms < earliest)
+                        earliest = w->deadline_ms;
+        }
+        *ret_earliest = earliest;
+        return taken;
+}
+
+static void http_cond_wait_until(struct http_server *server, uint64_t until_ms)
+{
+        struct timespec ts;
+
+        if (until_ms == UINT64_MAX) {
+                pthread_cond_wait(&server->cond, &server->lock);
+                return;
+        }
+        ts.tv_sec = (time_t)(until_ms / 1000);
+        ts.tv_nsec = (long)(until_ms % 1000) * 1000000L;
+        (void)pthread_cond_timedwait(&server->cond, &server->lock, &ts);
+}
+
+/* Resumes the held requests whose wait ended, all of them on http_server_wake(), and every one
+ * when the server stops. MHD_resume_connection() is called outside the lock: a connection
+ * taken out of the list stays suspended, so its state lives, until it is resumed. */
+static void *http_waker(void *userdata)
+{
+        struct http_server *server = userdata;
+        bool stop = false;
+
+        pthread_mutex_lock(&server->lock);
+        while (!stop) {
+                struct http_request_state *taken, *next;
+                uint64_t earliest;
+
+                stop = server->stopping;
+                taken =
+                    http_waiters_take(server, server->wake_all || stop, monotonic_ms(), &earliest);
+                server->wake_all = false;
+                pthread_mutex_unlock(&server->lock);
+                for (struct http_request_state *w = taken; w; w = next) {
+                        next = w->next;
+                        w->next = NULL;
+                        MHD_resume_connection(w->connection);
+                }
+                pthread_mutex_lock(&server->lock);
+                if (!stop && !server->stopping && !server->wake_all)
+                        http_cond_wait_until(server, earliest);
+        }
+        pthread_mutex_unlock(&server->lock);
+        return NULL;
+}
+
+void http_server_wake(struct http_server *server)
+{
+        pthread_mutex_lock(&server->lock);
+        server->wake_all = true;
+        pthread_cond_signal(&server->cond);
+        pthread_mutex_unlock(&server->lock);
+}
+
+unsigned http_server_waiters(struct http_server *server)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&server->lock);
+        n = server->n_waiters;
+        pthread_mutex_unlock(&server->lock);
+        return n;
+}
+
 static void http_response_reset(struct http_response *response)
 {
         free(response->body);
         response->body = NULL;
         response->body_size = 0;
+}
+
+void http_response_hold(struct http_response *response, unsigned seconds)
+{
+        http_response_reset(response);
+        response->hold_seconds = seconds;
 }
 
 int http_response_set_json(struct http_response *response, unsigned status, json_t *json)
@@ -172,15 +401,20 @@ static enum MHD_Result http_queue(struct MHD_Connection *connection, struct http
                 status = MHD_HTTP_INTERNAL_SERVER_ERROR;
                 r->content_type = "application/json";
                 r->n_headers = 0;
+                r->etag[0] = '\0';
                 response = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
                                                            MHD_RESPMEM_PERSISTENT);
                 if (!response)
                         return MHD_NO;
         }
 
-        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                    r->content_type ?: "application/octet-stream") != MHD_YES ||
-            MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES) {
+        /* A 304 has no body, so no type. */
+        if ((status != MHD_HTTP_NOT_MODIFIED &&
+             MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                     r->content_type ?: "application/octet-stream") != MHD_YES) ||
+            MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+            (r->etag[0] &&
+             MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, r->etag) != MHD_YES)) {
                 MHD_destroy_response(response);
                 return MHD_NO;
         }
@@ -209,15 +443,50 @@ static enum MHD_Result http_queue_too_large(struct http_server *server,
         return result;
 }
 
+/* The whole request to the handler, and its answer queued; or the request held. */
+static enum MHD_Result http_dispatch(struct http_server *server, struct http_request_state *state,
+                                     struct MHD_Connection *connection, const char *method,
+                                     const char *url)
+{
+        struct http_response response = {};
+        struct http_request request = {
+            .method = method,
+            .path = url,
+            .body = state->body.data ?: "",
+            .body_size = state->body.size,
+            .connection = connection,
+            .resumed = state->held,
+            .may_wait = http_may_wait(server, state),
+        };
+        enum MHD_Result result;
+
+        server->handler(server->userdata, &request, &response);
+        if (!response.body && response.hold_seconds > 0) {
+                if (request.may_wait && http_hold(server, state, response.hold_seconds))
+                        return MHD_YES;
+                /* No room, or the server stops: answered as without a wait. */
+                response = (struct http_response){};
+                request.may_wait = false;
+                server->handler(server->userdata, &request, &response);
+        }
+        if (!response.body)
+                log_warning("%s %s: handler gave no response, answering 500", method, url);
+        else if (response.status >= 500)
+                log_warning("%s %s: %u", method, url, response.status);
+        else
+                log_debug("%s %s: %u", method, url, response.status);
+
+        result = http_queue(connection, &response);
+        free(response.body);
+        return result;
+}
+
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
 {
         struct http_server *server = cls;
         struct http_request_state *state = *con_cls;
-        struct http_response response = {};
-        struct http_request request;
-        enum MHD_Result result;
 
         (void)version;
 
@@ -229,6 +498,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
                 if (!state)
                         return MHD_NO;
                 state->body = BUF_INIT(server->max_body);
+                state->connection = connection;
                 *con_cls = state;
 
                 /* Refuse a declared oversized body before reading any of it (and before a
@@ -267,24 +537,7 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection,
         if (state->too_large)
                 return http_queue_too_large(server, connection);
 
-        request = (struct http_request){
-            .method = method,
-            .path = url,
-            .body = state->body.data ?: "",
-            .body_size = state->body.size,
-            .connection = connection,
-        };
-        server->handler(server->userdata, &request, &response);
-        if (!response.body)
-                log_warning("%s %s: handler gave no response, answering 500", method, url);
-        else if (response.status >= 500)
-                log_warning("%s %s: %u", method, url, response.status);
-        else
-                log_debug("%s %s: %u", method, url, response.status);
-
-        result = http_queue(connection, &response);
-        free(response.body);
-        return result;
+        return http_dispatch(server, state, connection, method, url);
 }
 
 static void http_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -292,6 +545,8 @@ static void http_completed(void *cls, struct MHD_Connection *connection, void **
 {
         struct http_request_state *state = *con_cls;
 
+        /* Never state->waiting here: a suspended connection is not completed, and every one is
+         * resumed before the daemon stops (http_server_stop()). */
         (void)cls;
         (void)connection;
         (void)toe;
@@ -346,41 +601,90 @@ static void http_log(void *cls, const char *format, va_list ap)
         log_warning("libmicrohttpd: %s", message);
 }
 
+static int http_server_init_waiters(struct http_server *server, unsigned max_waiters)
+{
+        pthread_condattr_t attr;
+        int r;
+
+        server->max_waiters = max_waiters;
+        r = pthread_mutex_init(&server->lock, NULL);
+        if (r != 0)
+                return -r;
+        if (pthread_condattr_init(&attr) != 0)
+                return -ENOMEM;
+        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (r == 0)
+                r = pthread_cond_init(&server->cond, &attr);
+        pthread_condattr_destroy(&attr);
+        if (r != 0) {
+                pthread_mutex_destroy(&server->lock);
+                return -r;
+        }
+        return 0;
+}
+
+static struct MHD_Daemon *http_daemon_start(struct http_server *server,
+                                            const struct http_listen *listen)
+{
+        unsigned flags =
+            MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+
+        if (listen->address.ss_family == AF_INET6)
+                flags |= MHD_USE_IPv6;
+        /* The logger goes first, or the options before it log with MHD's own. A held request
+         * keeps its connection open: they come on top of the limit. */
+        return MHD_start_daemon(
+            flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
+            http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
+            (unsigned)HTTP_CONNECTION_LIMIT + server->max_waiters,
+            MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTP_PER_IP_CONNECTION_LIMIT,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+            MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
+            http_unescape, NULL, MHD_OPTION_END);
+}
+
 int http_server_start(const struct http_listen *listen, size_t max_body, http_handler_fn handler,
                       void *userdata, struct http_server **ret_server)
 {
+        return http_server_start_waiting(listen, max_body, 0, handler, userdata, ret_server);
+}
+
+int http_server_start_waiting(const struct http_listen *listen, size_t max_body,
+                              unsigned max_waiters, http_handler_fn handler, void *userdata,
+                              struct http_server **ret_server)
+{
         _cleanup_(http_server_freep) struct http_server *server = NULL;
         const union MHD_DaemonInfo *info;
-        unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+        int r;
 
-        if (!listen || !handler || max_body == 0 || max_body > HTTP_MAX_BODY_LIMIT)
+        if (!listen || !handler || max_body == 0 || max_body > HTTP_MAX_BODY_LIMIT ||
+            max_waiters > HTTP_MAX_WAITERS_LIMIT)
                 return -EINVAL;
-        if (listen->address.ss_family == AF_INET6)
-                flags |= MHD_USE_IPv6;
-
         server = calloc(1, sizeof(*server));
         if (!server)
                 return -ENOMEM;
         server->handler = handler;
         server->userdata = userdata;
         server->max_body = max_body;
+        r = http_server_init_waiters(server, max_waiters);
+        if (r < 0) {
+                free(TAKE_PTR(server));
+                return r;
+        }
 
         errno = 0;
-        /* The logger goes first, or the options before it log with MHD's own. */
-        server->daemon = MHD_start_daemon(
-            flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
-            http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
-            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-            (unsigned)HTTP_PER_IP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-            (unsigned)HTTP_CONNECTION_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-            (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-            MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
+        server->daemon = http_daemon_start(server, listen);
         if (!server->daemon) {
                 if (http_is_bind_errno(errno))
                         return -errno;
                 return -EIO;
         }
+        r = pthread_create(&server->waker, NULL, http_waker, server);
+        if (r != 0)
+                return -r;
+        server->waker_started = true;
 
         info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
         if (!info || info->port == 0)
@@ -400,8 +704,18 @@ struct http_server *http_server_stop(struct http_server *server)
 {
         if (!server)
                 return NULL;
+        /* Every held request is resumed first (a suspended one would stop MHD): it is answered
+         * as without a wait, or closed. */
+        pthread_mutex_lock(&server->lock);
+        server->stopping = true;
+        pthread_cond_signal(&server->cond);
+        pthread_mutex_unlock(&server->lock);
+        if (server->waker_started)
+                (void)pthread_join(server->waker, NULL);
         if (server->daemon)
                 MHD_stop_daemon(server->daemon);
+        pthread_cond_destroy(&server->cond);
+        pthread_mutex_destroy(&server->lock);
         free(server);
         return NULL;
 }

@@ -27,11 +27,14 @@ struct MHD_Connection;
 #define HTTP_MAX_BODY_DEFAULT (256 * 1024)
 #define HTTP_MAX_BODY_LIMIT (64 * 1024 * 1024) /* the largest --max-body accepted */
 #define HTTP_MAX_EXTRA_HEADERS 4
+#define HTTP_MAX_WAITERS_DEFAULT 1024  /* requests held at once (http_response_hold()) */
+#define HTTP_MAX_WAITERS_LIMIT 1000000 /* the largest --max-waiters accepted */
 
 /* The statuses and headers the handlers answer with, so that they need not include
  * <microhttpd.h>. */
 enum {
         HTTP_STATUS_OK = 200,
+        HTTP_STATUS_NOT_MODIFIED = 304,
         HTTP_STATUS_BAD_REQUEST = 400,
         HTTP_STATUS_UNAUTHORIZED = 401,
         HTTP_STATUS_FORBIDDEN = 403,
@@ -44,6 +47,9 @@ enum {
 };
 #define HTTP_HEADER_ALLOW "Allow"
 #define HTTP_HEADER_CACHE_CONTROL "Cache-Control"
+#define HTTP_HEADER_ETAG "ETag"
+#define HTTP_HEADER_IF_NONE_MATCH "If-None-Match"
+#define HTTP_ETAG_MAX 128 /* an entity tag this server makes, quotes and NUL included */
 
 /* Where to listen: "127.0.0.1:8470", "[::1]:8470"; port 0 lets the kernel choose. */
 struct http_listen {
@@ -63,6 +69,8 @@ struct http_request {
         const char *body; /* NUL-terminated (never NULL), body_size bytes before the NUL */
         size_t body_size;
         struct MHD_Connection *connection;
+        bool may_wait; /* the handler may hold the request (http_response_hold()) */
+        bool resumed;  /* the handler held it before: this is the call after the wait */
 };
 
 /* The handler's answer. body is owned by the response (malloc'd); header names and values must
@@ -77,6 +85,8 @@ struct http_response {
                 const char *value;
         } headers[HTTP_MAX_EXTRA_HEADERS];
         size_t n_headers;
+        char etag[HTTP_ETAG_MAX]; /* sent as ETag when not empty (http_response_set_etag()) */
+        unsigned hold_seconds;    /* http_response_hold()'s */
 };
 
 /* Fills response. A response left without a body when the handler returns becomes a 500 with a
@@ -86,6 +96,27 @@ typedef void (*http_handler_fn)(void *userdata, const struct http_request *reque
 
 /* Returns the value of a query parameter (percent-decoded), or NULL when absent. */
 const char *http_request_query(const struct http_request *request, const char *key);
+
+/* Returns the value of a request header, or NULL when absent. */
+const char *http_request_header(const struct http_request *request, const char *name);
+
+/* Whether an If-None-Match value (a comma-separated list of entity tags, W/ allowed, or "*")
+ * names etag, compared weakly as RFC 9110 13.1.2 says. NULL matches nothing. */
+bool http_etag_matches(const char *if_none_match, const char *etag);
+
+/* Sets the response to 304 Not Modified, without a body. */
+void http_response_set_not_modified(struct http_response *response);
+
+/* Instead of answering: the request is suspended (it holds no thread) until
+ * http_server_wake() or until seconds have passed since it was first held, and the handler is
+ * then called again with resumed set, and may_wait false once the time is up. Only when
+ * request->may_wait (the server holds at most its max_waiters requests, and none while it
+ * stops). */
+void http_response_hold(struct http_response *response, unsigned seconds);
+
+/* Sends etag (a quoted entity tag, copied; at most HTTP_ETAG_MAX - 1 bytes) as ETag. Returns 0
+ * or -E2BIG. */
+int http_response_set_etag(struct http_response *response, const char *etag);
 
 /* Sets the response to json (a reference is taken, not stolen), serialized compactly, as
  * application/json with the given status. Returns 0 or -ENOMEM (the response is then unset). */
@@ -111,6 +142,18 @@ struct http_server;
  * cannot start. */
 int http_server_start(const struct http_listen *listen, size_t max_body, http_handler_fn handler,
                       void *userdata, struct http_server **ret_server);
+
+/* http_server_start() that holds at most max_waiters requests at once (0: none), each on its
+ * own connection on top of HTTP_CONNECTION_LIMIT; held ones cost no thread. */
+int http_server_start_waiting(const struct http_listen *listen, size_t max_body,
+                              unsigned max_waiters, http_handler_fn handler, void *userdata,
+                              struct http_server **ret_server);
+
+/* Resumes every held request: each handler is called again and decides whether it waits on. */
+void http_server_wake(struct http_server *server);
+
+/* The requests held now. */
+unsigned http_server_waiters(struct http_server *server);
 
 /* The port the daemon is bound to (the one the kernel chose, for port 0). */
 uint16_t http_server_port(const struct http_server *server);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "commands.h"
@@ -15,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "routes.h"
+#include "service.h"
 #include "store.h"
 #include "util.h"
 
@@ -38,13 +40,19 @@ static void serve_help(void)
                "                      approve: {machine-ids: [...], macs: [...],\n"
                "                      token-files: [...]} (default: none; every enrollment\n"
                "                      waits for 'nixprov fleet approve')\n"
+               "  --max-waiters N     profile requests with ?wait= held at once (default: %d);\n"
+               "                      past it one is answered at once, as without a wait\n"
                "  -v, --verbose       log every request\n"
                "  -h, --help          show this help\n\n"
                "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
                "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
-               "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz.\n"
+               "GET /v1/machines, GET /v1/machines/ID, GET /metrics, GET /healthz. A profile\n"
+               "request with If-None-Match naming the current ETag is answered 304; with\n"
+               "?wait=SECONDS too (at most %d), it is held until a new profile is published\n"
+               "for the machine (inotify on DIR) or the wait ends.\n"
                "Stops cleanly on SIGTERM or SIGINT.\n",
-               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT);
+               SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
+               HTTP_MAX_WAITERS_DEFAULT, ROUTES_WAIT_MAX);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -84,13 +92,36 @@ struct serve_options {
         const char *port_file;
         const char *policy_path;
         uint64_t max_body;
+        uint64_t max_waiters;
         struct http_listen listen;
 };
+
+/* serve_parse_argv()'s options without a short form. */
+enum {
+        ARG_LISTEN = 0x100,
+        ARG_DATA,
+        ARG_DB,
+        ARG_PORT_FILE,
+        ARG_MAX_BODY,
+        ARG_POLICY,
+        ARG_MAX_WAITERS,
+};
+
+/* A number option from min to max; logs what is wrong. */
+static int serve_parse_number(const char *option, const char *of, const char *arg, uint64_t min,
+                              uint64_t max, uint64_t *ret)
+{
+        if (parse_u64(arg, ret) < 0 || *ret < min || *ret > max) {
+                log_error("%s must be a number %sfrom %llu to %llu, not '%s'.", option, of,
+                          (unsigned long long)min, (unsigned long long)max, arg);
+                return -EINVAL;
+        }
+        return 0;
+}
 
 /* Returns 1 to serve, 0 after --help, or -EINVAL for a usage error (logged). */
 static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
 {
-        enum { ARG_LISTEN = 0x100, ARG_DATA, ARG_DB, ARG_PORT_FILE, ARG_MAX_BODY, ARG_POLICY };
         static const struct option options[] = {
             {"listen", required_argument, NULL, ARG_LISTEN},
             {"data", required_argument, NULL, ARG_DATA},
@@ -98,12 +129,14 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
             {"port-file", required_argument, NULL, ARG_PORT_FILE},
             {"max-body", required_argument, NULL, ARG_MAX_BODY},
             {"enroll-policy", required_argument, NULL, ARG_POLICY},
+            {"max-waiters", required_argument, NULL, ARG_MAX_WAITERS},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {},
         };
         struct serve_options o = {.listen_arg = SERVE_LISTEN_DEFAULT,
-                                  .max_body = HTTP_MAX_BODY_DEFAULT};
+                                  .max_body = HTTP_MAX_BODY_DEFAULT,
+                                  .max_waiters = HTTP_MAX_WAITERS_DEFAULT};
         int c;
 
         while ((c = getopt_long(argc, argv, "vh", options, NULL)) >= 0)
@@ -121,16 +154,17 @@ static int serve_parse_argv(int argc, char **argv, struct serve_options *ret)
                         o.port_file = optarg;
                         break;
                 case ARG_MAX_BODY:
-                        if (parse_u64(optarg, &o.max_body) < 0 || o.max_body == 0 ||
-                            o.max_body > HTTP_MAX_BODY_LIMIT) {
-                                log_error("--max-body must be a number of bytes from 1 to %d, "
-                                          "not '%s'.",
-                                          HTTP_MAX_BODY_LIMIT, optarg);
+                        if (serve_parse_number("--max-body", "of bytes ", optarg, 1,
+                                               HTTP_MAX_BODY_LIMIT, &o.max_body) < 0)
                                 return -EINVAL;
-                        }
                         break;
                 case ARG_POLICY:
                         o.policy_path = optarg;
+                        break;
+                case ARG_MAX_WAITERS:
+                        if (serve_parse_number("--max-waiters", "", optarg, 0,
+                                               HTTP_MAX_WAITERS_LIMIT, &o.max_waiters) < 0)
+                                return -EINVAL;
                         break;
                 case 'v':
                         log_set_max_level(LOG_LEVEL_DEBUG);
@@ -227,6 +261,53 @@ static int serve_announce(const struct serve_options *o, const struct http_serve
         return 0;
 }
 
+static unsigned serve_waiters(void *userdata)
+{
+        return http_server_waiters(userdata);
+}
+
+static void serve_profiles_changed(void *userdata)
+{
+        log_debug("Profiles changed: waking the waiting requests.");
+        http_server_wake(userdata);
+}
+
+/* A held request keeps a descriptor: the soft limit goes up to the hard one. */
+static void serve_raise_fd_limit(unsigned max_waiters)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning("Failed to raise the limit of open files for %u waiters: %s",
+                            max_waiters, strerror(errno));
+}
+
+/* Starts the daemon, and the watch that wakes its held requests. Logs why it fails. */
+static int serve_start(const struct serve_options *o, struct routes *routes,
+                       struct http_server **ret_server, struct service_watch **ret_watch)
+{
+        _cleanup_(http_server_freep) struct http_server *server = NULL;
+        int r;
+
+        serve_raise_fd_limit((unsigned)o->max_waiters);
+        r = http_server_start_waiting(&o->listen, (size_t)o->max_body, (unsigned)o->max_waiters,
+                                      routes_handle, routes, &server);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on %s: %m", o->listen_arg);
+        if (o->max_waiters > 0) {
+                r = service_watch_start(o->data_dir, serve_profiles_changed, server, ret_watch);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch %s for new profiles: %m",
+                                               o->data_dir);
+        }
+        service_set_waiters_fn(serve_waiters, server);
+        *ret_server = TAKE_PTR(server);
+        return 0;
+}
+
 /* Until SIGTERM or SIGINT (blocked in every thread). Returns 0, or the error of sigwait(). */
 static int serve_wait(const sigset_t *signals)
 {
@@ -246,6 +327,7 @@ static int serve_wait(const sigset_t *signals)
 int cmd_serve(int argc, char **argv)
 {
         _cleanup_(http_server_freep) struct http_server *server = NULL;
+        _cleanup_(service_watch_freep) struct service_watch *watch = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
         _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
         _cleanup_free_ char *default_db = NULL;
@@ -279,18 +361,19 @@ int cmd_serve(int argc, char **argv)
                 return EXIT_FAIL;
 
         routes = (struct routes){.data_dir = o.data_dir, .store = store, .policy = policy};
-        r = http_server_start(&o.listen, (size_t)o.max_body, routes_handle, &routes, &server);
-        if (r < 0) {
-                log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);
+        r = serve_start(&o, &routes, &server, &watch);
+        if (r < 0)
                 return EXIT_FAIL;
-        }
         r = serve_announce(&o, server);
         if (r < 0)
                 return EXIT_FAIL;
 
         r = serve_wait(&signals);
 
-        /* Finishes the requests in progress: a report being committed is answered. */
+        /* Finishes the requests in progress: a report being committed is answered; the held
+         * ones are answered 304. */
+        watch = service_watch_stop(watch);
+        service_set_waiters_fn(NULL, NULL);
         server = http_server_stop(server);
         store = store_close(store);
         if (o.port_file)
