@@ -107,6 +107,12 @@ void engine_progress(struct run_state *r, const char *message);
 /* During a phase: a line for the log, indented under the phase's header. */
 _printf_(2, 3) void engine_note(struct run_state *r, const char *format, ...);
 
+/* The configuration, with what a run cannot do without: a server and a trusted key (run.c).
+ * Logs what is missing. */
+int run_load_config(struct agent_context *ctx, const struct agent_config **ret);
+/* Frees what a run left in r. */
+void run_state_done(struct run_state *r);
+
 /* Runs the phases of the table on r, writes last-run.json and delivers the reports. Returns the
  * exit code of the run (agent.h). */
 int engine_run(struct run_state *r);
