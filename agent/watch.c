@@ -103,7 +103,7 @@ static void watch_sleep_until(uint64_t until_ms)
 
 /* One run with the long-poll, in a context of its own (the configuration read again, the spool
  * opened and closed), made from the options in shared. Returns its exit code. */
-static int watch_once(const struct agent_context *shared, unsigned wait)
+static int watch_once(const struct agent_context *shared, unsigned wait, bool *ret_applied)
 {
         struct agent_context ctx;
         struct run_state r = {.ctx = &ctx, .wait_seconds = wait};
@@ -122,6 +122,7 @@ static int watch_once(const struct agent_context *shared, unsigned wait)
                 fetch->cancel = &watch_stop;
                 exit_code = engine_run(&r);
         }
+        *ret_applied = exit_code == AGENT_EXIT_OK && r.trust.profile && !r.up_to_date;
         run_state_done(&r);
         context_done(&ctx);
         return exit_code;
@@ -135,15 +136,20 @@ static int watch_loop(const struct agent_context *shared, unsigned wait)
 
         for (bool first = true; !watch_stop; first = false) {
                 uint64_t started = monotonic_ms(), cap;
-                int exit_code = watch_once(shared, wait);
+                bool applied = false;
+                int exit_code = watch_once(shared, wait, &applied);
 
                 if (watch_stop)
                         break;
                 if (first && exit_code == AGENT_EXIT_USAGE)
                         return exit_code;
                 if (exit_code == AGENT_EXIT_OK) {
+                        /* After a new serial, at once: that request waits. After nothing new,
+                         * at once too when it was a whole wait, else (a server that does not
+                         * hold requests) not before WATCH_MIN_INTERVAL_MS. */
                         failures = 0;
-                        watch_sleep_until(started + WATCH_MIN_INTERVAL_MS);
+                        if (!applied)
+                                watch_sleep_until(started + WATCH_MIN_INTERVAL_MS);
                         continue;
                 }
                 cap = WATCH_BACKOFF_INITIAL_MS << MIN(failures, 6u);
