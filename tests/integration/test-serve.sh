@@ -712,7 +712,7 @@ json_check 'd["state"] == "pending"' "P4 with a proof for another machine"
 enroll $M1 m1
 json_check 'd["state"] == "pending"' "a machine the policy does not name"
 req GET /v1/machines
-json_check '{m["machine_id"]: m["decided_by"] for m in d} == {"'$P1'": "policy:machine-id",
+json_check '{m["machine_id"]: m["decided_by"] for m in d["machines"]} == {"'$P1'": "policy:machine-id",
             "'$P2'": "policy:mac", "'$P3'": "policy:token", "'$P4'": None, "'$M1'": None}' \
         "decided_by of each"
 pass "--enroll-policy approves by machine id, MAC and token proof; the rest wait"
