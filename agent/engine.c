@@ -30,7 +30,7 @@ static const struct phase phases[] = {
     /* Before the fetch: a device that booted into a system without network rolls back too. */
     {"confirm", REPORT_PHASE_CONFIRM, AGENT_EXIT_HEALTH, phase_confirm, phase_confirm_wanted, 0},
     {"fetch", REPORT_PHASE_FETCH, AGENT_EXIT_FETCH, phase_fetch, NULL, 0},
-    {"verify", REPORT_PHASE_VERIFY, AGENT_EXIT_REFUSED, phase_verify, NULL, 0},
+    {"verify", REPORT_PHASE_VERIFY, AGENT_EXIT_REFUSED, phase_verify, phase_verify_wanted, 0},
     {"up-to-date", REPORT_PHASE_DONE, AGENT_EXIT_OK, phase_up_to_date, NULL,
      PHASE_STAMP | PHASE_FINAL | PHASE_IF_UP_TO_DATE},
     {"not-retried", REPORT_PHASE_DONE, AGENT_EXIT_OK, phase_not_retried, phase_not_retried_wanted,
@@ -78,6 +78,18 @@ static bool phase_is_wanted(const struct run_state *r, const struct phase *p)
         return !p->wanted || p->wanted(r);
 }
 
+/* The serial the run is about: the fetched profile's, or with a 304 the applied one. */
+static bool run_serial(const struct run_state *r, uint64_t *ret)
+{
+        if (r->trust.profile)
+                *ret = r->trust.profile->serial;
+        else if (r->not_modified)
+                *ret = r->applied_serial;
+        else
+                return false;
+        return true;
+}
+
 /* Spools one report; a report that cannot even be spooled ends the run with exit code 8. */
 /* The health checks of the run, for the reports of the phases that ran them. */
 static size_t report_checks(const struct engine *e, struct report_check *checks)
@@ -99,14 +111,15 @@ static void emit(struct engine *e, enum report_status status, const char *messag
                  const char *error, bool with_counts, const char *log_tail)
 {
         struct run_state *r = e->r;
-        bool have_serial = r->trust.profile != NULL;
+        uint64_t serial = 0;
+        bool have_serial = run_serial(r, &serial);
         struct report_check checks[REPORT_CHECKS_MAX];
         bool final = status == REPORT_STATUS_OK || status == REPORT_STATUS_FAILED;
         struct report rep = {
             .phase = e->current->phase,
             .status = status,
             .has_serial = have_serial || r->has_update_serial,
-            .serial = have_serial ? r->trust.profile->serial : r->update_serial,
+            .serial = have_serial ? serial : r->update_serial,
             .message = message,
             .error = error,
             .counts = with_counts ? &r->rebuild.counts : NULL,
@@ -231,6 +244,7 @@ static void save_last_run(const struct engine *e, int exit_code)
         const struct run_state *r = e->r;
         _cleanup_free_ char *path = NULL, *text = NULL;
         json_t *o, *timings;
+        uint64_t serial;
 
         if (!r->state_dir ||
             !(path = config_state_path(r->config, r->ctx->root, CONFIG_STATE_LAST_RUN)))
@@ -242,9 +256,10 @@ static void save_last_run(const struct engine *e, int exit_code)
                 return;
         if (e->error[0])
                 json_object_set_new(o, "error", json_string(e->error));
-        if (r->trust.profile)
-                json_object_set_new(o, "serial",
-                                    json_integer((json_int_t)r->trust.profile->serial));
+        if (run_serial(r, &serial))
+                json_object_set_new(o, "serial", json_integer((json_int_t)serial));
+        if (r->not_modified)
+                json_object_set_new(o, "not_modified", json_true());
         if (r->rebuild.started)
                 json_object_set_new(o, "counts", counts_to_json(&r->rebuild.counts));
         if (r->outcome)

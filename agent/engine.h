@@ -43,6 +43,10 @@ struct run_state {
         char *log_dir; /* ROOT/LOG-DIR, made 0750 */
         struct fetch_options *fetch;
 
+        unsigned wait_seconds; /* watch: the profile request waits up to this long for a new one */
+        char etag[FETCH_ETAG_MAX]; /* the fetched profile's ETag ("" when none) */
+        bool not_modified;         /* the server answered 304: the applied profile is current */
+        uint64_t applied_serial;   /* ... with this serial (from the state, when not_modified) */
         char *profile;
         size_t profile_size;
         char *signature;
@@ -117,6 +121,12 @@ void engine_progress(struct run_state *r, const char *message);
 /* During a phase: a line for the log, indented under the phase's header. */
 _printf_(2, 3) void engine_note(struct run_state *r, const char *format, ...);
 
+/* The configuration, with what a run cannot do without: a server and a trusted key (run.c).
+ * Logs what is missing. */
+int run_load_config(struct agent_context *ctx, const struct agent_config **ret);
+/* Frees what a run left in r. */
+void run_state_done(struct run_state *r);
+
 /* Runs the phases of the table on r, writes last-run.json and delivers the reports. Returns the
  * exit code of the run (agent.h). */
 int engine_run(struct run_state *r);
@@ -126,6 +136,7 @@ int phase_identify(struct run_state *r, struct phase_result *res);
 int phase_enroll(struct run_state *r, struct phase_result *res);
 int phase_fetch(struct run_state *r, struct phase_result *res);
 int phase_verify(struct run_state *r, struct phase_result *res);
+bool phase_verify_wanted(const struct run_state *r);
 int phase_up_to_date(struct run_state *r, struct phase_result *res);
 int phase_plan(struct run_state *r, struct phase_result *res);
 int phase_builders(struct run_state *r, struct phase_result *res);

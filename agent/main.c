@@ -12,6 +12,7 @@ static const struct {
         const char *description;
 } commands[] = {
     {"run", cmd_run, "provision this device: fetch, verify, write, rebuild, report"},
+    {"watch", cmd_watch, "keep a long-poll open and run as 'run' for each new profile"},
     {"status", cmd_status, "show where this device stands: serial, last run, pending reports"},
     {"fetch", cmd_fetch, "download a file from the mirrors, with retries, deadline and cap"},
     {"verify", cmd_verify, "decide whether a profile would be applied, applying nothing"},

@@ -63,6 +63,11 @@ int phase_done(struct run_state *r, struct phase_result *res)
         if (k < 0)
                 return phase_fail(res, "failed to record the applied profile and serial in %s: %s",
                                   r->state_dir, strerror(-k));
+        /* After the serial: an ETag is only ever used with the serial it was saved with. */
+        if (r->etag[0] &&
+            (k = state_save_etag(r->state_dir, r->trust.profile->serial, r->etag)) < 0)
+                snprintf(res->warning, sizeof(res->warning),
+                         "Failed to keep the profile's ETag in %s: %s", r->state_dir, strerror(-k));
         return phase_ok(res, "provisioned at serial %" PRIu64, r->trust.profile->serial);
 }
 

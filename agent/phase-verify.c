@@ -2,6 +2,7 @@
 /* The verify phase: the signature and the trust rules decide whether the profile is applied. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,9 +48,35 @@ int phase_verify(struct run_state *r, struct phase_result *res)
                                              : "first provisioning");
 }
 
-/* The serial is applied already: the run ends, reported as done. */
+/* A 304 needs no verification: nothing was downloaded, the applied profile stays. */
+bool phase_verify_wanted(const struct run_state *r)
+{
+        return !r->not_modified;
+}
+
+/* The serial is applied already: the run ends, reported as done. The profile's ETag is kept,
+ * so that the next run asks If-None-Match (a failure to keep it costs a download, no more). */
 int phase_up_to_date(struct run_state *r, struct phase_result *res)
 {
+        int k;
+
+        if (r->not_modified) {
+                snprintf(res->log, sizeof(res->log),
+                         "Nothing new: the server answered 304 Not Modified for serial %" PRIu64
+                         ", which is applied.",
+                         r->applied_serial);
+                return phase_ok(res,
+                                "up-to-date: 304 Not Modified, serial %" PRIu64
+                                " is applied; nothing downloaded or verified",
+                                r->applied_serial);
+        }
+        if (r->etag[0]) {
+                k = state_save_etag(r->state_dir, r->trust.profile->serial, r->etag);
+                if (k < 0)
+                        snprintf(res->warning, sizeof(res->warning),
+                                 "Failed to keep the profile's ETag in %s: %s", r->state_dir,
+                                 strerror(-k));
+        }
         snprintf(res->log, sizeof(res->log),
                  "Nothing to do: serial %" PRIu64 " is already applied.", r->trust.profile->serial);
         return phase_ok(res, "nothing to do: this serial is already applied");

@@ -42,8 +42,7 @@ static void run_help(void)
             "(rolled back, or nothing to roll back to).\n");
 }
 
-/* The configuration, with what a run cannot do without: a server and a trusted key. */
-static int load_config(struct agent_context *ctx, const struct agent_config **ret)
+int run_load_config(struct agent_context *ctx, const struct agent_config **ret)
 {
         const char *path = ctx->config_path ?: AGENT_CONFIG_PATH_DEFAULT;
         const struct agent_config *config;
@@ -103,7 +102,7 @@ static int parse_args(int argc, char **argv, struct agent_context *ctx, bool *no
         return 1;
 }
 
-static void run_state_done(struct run_state *r)
+void run_state_done(struct run_state *r)
 {
         trust_result_done(&r->trust);
         r->plan = plan_free(r->plan);
@@ -134,7 +133,7 @@ int cmd_run(int argc, char **argv)
                 log_error_errno(k, "Failed to initialize libcurl: %m");
                 return AGENT_EXIT_USAGE;
         }
-        if (load_config(&ctx, &r.config) < 0)
+        if (run_load_config(&ctx, &r.config) < 0)
                 exit_code = AGENT_EXIT_USAGE;
         else
                 exit_code = engine_run(&r);

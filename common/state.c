@@ -178,3 +178,58 @@ int state_update_save(const char *state_dir, const struct update_state *u)
                 return -ENOMEM;
         return write_file_atomic(path, text, (size_t)n, 0600, 0);
 }
+
+static bool state_etag_printable(const char *etag)
+{
+        size_t n = strnlen(etag, STATE_ETAG_MAX);
+
+        if (n == 0 || n >= STATE_ETAG_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)etag[i] <= ' ' || (unsigned char)etag[i] >= 0x7f)
+                        return false;
+        return true;
+}
+
+int state_load_etag(const char *state_dir, uint64_t *ret_serial, char etag[static STATE_ETAG_MAX])
+{
+        _cleanup_free_ char *path = NULL, *data = NULL;
+        char *value, *end;
+        uint64_t serial;
+        size_t size;
+        int r;
+
+        if (asprintf(&path, "%s/%s", state_dir, STATE_ETAG_FILE) < 0)
+                return -ENOMEM;
+        r = read_file_bounded(path, STATE_FILE_MAX, &data, &size);
+        if (r == -ENOTDIR)
+                return -ENOENT;
+        if (r < 0)
+                return r;
+        if (strlen(data) != size || strncmp(data, "serial ", 7) != 0 ||
+            !(value = strstr(data, "\netag ")) || !(end = strchr(value + 6, '\n')) ||
+            end[1] != '\0')
+                return -EBADMSG;
+        *value = '\0';
+        *end = '\0';
+        if (parse_u64(data + 7, &serial) < 0 || !state_etag_printable(value + 6))
+                return -EBADMSG;
+        memcpy(etag, value + 6, strlen(value + 6) + 1);
+        *ret_serial = serial;
+        return 0;
+}
+
+int state_save_etag(const char *state_dir, uint64_t serial, const char *etag)
+{
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        int n;
+
+        if (!etag || !state_etag_printable(etag))
+                return -EINVAL;
+        if (asprintf(&path, "%s/%s", state_dir, STATE_ETAG_FILE) < 0)
+                return -ENOMEM;
+        n = asprintf(&text, "serial %" PRIu64 "\netag %s\n", serial, etag);
+        if (n < 0)
+                return -ENOMEM;
+        return write_file_atomic(path, text, (size_t)n, 0600, 0);
+}

@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define STATE_APPLIED_FILE "applied"
+#define STATE_ETAG_FILE "profile.etag"
+#define STATE_ETAG_MAX 192 /* NUL included */
 #define STATE_FILE_MAX 4096
 
 struct agent_state {
@@ -52,3 +54,12 @@ struct update_state {
 int state_update_load(const char *state_dir, struct update_state *ret);
 /* Writes DIR/update atomically (0600); control characters of the cause become spaces. */
 int state_update_save(const char *state_dir, const struct update_state *u);
+
+/* DIR/profile.etag: the ETag the server gave the profile of the applied serial, so that the next
+ * fetch can ask If-None-Match. "serial N" and "etag VALUE" (printable ASCII without spaces).
+ * state_load_etag() returns 0 with the tag in etag and its serial, -ENOENT when there is none,
+ * or -EBADMSG when the file is damaged (the caller fetches as without it). */
+int state_load_etag(const char *state_dir, uint64_t *ret_serial, char etag[static STATE_ETAG_MAX]);
+
+/* Writes DIR/profile.etag atomically (0600). -EINVAL: etag empty, too long or not printable. */
+int state_save_etag(const char *state_dir, uint64_t serial, const char *etag);

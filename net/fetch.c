@@ -39,6 +39,8 @@ struct transfer {
         struct buf body;
         char status_line[STATUS_LINE_MAX];
         char answer[FETCH_ANSWER_MAX]; /* the start of an error answer's body */
+        char etag[FETCH_ETAG_MAX];     /* the last answer's valid ETag, or "" */
+        const volatile int *cancel;
         size_t answer_size;
         bool over_cap;   /* the body reached the cap: aborted */
         bool http_error; /* a non-2xx status: aborted before reading its body */
@@ -180,19 +182,70 @@ static long clamp_long(uint64_t v)
         return v > LONG_MAX ? LONG_MAX : (long)v;
 }
 
+bool fetch_etag_valid(const char *s)
+{
+        size_t n;
+
+        if (!s)
+                return false;
+        if (strncmp(s, "W/", 2) == 0)
+                s += 2;
+        n = strnlen(s, FETCH_ETAG_MAX);
+        if (n < 2 || n + 2 >= FETCH_ETAG_MAX || s[0] != '"' || s[n - 1] != '"')
+                return false;
+        for (size_t i = 1; i + 1 < n; i++)
+                if ((unsigned char)s[i] < 0x21 || s[i] == '"' || (unsigned char)s[i] > 0x7e)
+                        return false;
+        return true;
+}
+
+/* "ETag: value" (any case, the value trimmed): kept when it is a valid entity tag. */
+static void header_etag(struct transfer *t, const char *data, size_t n)
+{
+        char value[FETCH_ETAG_MAX];
+        size_t start = 5, end = n;
+
+        if (n < 5 || strncasecmp(data, "ETag:", 5) != 0)
+                return;
+        while (start < end && (data[start] == ' ' || data[start] == '\t'))
+                start++;
+        while (end > start && strchr(" \t\r\n", data[end - 1]))
+                end--;
+        if (end - start >= sizeof(value))
+                return;
+        memcpy(value, data + start, end - start);
+        value[end - start] = '\0';
+        if (fetch_etag_valid(value))
+                memcpy(t->etag, value, end - start + 1);
+}
+
 static size_t header_cb(char *data, size_t size, size_t n_items, void *userdata)
 {
         struct transfer *t = userdata;
         size_t n = size * n_items;
 
         /* Every response (a redirect, a 100 Continue) starts with a status line: keep the
-         * last one. */
+         * last one, and only that response's ETag. */
         if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+                t->etag[0] = '\0';
                 while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
                         n--;
                 copy_printable(t->status_line, sizeof(t->status_line), data, n);
-        }
+        } else
+                header_etag(t, data, n);
         return size * n_items;
+}
+
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+        const struct transfer *t = userdata;
+
+        (void)dltotal;
+        (void)dlnow;
+        (void)ultotal;
+        (void)ulnow;
+        return t->cancel && *t->cancel ? 1 : 0; /* non-zero: CURLE_ABORTED_BY_CALLBACK */
 }
 
 static size_t write_cb(char *data, size_t size, size_t n_items, void *userdata)
@@ -271,6 +324,8 @@ static int errno_from_curl(CURLcode code, long os_errno)
                 return -ENOMEM;
         case CURLE_URL_MALFORMAT:
                 return -EINVAL;
+        case CURLE_ABORTED_BY_CALLBACK:
+                return -ECANCELED;
         default:
                 return -EIO;
         }
@@ -305,7 +360,7 @@ static bool endpoint_missing(long http_status)
 static bool error_rules_out_mirror(int error)
 {
         return error == -E2BIG || error == -EACCES || error == -EPROTONOSUPPORT ||
-               error == -ELOOP || error == -EINVAL || error == -ENOKEY;
+               error == -ELOOP || error == -EINVAL || error == -ENOKEY || error == -ECANCELED;
 }
 
 static void set_http_message(struct fetch_error *e, const struct transfer *t)
@@ -341,7 +396,12 @@ static int attempt_setup(CURL *curl, const struct fetch_options *o, const struct
         SET(CURLOPT_URL, url);
         SET(CURLOPT_ERRORBUFFER, errbuf);
         SET(CURLOPT_NOSIGNAL, 1L);
-        SET(CURLOPT_NOPROGRESS, 1L);
+        if (o->cancel) {
+                SET(CURLOPT_NOPROGRESS, 0L);
+                SET(CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+                SET(CURLOPT_XFERINFODATA, t);
+        } else
+                SET(CURLOPT_NOPROGRESS, 1L);
         /* Only the protocol of the mirror; redirects from http(s) to http(s), and never from
          * https down to http: a pinned CA means nothing on a plain connection. */
         SET(CURLOPT_PROTOCOLS_STR, kind == MIRROR_FILE ? "file" : "http,https");
@@ -409,6 +469,15 @@ static int headers_build(const struct fetch_options *o, const struct request *re
                         goto fail;
                 headers = next;
         }
+        if (!req->post && o->if_none_match) {
+                char line[FETCH_ETAG_MAX + 32];
+
+                (void)snprintf(line, sizeof(line), "If-None-Match: %s", o->if_none_match);
+                next = curl_slist_append(headers, line);
+                if (!next)
+                        goto fail;
+                headers = next;
+        }
         *ret_headers = headers;
         return 0;
 fail:
@@ -433,6 +502,11 @@ static int attempt_outcome(const struct fetch_options *o, const struct transfer 
                 (void)snprintf(e->message, sizeof(e->message), "out of memory");
                 return -ENOMEM;
         }
+        if (code == CURLE_OK && kind == MIRROR_HTTP && e->http_status == 304 && o->if_none_match &&
+            !t->http_error) {
+                e->not_modified = true;
+                return 0;
+        }
         if (t->http_error || (code == CURLE_OK && kind == MIRROR_HTTP)) {
                 r = errno_from_http_status(e->http_status);
                 if (r < 0) {
@@ -454,7 +528,7 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
                    enum mirror_kind kind, uint64_t remaining_ms, struct buf *ret_body,
                    struct fetch_error *e)
 {
-        struct transfer t = {.body = BUF_INIT(o->max_size)};
+        struct transfer t = {.body = BUF_INIT(o->max_size), .cancel = o->cancel};
         char errbuf[CURL_ERROR_SIZE] = "";
         struct curl_slist *headers = NULL;
         long os_errno = 0;
@@ -465,6 +539,8 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
         e->http_status = 0;
         e->message[0] = '\0';
         e->answer[0] = '\0';
+        e->etag[0] = '\0';
+        e->not_modified = false;
         copy_printable(e->url, sizeof(e->url), url, strlen(url));
 
         t.curl = curl_easy_init();
@@ -485,6 +561,7 @@ static int attempt(const struct fetch_options *o, const struct request *req, con
         (void)curl_easy_getinfo(t.curl, CURLINFO_RESPONSE_CODE, &e->http_status);
         (void)curl_easy_getinfo(t.curl, CURLINFO_OS_ERRNO, &os_errno);
         r = attempt_outcome(o, &t, code, kind, os_errno, errbuf, e);
+        memcpy(e->etag, t.etag, sizeof(e->etag));
         if (r >= 0) {
                 *ret_body = t.body;
                 t.body = BUF_INIT(o->max_size);
@@ -618,6 +695,8 @@ static int request_round(const struct fetch_options *o, const struct request *re
 
                 if (m->ruled_out[i])
                         continue;
+                if (o->cancel && *o->cancel)
+                        return -ECANCELED;
                 if (attempts_used_up(o, e))
                         return *last_error;
                 now = monotonic_ms();
@@ -675,7 +754,12 @@ static int request_rounds(const struct fetch_options *o, const struct request *r
                         e->deadline_reached = true;
                         return last_error;
                 }
-                sleep_until_monotonic_ms(now + sleep_ms);
+                /* In slices, so that a cancellation is seen within 100 ms. */
+                for (uint64_t until = now + sleep_ms; monotonic_ms() < until;) {
+                        if (o->cancel && *o->cancel)
+                                return -ECANCELED;
+                        sleep_until_monotonic_ms(MIN(until, monotonic_ms() + 100));
+                }
         }
 }
 
@@ -690,7 +774,14 @@ static int fetch_request(const struct fetch_options *o, const char *path, const 
         r = mirrors_prepare(o, path, req, &m, &e);
         if (r >= 0)
                 r = request_rounds(o, req, &m, &body, &e);
-        if (r >= 0) {
+        if (r >= 0 && e.not_modified) {
+                buf_free(&body);
+                r = FETCH_NOT_MODIFIED;
+                if (ret_data) {
+                        *ret_data = NULL;
+                        *ret_size = 0;
+                }
+        } else if (r >= 0) {
                 r = 0;
                 if (ret_data) {
                         *ret_data = buf_steal(&body, ret_size);

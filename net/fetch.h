@@ -26,6 +26,10 @@
 #define FETCH_HEADER_MAX 1024
 /* The start of an HTTP error answer's body kept in struct fetch_error (NUL included). */
 #define FETCH_ANSWER_MAX 512
+/* The longest entity tag kept from an answer, quotes and W/ included (NUL included). */
+#define FETCH_ETAG_MAX 192
+/* fetch_get()'s answer to a request with if_none_match that the server answered 304. */
+#define FETCH_NOT_MODIFIED 1
 
 struct fetch_error;
 
@@ -56,7 +60,15 @@ struct fetch_options {
          * Borrowed; they may hold a secret (a bearer token): they never reach a struct
          * fetch_error, and the client's copies are wiped. */
         const char *const *headers;
-        const char *user_agent;      /* NULL: "nixprov-agent/VERSION" */
+        const char *user_agent; /* NULL: "nixprov-agent/VERSION" */
+        /* An entity tag ("..." or W/"...", as an answer's ETag gave it) sent as If-None-Match
+         * by fetch_get() (NULL: none). An HTTP 304 then ends the call with FETCH_NOT_MODIFIED
+         * and no body; without it a 304 is an error (-EPROTO) like any other 3xx. */
+        const char *if_none_match;
+        /* When set, a transfer in progress is aborted (-ECANCELED) within about a second of
+         * *cancel becoming non-zero, and no further attempt is made (a signal handler sets
+         * it). */
+        const volatile int *cancel;
         fetch_attempt_fn on_attempt; /* optional */
         void *userdata;
 };
@@ -67,6 +79,9 @@ struct fetch_error {
         char message[256];             /* what went wrong: "HTTP 503", curl's message, ... */
         char answer[FETCH_ANSWER_MAX]; /* the start of the body of the last HTTP error answer,
                                           control bytes and non-ASCII as '?' ("" when none) */
+        char etag[FETCH_ETAG_MAX];     /* the ETag of the last answer, when it had a valid one
+                                          ("" when none) */
+        bool not_modified;             /* the last answer was the 304 if_none_match asked for */
         unsigned attempts;             /* attempts made, over all mirrors and rounds */
         bool deadline_reached;         /* gave up because the overall deadline was reached */
 };
@@ -92,6 +107,10 @@ uint64_t fetch_backoff_ms(const struct fetch_options *o, unsigned round, uint32_
  * -E2BIG when the URL would be longer than FETCH_URL_MAX, or -ENOMEM. */
 int fetch_url_join(const char *mirror, const char *path, char **ret_url);
 
+/* Whether s is an entity tag as RFC 9110 writes it: "..." or W/"..." with the bytes 0x21,
+ * 0x23-0x7e between the quotes, shorter than FETCH_ETAG_MAX. */
+bool fetch_etag_valid(const char *s);
+
 /* Downloads path from the mirrors: one round tries every mirror once in order; rounds are
  * separated by fetch_backoff_ms() sleeps and repeat until a complete body arrives or the
  * deadline would be passed. Transient failures (refused or reset connections, timeouts,
@@ -100,12 +119,14 @@ int fetch_url_join(const char *mirror, const char *path, char **ret_url);
  * rest of the call. TLS peer verification is always on.
  *
  * On success returns 0 and hands the caller the body (NUL-terminated, the NUL not counted)
- * in *ret_data and *ret_size. A partial body is never returned. On failure returns the error
- * of the last attempt: -ECONNREFUSED (or another connect errno), -ETIMEDOUT (timeout, stall,
- * or the deadline cut the attempt short), -ECONNRESET, -EPROTO (truncated or malformed
+ * in *ret_data and *ret_size. A partial body is never returned. With o->if_none_match, an HTTP
+ * 304 returns FETCH_NOT_MODIFIED (positive) with *ret_data NULL and *ret_size 0. On failure returns
+ * the error of the last attempt: -ECONNREFUSED (or another connect errno), -ETIMEDOUT (timeout,
+ * stall, or the deadline cut the attempt short), -ECONNRESET, -EPROTO (truncated or malformed
  * answer), -EREMOTEIO (HTTP 5xx), -EAGAIN (HTTP 429), -ENOENT (HTTP 404/410, or a missing
  * file:// file), -EACCES (other HTTP 4xx), -E2BIG (body over the cap), -EKEYREJECTED (TLS
- * verification), -EHOSTUNREACH (name resolution), -ELOOP (too many redirects); or before any
+ * verification), -EHOSTUNREACH (name resolution), -ELOOP (too many redirects), -ECANCELED
+ * (o->cancel was set); or before any
  * network use -EPROTONOSUPPORT (a mirror of another protocol) or -EINVAL (bad options,
  * headers or path). ret_error, when not NULL, is always filled in (on success it describes the
  * attempt that succeeded). */

@@ -179,6 +179,23 @@ in
       };
     };
 
+    watch = {
+      enable = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Also run `nixprov-agent watch` (nixprov-agent-watch.service, Restart=always): one
+          long-poll kept open at the server, so a newly published profile is applied within
+          about a second, from behind NAT, with no port open on the machine.
+        '';
+      };
+      wait = mkOption {
+        type = types.ints.between 1 3600;
+        default = 300;
+        description = "How long one request waits at the server, in seconds (watch --wait).";
+      };
+    };
+
     extraConfig = mkOption {
       type = types.attrsOf types.anything;
       default = { };
@@ -267,6 +284,22 @@ in
         ExecStart = "${agent} run ${configFlag}";
         KillMode = "process";
         TimeoutStartSec = "infinity";
+      };
+    }; }
+    // lib.optionalAttrs cfg.watch.enable { nixprov-agent-watch = {
+      description = "nixprov-agent: apply new profiles as they are published";
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" "nixprov-agent.service" ];
+      # It runs nixos-rebuild switch itself: a switch must not restart or stop it.
+      restartIfChanged = false;
+      unitConfig.X-StopOnRemoval = false;
+      serviceConfig = {
+        Type = "simple";
+        ExecStart = "${agent} watch ${configFlag} --wait ${toString cfg.watch.wait}";
+        Restart = "always";
+        RestartSec = "10s";
+        KillMode = "process";
       };
     }; };
 

@@ -49,12 +49,26 @@ struct http_server {
         struct http_options options;
         uint16_t port;
 
-        /* The connections and the watchdog that cuts off those past their deadline. */
+        /* The connections and the watchdog that cuts off those past their deadline. lock is
+         * a leaf: nothing else is locked, and no libmicrohttpd function called, under it. */
         pthread_mutex_t lock;
         pthread_cond_t wake;
         pthread_t watchdog;
-        bool lock_initialized, watchdog_started, stopping;
+        bool lock_initialized, watchdog_started, watchdog_stop;
         struct http_conn *conns;
+
+        /* The held requests (http_response_hold()), resumed by the waker thread. Under
+         * waiters_lock a connection is suspended (so that the waker resumes only suspended
+         * ones), never resumed; lock and waiters_lock are never held together. */
+        pthread_mutex_t waiters_lock;
+        pthread_cond_t waiters_cond; /* CLOCK_MONOTONIC */
+        pthread_t waker;
+        bool waiters_initialized, waker_started;
+        bool stopping;      /* under waiters_lock */
+        bool wake_all;      /* under waiters_lock */
+        bool added;         /* under waiters_lock: one was held since the waker last looked */
+        unsigned n_waiters; /* under waiters_lock */
+        struct http_request_state *waiters;
 };
 
 /* Per request, from the first call of the access handler to the completion notification. */
@@ -63,6 +77,12 @@ struct http_request_state {
         bool too_large;
         uint64_t discarded;
         char client[HTTP_ADDRESS_MAX];
+
+        struct MHD_Connection *connection;
+        bool held;            /* held once: its deadline is set */
+        bool waiting;         /* suspended, in the server's list (under waiters_lock) */
+        uint64_t deadline_ms; /* monotonic: the end of the wait */
+        struct http_request_state *prev, *next;
 };
 
 int http_listen_parse(const char *s, struct http_listen *ret)
@@ -124,11 +144,223 @@ const char *http_request_query(const struct http_request *request, const char *k
         return MHD_lookup_connection_value(request->connection, MHD_GET_ARGUMENT_KIND, key);
 }
 
+const char *http_request_header(const struct http_request *request, const char *name)
+{
+        if (!request->connection)
+                return NULL;
+        return MHD_lookup_connection_value(request->connection, MHD_HEADER_KIND, name);
+}
+
+/* The opaque part of an entity tag, without W/ and the quotes: *ret_start and length, or -1. */
+static ssize_t http_etag_opaque(const char *s, const char **ret_start)
+{
+        const char *end;
+
+        if (strncmp(s, "W/", 2) == 0)
+                s += 2;
+        if (s[0] != '"' || !(end = strchr(s + 1, '"')))
+                return -1;
+        *ret_start = s + 1;
+        return end - (s + 1);
+}
+
+bool http_etag_matches(const char *if_none_match, const char *etag)
+{
+        const char *want, *p = if_none_match;
+        ssize_t n_want;
+
+        if (!p || !etag || (n_want = http_etag_opaque(etag, &want)) < 0)
+                return false;
+        for (;;) {
+                const char *have;
+                ssize_t n_have;
+
+                p += strspn(p, " \t,");
+                if (*p == '\0')
+                        return false;
+                if (*p == '*')
+                        return true;
+                n_have = http_etag_opaque(p, &have);
+                if (n_have < 0)
+                        return false; /* malformed: matches nothing, the answer is sent */
+                if (n_have == n_want && memcmp(have, want, (size_t)n_want) == 0)
+                        return true;
+                p = have + n_have + 1;
+        }
+}
+
+void http_response_set_not_modified(struct http_response *response)
+{
+        char *empty = strdup("");
+
+        if (!empty)
+                return; /* unset: a 500 */
+        http_response_set_data(response, HTTP_STATUS_NOT_MODIFIED, NULL, empty, 0);
+}
+
+int http_response_set_etag(struct http_response *response, const char *etag)
+{
+        size_t n = strlen(etag);
+
+        if (n >= sizeof(response->etag))
+                return -E2BIG;
+        memcpy(response->etag, etag, n + 1);
+        return 0;
+}
+
+static void http_waiters_unlink(struct http_server *server, struct http_request_state *w)
+{
+        if (w->prev)
+                w->prev->next = w->next;
+        else
+                server->waiters = w->next;
+        if (w->next)
+                w->next->prev = w->prev;
+        w->prev = w->next = NULL;
+        w->waiting = false;
+        server->n_waiters--;
+}
+
+/* Whether the handler may hold state's request now. */
+static bool http_may_wait(struct http_server *server, const struct http_request_state *state)
+{
+        bool ok;
+
+        pthread_mutex_lock(&server->waiters_lock);
+        if (state->held)
+                ok = !server->stopping && monotonic_ms() < state->deadline_ms;
+        else
+                ok = !server->stopping && server->n_waiters < server->options.max_waiters;
+        pthread_mutex_unlock(&server->waiters_lock);
+        return ok;
+}
+
+/* Suspends the connection until the waker resumes it. Returns false when it cannot wait. */
+static bool http_hold(struct http_server *server, struct http_request_state *state,
+                      unsigned seconds)
+{
+        uint64_t now = monotonic_ms();
+
+        pthread_mutex_lock(&server->waiters_lock);
+        if (server->stopping || server->n_waiters >= server->options.max_waiters ||
+            (state->held && now >= state->deadline_ms)) {
+                pthread_mutex_unlock(&server->waiters_lock);
+                return false;
+        }
+        if (!state->held) {
+                state->held = true;
+                state->deadline_ms = now + (uint64_t)seconds * 1000;
+        }
+        state->waiting = true;
+        state->prev = NULL;
+        state->next = server->waiters;
+        if (server->waiters)
+                server->waiters->prev = state;
+        server->waiters = state;
+        server->n_waiters++;
+        server->added = true;
+        /* Under the lock: the waker resumes only what is suspended. */
+        MHD_suspend_connection(state->connection);
+        pthread_cond_signal(&server->waiters_cond);
+        pthread_mutex_unlock(&server->waiters_lock);
+        return true;
+}
+
+/* Takes the waiters to resume out of the list (all of them when all): under lock. */
+static struct http_request_state *http_waiters_take(struct http_server *server, bool all,
+                                                    uint64_t now, uint64_t *ret_earliest)
+{
+        struct http_request_state *taken = NULL, *next;
+        uint64_t earliest = UINT64_MAX;
+
+        for (struct http_request_state *w = server->waiters; w; w = next) {
+                next = w->next;
+                if (all || w->deadline_ms <= now) {
+                        http_waiters_unlink(server, w);
+                        w->next = taken;
+                        taken = w;
+                } else if (w->deadline_ms < earliest)
+                        earliest = w->deadline_ms;
+        }
+        *ret_earliest = earliest;
+        return taken;
+}
+
+static void http_cond_wait_until(struct http_server *server, uint64_t until_ms)
+{
+        struct timespec ts;
+
+        if (until_ms == UINT64_MAX) {
+                pthread_cond_wait(&server->waiters_cond, &server->waiters_lock);
+                return;
+        }
+        ts.tv_sec = (time_t)(until_ms / 1000);
+        ts.tv_nsec = (long)(until_ms % 1000) * 1000000L;
+        (void)pthread_cond_timedwait(&server->waiters_cond, &server->waiters_lock, &ts);
+}
+
+/* Resumes the held requests whose wait ended, all of them on http_server_wake(), and every one
+ * when the server stops. MHD_resume_connection() is called outside the lock: a connection
+ * taken out of the list stays suspended, so its state lives, until it is resumed. */
+static void *http_waker(void *userdata)
+{
+        struct http_server *server = userdata;
+        bool stop = false;
+
+        pthread_mutex_lock(&server->waiters_lock);
+        while (!stop) {
+                struct http_request_state *taken, *next;
+                uint64_t earliest;
+
+                stop = server->stopping;
+                taken =
+                    http_waiters_take(server, server->wake_all || stop, monotonic_ms(), &earliest);
+                server->wake_all = false;
+                server->added = false;
+                pthread_mutex_unlock(&server->waiters_lock);
+                for (struct http_request_state *w = taken; w; w = next) {
+                        next = w->next;
+                        w->next = NULL;
+                        MHD_resume_connection(w->connection);
+                }
+                pthread_mutex_lock(&server->waiters_lock);
+                /* One held while the lock was released may end before earliest: look again. */
+                if (!stop && !server->stopping && !server->wake_all && !server->added)
+                        http_cond_wait_until(server, earliest);
+        }
+        pthread_mutex_unlock(&server->waiters_lock);
+        return NULL;
+}
+
+void http_server_wake(struct http_server *server)
+{
+        pthread_mutex_lock(&server->waiters_lock);
+        server->wake_all = true;
+        pthread_cond_signal(&server->waiters_cond);
+        pthread_mutex_unlock(&server->waiters_lock);
+}
+
+unsigned http_server_waiters(struct http_server *server)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&server->waiters_lock);
+        n = server->n_waiters;
+        pthread_mutex_unlock(&server->waiters_lock);
+        return n;
+}
+
 static void http_response_reset(struct http_response *response)
 {
         free(response->body);
         response->body = NULL;
         response->body_size = 0;
+}
+
+void http_response_hold(struct http_response *response, unsigned seconds)
+{
+        http_response_reset(response);
+        response->hold_seconds = seconds;
 }
 
 int http_response_set_json(struct http_response *response, unsigned status, json_t *json)
@@ -206,15 +438,20 @@ static enum MHD_Result http_queue(struct MHD_Connection *connection, struct http
                 status = MHD_HTTP_INTERNAL_SERVER_ERROR;
                 r->content_type = "application/json";
                 r->n_headers = 0;
+                r->etag[0] = '\0';
                 response = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
                                                            MHD_RESPMEM_PERSISTENT);
                 if (!response)
                         return MHD_NO;
         }
 
-        if (MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                    r->content_type ?: "application/octet-stream") != MHD_YES ||
-            MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES) {
+        /* A 304 has no body, so no type. */
+        if ((status != MHD_HTTP_NOT_MODIFIED &&
+             MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                     r->content_type ?: "application/octet-stream") != MHD_YES) ||
+            MHD_add_response_header(response, "X-Content-Type-Options", "nosniff") != MHD_YES ||
+            (r->etag[0] &&
+             MHD_add_response_header(response, MHD_HTTP_HEADER_ETAG, r->etag) != MHD_YES)) {
                 MHD_destroy_response(response);
                 return MHD_NO;
         }
@@ -375,6 +612,7 @@ static enum MHD_Result http_request_begin(struct http_server *server,
         if (!state)
                 return MHD_NO;
         state->body = BUF_INIT(server->options.max_body);
+        state->connection = connection;
         *con_cls = state;
 
         why = http_framing_error(connection);
@@ -422,26 +660,13 @@ static enum MHD_Result http_request_data(struct http_server *server,
         return MHD_YES;
 }
 
-/* The whole request is in: the handler answers it. */
-static enum MHD_Result http_request_end(struct http_server *server,
-                                        struct MHD_Connection *connection,
-                                        struct http_request_state *state, const char *url,
-                                        const char *method)
+/* The whole request to the handler, and its answer queued; or the request held. */
+static enum MHD_Result http_dispatch(struct http_server *server, struct http_request_state *state,
+                                     struct MHD_Connection *connection, const char *method,
+                                     const char *url)
 {
         struct http_response response = {};
-        struct http_request request;
-        enum MHD_Result result;
-        struct http_conn *conn;
-
-        /* Reading is over: no deadline while the request is handled, or held by it. */
-        conn = http_conn_of(connection);
-        http_conn_set_phase(server, conn, HTTP_PHASE_ANSWER);
-        if (state->too_large)
-                return http_queue_too_large(server, connection);
-
-        http_find_client(server, connection, conn, state);
-
-        request = (struct http_request){
+        struct http_request request = {
             .method = method,
             .path = url,
             .body = state->body.data ?: "",
@@ -451,8 +676,20 @@ static enum MHD_Result http_request_end(struct http_server *server,
                                                          MHD_HTTP_HEADER_AUTHORIZATION),
             .proof = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, HTTP_HEADER_PROOF),
             .connection = connection,
+            .resumed = state->held,
+            .may_wait = http_may_wait(server, state),
         };
+        enum MHD_Result result;
+
         server->handler(server->userdata, &request, &response);
+        if (!response.body && response.hold_seconds > 0) {
+                if (request.may_wait && http_hold(server, state, response.hold_seconds))
+                        return MHD_YES;
+                /* No room, or the server stops: answered as without a wait. */
+                response = (struct http_response){};
+                request.may_wait = false;
+                server->handler(server->userdata, &request, &response);
+        }
         if (!response.body)
                 log_warning("%s %s from %s: handler gave no response, answering 500", method, url,
                             state->client);
@@ -464,6 +701,24 @@ static enum MHD_Result http_request_end(struct http_server *server,
         result = http_queue(connection, &response);
         free(response.body);
         return result;
+}
+
+/* The whole request is in (or a held one is resumed): the handler answers it. */
+static enum MHD_Result http_request_end(struct http_server *server,
+                                        struct MHD_Connection *connection,
+                                        struct http_request_state *state, const char *url,
+                                        const char *method)
+{
+        struct http_conn *conn;
+
+        /* Reading is over: no deadline while the request is handled, or held by it. */
+        conn = http_conn_of(connection);
+        http_conn_set_phase(server, conn, HTTP_PHASE_ANSWER);
+        if (state->too_large)
+                return http_queue_too_large(server, connection);
+        if (!state->held)
+                http_find_client(server, connection, conn, state);
+        return http_dispatch(server, state, connection, method, url);
 }
 
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *connection, const char *url,
@@ -494,7 +749,9 @@ static void http_completed(void *cls, struct MHD_Connection *connection, void **
 
         (void)toe;
 
-        /* A kept-alive connection now waits for its next request head. */
+        /* Never state->waiting here: a suspended connection is not completed, and every one is
+         * resumed before the daemon stops (http_server_stop()). A kept-alive connection now
+         * waits for its next request head. */
         http_conn_set_phase(cls, http_conn_of(connection), HTTP_PHASE_HEAD);
         if (!state)
                 return;
@@ -613,7 +870,7 @@ static void *http_watchdog(void *userdata)
         struct http_server *server = userdata;
 
         pthread_mutex_lock(&server->lock);
-        while (!server->stopping) {
+        while (!server->watchdog_stop) {
                 uint64_t now = monotonic_ms(), until = now + HTTP_WATCHDOG_PERIOD_MS;
                 struct timespec ts = {
                     .tv_sec = (time_t)(until / 1000),
@@ -676,6 +933,8 @@ static int http_options_check(const struct http_options *o)
                 return -EINVAL;
         if (o->max_connections == 0 || o->head_timeout == 0 || o->body_timeout == 0)
                 return -EINVAL;
+        if (o->max_waiters > HTTP_MAX_WAITERS_LIMIT)
+                return -EINVAL;
         return 0;
 }
 
@@ -707,21 +966,51 @@ static int http_watchdog_start(struct http_server *server)
         return 0;
 }
 
+/* The waiters' lock, their condition (on CLOCK_MONOTONIC) and the waker thread. */
+static int http_waker_start(struct http_server *server)
+{
+        pthread_condattr_t attr;
+        int r;
+
+        r = pthread_condattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (r == 0)
+                r = pthread_cond_init(&server->waiters_cond, &attr);
+        (void)pthread_condattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        r = pthread_mutex_init(&server->waiters_lock, NULL);
+        if (r != 0) {
+                (void)pthread_cond_destroy(&server->waiters_cond);
+                return -r;
+        }
+        server->waiters_initialized = true;
+        r = pthread_create(&server->waker, NULL, http_waker, server);
+        if (r != 0)
+                return -r;
+        server->waker_started = true;
+        return 0;
+}
+
 static struct MHD_Daemon *http_start_daemon(struct http_server *server,
                                             const struct http_listen *listen, unsigned flags)
 {
         const struct http_options *o = &server->options;
 
-        /* The logger goes first, or the options before it log with MHD's own. */
-        return MHD_start_daemon(
-            flags, listen->port, NULL, NULL, http_access, server, MHD_OPTION_EXTERNAL_LOGGER,
-            http_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
-            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS, MHD_OPTION_CONNECTION_LIMIT,
-            o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, http_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
-            http_notify_connection, server, MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL,
-            MHD_OPTION_END);
+        /* The logger goes first, or the options before it log with MHD's own. A held request
+         * keeps its connection open: they come on top of the limit. */
+        return MHD_start_daemon(flags | MHD_ALLOW_SUSPEND_RESUME, listen->port, NULL, NULL,
+                                http_access, server, MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
+                                MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&listen->address,
+                                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)HTTP_THREADS,
+                                MHD_OPTION_CONNECTION_LIMIT, o->max_connections + o->max_waiters,
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
+                                MHD_OPTION_NOTIFY_COMPLETED, http_completed, server,
+                                MHD_OPTION_NOTIFY_CONNECTION, http_notify_connection, server,
+                                MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, NULL, MHD_OPTION_END);
 }
 
 int http_server_start(const struct http_listen *listen, const struct http_options *options,
@@ -744,6 +1033,9 @@ int http_server_start(const struct http_listen *listen, const struct http_option
         server->userdata = userdata;
         server->options = *options;
         r = http_watchdog_start(server);
+        if (r < 0)
+                return r;
+        r = http_waker_start(server);
         if (r < 0)
                 return r;
 
@@ -773,15 +1065,29 @@ struct http_server *http_server_stop(struct http_server *server)
 {
         if (!server)
                 return NULL;
-        /* The daemon first: its close notifications empty the list the watchdog reads. */
+        /* Every held request is resumed first (a suspended one would stop MHD): it is answered
+         * as without a wait, or closed; none is held from then on. */
+        if (server->waiters_initialized) {
+                pthread_mutex_lock(&server->waiters_lock);
+                server->stopping = true;
+                pthread_cond_signal(&server->waiters_cond);
+                pthread_mutex_unlock(&server->waiters_lock);
+        }
+        if (server->waker_started)
+                (void)pthread_join(server->waker, NULL);
+        /* Then the daemon: its close notifications empty the list the watchdog reads. */
         if (server->daemon)
                 MHD_stop_daemon(server->daemon);
         if (server->watchdog_started) {
                 pthread_mutex_lock(&server->lock);
-                server->stopping = true;
+                server->watchdog_stop = true;
                 pthread_cond_signal(&server->wake);
                 pthread_mutex_unlock(&server->lock);
                 (void)pthread_join(server->watchdog, NULL);
+        }
+        if (server->waiters_initialized) {
+                (void)pthread_mutex_destroy(&server->waiters_lock);
+                (void)pthread_cond_destroy(&server->waiters_cond);
         }
         if (server->lock_initialized) {
                 (void)pthread_mutex_destroy(&server->lock);

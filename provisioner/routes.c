@@ -336,29 +336,77 @@ static bool routes_proof_allowed(const struct routes *routes, const struct http_
         return false;
 }
 
+/* ?wait=SECONDS of a profile request: *ret 0 when absent. -EINVAL when not a number of
+ * seconds from 0 to ROUTES_WAIT_MAX. */
+static int routes_wait_seconds(const struct http_request *request, unsigned *ret)
+{
+        const char *s = http_request_query(request, "wait");
+        uint64_t v = 0;
+
+        if (s && (parse_u64(s, &v) < 0 || v > ROUTES_WAIT_MAX))
+                return -EINVAL;
+        *ret = (unsigned)v;
+        return 0;
+}
+
+/* The client has the pair already: 304, or, with ?wait= on the profile, held until the pair
+ * changes or the wait ends (then 304). */
+static void routes_not_modified(const struct http_request *request, struct http_response *response,
+                                const char *etag, unsigned wait, enum service_profile_file file)
+{
+        if (wait > 0 && file == SERVICE_PROFILE_YAML) {
+                if (request->may_wait) {
+                        if (!request->resumed)
+                                service_count(SERVICE_COUNTER_WAITS);
+                        http_response_hold(response, wait);
+                        return;
+                }
+                if (!request->resumed)
+                        service_count(SERVICE_COUNTER_WAIT_REFUSED);
+        }
+        service_count(SERVICE_COUNTER_NOT_MODIFIED);
+        http_response_set_not_modified(response);
+        (void)http_response_set_etag(response, etag);
+        (void)http_response_add_header(response, HTTP_HEADER_CACHE_CONTROL, "no-cache");
+}
+
 static void routes_profile(const struct routes *routes, const struct http_request *request,
                            struct http_response *response, const char *machine_id,
                            enum service_profile_file file)
 {
-        char reason[SERVICE_REASON_MAX], *data;
+        char reason[SERVICE_REASON_MAX], etag[SERVICE_ETAG_MAX], *data;
         const char *source;
+        unsigned wait;
         size_t size;
         int r;
 
-        if (!routes_proof_allowed(routes, request, response, machine_id))
+        /* The proof was checked when the request came: a held one is not checked again at the
+         * end of its wait, which may be longer than the proof's window. */
+        if (!request->resumed && !routes_proof_allowed(routes, request, response, machine_id))
                 return;
-
-        r = service_get_profile(routes->store, routes->data_dir, machine_id,
-                                http_request_query(request, "groups"), file, &data, &size, &source,
-                                reason);
+        if (routes_wait_seconds(request, &wait) < 0) {
+                http_response_set_error(response, HTTP_STATUS_BAD_REQUEST,
+                                        "invalid wait: expected seconds from 0 to %d",
+                                        ROUTES_WAIT_MAX);
+                return;
+        }
+        r = service_get_profile_etag(routes->store, routes->data_dir, machine_id,
+                                     http_request_query(request, "groups"), file, &data, &size,
+                                     &source, etag, reason);
         if (r < 0) {
                 routes_fail(response, r, reason);
+                return;
+        }
+        if (http_etag_matches(http_request_header(request, HTTP_HEADER_IF_NONE_MATCH), etag)) {
+                free(data);
+                routes_not_modified(request, response, etag, wait, file);
                 return;
         }
         http_response_set_data(response, HTTP_STATUS_OK,
                                file == SERVICE_PROFILE_YAML ? "application/yaml"
                                                             : "text/plain; charset=utf-8",
                                data, size);
+        (void)http_response_set_etag(response, etag);
         (void)http_response_add_header(response, "X-Nixprov-Source", source);
         (void)http_response_add_header(response, HTTP_HEADER_CACHE_CONTROL, "no-cache");
 }

@@ -6,6 +6,12 @@
  *   GET  /v1/machines/{id}/profile          the profile chosen for the machine (YAML), for
  *                                           approved machines only
  *   GET  /v1/machines/{id}/profile.minisig  its signature, from the same choice
+ *
+ * Both carry the same strong ETag (the pair's hash: service_get_profile_etag()); a request
+ * whose If-None-Match names it is answered 304 Not Modified without a body, and a profile
+ * request with ?wait=SECONDS (at most ROUTES_WAIT_MAX) as well is held until the pair chosen
+ * for the machine changes (http_server_wake()) or the wait ends.
+ *
  *   POST /v1/enroll                         a device's keys and facts (signed JSON)
  *   POST /v1/reports                        store a signed report (idempotent per machine_id,
  *                                           enrolled key, seq)
@@ -29,6 +35,8 @@
 #include "http.h"
 #include "service.h"
 #include "store.h"
+
+#define ROUTES_WAIT_MAX 3600
 
 struct routes {
         const char *data_dir; /* holds machines/ID.yaml, groups/NAME.yaml, default.yaml */

@@ -23,6 +23,7 @@
 #include "operator_token.h"
 #include "proof.h"
 #include "routes.h"
+#include "service.h"
 #include "store.h"
 #include "util.h"
 
@@ -49,7 +50,8 @@ static void serve_help(void)
             "                      connection opened (or the previous answer) is cut off,\n"
             "                      however slowly it trickles in (default: %d)\n"
             "  --body-timeout SECONDS  the same for a request body, from its head (default: %d)\n"
-            "  --max-connections N  open connections in all (default: %d)\n"
+            "  --max-connections N  open connections in all, besides the held ones\n"
+            "                      (default: %d)\n"
             "  --max-connections-per-address N  open connections from one peer address\n"
             "                      other than a --trusted-proxy, 0 for no limit\n"
             "                      (default: %d)\n"
@@ -59,6 +61,9 @@ static void serve_help(void)
             "                      approve: {machine-ids: [...], macs: [...],\n"
             "                      token-files: [...]} (default: none; every enrollment\n"
             "                      waits for 'nixprov fleet approve')\n"
+            "  --max-waiters N     profile requests with ?wait= held at once (default: %d,\n"
+            "                      0: none); past it one is answered at once, as without a\n"
+            "                      wait\n"
             "  --history-reports N  reports kept per machine, the newest (default: %d)\n"
             "  --history-bytes BYTES  bytes of reports kept per machine (default: %lld)\n"
             "  --pending-reports N  reports kept per pending machine (default: %d; 0: none)\n"
@@ -78,15 +83,18 @@ static void serve_help(void)
             "Endpoints: GET /v1/machines/ID/profile[.minisig][?groups=a,b] (approved machines\n"
             "only), POST /v1/enroll, POST /v1/reports (both signed by the device key),\n"
             "GET /healthz; with 'Authorization: Bearer TOKEN' (the operator token):\n"
-            "GET /v1/machines, GET /v1/machines/ID, GET /metrics.\n"
+            "GET /v1/machines, GET /v1/machines/ID, GET /metrics. A profile request with\n"
+            "If-None-Match naming the current ETag is answered 304; with ?wait=SECONDS too\n"
+            "(at most %d), it is held until a new profile is published for the machine\n"
+            "(inotify on DIR) or the wait ends.\n"
             "Stops cleanly on SIGTERM or SIGINT.\n",
             SERVE_LISTEN_DEFAULT, SERVE_DB_NAME, HTTP_MAX_BODY_DEFAULT, HTTP_MAX_BODY_LIMIT,
             HTTP_HEAD_TIMEOUT_DEFAULT, HTTP_BODY_TIMEOUT_DEFAULT, HTTP_MAX_CONNECTIONS_DEFAULT,
             HTTP_MAX_CONNECTIONS_PER_ADDRESS_DEFAULT, HTTP_MAX_TRUSTED_PROXIES,
-            STORE_HISTORY_REPORTS_DEFAULT, (long long)STORE_HISTORY_BYTES_DEFAULT,
-            STORE_PENDING_REPORTS_DEFAULT, SERVICE_PENDING_RATE_DEFAULT,
-            STORE_PENDING_MACHINES_DEFAULT, OPERATOR_TOKEN_FILE, ENROLLMENT_WINDOW_DEFAULT,
-            PROOF_WINDOW_DEFAULT);
+            HTTP_MAX_WAITERS_DEFAULT, STORE_HISTORY_REPORTS_DEFAULT,
+            (long long)STORE_HISTORY_BYTES_DEFAULT, STORE_PENDING_REPORTS_DEFAULT,
+            SERVICE_PENDING_RATE_DEFAULT, STORE_PENDING_MACHINES_DEFAULT, OPERATOR_TOKEN_FILE,
+            ENROLLMENT_WINDOW_DEFAULT, PROOF_WINDOW_DEFAULT, ROUTES_WAIT_MAX);
 }
 
 /* Reads and parses the enrollment policy, logging what is wrong with it. */
@@ -139,6 +147,7 @@ enum {
         ARG_TOKEN_FILE,
         ARG_PROOF_WINDOW,
         ARG_ENROLL_WINDOW,
+        ARG_MAX_WAITERS,
 };
 
 struct serve_options {
@@ -262,6 +271,10 @@ static int serve_parse_http_option(int c, const char *arg, struct http_options *
                                        HTTP_MAX_CONNECTIONS_LIMIT, &n);
                 o->max_connections_per_address = (unsigned)n;
                 return r;
+        case ARG_MAX_WAITERS:
+                r = serve_parse_number("max-waiters", arg, 0, HTTP_MAX_WAITERS_LIMIT, &n);
+                o->max_waiters = (unsigned)n;
+                return r;
         case ARG_TRUSTED_PROXY:
                 if (o->n_trusted_proxies >= HTTP_MAX_TRUSTED_PROXIES) {
                         log_error("--trusted-proxy can be given at most %d times.",
@@ -289,6 +302,7 @@ static const struct option serve_options_table[] = {
     {"port-file", required_argument, NULL, ARG_PORT_FILE},
     {"max-body", required_argument, NULL, ARG_MAX_BODY},
     {"enroll-policy", required_argument, NULL, ARG_POLICY},
+    {"max-waiters", required_argument, NULL, ARG_MAX_WAITERS},
     {"head-timeout", required_argument, NULL, ARG_HEAD_TIMEOUT},
     {"body-timeout", required_argument, NULL, ARG_BODY_TIMEOUT},
     {"max-connections", required_argument, NULL, ARG_MAX_CONNECTIONS},
@@ -481,19 +495,20 @@ static int serve_open_store(const char *db_path, struct store **ret)
         return 0;
 }
 
-/* Raises the soft limit of open files to what max_connections needs, up to the hard limit. */
-static void serve_raise_fd_limit(unsigned max_connections)
+/* Raises the soft limit of open files to what the connections need (max_connections, and
+ * max_waiters held ones on top), up to the hard limit. */
+static void serve_raise_fd_limit(const struct http_options *o)
 {
-        rlim_t need = (rlim_t)max_connections + SERVE_SPARE_FDS;
+        rlim_t need = (rlim_t)o->max_connections + o->max_waiters + SERVE_SPARE_FDS;
         struct rlimit rl;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
                 return;
         rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
-                log_warning("--max-connections %u needs %llu open files, the limit is %llu: "
-                            "connections past it are refused.",
-                            max_connections, (unsigned long long)need,
+                log_warning("--max-connections %u and --max-waiters %u need %llu open files, the "
+                            "limit is %llu: connections past it are refused.",
+                            o->max_connections, o->max_waiters, (unsigned long long)need,
                             (unsigned long long)rl.rlim_cur);
 }
 
@@ -518,6 +533,39 @@ static int serve_announce(const struct serve_options *o, const struct http_serve
         return 0;
 }
 
+static unsigned serve_waiters(void *userdata)
+{
+        return http_server_waiters(userdata);
+}
+
+static void serve_profiles_changed(void *userdata)
+{
+        log_debug("Profiles changed: waking the waiting requests.");
+        http_server_wake(userdata);
+}
+
+/* Starts the daemon, and the watch that wakes its held requests. Logs why it fails. */
+static int serve_start(const struct serve_options *o, struct routes *routes,
+                       struct http_server **ret_server, struct service_watch **ret_watch)
+{
+        _cleanup_(http_server_freep) struct http_server *server = NULL;
+        int r;
+
+        serve_raise_fd_limit(&o->http);
+        r = http_server_start(&o->listen, &o->http, routes_handle, routes, &server);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on %s: %m", o->listen_arg);
+        if (o->http.max_waiters > 0) {
+                r = service_watch_start(o->data_dir, serve_profiles_changed, server, ret_watch);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch %s for new profiles: %m",
+                                               o->data_dir);
+        }
+        service_set_waiters_fn(serve_waiters, server);
+        *ret_server = TAKE_PTR(server);
+        return 0;
+}
+
 /* Until SIGTERM or SIGINT (blocked in every thread). Returns 0, or the error of sigwait(). */
 static int serve_wait(const sigset_t *signals)
 {
@@ -537,6 +585,7 @@ static int serve_wait(const sigset_t *signals)
 int cmd_serve(int argc, char **argv)
 {
         _cleanup_(http_server_freep) struct http_server *server = NULL;
+        _cleanup_(service_watch_freep) struct service_watch *watch = NULL;
         _cleanup_(store_freep) struct store *store = NULL;
         _cleanup_(enrollment_policy_freep) struct enrollment_policy *policy = NULL;
         _cleanup_(service_rate_freep) struct service_rate *pending_rate = NULL;
@@ -574,7 +623,6 @@ int cmd_serve(int argc, char **argv)
         if (r < 0)
                 return EXIT_FAIL;
 
-        serve_raise_fd_limit(o.http.max_connections);
         (void)store_set_limits(store, &o.limits); /* checked by serve_parse_argv() */
         r = service_rate_new(o.pending_rate, &pending_rate);
         if (r < 0) {
@@ -589,18 +637,19 @@ int cmd_serve(int argc, char **argv)
                                  .proof_window = (int64_t)o.proof_window,
                                  .enroll_window = (int64_t)o.enroll_window,
                                  .operator_digest = operator_digest};
-        r = http_server_start(&o.listen, &o.http, routes_handle, &routes, &server);
-        if (r < 0) {
-                log_error_errno(r, "Failed to listen on %s: %m", o.listen_arg);
+        r = serve_start(&o, &routes, &server, &watch);
+        if (r < 0)
                 return EXIT_FAIL;
-        }
         r = serve_announce(&o, server);
         if (r < 0)
                 return EXIT_FAIL;
 
         r = serve_wait(&signals);
 
-        /* Finishes the requests in progress: a report being committed is answered. */
+        /* Finishes the requests in progress: a report being committed is answered; the held
+         * ones are answered 304. */
+        watch = service_watch_stop(watch);
+        service_set_waiters_fn(NULL, NULL);
         server = http_server_stop(server);
         store = store_close(store);
         if (o.port_file)

@@ -1,9 +1,51 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdatomic.h>
 
 #include "log.h"
 #include "service.h"
 #include "util.h"
+
+/* Process-wide: one server per process. */
+static atomic_uint_fast64_t service_counters[_SERVICE_COUNTER_MAX];
+static unsigned (*_Atomic service_waiters_fn)(void *userdata);
+static void *_Atomic service_waiters_userdata;
+
+void service_count(enum service_counter counter)
+{
+        if (counter >= 0 && counter < _SERVICE_COUNTER_MAX)
+                atomic_fetch_add(&service_counters[counter], 1);
+}
+
+void service_set_waiters_fn(unsigned (*fn)(void *userdata), void *userdata)
+{
+        service_waiters_userdata = userdata;
+        service_waiters_fn = fn;
+}
+
+static int service_metrics_profiles(struct buf *text)
+{
+        unsigned (*fn)(void *userdata) = service_waiters_fn;
+
+        return buf_printf(
+            text,
+            "# HELP nixprov_profile_not_modified_total Profile requests answered 304 Not "
+            "Modified.\n# TYPE nixprov_profile_not_modified_total counter\n"
+            "nixprov_profile_not_modified_total %llu\n"
+            "# HELP nixprov_profile_waits_total Profile requests held (?wait=) until a change "
+            "or the wait's end.\n# TYPE nixprov_profile_waits_total counter\n"
+            "nixprov_profile_waits_total %llu\n"
+            "# HELP nixprov_profile_waits_refused_total Profile requests with ?wait= answered at "
+            "once because --max-waiters were waiting.\n"
+            "# TYPE nixprov_profile_waits_refused_total counter\n"
+            "nixprov_profile_waits_refused_total %llu\n"
+            "# HELP nixprov_profile_waiters Profile requests waiting now.\n"
+            "# TYPE nixprov_profile_waiters gauge\nnixprov_profile_waiters %u\n",
+            (unsigned long long)atomic_load(&service_counters[SERVICE_COUNTER_NOT_MODIFIED]),
+            (unsigned long long)atomic_load(&service_counters[SERVICE_COUNTER_WAITS]),
+            (unsigned long long)atomic_load(&service_counters[SERVICE_COUNTER_WAIT_REFUSED]),
+            fn ? fn(service_waiters_userdata) : 0);
+}
 
 static int service_metrics_counts(struct buf *text, const char *metric, const char *label,
                                   const struct store_count *counts, size_t n_counts)
@@ -55,6 +97,8 @@ static int service_metrics_format(const struct store_stats *stats, struct buf *t
                                "# TYPE nixprov_enrollments_refused_total counter\n"
                                "nixprov_enrollments_refused_total{reason=\"pending-max\"} %llu\n",
                                (unsigned long long)service_enrollment_refused_pending());
+        if (r >= 0)
+                r = service_metrics_profiles(text);
         return r;
 }
 

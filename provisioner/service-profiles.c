@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <sodium.h>
+
 #include "log.h"
 #include "profile.h"
 #include "service.h"
@@ -152,10 +154,67 @@ static int service_read_profile(const char *path, const char *machine_id, const 
         return 0;
 }
 
+/* BLAKE2b-128 over the profile's size (8 bytes, little-endian), the profile, and the signature
+ * (or nothing, when there is none), as a quoted hex string. */
+static void service_etag(const char *profile, size_t profile_size, const char *signature,
+                         size_t signature_size, char ret_etag[static SERVICE_ETAG_MAX])
+{
+        unsigned char hash[16], size_le[8];
+        crypto_generichash_state state;
+        char hex[sizeof(hash) * 2 + 1];
+
+        for (size_t i = 0; i < sizeof(size_le); i++)
+                size_le[i] = (unsigned char)((uint64_t)profile_size >> (8 * i));
+        crypto_generichash_init(&state, NULL, 0, sizeof(hash));
+        crypto_generichash_update(&state, size_le, sizeof(size_le));
+        crypto_generichash_update(&state, (const unsigned char *)profile, profile_size);
+        if (signature)
+                crypto_generichash_update(&state, (const unsigned char *)signature, signature_size);
+        crypto_generichash_final(&state, hash, sizeof(hash));
+        sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+        snprintf(ret_etag, SERVICE_ETAG_MAX, "\"%s\"", hex);
+}
+
+/* The other file of the pair that data (file) belongs to, read now, for the ETag. */
+static int service_pair_etag(const char *path, enum service_profile_file file, const char *data,
+                             size_t size, char ret_etag[static SERVICE_ETAG_MAX])
+{
+        _cleanup_free_ char *other = NULL, *signature_path = NULL;
+        size_t other_size = 0;
+        int r;
+
+        if (file == SERVICE_PROFILE_YAML) {
+                if (asprintf(&signature_path, "%s.minisig", path) < 0) {
+                        signature_path = NULL;
+                        return -ENOMEM;
+                }
+                r = read_file_bounded(signature_path, SERVICE_SIGNATURE_MAX, &other, &other_size);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                service_etag(data, size, other, other_size, ret_etag);
+                return 0;
+        }
+        r = read_file_bounded(path, SERVICE_PROFILE_MAX, &other, &other_size);
+        if (r < 0)
+                return r;
+        service_etag(other, other_size, data, size, ret_etag);
+        return 0;
+}
+
 int service_get_profile(struct store *store, const char *data_dir, const char *machine_id,
                         const char *groups, enum service_profile_file file, char **ret_data,
                         size_t *ret_size, const char **ret_source,
                         char reason[static SERVICE_REASON_MAX])
+{
+        return service_get_profile_etag(store, data_dir, machine_id, groups, file, ret_data,
+                                        ret_size, ret_source, NULL, reason);
+}
+
+int service_get_profile_etag(struct store *store, const char *data_dir, const char *machine_id,
+                             const char *groups, enum service_profile_file file, char **ret_data,
+                             size_t *ret_size, const char **ret_source,
+                             char *ret_etag /* SERVICE_ETAG_MAX, or NULL */,
+                             char reason[static SERVICE_REASON_MAX])
 {
         _cleanup_free_ char *path = NULL;
         const char *source = NULL;
@@ -179,6 +238,16 @@ int service_get_profile(struct store *store, const char *data_dir, const char *m
         r = service_read_profile(path, machine_id, source, file, ret_data, ret_size, reason);
         if (r < 0)
                 return r;
+        if (ret_etag) {
+                r = service_pair_etag(path, file, *ret_data, *ret_size, ret_etag);
+                if (r < 0) {
+                        free(*ret_data);
+                        *ret_data = NULL;
+                        log_error_errno(r, "Failed to read the pair of %s: %m", path);
+                        return service_fail(reason, r == -ENOENT ? -ENOENT : -EIO,
+                                            "failed to read the profile of this signature");
+                }
+        }
         *ret_source = source;
         return 0;
 }

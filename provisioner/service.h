@@ -111,6 +111,43 @@ int service_check_proof(struct store *store, const char *machine_id, const char 
                         const char *target, const char *header, int64_t now, int64_t window,
                         char reason[static SERVICE_REASON_MAX]);
 
+/* The ETag of a profile answer: BLAKE2b-128 of the profile and its signature, in hex and
+ * quoted, so that both change together (the same tag for the profile and its .minisig). */
+#define SERVICE_ETAG_MAX 40
+
+/* service_get_profile() with the ETag of the pair the answer belongs to, computed from the
+ * bytes answered and the other file as read right after (a profile published in between gives
+ * a tag that names neither pair: it is fetched again). */
+int service_get_profile_etag(struct store *store, const char *data_dir, const char *machine_id,
+                             const char *groups, enum service_profile_file file, char **ret_data,
+                             size_t *ret_size, const char **ret_source,
+                             char *ret_etag /* SERVICE_ETAG_MAX, or NULL */,
+                             char reason[static SERVICE_REASON_MAX]);
+
+/* What the profile routes count, for /metrics. */
+enum service_counter {
+        SERVICE_COUNTER_NOT_MODIFIED, /* profile answers 304 Not Modified */
+        SERVICE_COUNTER_WAITS,        /* requests held until a change or the wait's end */
+        SERVICE_COUNTER_WAIT_REFUSED, /* ... answered at once: --max-waiters were waiting */
+        _SERVICE_COUNTER_MAX,
+};
+void service_count(enum service_counter counter);
+
+/* The number of requests waiting now, for /metrics (set by serve; NULL: 0). */
+void service_set_waiters_fn(unsigned (*fn)(void *userdata), void *userdata);
+
+/* Noticing that a profile was published: inotify on data_dir, data_dir/machines and
+ * data_dir/groups (made later: watched from then on). changed(userdata) is called from the
+ * watch's own thread once the files have been quiet for SERVICE_WATCH_SETTLE_MS after a change
+ * (a profile and then its signature), at most SERVICE_WATCH_SETTLE_MAX_MS after the first. */
+#define SERVICE_WATCH_SETTLE_MS 100
+#define SERVICE_WATCH_SETTLE_MAX_MS 1000
+struct service_watch;
+int service_watch_start(const char *data_dir, void (*changed)(void *userdata), void *userdata,
+                        struct service_watch **ret);
+struct service_watch *service_watch_stop(struct service_watch *w);
+DEFINE_POINTER_CLEANUP(service_watch, service_watch_stop)
+
 /* GET /metrics: the store's counts as Prometheus text (malloc'd). Returns 0 or a negative errno
  * and reason. */
 int service_metrics(struct store *store, char **ret_text, size_t *ret_size,

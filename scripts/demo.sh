@@ -92,7 +92,7 @@ step "The fleet, as the server saw it"
 show "$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data"
 show "$BIN/nixprov" fleet --server "$SERVER_URL" --data "$DEMO/data" "$MACHINE"
 
-step "A second run: same serial, nothing to do"
+step "A second run: the server answers 304 to the kept ETag, nothing to do"
 show "$BIN/nixprov-agent" run --config agent.yaml --root root --cmdline -
 
 step "Refusals: another machine's profile, a tampered profile, a rollback"

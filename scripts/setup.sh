@@ -19,6 +19,7 @@ NIXPROV_PACKAGES=(
   strace # the kill test (tests/integration/test-crash.sh)
   qemu-system-x86 linux-image-amd64 initramfs-tools dracut-core busybox-static e2fsprogs socat
   systemd # systemd-analyze verify, for the units in systemd/
+  nginx-light # a static mirror of profiles (ETag and 304), tests/integration/test-etag.sh
 )
 
 nixprov_install_packages() {

@@ -120,16 +120,16 @@ ok "nixprov-agent status (text and --json) shows serial 1, the counts, nothing p
 # --- the same serial again: nothing to do -----------------------------------------------------
 calls=$(wc -l < rebuild.args)
 expect_exit again 0 agent_run
-expect_grep again "Nothing to do: serial 1 is already applied"
+expect_grep again "Nothing new: the server answered 304 Not Modified for serial 1, which is applied."
 [ "$(wc -l < rebuild.args)" = "$calls" ] || die "the rebuild ran again"
-ok "the same serial again is nothing to do, and says so"
+ok "the same serial again is nothing to do: the server answers 304 to the kept ETag, and the agent says so"
 
 # --- a device configured by the kernel command line alone --------------------------------------
 printf 'rebuild:\n  command: %s/nixos-rebuild\n' "$TMP" > bare.yaml
 printf 'BOOT_IMAGE=/vmlinuz quiet nixprov.url=%s nixprov.key=%s\n' "$SERVER_URL" \
   "$(tail -n 1 "$KEYS/fleet.pub")" > cmdline
 expect_exit cmdline 0 timeout 120 "$AGENT" run --config bare.yaml --root root --cmdline cmdline
-expect_grep cmdline "Nothing to do: serial 1 is already applied"
+expect_grep cmdline "Nothing new: the server answered 304 Not Modified for serial 1, which is applied."
 printf 'nixprov.url=ftp://127.0.0.1/ nixprov.key=%s\n' "$(tail -n 1 "$KEYS/fleet.pub")" > cmdline
 expect_exit cmdline-bad 2 timeout 120 "$AGENT" run --config bare.yaml --root root --cmdline cmdline
 expect_grep cmdline-bad "Invalid 'nixprov.url=ftp://127.0.0.1/' on the kernel command line"

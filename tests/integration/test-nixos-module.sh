@@ -133,6 +133,23 @@ has schedule-initrd "SuccessExitStatus=3 2 4 5 6 7 8 9"
 lacks schedule-initrd "OnFailure="
 ok "the timer's schedule and spread are options; initrd continuing in every case has no OnFailure"
 
+cp schedule.json watch.json
+unit watch '.systemd.services."nixprov-agent-watch"'
+has watch "ExecStart=$PKG/bin/nixprov-agent watch --config /etc/nixprov/agent.yaml --wait 120" \
+  "Type=simple" "Restart=always" "RestartSec=10s" "KillMode=process" "X-RestartIfChanged=false" \
+  "After=network-online.target nixprov-agent.service" "WantedBy=multi-user.target"
+for key in Type Restart RestartSec KillMode After; do
+  grep -qxF -- "$(grep "^$key=" "$SRC/systemd/nixprov-agent-watch.service.in")" watch.unit ||
+    die "the NixOS watch unit's $key differs from systemd/'s"
+done
+jq -e '.systemd.services | has("nixprov-agent-watch") | not' typical.json >/dev/null ||
+  die "typical: a watch service without watch.enable"
+echo "{ imports = [ $D/schedule.nix ]; services.nixprov-agent.watch.wait = 0; }" > "$TMP/bad-wait.nix"
+evaluate bad-wait "$TMP/bad-wait.nix"
+[ "$rc" -ne 0 ] && grep -q "services.nixprov-agent.watch.wait' is not of type" bad-wait.err ||
+  { cat bad-wait.err >&2; die "watch.wait = 0 was accepted"; }
+ok "watch.enable: nixprov-agent-watch.service runs watch --wait, Restart=always, as systemd/; off by default; wait 0 refused"
+
 must_evaluate disabled "$D/disabled.nix"
 [ "$(jq -c '[.systemd.services, .systemd.timers, .boot.initrd.systemd.services, (.environment.etc | keys)]' disabled.json)" = '[{},{},{},[]]' ] ||
   die "disabled: $(jq -c '[.systemd, .environment.etc]' disabled.json)"

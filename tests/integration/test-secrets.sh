@@ -235,7 +235,7 @@ ok "the token is in no other file under the root, log, report, server database, 
 
 # --- a later run: the same serial, nothing to do; the keys stay -----------------------------------
 expect_exit again 0 run_agent
-expect_grep again "Nothing to do"
+expect_grep again "Nothing new: the server answered 304 Not Modified for serial"
 [ "$(stat -c '%i %Y' "$S/device-sign.key" "$S/device-box.key")" = "$before" ] ||
   die "a run replaced a secret key"
 ok "a second run has nothing to do and keeps the device keys"

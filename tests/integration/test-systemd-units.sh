@@ -16,21 +16,22 @@ make_root() {
   mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root$BINDIR"
   cp -a /lib/systemd/system "$root/usr/lib/systemd/"
   cp "$UNITS"/nixprov-agent.service "$UNITS"/nixprov-agent-update.service \
-    "$UNITS"/nixprov-agent.timer "$root/etc/systemd/system/"
+    "$UNITS"/nixprov-agent-watch.service "$UNITS"/nixprov-agent.timer "$root/etc/systemd/system/"
   cp "$BIN/nixprov-agent" "$root$BINDIR/nixprov-agent"
 }
 
-# verify ROOT: systemd-analyze verify on our three units; $rc and verify.out as run() sets them.
+# verify ROOT: systemd-analyze verify on our four units; $rc and verify.out as run() sets them.
 verify() {
   local root=$1 d=$1/etc/systemd/system
   run verify systemd-analyze verify --man=no --root="$root" \
-    "$d/nixprov-agent.service" "$d/nixprov-agent-update.service" "$d/nixprov-agent.timer"
+    "$d/nixprov-agent.service" "$d/nixprov-agent-update.service" \
+    "$d/nixprov-agent-watch.service" "$d/nixprov-agent.timer"
 }
 
 make_root root
 verify root
 [ "$rc" -eq 0 ] && [ ! -s verify.out ] || { cat verify.out >&2; die "verify: exit $rc or warnings"; }
-ok "systemd-analyze verify accepts the three units, without a warning"
+ok "systemd-analyze verify accepts the four units, without a warning"
 
 # The harness is strict: a missing binary and an unknown key are each caught.
 make_root bad1
@@ -95,5 +96,15 @@ expect_prop "$T" Timer RandomizedDelaySec 30min
 expect_prop "$T" Timer Persistent true
 expect_prop "$T" Install WantedBy timers.target
 ok "nixprov-agent.timer: 15 min after boot, then hourly, spread over 30 min, persistent"
+
+W=$UNITS/nixprov-agent-watch.service
+expect_prop "$W" Service Type simple
+expect_prop "$W" Service ExecStart "$BINDIR/nixprov-agent watch"
+expect_prop "$W" Service Restart always
+expect_prop "$W" Service RestartSec 10s
+expect_prop "$W" Service KillMode process
+expect_prop "$W" Unit After "network-online.target nixprov-agent.service"
+expect_prop "$W" Install WantedBy multi-user.target
+ok "nixprov-agent-watch.service: runs watch, Restart=always, KillMode=process, after the first run"
 
 echo "# $checks checks passed"

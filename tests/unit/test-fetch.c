@@ -501,9 +501,33 @@ static void test_headers_refused(void **state)
         assert_int_equal(e.attempts, 0);
 }
 
+static void test_etag_valid(void **state)
+{
+        char long_tag[FETCH_ETAG_MAX + 2];
+
+        (void)state;
+        assert_true(fetch_etag_valid("\"abc\""));
+        assert_true(fetch_etag_valid("W/\"5f-1a\""));
+        assert_true(fetch_etag_valid("\"\""));
+        assert_false(fetch_etag_valid(NULL));
+        assert_false(fetch_etag_valid(""));
+        assert_false(fetch_etag_valid("abc"));
+        assert_false(fetch_etag_valid("\"a b\""));
+        assert_false(fetch_etag_valid("\"a\"b\""));
+        assert_false(fetch_etag_valid("\"a\r\nX: y\""));
+        assert_false(fetch_etag_valid("w/\"a\""));
+        assert_false(fetch_etag_valid("\"\xc3\xa9\""));
+        memset(long_tag, 'a', sizeof(long_tag) - 1);
+        long_tag[0] = '"';
+        long_tag[sizeof(long_tag) - 2] = '"';
+        long_tag[sizeof(long_tag) - 1] = '\0';
+        assert_false(fetch_etag_valid(long_tag));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_etag_valid),
             cmocka_unit_test(test_options_defaults),
             cmocka_unit_test(test_backoff),
             cmocka_unit_test(test_url_join),

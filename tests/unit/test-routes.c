@@ -974,6 +974,27 @@ static void test_operator_auth(void **state)
         fixture_free(f);
 }
 
+static void test_etag_matches(void **state)
+{
+        const char *tag = "\"0123abcd\"";
+
+        (void)state;
+        assert_true(http_etag_matches("\"0123abcd\"", tag));
+        assert_true(http_etag_matches("W/\"0123abcd\"", tag));
+        assert_true(http_etag_matches("\"x\", \"0123abcd\"", tag));
+        assert_true(http_etag_matches(" ,\t\"x\",W/\"0123abcd\" ", tag));
+        assert_true(http_etag_matches("*", tag));
+        assert_true(http_etag_matches("\"0123abcd\"", "W/\"0123abcd\""));
+        assert_false(http_etag_matches(NULL, tag));
+        assert_false(http_etag_matches("", tag));
+        assert_false(http_etag_matches("\"0123abc\"", tag));
+        assert_false(http_etag_matches("\"0123abcde\"", tag));
+        assert_false(http_etag_matches("0123abcd", tag));
+        assert_false(http_etag_matches("\"0123abcd", tag));
+        assert_false(http_etag_matches("garbage, \"0123abcd\"", tag));
+        assert_false(http_etag_matches("\"x\"", "not-a-tag"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -983,7 +1004,12 @@ int main(void)
             cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
             cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
             cmocka_unit_test(test_operator_auth),    cmocka_unit_test(test_profile_proof),
-            cmocka_unit_test(test_enroll_freshness),
+            cmocka_unit_test(test_enroll_freshness), cmocka_unit_test(test_etag_matches),
+            cmocka_unit_test(test_enroll_refusals),  cmocka_unit_test(test_enroll_states),
+            cmocka_unit_test(test_enroll_policy),    cmocka_unit_test(test_reports),
+            cmocka_unit_test(test_profile_by_state), cmocka_unit_test(test_machine_ids),
+            cmocka_unit_test(test_group_names),      cmocka_unit_test(test_listen_addresses),
+            cmocka_unit_test(test_database_errors),  cmocka_unit_test(test_locked_database),
         };
         if (sodium_init() < 0)
                 return 1;

@@ -142,6 +142,54 @@ static void test_update(void **state)
         }
 }
 
+static void put_etag(const char *text)
+{
+        _cleanup_free_ char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/%s", dir, STATE_ETAG_FILE) > 0);
+        assert_int_equal(write_file_atomic(path, text, strlen(text), 0600, 0), 0);
+}
+
+static void test_etag(void **state)
+{
+        static const char *const damaged[] = {
+            "",
+            "serial 1\n",
+            "etag \"a\"\nserial 1\n",
+            "serial x\netag \"a\"\n",
+            "serial 1\netag \"a b\"\n",
+            "serial 1\netag \n",
+            "serial 1\netag \"a\"",
+            "serial 1\netag \"a\"\nmore\n",
+        };
+        char etag[STATE_ETAG_MAX], long_tag[STATE_ETAG_MAX + 1];
+        _cleanup_free_ char *path = NULL;
+        uint64_t serial;
+        struct stat st;
+
+        (void)state;
+        assert_true(asprintf(&path, "%s/%s", dir, STATE_ETAG_FILE) > 0);
+        (void)unlink(path);
+        assert_int_equal(state_load_etag(dir, &serial, etag), -ENOENT);
+
+        assert_int_equal(state_save_etag(dir, 7, "W/\"5f-1a\""), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(state_load_etag(dir, &serial, etag), 0);
+        assert_true(serial == 7);
+        assert_string_equal(etag, "W/\"5f-1a\"");
+
+        for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+                put_etag(damaged[i]);
+                assert_int_equal(state_load_etag(dir, &serial, etag), -EBADMSG);
+        }
+        assert_int_equal(state_save_etag(dir, 1, ""), -EINVAL);
+        assert_int_equal(state_save_etag(dir, 1, "\"a\nb\""), -EINVAL);
+        memset(long_tag, 'a', sizeof(long_tag) - 1);
+        long_tag[sizeof(long_tag) - 1] = '\0';
+        assert_int_equal(state_save_etag(dir, 1, long_tag), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -149,6 +197,7 @@ int main(void)
             cmocka_unit_test(test_missing_state_is_a_new_device),
             cmocka_unit_test(test_round_trip),
             cmocka_unit_test(test_update),
+            cmocka_unit_test(test_etag),
         };
         int r;
 
