@@ -74,6 +74,12 @@ def start_server(bindir, tmp, options):
     raise SystemExit("nixprov serve did not start")
 
 
+def operator(tmp):
+    """The Authorization header of the operator endpoints: serve's default token file."""
+    with open(os.path.join(tmp, "data", "operator.token")) as f:
+        return {"Authorization": "Bearer " + f.read().strip()}
+
+
 def flood_phase(port, tool, tmp, n_reports, size, stop, answers):
     def flooder(first, count):
         flood.post_reports(flood.Client(port), tool, os.path.join(tmp, "p"), P, first, count, size,
@@ -82,7 +88,7 @@ def flood_phase(port, tool, tmp, n_reports, size, stop, answers):
     def reader():
         client = flood.Client(port)
         while not stop.is_set():
-            client.request("GET", f"/v1/machines/{P}?limit=1000")
+            client.request("GET", f"/v1/machines/{P}?limit=1000", extra_headers=operator(tmp))
 
     half = n_reports // 2
     threads = [threading.Thread(target=flooder, args=(1, half)),
@@ -129,7 +135,8 @@ def main(argv):
             t.join()
         stop.set()
         threads[2].join()
-        status, body = client.request("GET", f"/v1/machines/{P}?limit=1000")
+        status, body = client.request("GET", f"/v1/machines/{P}?limit=1000",
+                                      extra_headers=operator(tmp))
         history = json.loads(body)
         hwm_end = vmhwm(server.pid)
 

@@ -22,6 +22,15 @@ import urllib.error, urllib.request
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = os.path.join(SRC, "tests", "data", "keys")
 MACHINE = "4c4c4544004d3510804fb4c04f4d3732"
+OPERATOR = {}  # the Authorization header of the operator endpoints, once serve made its token
+
+
+def operator_headers(tmp):
+    """serve's default operator token is DATA/operator.token (beside its database)."""
+    if not OPERATOR:
+        with open(os.path.join(tmp, "data", "operator.token")) as f:
+            OPERATOR["Authorization"] = "Bearer " + f.read().strip()
+    return OPERATOR
 
 
 def get(url, headers=None):
@@ -47,7 +56,7 @@ def publish(tmp, serial):
 
 def done_serials(base):
     try:
-        body, _ = get("%s/v1/machines/%s" % (base, MACHINE))
+        body, _ = get("%s/v1/machines/%s?limit=1000" % (base, MACHINE), OPERATOR)
     except urllib.error.HTTPError:  # 404 until the device has enrolled
         return set()
     return {r.get("serial") for r in json.loads(body)["reports"] if r["phase"] == "done" and r["status"] == "ok"}
@@ -125,12 +134,22 @@ def latency(args, tmp, base):
     return times
 
 
-def hold_waiters(base, n):
-    _, headers = get("%s/v1/machines/%s/profile" % (base, MACHINE))
+def device_proof(args, tmp, target):
+    """The device's X-Nixprov-Proof for GET target (the server checks it when a request comes)."""
+    tool = os.path.join(args.build, "tests", "device-sign")
+    state = os.path.join(tmp, "root", "var", "lib", "nixprov")
+    return subprocess.run([tool, state, "--proof", "GET", target, MACHINE, str(int(time.time()))],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def hold_waiters(args, tmp, base, n):
+    target = "/v1/machines/%s/profile" % MACHINE
+    proof = device_proof(args, tmp, target)
+    _, headers = get(base + target, {"X-Nixprov-Proof": proof})
     etag = headers["ETag"]
     port = int(base.rsplit(":", 1)[1])
-    request = ("GET /v1/machines/%s/profile?wait=3600 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               "If-None-Match: %s\r\n\r\n" % (MACHINE, etag)).encode()
+    request = ("GET %s?wait=3600 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "If-None-Match: %s\r\nX-Nixprov-Proof: %s\r\n\r\n" % (target, etag, proof)).encode()
     socks = []
     for i in range(n):
         s = socket.socket()
@@ -142,7 +161,7 @@ def hold_waiters(base, n):
 
 
 def waiters_now(base):
-    body, _ = get(base + "/metrics")
+    body, _ = get(base + "/metrics", OPERATOR)
     for line in body.decode().splitlines():
         if line.startswith("nixprov_profile_waiters "):
             return int(line.split()[1])
@@ -161,6 +180,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nixprov-bench-watch.")
     os.makedirs(os.path.join(tmp, "data", "machines"))
     server, base = start_server(args, tmp)
+    operator_headers(tmp)
     try:
         times = latency(args, tmp, base)
         times.sort()
@@ -170,7 +190,7 @@ def main():
         rss0, threads0, cpu0 = idle_cost(server.pid, args.idle)
         print("server, no client, %.0f s idle: RSS %.1f MiB, %d threads, CPU %.3f s"
               % (args.idle, rss0 / 1024, threads0, cpu0))
-        socks = hold_waiters(base, args.waiters)
+        socks = hold_waiters(args, tmp, base, args.waiters)
         while waiters_now(base) < args.waiters:
             time.sleep(0.1)
         rss, threads, cpu = idle_cost(server.pid, args.idle)

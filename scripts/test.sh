@@ -2,13 +2,13 @@
 # The README's test command: installs what is missing, builds, and runs every test:
 #   0. the formatting check (scripts/check-format.sh);
 #   1. the whole CTest suite (unit, integration, QEMU boots, fuzz corpus replay) in a normal build;
-#   2. the same suite but the boots (label boot) in a build with AddressSanitizer and
-#      UndefinedBehaviorSanitizer;
-#   3. each libFuzzer harness for FUZZ_SECONDS (default 60) from its seed corpus.
+#   2. the same suite but the boots and the Nix package build (labels boot, once) in a build
+#      with AddressSanitizer and UndefinedBehaviorSanitizer;
+#   3. each libFuzzer harness for FUZZ_SECONDS (default 30) from its seed corpus.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 passed=0 failed=0
 
 # A skipped test (exit 77: its real parts are missing) counts as failed: CTest counts it as
@@ -50,8 +50,9 @@ run_ctest "normal build" "$BUILD_DIR"
 
 nixprov_build "$NIXPROV_SRC/build-asan" -DNIXPROV_SANITIZE=ON
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# The boots run the agent inside a guest, whatever this build is: once is enough.
-run_ctest "ASan+UBSan build" "$NIXPROV_SRC/build-asan" -LE boot
+# The boots run the agent inside a guest, and the package test builds the source with Nix,
+# whatever this build is: once is enough.
+run_ctest "ASan+UBSan build" "$NIXPROV_SRC/build-asan" -LE "boot|once"
 
 CC=clang nixprov_build "$NIXPROV_SRC/build-fuzz" -DCMAKE_C_COMPILER=clang -DNIXPROV_FUZZ=ON
 for harness in "$NIXPROV_SRC"/build-fuzz/fuzz/fuzz-*; do

@@ -56,8 +56,9 @@ class Client:
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
-    def request(self, method, path, body=None):
+    def request(self, method, path, body=None, extra_headers=None):
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(extra_headers or {})
         for attempt in range(2):
             try:
                 self.conn.request(method, path, body=body, headers=headers)

@@ -173,6 +173,29 @@ device_proof() {
   printf 'X-Nixprov-Proof: %s' "$("$DEVICE_SIGN" "$1" --proof GET "$3" "$2" "${4:-$(date +%s)}")"
 }
 
+# nixprov_curl ARG...: curl with what the agent and nixprov fleet send: on a profile request of
+# nixprov serve (SERVER_URL/v1/machines/ID/profile...), the proof of the device whose state is
+# $STATE for machine $MACHINE (over the path without the query; HEAD for -I); on an operator
+# endpoint, the operator token. A test that curls both defines curl() { nixprov_curl "$@"; }.
+nixprov_curl() {
+  local a url="" method=GET target extra=()
+  for a in "$@"; do
+    case $a in http://*) url=$a ;; -I | -*[!-]I) method=HEAD ;; esac
+  done
+  case $url in
+  "$SERVER_URL"/v1/machines/*/profile*)
+    target=${url#"$SERVER_URL"}
+    target=${target%%\?*}
+    extra=(-H "X-Nixprov-Proof: $("$DEVICE_SIGN" "$STATE" --proof "$method" "$target" "$MACHINE" "$(date +%s)")")
+    ;;
+  "$SERVER_URL"/v1/machines* | "$SERVER_URL"/metrics)
+    (umask 077 && printf 'Authorization: Bearer %s\n' "$(<"$OPERATOR_TOKEN_FILE")" >"$TMP/operator.header")
+    extra=(-H @"$TMP/operator.header")
+    ;;
+  esac
+  command curl "${extra[@]}" "$@"
+}
+
 # operator_fleet [ARG...]: nixprov fleet against SERVER_URL with the operator token.
 operator_fleet() {
   "$BIN/nixprov" fleet --server "$SERVER_URL" --token-file "$OPERATOR_TOKEN_FILE" "$@"

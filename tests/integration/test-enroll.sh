@@ -141,6 +141,7 @@ ok "a cloned disk (same machine id, other keys) is refused: exit 9, the enrolled
 
 before=$(jq '.reports | length' m1.json)
 expect_exit reset 0 "$NIXPROV" fleet reset "$M1" --db "$DB"
+sleep 1 # an enrollment must be newer than the last accepted one, to the second (freshness)
 expect_exit clone-pending 9 agent_run clone
 [ "$(state_of $M1)" = pending ] || die "after reset the new key is not pending"
 expect_exit approve-clone 0 "$NIXPROV" fleet approve "$M1" --db "$DB"

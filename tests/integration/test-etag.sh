@@ -10,6 +10,7 @@ command -v nginx >/dev/null || { echo "skipped: no nginx (Debian package nginx-l
 AGENT=$BIN/nixprov-agent
 MACHINE=4c4c4544004d3510804fb4c04f4d3732
 STATE=root/var/lib/nixprov
+curl() { nixprov_curl "$@"; } # with the device's proof and the operator's token
 
 mkdir -p data/machines root/etc
 echo "$MACHINE" > root/etc/machine-id

@@ -44,7 +44,7 @@ f=$(last_report health)
 [ "$(reboots)" = 0 ] || die "rebooted without rebuild.allow-reboot"
 expect_exit waiting 0 agent_run
 expect_grep waiting "serial 2: waiting for a reboot into $s2"
-expect_grep waiting "Nothing to do: serial 2 is already applied"
+expect_grep waiting "Nothing new: the server answered 304 Not Modified for serial 2, which is applied."
 ok "rebuild.action: boot records $s2 as pending, and the next run without a reboot waits"
 
 boot_into "$s2"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One run at a time (the lock STATE/run.lock, agent/engine.c): a second run started while the
-# first is in its rebuild waits for it, then finds the serial applied and does nothing. Without
+# first is in its rebuild waits for it, then finds the serial applied (the server answers 304) and does nothing. Without
 # the lock it would fetch, write and rebuild beside the first (the serial is recorded only at the
 # end), and the stand-in below would be called twice. Real nixprov serve; the rebuild command is
 # a script that holds the first run until the test releases it.
@@ -52,6 +52,6 @@ rc=0
 wait "$second" || rc=$?
 [ "$rc" = 0 ] || { cat second.out >&2; die "the second run exited $rc"; }
 expect_grep first "provisioned at serial 1"
-expect_grep second "already applied, nothing to do"
+expect_grep second "Nothing new: the server answered 304 Not Modified for serial 1, which is applied."
 [ "$(wc -l <rebuild.calls)" = 1 ] || die "the second run rebuilt too: $(cat rebuild.calls)"
 ok "then it finds serial 1 applied and does nothing: one rebuild in all"

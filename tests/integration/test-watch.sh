@@ -10,6 +10,7 @@ AGENT=$BIN/nixprov-agent
 MACHINE=4c4c4544004d3510804fb4c04f4d3732
 OTHER=0123456789abcdef0123456789abcdef
 STATE=root/var/lib/nixprov
+curl() { nixprov_curl "$@"; } # with the device's proof and the operator's token
 
 mkdir -p data/machines data/groups root/etc
 echo "$MACHINE" > root/etc/machine-id
@@ -60,8 +61,11 @@ ok "watch: serial 1 applied, then one request held at the server (nixprov_profil
 waits=$(metric nixprov_profile_waits_total)
 publish 2
 wait_until "serial 2 applied" applied 2
-wait_until "the final report of serial 2" sh -c "curl -fs --noproxy '*' '$SERVER_URL/v1/machines/$MACHINE' |
-  jq -e '[.reports[] | select(.phase == \"done\" and .serial == 2 and .status == \"ok\")] | length == 1' >/dev/null"
+final_report_of() {
+  curl -fs --noproxy '*' "$SERVER_URL/v1/machines/$MACHINE" |
+    jq -e "[.reports[] | select(.phase == \"done\" and .serial == $1 and .status == \"ok\")] | length == 1" >/dev/null
+}
+wait_until "the final report of serial 2" final_report_of 2
 history
 jq -e '[.reports[] | select(.phase == "done" and .serial == 2)] | last | .message == "provisioned at serial 2"' \
   history.json >/dev/null || die "final report: $(jq -c '.reports | last' history.json)"
