@@ -9,27 +9,43 @@
 #include "state.h"
 #include "util.h"
 
-/* The file is two lines, "serial N" and "applied-at N", in this order. */
-int state_load(const char *state_dir, struct agent_state *ret)
+/* DIR/NAME as text: 0 with *ret_data (NUL-terminated, no NUL inside), -ENOENT when there is
+ * none (also when DIR is not a directory), -EBADMSG, or another negative errno. */
+static int state_read(const char *state_dir, const char *name, char **ret_data)
 {
         _cleanup_free_ char *path = NULL, *data = NULL;
-        struct agent_state s = {.have_applied = true};
-        char *line, *save = NULL;
-        unsigned seen = 0;
         size_t size;
         int r;
 
-        if (asprintf(&path, "%s/%s", state_dir, STATE_APPLIED_FILE) < 0)
+        if (asprintf(&path, "%s/%s", state_dir, name) < 0)
                 return -ENOMEM;
         r = read_file_bounded(path, STATE_FILE_MAX, &data, &size);
-        if (r == -ENOENT || r == -ENOTDIR) {
+        if (r == -ENOTDIR)
+                return -ENOENT;
+        if (r < 0)
+                return r;
+        if (strlen(data) != size)
+                return -EBADMSG;
+        *ret_data = TAKE_PTR(data);
+        return 0;
+}
+
+/* The file is two lines, "serial N" and "applied-at N", in this order. */
+int state_load(const char *state_dir, struct agent_state *ret)
+{
+        _cleanup_free_ char *data = NULL;
+        struct agent_state s = {.have_applied = true};
+        char *line, *save = NULL;
+        unsigned seen = 0;
+        int r;
+
+        r = state_read(state_dir, STATE_APPLIED_FILE, &data);
+        if (r == -ENOENT) {
                 *ret = (struct agent_state){};
                 return 0;
         }
         if (r < 0)
                 return r;
-        if (strlen(data) != size)
-                return -EBADMSG;
 
         for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *value = strchr(line, ' ');
@@ -113,23 +129,18 @@ static int update_set(struct update_state *u, const char *key, const char *value
 
 int state_update_load(const char *state_dir, struct update_state *ret)
 {
-        _cleanup_free_ char *path = NULL, *data = NULL;
+        _cleanup_free_ char *data = NULL;
         struct update_state u = {.have = true};
         char *line, *save = NULL;
-        size_t size;
         int r;
 
-        if (asprintf(&path, "%s/%s", state_dir, STATE_UPDATE_FILE) < 0)
-                return -ENOMEM;
-        r = read_file_bounded(path, STATE_FILE_MAX, &data, &size);
-        if (r == -ENOENT || r == -ENOTDIR) {
+        r = state_read(state_dir, STATE_UPDATE_FILE, &data);
+        if (r == -ENOENT) {
                 *ret = (struct update_state){};
                 return 0;
         }
         if (r < 0)
                 return r;
-        if (strlen(data) != size)
-                return -EBADMSG;
         for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
                 char *value = strchr(line, ' ');
 
@@ -193,22 +204,16 @@ static bool state_etag_printable(const char *etag)
 
 int state_load_etag(const char *state_dir, uint64_t *ret_serial, char etag[static STATE_ETAG_MAX])
 {
-        _cleanup_free_ char *path = NULL, *data = NULL;
+        _cleanup_free_ char *data = NULL;
         char *value, *end;
         uint64_t serial;
-        size_t size;
         int r;
 
-        if (asprintf(&path, "%s/%s", state_dir, STATE_ETAG_FILE) < 0)
-                return -ENOMEM;
-        r = read_file_bounded(path, STATE_FILE_MAX, &data, &size);
-        if (r == -ENOTDIR)
-                return -ENOENT;
+        r = state_read(state_dir, STATE_ETAG_FILE, &data);
         if (r < 0)
                 return r;
-        if (strlen(data) != size || strncmp(data, "serial ", 7) != 0 ||
-            !(value = strstr(data, "\netag ")) || !(end = strchr(value + 6, '\n')) ||
-            end[1] != '\0')
+        if (strncmp(data, "serial ", 7) != 0 || !(value = strstr(data, "\netag ")) ||
+            !(end = strchr(value + 6, '\n')) || end[1] != '\0')
                 return -EBADMSG;
         *value = '\0';
         *end = '\0';

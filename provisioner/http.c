@@ -938,8 +938,10 @@ static int http_options_check(const struct http_options *o)
         return 0;
 }
 
-/* The lock, the condition (on CLOCK_MONOTONIC) and the watchdog thread. */
-static int http_watchdog_start(struct http_server *server)
+/* A mutex, a condition on CLOCK_MONOTONIC and the thread that waits on them: *initialized once
+ * the first two exist (to be destroyed), *started once the thread runs (to be joined). */
+static int http_thread_start(pthread_mutex_t *lock, pthread_cond_t *cond, bool *initialized,
+                             pthread_t *thread, bool *started, void *(*fn)(void *), void *arg)
 {
         pthread_condattr_t attr;
         int r;
@@ -949,49 +951,37 @@ static int http_watchdog_start(struct http_server *server)
                 return -r;
         r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
         if (r == 0)
-                r = pthread_cond_init(&server->wake, &attr);
+                r = pthread_cond_init(cond, &attr);
         (void)pthread_condattr_destroy(&attr);
         if (r != 0)
                 return -r;
-        r = pthread_mutex_init(&server->lock, NULL);
+        r = pthread_mutex_init(lock, NULL);
         if (r != 0) {
-                (void)pthread_cond_destroy(&server->wake);
+                (void)pthread_cond_destroy(cond);
                 return -r;
         }
-        server->lock_initialized = true;
-        r = pthread_create(&server->watchdog, NULL, http_watchdog, server);
+        *initialized = true;
+        r = pthread_create(thread, NULL, fn, arg);
         if (r != 0)
                 return -r;
-        server->watchdog_started = true;
+        *started = true;
         return 0;
 }
 
-/* The waiters' lock, their condition (on CLOCK_MONOTONIC) and the waker thread. */
+/* The connections' lock and the watchdog thread. */
+static int http_watchdog_start(struct http_server *server)
+{
+        return http_thread_start(&server->lock, &server->wake, &server->lock_initialized,
+                                 &server->watchdog, &server->watchdog_started, http_watchdog,
+                                 server);
+}
+
+/* The waiters' lock and the waker thread. */
 static int http_waker_start(struct http_server *server)
 {
-        pthread_condattr_t attr;
-        int r;
-
-        r = pthread_condattr_init(&attr);
-        if (r != 0)
-                return -r;
-        r = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        if (r == 0)
-                r = pthread_cond_init(&server->waiters_cond, &attr);
-        (void)pthread_condattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        r = pthread_mutex_init(&server->waiters_lock, NULL);
-        if (r != 0) {
-                (void)pthread_cond_destroy(&server->waiters_cond);
-                return -r;
-        }
-        server->waiters_initialized = true;
-        r = pthread_create(&server->waker, NULL, http_waker, server);
-        if (r != 0)
-                return -r;
-        server->waker_started = true;
-        return 0;
+        return http_thread_start(&server->waiters_lock, &server->waiters_cond,
+                                 &server->waiters_initialized, &server->waker,
+                                 &server->waker_started, http_waker, server);
 }
 
 static struct MHD_Daemon *http_start_daemon(struct http_server *server,
