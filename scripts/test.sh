@@ -4,11 +4,11 @@
 #   1. the whole CTest suite (unit, integration, QEMU boots, fuzz corpus replay) in a normal build;
 #   2. the same suite but the boots and the Nix package build (labels boot, once) in a build
 #      with AddressSanitizer and UndefinedBehaviorSanitizer;
-#   3. each libFuzzer harness for FUZZ_SECONDS (default 30) from its seed corpus.
+#   3. each libFuzzer harness for FUZZ_SECONDS (default 20) from its seed corpus.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
-FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 passed=0 failed=0
 
 # A skipped test (exit 77: its real parts are missing) counts as failed: CTest counts it as
